@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` (the system in the local cloud) and `make test`.
+# Both build their own virtual environment first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml layers/shared/requirements.txt | cksum | cut -d' ' -f1)
+
+export TZ := UTC
+export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
+
+.PHONY: venv test demo bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml layers/shared/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+test: venv
+	$(VENV)/bin/cfn-lint template.yaml
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: venv
+	$(VENV)/bin/medspa demo
+
+bench: venv
+	$(PY) benchmarks/cold_import.py
+
+lint: venv
+	$(VENV)/bin/cfn-lint template.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

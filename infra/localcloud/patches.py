@@ -1,0 +1,177 @@
+"""Every patch of moto's internals, in one place, for moto 5.2.5 only.
+
+Each patch is a few lines, replaces one named function, and is checked by a canary test
+(tests/integration/test_localcloud_canaries.py) that reads the patched source and fails loudly when moto
+changes it. Bumping moto means re-reading each target below and ``../shared/notes/moto-local-cloud.md``.
+
+1. ``WaitFunction._wait_interval``     Wait states sleep on the virtual clock instead of wall time.
+2. ``retrier_decl.time``               Retry back-offs sleep on the virtual clock.
+3. ``ExecutionWorker.start/stop``      each execution thread is an actor of the clock; a stop wakes it.
+4. ``LambdaFunction._invoke_lambda``   the one seam every invoke path uses: run the handler in-process.
+5. ``StateMachine.create_from_cloudformation_json``  CloudFormation-created state machines go to the
+   executing backend with ``DefinitionSubstitutions`` applied (moto ignores them).
+
+Two reads of moto state, no code replaced: ``Queue.lambda_event_source_mappings`` is emptied so the local
+cloud's poller, not SendMessage, delivers SQS batches; ``Message.visible_at`` tells the poller when a
+failed message comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from importlib.metadata import version
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from moto.awslambda.models import LambdaFunction
+from moto.stepfunctions.models import StateMachine
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+from moto.stepfunctions.parser.utils import TMP_THREADS
+
+if TYPE_CHECKING:
+    from localcloud.clock import VirtualClock
+    from localcloud.runtime import InProcessRuntime
+
+PINNED_MOTO = "5.2.5"
+
+_active: dict[str, Any] = {"clock": None, "runtime": None}
+_originals: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+class MotoVersionMismatch(RuntimeError):
+    pass
+
+
+def activate(clock: "VirtualClock", runtime: "InProcessRuntime") -> None:
+    install()
+    _active["clock"], _active["runtime"] = clock, runtime
+
+
+def deactivate() -> None:
+    _active["clock"] = _active["runtime"] = None
+
+
+def _clock() -> "VirtualClock":
+    clock = _active["clock"]
+    if clock is None:
+        raise RuntimeError("no local cloud is active: executions need its virtual clock")
+    return clock
+
+
+def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
+    if wait_seconds > 0 and env.is_running():
+        _clock().sleep(wait_seconds)
+
+
+def _start(self: ExecutionWorker) -> None:
+    clock = _clock()
+    actor = clock.register(self._evaluation_details.execution_details.name)
+    self._clock_actor = actor
+
+    def run() -> None:
+        clock.enter(actor)
+        try:
+            self._execution_logic()
+        finally:
+            clock.exit()
+
+    thread = threading.Thread(target=run, daemon=True, name=f"sfn:{actor.name}")
+    TMP_THREADS.append(thread)
+    thread.start()
+
+
+def _stop(self: ExecutionWorker, stop_date: Any, error: str | None, cause: str | None) -> None:
+    _originals["stop"](self, stop_date, error, cause)
+    actor = getattr(self, "_clock_actor", None)
+    if actor is not None:
+        _clock().interrupt(actor)
+
+
+def _invoke_lambda(self: LambdaFunction, event: str | None = None) -> tuple[str, bool, str]:
+    runtime = _active["runtime"]
+    if runtime is None:
+        return _originals["invoke"](self, event)
+    return runtime.invoke(self, event)
+
+
+@classmethod  # type: ignore[misc]
+def _state_machine_from_cfn(cls: type, resource_name: str, cloudformation_json: Any, account_id: str,
+                            region_name: str, **kwargs: Any) -> StateMachine:
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    properties = cloudformation_json["Properties"]
+    definition = properties.get("DefinitionString") or json.dumps(properties.get("Definition", {}))
+    for key, value in (properties.get("DefinitionSubstitutions") or {}).items():
+        definition = definition.replace("${" + key + "}", str(value))
+    backend = stepfunctions_parser_backends[account_id][region_name]
+    return backend.create_state_machine(
+        name=properties.get("StateMachineName", resource_name),
+        definition=definition,
+        roleArn=properties.get("RoleArn", ""),
+        tags=[{"key": t["Key"], "value": t["Value"]} for t in properties.get("Tags", [])],
+        sm_type=properties.get("StateMachineType", "STANDARD"),
+    )
+
+
+def detach_sqs_event_sources(region: str, queue_name: str) -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+
+    sqs_backends[DEFAULT_ACCOUNT_ID][region].queues[queue_name].lambda_event_source_mappings.clear()
+
+
+def next_visible_at(region: str, queue_name: str, now: Any) -> Any:
+    """When the earliest in-flight message of a queue becomes receivable again (UTC), or None."""
+    from datetime import UTC, datetime
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+
+    queue = sqs_backends[DEFAULT_ACCOUNT_ID][region].queues[queue_name]
+    waiting = [m.visible_at for m in queue._messages if not m.visible and m.visible_at]
+    if not waiting:
+        return None
+    return max(datetime.fromtimestamp(min(waiting) / 1000 + 0.001, UTC), now)
+
+
+def install() -> None:
+    with _lock:
+        if _originals:
+            return
+        found = version("moto")
+        if found != PINNED_MOTO:
+            raise MotoVersionMismatch(
+                f"the local cloud patches moto {PINNED_MOTO} internals; found moto {found}. "
+                "Re-check infra/localcloud/patches.py against the new version before bumping the pin."
+            )
+        _originals.update(
+            wait=WaitFunction._wait_interval,
+            retry_time=retrier_decl.time,
+            start=ExecutionWorker.start,
+            stop=ExecutionWorker.stop,
+            invoke=LambdaFunction._invoke_lambda,
+            sm_cfn=StateMachine.__dict__["create_from_cloudformation_json"],
+        )
+        WaitFunction._wait_interval = _wait_interval
+        retrier_decl.time = SimpleNamespace(sleep=lambda seconds: _clock().sleep(seconds))
+        ExecutionWorker.start = _start
+        ExecutionWorker.stop = _stop
+        LambdaFunction._invoke_lambda = _invoke_lambda
+        StateMachine.create_from_cloudformation_json = _state_machine_from_cfn
+
+
+def uninstall() -> None:
+    with _lock:
+        if not _originals:
+            return
+        WaitFunction._wait_interval = _originals["wait"]
+        retrier_decl.time = _originals["retry_time"]
+        ExecutionWorker.start = _originals["start"]
+        ExecutionWorker.stop = _originals["stop"]
+        LambdaFunction._invoke_lambda = _originals["invoke"]
+        StateMachine.create_from_cloudformation_json = _originals["sm_cfn"]
+        _originals.clear()
