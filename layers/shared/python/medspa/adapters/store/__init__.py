@@ -1,0 +1,84 @@
+"""The DynamoDB data layer: clients, appointments and the money ledger behind small repositories.
+
+Table names and region are configuration handed to ``Store``, never read from ``os.environ`` by the
+models: handlers build ``TableNames.from_env(os.environ)``; tests build it from the tables they
+created out of ``template.yaml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .appointments import (
+    Appointment,
+    AppointmentBooking,
+    AppointmentRepository,
+    AppointmentStatus,
+    PaymentContext,
+    ServiceBooked,
+    UpsertResult,
+)
+from .clients import Channel, Client, ClientProfile, ClientRepository, Strike, client_key
+from .errors import (
+    AppointmentNotFound,
+    ClientNotFound,
+    ConcurrentUpdate,
+    InsufficientBalance,
+    LedgerConflict,
+    LedgerEntryNotFound,
+    NotFound,
+    StaleVersion,
+    StoreError,
+    StoreUnavailable,
+)
+from .ledger import EntryKind, EntryStatus, LedgerEntry, LedgerRepository, Purpose, ledger_entry_id, stripe_idempotency_key
+from .models import AppointmentRecord, ClientRecord, LedgerRecord, bind
+
+
+class TableNames(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    clients: str = Field(min_length=3)
+    appointments: str = Field(min_length=3)
+    ledger: str = Field(min_length=3)
+    idempotency: str = Field(min_length=3, description="Powertools idempotency; no model here.")
+
+    ENV: ClassVar[Mapping[str, str]] = {"clients": "CLIENTS_TABLE", "appointments": "APPOINTMENTS_TABLE",
+           "ledger": "LEDGER_TABLE", "idempotency": "IDEMPOTENCY_TABLE"}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "TableNames":
+        missing = [var for var in cls.ENV.values() if not environ.get(var)]
+        if missing:
+            raise KeyError(f"table names missing from the environment: {', '.join(missing)}")
+        return cls(**{field: environ[var] for field, var in cls.ENV.items()})
+
+
+class Store:
+    """The repositories bound to one set of tables; cheap to build, no network until first use."""
+
+    def __init__(self, tables: TableNames, region: str, endpoint_url: str | None = None) -> None:
+        self.tables = tables
+        self.clients = ClientRepository(bind(ClientRecord, tables.clients, region, endpoint_url))
+        self.appointments = AppointmentRepository(bind(AppointmentRecord, tables.appointments, region, endpoint_url))
+        self.ledger = LedgerRepository(bind(LedgerRecord, tables.ledger, region, endpoint_url))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "Store":
+        region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+        if not region:
+            raise KeyError("AWS_REGION is not set")
+        return cls(TableNames.from_env(environ), region, environ.get("AWS_ENDPOINT_URL_DYNAMODB"))
+
+
+__all__ = [
+    "Appointment", "AppointmentBooking", "AppointmentNotFound", "AppointmentRepository", "AppointmentStatus",
+    "Channel", "Client", "ClientNotFound", "ClientProfile", "ClientRepository", "ConcurrentUpdate", "EntryKind",
+    "EntryStatus", "InsufficientBalance", "LedgerConflict", "LedgerEntry", "LedgerEntryNotFound",
+    "LedgerRepository", "NotFound", "PaymentContext", "Purpose", "ServiceBooked", "StaleVersion", "Store", "StoreUnavailable",
+    "StoreError", "Strike", "TableNames", "UpsertResult", "client_key", "ledger_entry_id",
+    "stripe_idempotency_key",
+]

@@ -1,0 +1,225 @@
+"""Clients: contact details, opt-outs, strikes, the prepay flag and per-currency balances.
+
+Every change here is one conditional UpdateItem, never read-modify-write: a Lambda retried after a
+timeout, or two executions settling on the same day, must not double a strike or a balance. Strikes
+are keyed by (appointment, reason); balance movements are keyed by the ledger entry that justifies
+them and remembered on the client, so applying the same movement again changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from medspa.domain.money import Money
+
+from .errors import ClientNotFound, InsufficientBalance
+from .models import ClientRecord, update_if, utc_iso
+
+E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{1,14}$")]
+_REASON = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+
+
+def client_key(spa_id: str, booking_client_id: str) -> str:
+    """Client ids are namespaced by spa: two spas' booking sites may both have a client "c-123"."""
+    return f"{spa_id}#{booking_client_id}"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ClientProfile(_Frozen):
+    """Who the client is and how to reach and charge them; ``None`` leaves a stored value alone."""
+
+    client_id: str
+    spa_id: str = Field(min_length=1)
+    phone: E164 | None = None
+    email: str | None = None
+    stripe_customer_id: str | None = None
+    default_payment_method_id: str | None = None
+
+    @model_validator(mode="after")
+    def _namespaced(self) -> "ClientProfile":
+        if not self.client_id.startswith(f"{self.spa_id}#") or self.client_id == f"{self.spa_id}#":
+            raise ValueError(f"client_id {self.client_id!r} must be namespaced as '{self.spa_id}#<id>'")
+        return self
+
+
+class Strike(_Frozen):
+    appointment_id: str
+    reason: str
+    at: AwareDatetime
+
+
+class Client(_Frozen):
+    client_id: str
+    spa_id: str
+    phone: str | None
+    email: str | None
+    sms_opt_out: bool
+    email_opt_out: bool
+    stripe_customer_id: str | None
+    default_payment_method_id: str | None
+    strikes: tuple[Strike, ...]
+    prepay_required: bool
+    prepay_set_at: AwareDatetime | None
+    prepay_cleared_by: str | None
+    prepay_cleared_at: AwareDatetime | None
+    outstanding: dict[str, int] = Field(description="currency -> integer minor units owed")
+    credit: dict[str, int] = Field(description="currency -> integer minor units held")
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+    @property
+    def strike_count(self) -> int:
+        return len(self.strikes)
+
+    def outstanding_in(self, currency: str) -> Money:
+        return Money(amount=self.outstanding.get(currency, 0), currency=currency)
+
+    def credit_in(self, currency: str) -> Money:
+        return Money(amount=self.credit.get(currency, 0), currency=currency)
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    return value.as_dict() if value is not None else {}
+
+
+def _to_client(record: ClientRecord) -> Client:
+    strikes = sorted(
+        (Strike(appointment_id=s["appointment_id"], reason=s["reason"], at=datetime.fromisoformat(s["at"]))
+         for s in _plain(record.strikes).values()),
+        key=lambda s: (s.at, s.appointment_id, s.reason),
+    )
+    return Client(
+        client_id=record.client_id,
+        spa_id=record.spa_id,
+        phone=record.phone,
+        email=record.email,
+        sms_opt_out=bool(record.sms_opt_out),
+        email_opt_out=bool(record.email_opt_out),
+        stripe_customer_id=record.stripe_customer_id,
+        default_payment_method_id=record.default_payment_method_id,
+        strikes=tuple(strikes),
+        prepay_required=bool(record.prepay_required),
+        prepay_set_at=record.prepay_set_at,
+        prepay_cleared_by=record.prepay_cleared_by,
+        prepay_cleared_at=record.prepay_cleared_at,
+        outstanding={c: int(a) for c, a in _plain(record.outstanding).items()},
+        credit={c: int(a) for c, a in _plain(record.credit).items()},
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+class ClientRepository:
+    def __init__(self, model: type[ClientRecord]) -> None:
+        self._model = model
+
+    def _record(self, client_id: str) -> ClientRecord | None:
+        try:
+            return self._model.get(client_id, consistent_read=True)
+        except self._model.DoesNotExist:
+            return None
+
+    def _require(self, client_id: str) -> ClientRecord:
+        record = self._record(client_id)
+        if record is None:
+            raise ClientNotFound(client_id)
+        return record
+
+    def get(self, client_id: str) -> Client | None:
+        record = self._record(client_id)
+        return _to_client(record) if record else None
+
+    def save_profile(self, profile: ClientProfile, now: datetime) -> Client:
+        """Create the client or refresh their details, never touching strikes, flags or balances."""
+        m = self._model
+        details = profile.model_dump(exclude={"client_id"}, exclude_none=True)
+        actions = [getattr(m, name).set(value) for name, value in details.items()]
+        actions += [
+            m.sms_opt_out.set(m.sms_opt_out | False),
+            m.email_opt_out.set(m.email_opt_out | False),
+            m.prepay_required.set(m.prepay_required | False),
+            m.strikes.set(m.strikes | {}),
+            m.outstanding.set(m.outstanding | {}),
+            m.credit.set(m.credit | {}),
+            m.created_at.set(m.created_at | now),
+            m.updated_at.set(now),
+        ]
+        return _to_client(update_if(m, profile.client_id, actions, None))
+
+    def add_strike(self, client_id: str, appointment_id: str, reason: str, at: datetime) -> int:
+        """Count a no-show or late cancel once, however often the settlement step is retried."""
+        if not appointment_id or not _REASON.match(reason):
+            raise ValueError(f"a strike needs an appointment id and a lower_snake_case reason, got {reason!r}")
+        m = self._model
+        strike = m.strikes[f"{appointment_id}#{reason}"]
+        actions = [strike.set({"appointment_id": appointment_id, "reason": reason, "at": utc_iso(at)}),
+                   m.updated_at.set(at)]
+        record = update_if(m, client_id, actions, m.client_id.exists() & strike.does_not_exist())
+        return len(_plain((record or self._require(client_id)).strikes))
+
+    def set_prepay_required(self, client_id: str, now: datetime) -> Client:
+        """Flag the client to prepay at booking; setting it again keeps the original time."""
+        m = self._model
+        actions = [m.prepay_required.set(True), m.prepay_set_at.set(now), m.updated_at.set(now),
+                   m.prepay_cleared_by.remove(), m.prepay_cleared_at.remove()]
+        not_yet = m.client_id.exists() & (m.prepay_required.does_not_exist() | (m.prepay_required == False))  # noqa: E712
+        return _to_client(update_if(m, client_id, actions, not_yet) or self._require(client_id))
+
+    def clear_prepay_required(self, client_id: str, cleared_by: str, now: datetime) -> Client:
+        """Staff lift the prepay flag; who did it and when is kept for the audit."""
+        m = self._model
+        actions = [m.prepay_required.set(False), m.prepay_cleared_by.set(cleared_by),
+                   m.prepay_cleared_at.set(now), m.updated_at.set(now)]
+        is_set = m.client_id.exists() & (m.prepay_required == True)  # noqa: E712
+        return _to_client(update_if(m, client_id, actions, is_set) or self._require(client_id))
+
+    def set_opt_out(self, client_id: str, channel: Channel, opted_out: bool, now: datetime) -> Client:
+        m = self._model
+        flag = m.sms_opt_out if Channel(channel) is Channel.SMS else m.email_opt_out
+        record = update_if(m, client_id, [flag.set(opted_out), m.updated_at.set(now)], m.client_id.exists())
+        return _to_client(record or self._require(client_id))
+
+    def add_outstanding(self, client_id: str, amount: Money, entry_id: str, now: datetime) -> Money:
+        """An unpaid fee becomes due at the next visit; returns what the client now owes."""
+        return self._move("outstanding", client_id, amount, entry_id, now, increase=True)
+
+    def settle_outstanding(self, client_id: str, amount: Money, entry_id: str, now: datetime) -> Money:
+        return self._move("outstanding", client_id, amount, entry_id, now, increase=False)
+
+    def add_credit(self, client_id: str, amount: Money, entry_id: str, now: datetime) -> Money:
+        return self._move("credit", client_id, amount, entry_id, now, increase=True)
+
+    def spend_credit(self, client_id: str, amount: Money, entry_id: str, now: datetime) -> Money:
+        return self._move("credit", client_id, amount, entry_id, now, increase=False)
+
+    def _move(self, balance: str, client_id: str, amount: Money, entry_id: str, now: datetime, *, increase: bool) -> Money:
+        if amount.amount <= 0:
+            raise ValueError(f"a balance movement must be positive, got {amount}")
+        m = self._model
+        held = getattr(m, balance)[amount.currency]
+        condition = m.client_id.exists() & ~m.applied_entries.contains(entry_id)
+        if increase:
+            new_value = (held | 0) + amount.amount
+        else:
+            new_value = held - amount.amount
+            condition &= held >= amount.amount
+        actions = [held.set(new_value), m.applied_entries.add({entry_id}), m.updated_at.set(now)]
+        record = update_if(m, client_id, actions, condition)
+        if record is None:
+            record = self._require(client_id)
+            if entry_id not in (record.applied_entries or set()):
+                raise InsufficientBalance(f"{client_id} holds less {balance} than {amount}")
+        return Money(amount=int(_plain(getattr(record, balance)).get(amount.currency, 0)), currency=amount.currency)

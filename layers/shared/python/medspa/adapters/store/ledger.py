@@ -1,0 +1,213 @@
+"""The money ledger: append-only, one entry per intended money movement, written before Stripe is called.
+
+The entry id is derived from what the movement is for (appointment, purpose, attempt), so a retried
+Lambda, a re-run after a Powertools idempotency expiry or a replayed event finds the same entry
+instead of writing a second one; the Stripe idempotency key derives from the entry id, and the
+outcome is recorded on the same entry. Stripe forgets keys after ~24h; this ledger does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from medspa.domain.money import Money
+
+from .errors import LedgerConflict, LedgerEntryNotFound
+from .models import LedgerRecord, put_if, update_if
+
+
+class EntryKind(StrEnum):
+    CHARGE = "charge"
+    REFUND = "refund"
+    CREDIT = "credit"
+    DEDUCTION = "deduction"
+    FORFEIT = "forfeit"
+    OUTSTANDING = "outstanding"
+
+
+class EntryStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    REQUIRES_ACTION = "requires_action"
+    FAILED = "failed"
+
+
+class Purpose(StrEnum):
+    """Common purposes; any lower_snake_case word is accepted so new policies need no schema change."""
+
+    NO_SHOW_FEE = "no_show_fee"
+    LATE_CANCEL_FEE = "late_cancel_fee"
+    LATE_ARRIVAL_FEE = "late_arrival_fee"
+    PREPAYMENT = "prepayment"
+    REFUND = "refund"
+    CREDIT = "credit"
+    FORFEIT = "forfeit"
+    SESSION_DEDUCTION = "session_deduction"
+
+
+# An outcome may follow only these statuses. requires_action is not final: the client may still
+# authenticate (3-D Secure) and Stripe's webhook then reports success or failure.
+_MAY_FOLLOW = {
+    EntryStatus.SUCCEEDED: (EntryStatus.PENDING, EntryStatus.REQUIRES_ACTION),
+    EntryStatus.DECLINED: (EntryStatus.PENDING, EntryStatus.REQUIRES_ACTION),
+    EntryStatus.FAILED: (EntryStatus.PENDING, EntryStatus.REQUIRES_ACTION),
+    EntryStatus.REQUIRES_ACTION: (EntryStatus.PENDING,),
+}
+
+_PURPOSE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def ledger_entry_id(appointment_id: str, purpose: str, attempt: int = 1) -> str:
+    """Readable and injective: purpose and attempt contain no '#', so the id splits back from the right.
+
+    A new attempt (e.g. charging again after a decline) must get a new id, hence a new Stripe key:
+    Stripe would otherwise replay the cached decline.
+    """
+    if not appointment_id:
+        raise ValueError("appointment_id is required")
+    if not _PURPOSE.match(purpose):
+        raise ValueError(f"purpose {purpose!r} must be lower_snake_case")
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise ValueError(f"attempt must be a positive int, got {attempt!r}")
+    return f"{appointment_id}#{purpose}#{attempt}"
+
+
+def stripe_idempotency_key(entry_id: str) -> str:
+    """A hash, so Stripe sees neither appointment ids nor purposes, and the key length is bounded."""
+    return "medspa-ledger-" + hashlib.sha256(entry_id.encode()).hexdigest()
+
+
+class LedgerEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    entry_id: str
+    appointment_id: str
+    client_id: str
+    purpose: str
+    attempt: int
+    kind: EntryKind
+    amount: Money
+    status: EntryStatus
+    stripe_idempotency_key: str
+    stripe_payment_intent_id: str | None
+    stripe_refund_id: str | None
+    decline_code: str | None
+    failure_message: str | None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+def _to_entry(record: LedgerRecord) -> LedgerEntry:
+    return LedgerEntry(
+        entry_id=record.entry_id,
+        appointment_id=record.appointment_id,
+        client_id=record.client_id,
+        purpose=record.purpose,
+        attempt=record.attempt,
+        kind=EntryKind(record.kind),
+        amount=Money(amount=record.amount, currency=record.currency),
+        status=EntryStatus(record.status),
+        stripe_idempotency_key=record.stripe_idempotency_key,
+        stripe_payment_intent_id=record.stripe_payment_intent_id,
+        stripe_refund_id=record.stripe_refund_id,
+        decline_code=record.decline_code,
+        failure_message=record.failure_message,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+class LedgerRepository:
+    def __init__(self, model: type[LedgerRecord]) -> None:
+        self._model = model
+
+    def get(self, entry_id: str) -> LedgerEntry | None:
+        try:
+            return _to_entry(self._model.get(entry_id, consistent_read=True))
+        except self._model.DoesNotExist:
+            return None
+
+    def record_intent(
+        self,
+        *,
+        appointment_id: str,
+        client_id: str,
+        purpose: str,
+        kind: EntryKind,
+        amount: Money,
+        now: datetime,
+        attempt: int = 1,
+    ) -> LedgerEntry:
+        """Write the pending entry, or return the one already there (whose amount then stands)."""
+        if amount.amount <= 0:
+            raise ValueError(f"a ledger amount must be positive (the kind carries the direction), got {amount}")
+        entry_id = ledger_entry_id(appointment_id, purpose, attempt)
+        m = self._model
+        record = m(
+            entry_id,
+            appointment_id=appointment_id,
+            client_id=client_id,
+            purpose=purpose,
+            attempt=attempt,
+            kind=EntryKind(kind).value,
+            amount=amount.amount,
+            currency=amount.currency,
+            status=EntryStatus.PENDING.value,
+            stripe_idempotency_key=stripe_idempotency_key(entry_id),
+            created_at=now,
+            updated_at=now,
+        )
+        if put_if(record, m.entry_id.does_not_exist()):
+            return _to_entry(record)
+        existing = self.get(entry_id)
+        if existing is None:
+            raise LedgerEntryNotFound(entry_id)
+        return existing
+
+    def record_outcome(
+        self,
+        entry_id: str,
+        status: EntryStatus,
+        now: datetime,
+        *,
+        stripe_payment_intent_id: str | None = None,
+        stripe_refund_id: str | None = None,
+        decline_code: str | None = None,
+        failure_message: str | None = None,
+    ) -> LedgerEntry:
+        """Move an entry forward once; repeating the same outcome (a redelivered webhook) is a no-op."""
+        status = EntryStatus(status)
+        if status not in _MAY_FOLLOW:
+            raise ValueError(f"{status} is not an outcome")
+        m = self._model
+        actions = [m.status.set(status.value), m.updated_at.set(now)]
+        for attribute, value in (
+            (m.stripe_payment_intent_id, stripe_payment_intent_id),
+            (m.stripe_refund_id, stripe_refund_id),
+            (m.decline_code, decline_code),
+            (m.failure_message, failure_message),
+        ):
+            if value is not None:
+                actions.append(attribute.set(value))
+        allowed = m.status.is_in(*(s.value for s in _MAY_FOLLOW[status]))
+        record = update_if(m, entry_id, actions, allowed)
+        if record is not None:
+            return _to_entry(record)
+        current = self.get(entry_id)
+        if current is None:
+            raise LedgerEntryNotFound(entry_id)
+        if current.status is status:
+            return current
+        raise LedgerConflict(f"ledger entry {entry_id} is {current.status}; it cannot become {status}")
+
+    def for_appointment(self, appointment_id: str) -> list[LedgerEntry]:
+        return [_to_entry(r) for r in self._model.by_appointment.query(appointment_id)]
+
+    def for_client(self, client_id: str) -> list[LedgerEntry]:
+        return [_to_entry(r) for r in self._model.by_client.query(client_id)]

@@ -1,0 +1,198 @@
+"""pynamodb models, unbound: a table name is given only when a ``Store`` binds them.
+
+The same code runs against tables named by CloudFormation in AWS and by the test fixtures in moto,
+so no model reads ``os.environ``: ``bind`` creates a subclass per (table, region, endpoint) with its
+own ``Meta`` and pynamodb connection, cached so a warm Lambda reuses it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from functools import cache
+from typing import Any, TypeVar
+
+from pynamodb.attributes import (
+    Attribute,
+    BooleanAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+    VersionAttribute,
+)
+from pynamodb.constants import ALL_NEW, STRING
+from pynamodb.exceptions import PynamoDBException, PutError, UpdateError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+M = TypeVar("M", bound=Model)
+
+
+def utc_iso(value: datetime) -> str:
+    """Fixed-width UTC ISO-8601, so strings sort in time order (GSI range keys compare as text)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: pass a UTC-aware time")
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class UtcTime(Attribute[datetime]):
+    """A time stored as ``utc_iso`` text; naive datetimes are refused rather than guessed."""
+
+    attr_type = STRING
+
+    def serialize(self, value: datetime) -> str:
+        return utc_iso(value)
+
+    def deserialize(self, value: str) -> datetime:
+        return datetime.fromisoformat(value)
+
+
+def condition_failed(error: PynamoDBException) -> bool:
+    return error.cause_response_code == "ConditionalCheckFailedException"
+
+
+def update_if(model: type[M], key: str, actions: list[Action], condition: Condition | None) -> M | None:
+    """One conditional UpdateItem; ``None`` when the condition refused it, so callers classify why."""
+    try:
+        data = model._get_connection().update_item(key, actions=actions, condition=condition, return_values=ALL_NEW)
+    except UpdateError as error:
+        if condition_failed(error):
+            return None
+        raise
+    return model.from_raw_data(data["Attributes"])
+
+
+def put_if(record: Model, condition: Condition) -> bool:
+    """One conditional PutItem; ``False`` when the condition refused it."""
+    try:
+        record.save(condition=condition, add_version_condition=False)
+    except PutError as error:
+        if condition_failed(error):
+            return False
+        raise
+    return True
+
+
+class ServiceMap(MapAttribute):
+    name = UnicodeAttribute()
+    category = UnicodeAttribute()
+    duration_minutes = NumberAttribute()
+    price_amount = NumberAttribute()
+    price_currency = UnicodeAttribute()
+
+
+class PaymentMap(MapAttribute):
+    card_on_file = BooleanAttribute(default=False)
+    deposit_amount = NumberAttribute(null=True)
+    deposit_currency = UnicodeAttribute(null=True)
+    prepaid_amount = NumberAttribute(null=True)
+    prepaid_currency = UnicodeAttribute(null=True)
+    course_id = UnicodeAttribute(null=True)
+
+
+class AppointmentsByClient(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_client"
+        projection = AllProjection()
+
+    client_id = UnicodeAttribute(hash_key=True)
+    starts_at = UtcTime(range_key=True)
+
+
+class AppointmentRecord(Model):
+    appointment_id = UnicodeAttribute(hash_key=True)
+    client_id = UnicodeAttribute()
+    location_id = UnicodeAttribute()
+    policy_version = UnicodeAttribute()
+    service = ServiceMap()
+    starts_at = UtcTime()
+    party_size = NumberAttribute(default=1)
+    status = UnicodeAttribute()
+    booking_version = NumberAttribute()
+    last_event_id = UnicodeAttribute(null=True)
+    execution_name = UnicodeAttribute(null=True)
+    execution_arn = UnicodeAttribute(null=True)
+    payment = PaymentMap(null=True)
+    confirmed_at = UtcTime(null=True)
+    checked_in_at = UtcTime(null=True)
+    created_at = UtcTime()
+    updated_at = UtcTime()
+    record_version = VersionAttribute()
+
+    by_client = AppointmentsByClient()
+
+
+class ClientRecord(Model):
+    client_id = UnicodeAttribute(hash_key=True)
+    spa_id = UnicodeAttribute()
+    phone = UnicodeAttribute(null=True)
+    email = UnicodeAttribute(null=True)
+    sms_opt_out = BooleanAttribute(default=False)
+    email_opt_out = BooleanAttribute(default=False)
+    stripe_customer_id = UnicodeAttribute(null=True)
+    default_payment_method_id = UnicodeAttribute(null=True)
+    # "<appointment_id>#<reason>" -> {appointment_id, reason, at}: the key makes a repeated strike a no-op.
+    strikes = MapAttribute(default=dict)
+    prepay_required = BooleanAttribute(default=False)
+    prepay_set_at = UtcTime(null=True)
+    prepay_cleared_by = UnicodeAttribute(null=True)
+    prepay_cleared_at = UtcTime(null=True)
+    # currency -> integer minor units
+    outstanding = MapAttribute(default=dict)
+    credit = MapAttribute(default=dict)
+    # ledger entry ids whose balance movement has been applied: a retried movement is a no-op.
+    applied_entries = UnicodeSetAttribute(null=True)
+    created_at = UtcTime()
+    updated_at = UtcTime()
+
+
+class LedgerByAppointment(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_appointment"
+        projection = AllProjection()
+
+    appointment_id = UnicodeAttribute(hash_key=True)
+    created_at = UtcTime(range_key=True)
+
+
+class LedgerByClient(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_client"
+        projection = AllProjection()
+
+    client_id = UnicodeAttribute(hash_key=True)
+    created_at = UtcTime(range_key=True)
+
+
+class LedgerRecord(Model):
+    entry_id = UnicodeAttribute(hash_key=True)
+    appointment_id = UnicodeAttribute()
+    client_id = UnicodeAttribute()
+    purpose = UnicodeAttribute()
+    attempt = NumberAttribute()
+    kind = UnicodeAttribute()
+    amount = NumberAttribute()
+    currency = UnicodeAttribute()
+    status = UnicodeAttribute()
+    stripe_idempotency_key = UnicodeAttribute()
+    stripe_payment_intent_id = UnicodeAttribute(null=True)
+    stripe_refund_id = UnicodeAttribute(null=True)
+    decline_code = UnicodeAttribute(null=True)
+    failure_message = UnicodeAttribute(null=True)
+    created_at = UtcTime()
+    updated_at = UtcTime()
+
+    by_appointment = LedgerByAppointment()
+    by_client = LedgerByClient()
+
+
+@cache
+def bind(model: type[M], table_name: str, region: str, endpoint_url: str | None = None) -> type[M]:
+    meta: dict[str, Any] = {"table_name": table_name, "region": region, "host": endpoint_url}
+    return type(  # type: ignore[return-value]
+        f"{model.__name__}[{table_name}]",
+        (model,),
+        {"Meta": type("Meta", (), meta), "__module__": model.__module__},
+    )

@@ -1,0 +1,25 @@
+"""The product's own template deployed into the local cloud, and a store bound to its tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from localcloud.cloud import LocalCloud
+from localcloud.clock import utc
+from medspa.adapters.store import Store
+from tests.support.tables import table_names
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def cloud(request):
+    start = getattr(request, "param", None) or utc(2026, 3, 5, 15)
+    with LocalCloud(start) as cloud:
+        cloud.deploy({"LogLevel": "WARNING"})
+        yield cloud
+
+
+@pytest.fixture
+def store(cloud) -> Store:
+    return Store(table_names(cloud.deployment.resources), region=cloud.region)

@@ -1,0 +1,103 @@
+"""Canaries: each fails loudly when moto changes code that infra/localcloud/patches.py replaces or reads.
+
+They read moto's own source (not ours) for the lines each patch was written against, so a moto bump that
+moves a seam fails here with the seam's name, not somewhere deep in an end-to-end test.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import version
+
+import pytest
+from moto.awslambda.models import LambdaFunction
+from moto.sqs.models import Message, Queue
+from moto.stepfunctions.models import StateMachine
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.program.program import Program
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+from localcloud import patches
+
+
+@pytest.fixture(autouse=True)
+def moto_as_shipped():
+    """Read moto's originals, whatever an earlier local cloud in this session installed."""
+    patches.uninstall()
+
+
+def _source(obj) -> str:
+    return inspect.getsource(obj)
+
+
+def test_moto_is_the_pinned_version():
+    assert version("moto") == patches.PINNED_MOTO
+
+
+def test_wait_states_still_block_on_the_program_state_event():
+    source = _source(WaitFunction._wait_interval)
+    assert "def _wait_interval(self, env: Environment, wait_seconds: int) -> None:" in source
+    assert "env.program_state_event.wait(wait_seconds)" in source
+
+
+def test_retry_backoff_still_sleeps_with_the_module_level_time():
+    assert "time.sleep(interval_seconds)" in _source(retrier_decl.RetrierDecl._eval_body)
+    assert "import time" in _source(retrier_decl)
+
+
+def test_executions_still_start_one_thread_running_execution_logic():
+    start = _source(ExecutionWorker.start)
+    assert "Thread(target=self._execution_logic, daemon=True)" in start
+    assert "self.env.set_stop(stop_date=stop_date, cause=cause, error=error)" in _source(ExecutionWorker.stop)
+    assert "self._evaluation_details.execution_details.name" in _source(ExecutionWorker)
+
+
+def test_the_program_still_runs_on_a_child_thread_of_the_execution():
+    """The clock attributes child threads to the baton holder; this is the child thread it expects."""
+    assert "threading.Thread(target=super().eval, args=(env,), daemon=True)" in _source(Program.eval)
+
+
+def test_every_lambda_invoke_path_still_ends_in_invoke_lambda():
+    assert "def _invoke_lambda(self, event: str | None = None) -> tuple[str, bool, str]:" in _source(
+        LambdaFunction._invoke_lambda
+    )
+    assert "self._invoke_lambda(event=body)" in _source(LambdaFunction.invoke)
+    for attribute in ("self.function_name", "self.environment_vars", "self.memory_size", "self.timeout"):
+        assert attribute in _source(LambdaFunction.__init__)
+
+
+def test_cloudformation_state_machines_still_ignore_definition_substitutions():
+    source = _source(StateMachine.create_from_cloudformation_json)
+    assert 'properties.get("DefinitionString", "")' in source
+    assert "DefinitionSubstitutions" not in source  # when moto learns them, drop patch 5
+
+
+def test_sqs_still_invokes_event_sources_synchronously_from_its_mapping_dict():
+    source = _source(Queue)
+    assert "self.lambda_event_source_mappings: dict[str, EventSourceMapping] = {}" in source
+    assert "for arn, esm in self.lambda_event_source_mappings.items():" in source
+    message = _source(Message)
+    assert "self.visible_at = unix_time_millis() + visibility_timeout_msec" in message
+    assert isinstance(inspect.getattr_static(Message, "visible"), property)
+
+
+def test_install_replaces_exactly_the_documented_targets_and_uninstall_restores_them():
+    originals = (WaitFunction._wait_interval, ExecutionWorker.start, ExecutionWorker.stop,
+                 LambdaFunction._invoke_lambda, retrier_decl.time)
+    patches.install()
+    try:
+        assert WaitFunction._wait_interval is patches._wait_interval
+        assert ExecutionWorker.start is patches._start
+        assert LambdaFunction._invoke_lambda is patches._invoke_lambda
+        assert retrier_decl.time is not originals[-1]
+    finally:
+        patches.uninstall()
+    assert (WaitFunction._wait_interval, ExecutionWorker.start, ExecutionWorker.stop,
+            LambdaFunction._invoke_lambda, retrier_decl.time) == originals
+
+
+def test_a_different_moto_version_refuses_to_patch(monkeypatch):
+    monkeypatch.setattr(patches, "version", lambda _: "9.9.9")
+    with pytest.raises(patches.MotoVersionMismatch, match="9.9.9"):
+        patches.install()

@@ -1,0 +1,1 @@
+"""Test helpers shared across suites: AWS tables built from template.yaml, pytest fixtures."""

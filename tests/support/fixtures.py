@@ -1,0 +1,44 @@
+"""pytest fixtures for the data layer: template tables in moto, and a ``Store`` bound to them.
+
+Import them into a test module (``from tests.support.fixtures import dynamo_tables, store``) or a
+conftest (``pytest_plugins = ["tests.support.fixtures"]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from medspa.adapters.store import Store, TableNames
+
+from .tables import create_tables, table_names
+
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and no endpoint override, so nothing can reach a real AWS account."""
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL",
+                "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+
+
+@pytest.fixture
+def dynamo_tables(aws_credentials: None) -> Iterator[TableNames]:
+    with mock_aws():
+        created = create_tables(boto3.client("dynamodb", region_name=REGION))
+        yield table_names(created)
+
+
+@pytest.fixture
+def store(dynamo_tables: TableNames) -> Store:
+    return Store(dynamo_tables, REGION)
