@@ -15,7 +15,8 @@ from datetime import timedelta
 import pytest
 
 from localcloud.clock import utc
-from medspa.adapters.store import AppointmentBooking, ServiceBooked, StoreUnavailable
+from medspa.adapters.store import AppointmentBooking, StoreUnavailable
+from medspa.domain.appointment import Service
 from medspa.domain.money import Money
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +28,7 @@ def _book(store, cloud, version: int = 1, starts_at=VISIT) -> None:
     store.appointments.upsert_from_booking(AppointmentBooking(
         appointment_id="apt-1001", client_id="bijoux#c-77", location_id="bijoux",
         policy_version="bijoux-2024-04-01.1",
-        service=ServiceBooked(name="Botox forehead", category="injection", duration_minutes=30,
+        service=Service(name="Botox forehead", category="injection", duration_minutes=30,
                               price=Money(amount=45000, currency="USD")),
         starts_at=starts_at, booking_version=version, event_id=f"evt-{version}",
     ), now=cloud.now())

@@ -24,9 +24,7 @@ from medspa.adapters.store import (
     InsufficientBalance,
     LedgerConflict,
     LedgerEntryNotFound,
-    PaymentContext,
     Purpose,
-    ServiceBooked,
     StaleVersion,
     Store,
     TableNames,
@@ -34,6 +32,7 @@ from medspa.adapters.store import (
     ledger_entry_id,
     stripe_idempotency_key,
 )
+from medspa.domain.appointment import PaymentContext, Service
 from medspa.domain.money import Money
 from tests.support.fixtures import aws_credentials, dynamo_tables, store  # noqa: F401  (pytest fixtures)
 from tests.support.tables import load_template, table_resources
@@ -54,7 +53,7 @@ def booking(version: int, appointment_id: str = "appt-1", **changes) -> Appointm
         client_id=CLIENT,
         location_id="bijoux-nyc",
         policy_version=f"bijoux-2025.{version}",
-        service=ServiceBooked(name="Botox", category="injection", duration_minutes=30 * (1 + version % 2),
+        service=Service(name="Botox", category="injection", duration_minutes=30 * (1 + version % 2),
                               price=usd(40_000 + version)),
         starts_at=T0 + timedelta(days=3, hours=version),
         party_size=1 + version % 3,

@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from medspa.adapters.store import Appointment as StoredAppointment
 from medspa.adapters.store import AppointmentRepository, AppointmentStatus
 from medspa.domain import engine
-from medspa.domain.appointment import Appointment, PaymentContext, Service
+from medspa.domain.appointment import Appointment
 from medspa.policy.schema import PolicyPack
 
 OPEN_STATUSES = {AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED}
@@ -47,10 +47,10 @@ def to_domain(stored: StoredAppointment) -> Appointment:
         client_id=stored.client_id,
         location_id=stored.location_id,
         policy_version=stored.policy_version,
-        service=Service(**stored.service.model_dump()),
+        service=stored.service,
         starts_at=stored.starts_at,
         party_size=stored.party_size,
-        payment=PaymentContext(**stored.payment.model_dump()),
+        payment=stored.payment,
     )
 
 

@@ -17,8 +17,6 @@ from .appointments import (
     AppointmentBooking,
     AppointmentRepository,
     AppointmentStatus,
-    PaymentContext,
-    ServiceBooked,
     UpsertResult,
 )
 from .clients import Channel, Client, ClientProfile, ClientRepository, Strike, client_key
@@ -78,7 +76,7 @@ __all__ = [
     "Appointment", "AppointmentBooking", "AppointmentNotFound", "AppointmentRepository", "AppointmentStatus",
     "Channel", "Client", "ClientNotFound", "ClientProfile", "ClientRepository", "ConcurrentUpdate", "EntryKind",
     "EntryStatus", "InsufficientBalance", "LedgerConflict", "LedgerEntry", "LedgerEntryNotFound",
-    "LedgerRepository", "NotFound", "PaymentContext", "Purpose", "ServiceBooked", "StaleVersion", "Store", "StoreUnavailable",
+    "LedgerRepository", "NotFound", "Purpose", "StaleVersion", "Store", "StoreUnavailable",
     "StoreError", "Strike", "TableNames", "UpsertResult", "client_key", "ledger_entry_id",
     "stripe_idempotency_key",
 ]

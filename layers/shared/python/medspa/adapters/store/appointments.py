@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
+from medspa.domain.appointment import PaymentContext, Service
 from medspa.domain.money import Money
 
 from .errors import AppointmentNotFound, ConcurrentUpdate, StaleVersion, transient_errors_named
@@ -34,24 +35,6 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ServiceBooked(_Frozen):
-    """The treatment booked. Its name lives only here: nothing about treatments is sent to Stripe."""
-
-    name: str
-    category: str
-    duration_minutes: PositiveInt
-    price: Money
-
-
-class PaymentContext(_Frozen):
-    """What the client has already put down, which decides whether a fee is charged, deducted or forfeited."""
-
-    card_on_file: bool = False
-    deposit: Money | None = None
-    prepaid: Money | None = None
-    course_id: str | None = None
-
-
 class AppointmentBooking(_Frozen):
     """One versioned snapshot of a booking as the booking site sent it."""
 
@@ -59,7 +42,7 @@ class AppointmentBooking(_Frozen):
     client_id: str = Field(min_length=1)
     location_id: str = Field(min_length=1)
     policy_version: str = Field(min_length=1, description="The policy the client accepted when booking.")
-    service: ServiceBooked
+    service: Service = Field(description="Its name lives only here: nothing about treatments is sent to Stripe.")
     starts_at: AwareDatetime
     party_size: PositiveInt = 1
     status: AppointmentStatus = AppointmentStatus.BOOKED
@@ -73,7 +56,7 @@ class Appointment(_Frozen):
     client_id: str
     location_id: str
     policy_version: str
-    service: ServiceBooked
+    service: Service = Field(description="Its name lives only here: nothing about treatments is sent to Stripe.")
     starts_at: AwareDatetime
     party_size: int
     status: AppointmentStatus
@@ -105,7 +88,7 @@ def _to_appointment(record: AppointmentRecord) -> Appointment:
         client_id=record.client_id,
         location_id=record.location_id,
         policy_version=record.policy_version,
-        service=ServiceBooked(
+        service=Service(
             name=service.name,
             category=service.category,
             duration_minutes=service.duration_minutes,
@@ -121,6 +104,8 @@ def _to_appointment(record: AppointmentRecord) -> Appointment:
             deposit=_money(payment.deposit_amount, payment.deposit_currency),
             prepaid=_money(payment.prepaid_amount, payment.prepaid_currency),
             course_id=payment.course_id,
+            course_session_available=bool(payment.course_session_available),
+            gift_certificate=_money(payment.gift_certificate_amount, payment.gift_certificate_currency),
         ),
         execution_name=record.execution_name,
         execution_arn=record.execution_arn,
@@ -182,6 +167,9 @@ class AppointmentRepository:
                     prepaid_amount=payment.prepaid.amount if payment.prepaid else None,
                     prepaid_currency=payment.prepaid.currency if payment.prepaid else None,
                     course_id=payment.course_id,
+                    course_session_available=payment.course_session_available,
+                    gift_certificate_amount=payment.gift_certificate.amount if payment.gift_certificate else None,
+                    gift_certificate_currency=payment.gift_certificate.currency if payment.gift_certificate else None,
                 )
             ),
             m.created_at.set(m.created_at | now),

@@ -90,6 +90,9 @@ class PaymentMap(MapAttribute):
     prepaid_amount = NumberAttribute(null=True)
     prepaid_currency = UnicodeAttribute(null=True)
     course_id = UnicodeAttribute(null=True)
+    course_session_available = BooleanAttribute(default=False)
+    gift_certificate_amount = NumberAttribute(null=True)
+    gift_certificate_currency = UnicodeAttribute(null=True)
 
 
 class AppointmentsByClient(GlobalSecondaryIndex):

@@ -1,0 +1,70 @@
+"""The appointment as the policy engine sees it: only the facts a decision depends on.
+
+The lifecycle service builds this from its store; the engine never reads a database. Times are
+UTC so that stored values compare without a zone; the pack supplies the zone when a rule speaks
+in wall-clock terms.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from medspa.domain.money import Money
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _non_negative(money: Money) -> Money:
+    if money.amount < 0:
+        raise ValueError("must not be negative")
+    return money
+
+
+Amount = Annotated[Money, AfterValidator(_non_negative)]
+
+
+class Service(_Value):
+    name: str
+    category: str = Field(description="The booking site's category; a pack may pin some names to another")
+    duration_minutes: Annotated[int, Field(gt=0)]
+    price: Amount = Field(description="The booked price of this appointment, for the whole party")
+
+
+class PaymentContext(_Value):
+    """What the client has put up for this visit; also the live balances at settlement time."""
+
+    card_on_file: bool = False
+    deposit: Amount | None = None
+    prepaid: Amount | None = None
+    course_id: str | None = None
+    course_session_available: bool = False
+    gift_certificate: Amount | None = None
+
+    @property
+    def is_prepaid(self) -> bool:
+        return self.course_session_available or bool(self.prepaid and not self.prepaid.is_zero)
+
+
+class Appointment(_Value):
+    id: str
+    client_id: str
+    location_id: str
+    policy_version: str = Field(description="The pack version the client accepted when booking")
+    service: Service
+    starts_at: AwareDatetime
+    party_size: Annotated[int, Field(ge=1)] = 1
+    payment: PaymentContext = PaymentContext()
+
+    @field_validator("starts_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @property
+    def ends_at(self) -> datetime:
+        return self.starts_at + timedelta(minutes=self.service.duration_minutes)

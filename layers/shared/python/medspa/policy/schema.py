@@ -1,0 +1,411 @@
+"""The policy pack: one location's published policy as validated data.
+
+A spa changes policy or opens a location by editing a TOML file, never code, so the schema is
+strict (no coercion, unknown keys rejected) and every rule carries a ``source``: the seed sentence
+it enforces, or an explicit ``assumption`` where the seed is silent or ambiguous. Staff and auditors
+can then trace every automated charge back to the words the client accepted.
+
+Amounts are integers in the pack currency's minor unit (``amount = 5000`` is $50.00 in a USD pack);
+:meth:`PolicyPack.money` turns them into :class:`Money`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, time
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from medspa.domain.money import Currency, Money
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+Hours = Annotated[int, Field(ge=0)]
+Minutes = Annotated[int, Field(ge=0)]
+MinorUnits = Annotated[int, Field(ge=0, description="Integer minor units of the pack currency")]
+FeeReason = Literal["late_cancel", "no_show", "late_reschedule"]
+SettlementSource = Literal[
+    "course_session", "deposit", "prepayment", "card_on_file", "gift_certificate", "outstanding_balance"
+]
+Consequence = Literal["prepay_required", "restrict_booking_times"]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _zone(key: str) -> str:
+    try:
+        ZoneInfo(key)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(f"unknown IANA time zone {key!r}") from err
+    return key
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    """Where a rule comes from. A seed quote and an assumption may both be present: the assumption
+    then records how an ambiguous sentence is interpreted."""
+
+    seed: Annotated[str, StringConstraints(pattern=r"^\d{3}_[0-9a-f]+\.txt$")] | None = None
+    quote: str | list[str] | None = None
+    assumption: str | None = None
+
+    @model_validator(mode="after")
+    def _traceable(self) -> Source:
+        if (self.seed is None) != (self.quote is None):
+            raise ValueError("seed and quote go together")
+        if self.quote is None and not self.assumption:
+            raise ValueError("a rule needs a seed quote or an assumption")
+        return self
+
+    @property
+    def quotes(self) -> list[str]:
+        return [self.quote] if isinstance(self.quote, str) else list(self.quote or [])
+
+
+class Rule(_Strict):
+    source: Source
+
+
+class Spa(_Strict):
+    id: Slug
+    name: str
+
+
+class Location(Rule):
+    id: Slug
+    name: str
+    time_zone: Annotated[str, AfterValidator(_zone)]
+    currency: Currency
+
+
+class OpeningHours(_Strict):
+    opens: time
+    closes: time
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OpeningHours:
+        if self.opens >= self.closes:
+            raise ValueError("opens must be before closes")
+        return self
+
+
+class BusinessHours(Rule):
+    """Needed for "end of business day before"; a weekday left out is closed."""
+
+    mon: OpeningHours | None = None
+    tue: OpeningHours | None = None
+    wed: OpeningHours | None = None
+    thu: OpeningHours | None = None
+    fri: OpeningHours | None = None
+    sat: OpeningHours | None = None
+    sun: OpeningHours | None = None
+    closed_dates: list[date] = []
+
+    @model_validator(mode="after")
+    def _open_some_day(self) -> BusinessHours:
+        if not any(getattr(self, day) for day in WEEKDAYS):
+            raise ValueError("at least one weekday must have opening hours")
+        return self
+
+    def on(self, day: date) -> OpeningHours | None:
+        return None if day in self.closed_dates else getattr(self, WEEKDAYS[day.weekday()])
+
+
+class QuietHours(Rule):
+    """Local wall-clock span with no client messages. Both ends are sendable (exclusive), so a
+    message moved out of quiet hours lands exactly on a boundary."""
+
+    starts: time
+    ends: time
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.starts == self.ends:
+            raise ValueError("starts and ends must differ")
+        return self
+
+    def contains(self, wall: time) -> bool:
+        if self.starts > self.ends:
+            return wall > self.starts or wall < self.ends
+        return self.starts < wall < self.ends
+
+
+class Keywords(Rule):
+    """Inbound SMS words, matched case-insensitively on the whole trimmed message."""
+
+    opt_out: list[str] = Field(min_length=1)
+    opt_in: list[str] = []
+    confirm: list[str] = []
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Keywords:
+        groups = [{w.casefold() for w in g} for g in (self.opt_out, self.opt_in, self.confirm)]
+        if sum(map(len, groups)) != len(set().union(*groups)):
+            raise ValueError("a keyword may belong to one group only")
+        return self
+
+
+class Messaging(_Strict):
+    quiet_hours: QuietHours
+    keywords: Keywords
+
+
+class Reminder(Rule):
+    """Either ``hours_before`` (real elapsed hours) or ``at_local_time`` on the appointment's local
+    date minus ``days_before`` (wall clock, e.g. "the morning of")."""
+
+    name: Slug
+    hours_before: Annotated[int, Field(gt=0)] | None = None
+    at_local_time: time | None = None
+    days_before: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _one_anchor(self) -> Reminder:
+        if (self.hours_before is None) == (self.at_local_time is None):
+            raise ValueError("set exactly one of hours_before and at_local_time")
+        return self
+
+
+class Confirmation(Rule):
+    request_hours_before: Annotated[int, Field(gt=0)]
+    deadline: Literal["end_of_business_day_before"]
+    min_reply_hours: Hours = Field(description="A request later than deadline minus this never auto-cancels")
+    auto_cancel: bool
+
+
+class DateOverride(Rule):
+    """A cancellation window for appointments on these local dates (holidays, named days)."""
+
+    name: str
+    first: date
+    last: date | None = None
+    window_hours: Hours
+
+    @property
+    def last_day(self) -> date:
+        return self.last or self.first
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateOverride:
+        if self.last_day < self.first:
+            raise ValueError("last is before first")
+        return self
+
+    def covers(self, day: date) -> bool:
+        return self.first <= day <= self.last_day
+
+
+class PartySizeOverride(Rule):
+    min_party_size: Annotated[int, Field(ge=2)]
+    window_hours: Hours
+
+
+class Cancellation(Rule):
+    window_hours: Hours
+    covers: list[Literal["cancel", "reschedule"]] = Field(min_length=1)
+    date_overrides: list[DateOverride] = []
+    party_size_override: PartySizeOverride | None = None
+
+
+class ServiceCategory(Rule):
+    """Pins a service to a fee category by name, overriding what the booking site sends."""
+
+    category: Slug
+    matches: list[str] = Field(min_length=1, description="Whole-word phrases, case-insensitive")
+
+
+class FeeBand(Rule):
+    category: Slug | None = Field(None, description="None matches any category")
+    min_minutes: Minutes | None = None
+    max_minutes: Minutes | None = None
+    amount: MinorUnits | None = None
+    full_service_price: bool = False
+
+    @model_validator(mode="after")
+    def _one_charge(self) -> FeeBand:
+        if (self.amount is None) == (not self.full_service_price):
+            raise ValueError("set exactly one of amount and full_service_price = true")
+        if None not in (self.min_minutes, self.max_minutes) and self.min_minutes > self.max_minutes:
+            raise ValueError("min_minutes exceeds max_minutes")
+        return self
+
+    def matches(self, category: str, duration_minutes: int) -> bool:
+        return (
+            self.category in (None, category)
+            and (self.min_minutes is None or duration_minutes >= self.min_minutes)
+            and (self.max_minutes is None or duration_minutes <= self.max_minutes)
+        )
+
+
+class PrepaidVisit(Rule):
+    """What a violation costs a visit that was paid in advance."""
+
+    on_violation: Literal["forfeit_prepayment", "deduct_service"]
+
+
+class Fees(Rule):
+    applies_to: list[FeeReason] = Field(min_length=1)
+    categories: list[ServiceCategory] = []
+    schedule: list[FeeBand] = Field(min_length=1)
+    prepaid_visit: PrepaidVisit | None = None
+
+
+class Settlement(Rule):
+    order: list[SettlementSource] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ends_outstanding(self) -> Settlement:
+        if len(set(self.order)) != len(self.order):
+            raise ValueError("a settlement source appears twice")
+        if self.order[-1] != "outstanding_balance":
+            raise ValueError("the order must end with outstanding_balance so no fee vanishes")
+        return self
+
+
+class SameDayReschedule(Rule):
+    waives_fee: bool
+
+
+class LateArrival(Rule):
+    reschedule_after_minutes: Minutes | None = Field(None, description="None: a late client is never turned away")
+    hands_on_buffer_before_minutes: Minutes = 0
+    hands_on_buffer_after_minutes: Minutes = 0
+    same_day_reschedule: SameDayReschedule | None = None
+
+
+class NoShow(Rule):
+    decided_at: Literal["start_plus_grace", "end_of_slot"]
+    grace_minutes: Minutes = 0
+
+
+class PrepaidRescheduleCredit(Rule):
+    hours_before: Annotated[int, Field(gt=0)]
+
+
+class Strikes(Rule):
+    counts: list[FeeReason] = Field(min_length=1)
+    threshold: Annotated[int, Field(gt=0)]
+    consequences: list[Consequence] = Field(min_length=1)
+    prepaid_reschedule_credit: PrepaidRescheduleCredit | None = None
+
+
+class Dunning(Rule):
+    retry_after_hours: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
+    after_last_retry: Literal["outstanding_balance"]
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Dunning:
+        if self.retry_after_hours != sorted(set(self.retry_after_hours)):
+            raise ValueError("retry_after_hours must be strictly increasing")
+        return self
+
+
+class BookingGuarantee(Rule):
+    card_on_file_required: bool
+    gift_certificate_accepted: bool = False
+    card_required_from_party_size: Annotated[int, Field(ge=1)] | None = None
+
+
+class PrepaidExpiry(Rule):
+    expires_after_months: Annotated[int, Field(gt=0)]
+    medical_deferral_months: Annotated[int, Field(gt=0)] | None = None
+    book_next_session_on_completion: bool = False
+
+
+class MembershipFreeze(Rule):
+    monthly_draft: MinorUnits
+    form_within_hours: Hours
+    min_full_dues_paid: Annotated[int, Field(ge=0)]
+    credits_usable_while_frozen: bool
+    unfreeze_redrafts_full_dues_today: bool
+
+
+class MembershipCancellation(Rule):
+    after_first_full_draft: bool
+    form_within_hours: Hours
+    store_credit_forfeited: bool
+    services_usable_days: Annotated[int, Field(ge=0)]
+
+
+class GiftCertificates(Rule):
+    valid_months: Annotated[int, Field(gt=0)]
+    redemption_fee: MinorUnits
+    one_per_months: Annotated[int, Field(gt=0)]
+    home_spa_only: bool
+
+
+class Rollover(Rule):
+    unused_services_roll_over: bool
+
+
+class PaidInFull(Rule):
+    grace_days_after_expiry: Annotated[int, Field(ge=0)]
+
+
+class MembershipTerms(_Strict):
+    freeze: MembershipFreeze
+    cancellation: MembershipCancellation
+    certificates: GiftCertificates
+    rollover: Rollover
+    paid_in_full: PaidInFull
+
+
+class PolicyPack(_Strict):
+    policy_version: Annotated[str, StringConstraints(min_length=1)]
+    spa: Spa
+    location: Location
+    business_hours: BusinessHours
+    messaging: Messaging
+    reminders: list[Reminder] = []
+    confirmation: Confirmation | None = None
+    cancellation: Cancellation
+    fees: Fees
+    settlement: Settlement
+    late_arrival: LateArrival
+    no_show: NoShow
+    strikes: Strikes | None = None
+    dunning: Dunning
+    booking: BookingGuarantee | None = None
+    prepaid: PrepaidExpiry | None = None
+    membership: MembershipTerms | None = None
+
+    @model_validator(mode="after")
+    def _unique_reminders(self) -> PolicyPack:
+        names = [r.name for r in self.reminders]
+        if len(set(names)) != len(names):
+            raise ValueError("reminder names must be unique")
+        return self
+
+    @property
+    def location_id(self) -> str:
+        return self.location.id
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.location.time_zone)
+
+    @property
+    def currency(self) -> str:
+        return self.location.currency
+
+    def money(self, minor_units: int) -> Money:
+        return Money(amount=minor_units, currency=self.currency)
+
+    def sources(self) -> list[tuple[str, Source]]:
+        """Every rule's source with its dotted path, for audits and the seed-quote test."""
+        found: list[tuple[str, Source]] = []
+
+        def walk(node: object, path: str) -> None:
+            if isinstance(node, Source):
+                found.append((path, node))
+            elif isinstance(node, BaseModel):
+                for name in type(node).model_fields:
+                    walk(getattr(node, name), f"{path}.{name}" if path else name)
+            elif isinstance(node, list):
+                for i, item in enumerate(node):
+                    walk(item, f"{path}[{i}]")
+
+        walk(self, "")
+        return found

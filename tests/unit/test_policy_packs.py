@@ -1,0 +1,232 @@
+"""Policy packs: they load, every rule is traceable to its seed, and a broken pack says where."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from medspa.policy.loader import PACKS_DIR, PolicyPackError, load_pack, load_packs
+from medspa.policy.schema import PolicyPack, Source
+
+REPO = Path(__file__).resolve().parents[2]
+SEEDS = REPO / ".." / "shared" / "seeds"
+PACKAGE = REPO / "layers" / "shared" / "python" / "medspa"
+PACKS = load_packs()
+
+SEED_OF = {
+    "bijoux": "000_3e89d9d88c38ea0b.txt",
+    "406medicalspa": "001_a2ff4cc6e58016f1.txt",
+    "massageluxe-scottsdale": "002_454b2b74051a578f.txt",
+    "massageluxe-austin": "002_454b2b74051a578f.txt",
+    "glow-hk": "003_428687c7c649764a.txt",
+}
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_the_shipped_packs_load_by_location_id():
+    assert set(PACKS) == set(SEED_OF)
+    assert {p.location.time_zone for p in PACKS.values()} == {
+        "America/New_York",
+        "America/Denver",
+        "America/Chicago",
+        "America/Phoenix",
+        "Asia/Hong_Kong",
+    }
+    assert PACKS["glow-hk"].currency == "HKD"
+    assert {p.currency for k, p in PACKS.items() if k != "glow-hk"} == {"USD"}
+    assert len({p.policy_version for p in PACKS.values()}) == len(PACKS)
+
+
+@pytest.mark.parametrize("location_id", sorted(SEED_OF))
+def test_every_rule_cites_its_own_seed_or_states_an_assumption(location_id):
+    sources = PACKS[location_id].sources()
+    assert len(sources) >= 10
+    for path, source in sources:
+        assert source.seed in (None, SEED_OF[location_id]), path
+        assert source.quotes or source.assumption, path
+
+
+@pytest.mark.skipif(not SEEDS.is_dir(), reason=f"seed texts not found at {SEEDS.resolve()}")
+@pytest.mark.parametrize("location_id", sorted(SEED_OF))
+def test_every_quote_is_really_in_the_seed(location_id):
+    seed_text = {}
+    for path, source in PACKS[location_id].sources():
+        for quote in source.quotes:
+            text = seed_text.setdefault(source.seed, _normalised((SEEDS / source.seed).read_text(encoding="utf-8")))
+            assert _normalised(quote) in text, f"{location_id}: {path}: not in {source.seed}: {quote!r}"
+
+
+def test_a_source_needs_a_quote_or_an_assumption():
+    with pytest.raises(ValueError, match="seed quote or an assumption"):
+        Source()
+    with pytest.raises(ValueError, match="seed and quote go together"):
+        Source(quote="orphan sentence", assumption="x")
+
+
+def _broken_copy(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    text = (PACKS_DIR / name).read_text(encoding="utf-8")
+    assert old in text
+    target = tmp_path / name
+    target.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return target
+
+
+def test_an_invalid_fee_names_the_file_and_the_field_path(tmp_path):
+    path = _broken_copy(tmp_path, "bijoux.toml", 'category = "esthetician"\namount = 5000', 'category = "esthetician"\namount = "50.00"')
+    with pytest.raises(PolicyPackError) as err:
+        load_pack(path)
+    assert str(err.value) == "bijoux.toml: fees.schedule[2].amount: Input should be a valid integer"
+
+
+BROKEN = [
+    (
+        "bijoux.toml",
+        'time_zone = "America/New_York"',
+        'time_zone = "America/Orlando"',
+        "bijoux.toml: location.time_zone: Value error, unknown IANA time zone 'America/Orlando'",
+    ),
+    (
+        "406medicalspa.toml",
+        "window_hours = 24\n",
+        "window_hours = 24\nwindow_days = 1\n",
+        "406medicalspa.toml: cancellation.window_days: Extra inputs are not permitted",
+    ),
+    (
+        "406medicalspa.toml",
+        "window_hours = 24\n",
+        "window_hours = -1\n",
+        "406medicalspa.toml: cancellation.window_hours: Input should be greater than or equal to 0",
+    ),
+    (
+        "glow-hk.toml",
+        'order = ["course_session", "prepayment", "card_on_file", "outstanding_balance"]',
+        'order = ["course_session", "card_on_file"]',
+        "glow-hk.toml: settlement: Value error, the order must end with outstanding_balance",
+    ),
+    (
+        "glow-hk.toml",
+        'currency = "HKD"',
+        'currency = "hkd"',
+        "glow-hk.toml: location.currency: String should match pattern",
+    ),
+    (
+        "massageluxe-austin.toml",
+        'name = "72h"\nhours_before = 72',
+        'name = "72h"\nhours_before = 72\nat_local_time = 08:00:00',
+        "massageluxe-austin.toml: reminders[0]: Value error, set exactly one of hours_before and at_local_time",
+    ),
+    (
+        "bijoux.toml",
+        "max_minutes = 30\namount = 5000",
+        "max_minutes = 30\namount = 5000\nfull_service_price = true",
+        "bijoux.toml: fees.schedule[0]: Value error, set exactly one of amount",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "old", "new", "expected"), BROKEN)
+def test_invalid_packs_say_where(tmp_path, name, old, new, expected):
+    with pytest.raises(PolicyPackError) as err:
+        load_pack(_broken_copy(tmp_path, name, old, new))
+    assert str(err.value).startswith(expected)
+
+
+def test_a_toml_syntax_error_names_the_file(tmp_path):
+    path = _broken_copy(tmp_path, "bijoux.toml", "[spa]", "[spa")
+    with pytest.raises(PolicyPackError, match=r"^bijoux\.toml: "):
+        load_pack(path)
+
+
+def test_a_spa_adds_a_location_by_writing_a_pack_file(tmp_path):
+    text = (PACKS_DIR / "massageluxe-austin.toml").read_text(encoding="utf-8")
+    (tmp_path / "massageluxe-mesa.toml").write_text(
+        text.replace('id = "massageluxe-austin"', 'id = "massageluxe-mesa"').replace("America/Chicago", "America/Phoenix"),
+        encoding="utf-8",
+    )
+    packs = load_packs(tmp_path)
+    assert packs["massageluxe-mesa"].location.time_zone == "America/Phoenix"
+
+
+def test_the_file_name_must_be_the_location_id(tmp_path):
+    (tmp_path / "bijoux-copy.toml").write_text((PACKS_DIR / "bijoux.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(PolicyPackError, match=r"bijoux-copy\.toml: location\.id: 'bijoux' must match the file name"):
+        load_packs(tmp_path)
+
+
+def test_massageluxe_locations_differ_in_window_and_holidays():
+    scottsdale, austin = PACKS["massageluxe-scottsdale"].cancellation, PACKS["massageluxe-austin"].cancellation
+    assert (scottsdale.window_hours, austin.window_hours) == (24, 48)
+    assert {o.first for o in scottsdale.date_overrides} != {o.first for o in austin.date_overrides}
+    assert scottsdale.party_size_override.min_party_size == austin.party_size_override.min_party_size == 4
+    assert (scottsdale.party_size_override.window_hours, austin.party_size_override.window_hours) == (48, 72)
+    for overrides in (scottsdale.date_overrides, austin.date_overrides):
+        names = " ".join(o.name for o in overrides)
+        assert all(day in names for day in ("Valentine's", "Mother's", "Father's", "weekend"))
+
+
+def test_massageluxe_membership_terms_are_data():
+    terms = PACKS["massageluxe-scottsdale"].membership
+    assert PACKS["massageluxe-scottsdale"].money(terms.freeze.monthly_draft).amount == 500
+    assert (terms.freeze.form_within_hours, terms.freeze.min_full_dues_paid) == (48, 1)
+    assert terms.freeze.credits_usable_while_frozen is False
+    assert terms.freeze.unfreeze_redrafts_full_dues_today is True
+    assert (terms.cancellation.form_within_hours, terms.cancellation.services_usable_days) == (48, 60)
+    assert terms.cancellation.store_credit_forfeited and terms.cancellation.after_first_full_draft
+    assert (terms.certificates.valid_months, terms.certificates.redemption_fee, terms.certificates.one_per_months) == (6, 2000, 6)
+    assert terms.rollover.unused_services_roll_over
+    assert terms.paid_in_full.grace_days_after_expiry == 0
+    assert all(PACKS[k].membership is None for k in ("bijoux", "406medicalspa", "glow-hk"))
+
+
+def test_glow_prepaid_services_expire_and_defer():
+    prepaid = PACKS["glow-hk"].prepaid
+    assert (prepaid.expires_after_months, prepaid.medical_deferral_months) == (12, 18)
+    assert prepaid.book_next_session_on_completion
+
+
+def test_opt_out_keywords_include_the_seed_words_and_never_cancel():
+    assert {"STOP", "UNSUBSCRIBE"} <= set(PACKS["406medicalspa"].messaging.keywords.opt_out)
+    for pack in PACKS.values():
+        assert "CANCEL" not in pack.messaging.keywords.opt_out
+
+
+def test_keyword_groups_are_disjoint():
+    keywords = PACKS["bijoux"].messaging.keywords.model_dump()
+    keywords["confirm"] = ["stop"]
+    with pytest.raises(ValueError, match="one group only"):
+        type(PACKS["bijoux"].messaging.keywords).model_validate(keywords)
+
+
+def test_pack_roundtrips_through_json_for_state_machine_payloads():
+    pack = PACKS["massageluxe-austin"]
+    assert PolicyPack.model_validate_json(pack.model_dump_json()) == pack
+
+
+FORBIDDEN_MODULES = {"boto3", "botocore", "pynamodb", "stripe", "os", "time"}
+CLOCK_READS = {"now", "utcnow", "today"}
+
+
+@pytest.mark.parametrize("package", ["domain", "policy"])
+def test_domain_and_policy_are_pure(package):
+    """No cloud SDK, no environment, no clock: ``now`` is always an argument."""
+    files = sorted((PACKAGE / package).rglob("*.py"))
+    assert files
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                roots = {(node.module or "").split(".")[0]}
+            else:
+                roots = set()
+            assert not roots & FORBIDDEN_MODULES, f"{path.name}:{node.lineno} imports {roots & FORBIDDEN_MODULES}"
+            if isinstance(node, ast.Attribute):
+                assert node.attr != "environ", f"{path.name}:{node.lineno} reads the environment"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                assert node.func.attr not in CLOCK_READS, f"{path.name}:{node.lineno} reads the clock"
