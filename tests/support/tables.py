@@ -11,34 +11,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from localcloud.deploy import load_template as localcloud_template
 from medspa.adapters.store import TableNames
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 
 
-class CfnLoader(yaml.SafeLoader):
-    """YAML loader that reads CloudFormation short forms (!Ref X, !GetAtt A.B, !Sub ...) as their long forms."""
-
-
-def _short_form(loader: yaml.SafeLoader, tag: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if tag == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {"Ref" if tag == "Ref" else f"Fn::{tag}": value}
-
-
-CfnLoader.add_multi_constructor("!", _short_form)
-
-
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=CfnLoader)
+    return localcloud_template(path)
 
 
 def table_resources(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
