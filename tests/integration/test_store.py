@@ -34,7 +34,6 @@ from medspa.adapters.store import (
 )
 from medspa.domain.appointment import PaymentContext, Service
 from medspa.domain.money import Money
-from tests.support.fixtures import aws_credentials, dynamo_tables, store  # noqa: F401  (pytest fixtures)
 from tests.support.tables import load_template, table_resources
 
 T0 = datetime(2025, 3, 3, 14, 0, tzinfo=UTC)

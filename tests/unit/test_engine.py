@@ -26,11 +26,7 @@ from medspa.domain.engine import (
     strike_for,
 )
 from medspa.domain.money import Money
-from medspa.policy.loader import load_packs
-
-PACKS = load_packs()
-BIJOUX, SPA406, GLOW = PACKS["bijoux"], PACKS["406medicalspa"], PACKS["glow-hk"]
-SCOTTSDALE, AUSTIN = PACKS["massageluxe-scottsdale"], PACKS["massageluxe-austin"]
+from tests.support.packs import AUSTIN, BIJOUX, GLOW, PACKS, SCOTTSDALE, SPA406
 
 
 def visit(pack, local_start, *, category="injection_laser", name=None, minutes=60, price="200", party=1, **payment):

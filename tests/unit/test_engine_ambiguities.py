@@ -23,11 +23,7 @@ from medspa.domain.engine import (
 )
 from medspa.domain.money import Money
 from medspa.domain.wallclock import at_wall_clock
-from medspa.policy.loader import load_packs
-
-PACKS = load_packs()
-BIJOUX, SPA406, GLOW = PACKS["bijoux"], PACKS["406medicalspa"], PACKS["glow-hk"]
-SCOTTSDALE, AUSTIN = PACKS["massageluxe-scottsdale"], PACKS["massageluxe-austin"]
+from tests.support.packs import AUSTIN, BIJOUX, GLOW, SCOTTSDALE, SPA406
 TUE_10 = datetime(2026, 6, 16, 10, 0)
 
 
