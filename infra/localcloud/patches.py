@@ -10,6 +10,8 @@ changes it. Bumping moto means re-reading each target below and ``../shared/note
 4. ``LambdaFunction._invoke_lambda``   the one seam every invoke path uses: run the handler in-process.
 5. ``StateMachine.create_from_cloudformation_json``  CloudFormation-created state machines go to the
    executing backend with ``DefinitionSubstitutions`` applied (moto ignores them).
+6. ``StepFunctionResponse.stop_execution``  keep StopExecution's ``error`` and ``cause`` (moto drops them),
+   so a superseded run says in the console why it was stopped.
 
 Two reads of moto state, no code replaced: ``Queue.lambda_event_source_mappings`` is emptied so the local
 cloud's poller, not SendMessage, delivers SQS batches; ``Message.visible_at`` tells the poller when a
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from moto.awslambda.models import LambdaFunction
 from moto.stepfunctions.models import StateMachine
+from moto.stepfunctions.responses import StepFunctionResponse
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
@@ -117,6 +120,15 @@ def _state_machine_from_cfn(cls: type, resource_name: str, cloudformation_json: 
     )
 
 
+def _stop_execution_response(self: Any) -> Any:
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+
+    execution = self.stepfunction_backend.describe_execution(self._get_param("executionArn"))
+    execution.stop(stop_date=utcnow(), error=self._get_param("error", ""), cause=self._get_param("cause", ""))
+    return ActionResult({"stopDate": execution.stop_date})
+
+
 def detach_sqs_event_sources(region: str, queue_name: str) -> None:
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.sqs.models import sqs_backends
@@ -155,6 +167,7 @@ def install() -> None:
             stop=ExecutionWorker.stop,
             invoke=LambdaFunction._invoke_lambda,
             sm_cfn=StateMachine.__dict__["create_from_cloudformation_json"],
+            stop_response=StepFunctionResponse.stop_execution,
         )
         WaitFunction._wait_interval = _wait_interval
         retrier_decl.time = SimpleNamespace(sleep=lambda seconds: _clock().sleep(seconds))
@@ -162,6 +175,7 @@ def install() -> None:
         ExecutionWorker.stop = _stop
         LambdaFunction._invoke_lambda = _invoke_lambda
         StateMachine.create_from_cloudformation_json = _state_machine_from_cfn
+        StepFunctionResponse.stop_execution = _stop_execution_response
 
 
 def uninstall() -> None:
@@ -174,4 +188,5 @@ def uninstall() -> None:
         ExecutionWorker.stop = _originals["stop"]
         LambdaFunction._invoke_lambda = _originals["invoke"]
         StateMachine.create_from_cloudformation_json = _originals["sm_cfn"]
+        StepFunctionResponse.stop_execution = _originals["stop_response"]
         _originals.clear()

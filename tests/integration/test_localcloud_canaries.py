@@ -13,6 +13,7 @@ import pytest
 from moto.awslambda.models import LambdaFunction
 from moto.sqs.models import Message, Queue
 from moto.stepfunctions.models import StateMachine
+from moto.stepfunctions.responses import StepFunctionResponse
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.program.program import Program
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
@@ -71,6 +72,13 @@ def test_cloudformation_state_machines_still_ignore_definition_substitutions():
     source = _source(StateMachine.create_from_cloudformation_json)
     assert 'properties.get("DefinitionString", "")' in source
     assert "DefinitionSubstitutions" not in source  # when moto learns them, drop patch 5
+
+
+def test_stop_execution_still_drops_error_and_cause():
+    source = _source(StepFunctionResponse.stop_execution)
+    assert 'arn = self._get_param("executionArn")' in source
+    assert "stop_execution(arn)" in source  # when moto passes error and cause on, drop patch 6
+    assert 'execution.stop(stop_date=utcnow(), error="", cause="")' in _source(StateMachine.stop_execution)
 
 
 def test_sqs_still_invokes_event_sources_synchronously_from_its_mapping_dict():

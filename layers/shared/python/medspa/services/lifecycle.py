@@ -13,7 +13,7 @@ from datetime import datetime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from medspa.adapters.store import Appointment as StoredAppointment
-from medspa.adapters.store import AppointmentRepository, AppointmentStatus
+from medspa.adapters.store import AppointmentNotFound, AppointmentRepository, AppointmentStatus
 from medspa.domain import engine
 from medspa.domain.appointment import Appointment
 from medspa.policy.schema import PolicyPack
@@ -61,6 +61,8 @@ class LifecycleService:
 
     def next_step(self, request: StepRequest, now: datetime) -> NextStep:
         stored = self._appointments.get(request.appointment_id)
+        if stored is None:
+            raise AppointmentNotFound(request.appointment_id)
         if stored.booking_version != request.booking_version or stored.status not in OPEN_STATUSES:
             return NextStep(current=False, status=stored.status)
         appointment = to_domain(stored)

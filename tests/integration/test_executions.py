@@ -1,0 +1,81 @@
+"""Execution naming and idempotent starts against the real AppointmentLifecycle in the local cloud."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from localcloud.cloud import LocalCloud
+from localcloud.clock import utc
+from medspa.adapters.executions import MAX_NAME, LifecycleExecutions, execution_name
+from medspa.adapters.store import AppointmentBooking, Store
+from medspa.domain.appointment import Service
+from medspa.domain.money import Money
+from tests.support.tables import table_names
+
+ALLOWED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+def test_a_plain_id_reads_as_itself_with_its_version():
+    assert execution_name("apt-1001", 3) == "apt-1001-v3"
+
+
+@settings(derandomize=True, max_examples=300)
+@given(st.text(min_size=1, max_size=300), st.text(min_size=1, max_size=300), st.integers(1, 10**9))
+def test_names_are_short_legal_and_distinct_for_distinct_ids(a, b, version):
+    name_a, name_b = execution_name(a, version), execution_name(b, version)
+    assert len(name_a) <= MAX_NAME and set(name_a) <= ALLOWED
+    assert name_a.endswith(f"-v{version}")
+    if a != b:
+        assert name_a != name_b
+
+
+@pytest.fixture
+def lifecycle():
+    with LocalCloud(utc(2026, 3, 5, 15)) as cloud:
+        cloud.deploy({"LogLevel": "WARNING"})
+        yield cloud, LifecycleExecutions(cloud.client("stepfunctions"),
+                                         cloud.state_machine_arn("AppointmentLifecycleStateMachine"))
+
+
+def test_a_duplicate_start_returns_the_same_execution(lifecycle):
+    cloud, executions = lifecycle
+    first = executions.start("apt-9", 1)
+    again = executions.start("apt-9", 1)
+    assert (again.name, again.arn) == (first.name, first.arn)
+    listed = cloud.client("stepfunctions").list_executions(
+        stateMachineArn=cloud.state_machine_arn("AppointmentLifecycleStateMachine"))["executions"]
+    assert [e["name"] for e in listed] == ["apt-9-v1"]
+    cloud.run_for(timedelta(0))
+
+
+def test_stop_during_the_wait_records_the_cause_an_admin_reads(lifecycle):
+    cloud, executions = lifecycle
+    store = Store(table_names(cloud.deployment.resources), region=cloud.region)
+    store.appointments.upsert_from_booking(AppointmentBooking(
+        appointment_id="apt-10", client_id="bijoux#c-1", location_id="bijoux", policy_version="bijoux-2024-04-01.1",
+        service=Service(name="Consultation", category="consultation", duration_minutes=30,
+                        price=Money(amount=0, currency="USD")),
+        starts_at=utc(2026, 3, 12, 15), booking_version=1, event_id="e-1"), now=cloud.now())
+    started = executions.start("apt-10", 1)
+    cloud.run_for(timedelta(hours=2))
+    assert executions.stop(started.arn, error="Rescheduled", cause="Booking version 2 moved the visit")
+    cloud.run_for(timedelta(0))
+    described = cloud.client("stepfunctions").describe_execution(executionArn=started.arn)
+    assert described["status"] == "ABORTED"
+    assert described["stopDate"] == utc(2026, 3, 5, 17)
+    history = cloud.client("stepfunctions").get_execution_history(executionArn=started.arn)["events"]
+    aborted = next(e for e in history if e["type"] == "ExecutionAborted")["executionAbortedEventDetails"]
+    assert aborted == {"error": "Rescheduled", "cause": "Booking version 2 moved the visit"}
+
+
+def test_an_execution_for_an_unknown_appointment_fails_with_a_named_error(lifecycle):
+    cloud, executions = lifecycle
+    started = executions.start("apt-missing", 1)
+    cloud.run_for(timedelta(0))
+    described = cloud.client("stepfunctions").describe_execution(executionArn=started.arn)
+    assert described["status"] == "FAILED"
+    assert described["error"] == "AppointmentNotFound"
