@@ -1,0 +1,67 @@
+"""Booking-site events: the catalogue (models, parsing, JSON Schemas) and their mapping to the store.
+
+``to_booking`` and ``BookingNotYetKnown`` are loaded lazily so that parsing an event never imports
+the data layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .catalogue import (
+    DETAIL_MODELS,
+    DETAIL_TYPES,
+    ENVELOPE_MODELS,
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentCompleted,
+    AppointmentConfirmed,
+    AppointmentEvent,
+    AppointmentMarkedNoShow,
+    AppointmentRescheduled,
+    BookingClient,
+    BookingEnvelope,
+    BookingEvent,
+    BookingPayment,
+    CardUpdated,
+    ClientCheckedIn,
+    ConfirmationChannel,
+    FeeWaived,
+    InvalidBookingEvent,
+    parse_booking_envelope,
+    parse_booking_event,
+)
+
+__all__ = [
+    "DETAIL_MODELS",
+    "DETAIL_TYPES",
+    "ENVELOPE_MODELS",
+    "AppointmentBooked",
+    "AppointmentCancelled",
+    "AppointmentCompleted",
+    "AppointmentConfirmed",
+    "AppointmentEvent",
+    "AppointmentMarkedNoShow",
+    "AppointmentRescheduled",
+    "BookingClient",
+    "BookingEnvelope",
+    "BookingEvent",
+    "BookingNotYetKnown",
+    "BookingPayment",
+    "CardUpdated",
+    "ClientCheckedIn",
+    "ConfirmationChannel",
+    "FeeWaived",
+    "InvalidBookingEvent",
+    "parse_booking_envelope",
+    "parse_booking_event",
+    "to_booking",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in {"to_booking", "BookingNotYetKnown", "payment_context"}:
+        from . import mapping
+
+        return getattr(mapping, name)
+    raise AttributeError(name)

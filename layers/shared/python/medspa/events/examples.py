@@ -1,0 +1,172 @@
+"""One complete, realistic EventBridge event per detail-type, as a booking site would cause it.
+
+They are the examples in ``docs/events/examples/`` and double as test fixtures. The people and
+numbers are fictitious (555-01xx phone numbers, example.com addresses).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ACCOUNT = "123456789012"
+_REGION = "us-east-1"
+
+
+def _event(detail_type: str, event_id: str, time: str, detail: dict[str, Any], source: str = "booking-site") -> dict:
+    return {
+        "version": "0",
+        "id": event_id,
+        "detail-type": detail_type,
+        "source": source,
+        "account": _ACCOUNT,
+        "time": time,
+        "region": _REGION,
+        "resources": [],
+        "detail": detail,
+    }
+
+
+_APPOINTMENT = {"spa_id": "bijoux", "appointment_id": "apt-20250314-0042"}
+
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "AppointmentBooked": _event(
+        "AppointmentBooked",
+        "5c1e7e9a-4f1b-4c2e-9d61-0b8f0a7f3a01",
+        "2025-03-01T15:04:05Z",
+        {
+            "event_id": "bk-evt-000101",
+            "occurred_at": "2025-03-01T10:04:05-05:00",
+            **_APPOINTMENT,
+            "booking_version": 1,
+            "client": {
+                "id": "c-1234",
+                "phone": "+14075550123",
+                "email": "jamie.rivera@example.com",
+                "sms_opt_in": True,
+                "email_opt_in": False,
+            },
+            "service": {
+                "name": "Botox - Forehead Lines",
+                "category": "injection_laser",
+                "duration_minutes": 30,
+                "price": {"amount": 42000, "currency": "USD"},
+            },
+            "starts_at": "2025-03-14T14:30:00-04:00",
+            "location_id": "bijoux",
+            "party_size": 1,
+            "payment": {
+                "card_on_file": True,
+                "stripe_customer_id": "cus_Q1w2E3r4T5y6U7",
+                "stripe_payment_method_id": "pm_1PqRsTuVwXyZ0123",
+                "deposit": {"amount": 5000, "currency": "USD"},
+            },
+        },
+    ),
+    "AppointmentRescheduled": _event(
+        "AppointmentRescheduled",
+        "7a0d2c44-5e7f-4b8a-8c3d-2e1f0a9b8c02",
+        "2025-03-05T18:20:00Z",
+        {
+            "event_id": "bk-evt-000187",
+            "occurred_at": "2025-03-05T13:20:00-05:00",
+            **_APPOINTMENT,
+            "booking_version": 2,
+            "starts_at": "2025-03-18T11:00:00-04:00",
+            "service": {
+                "name": "Botox - Forehead and Crow's Feet",
+                "category": "injection_laser",
+                "duration_minutes": 60,
+                "price": {"amount": 68000, "currency": "USD"},
+            },
+        },
+    ),
+    "AppointmentCancelled": _event(
+        "AppointmentCancelled",
+        "0b9e8d7c-6a5f-4e3d-8c2b-1a0f9e8d7c03",
+        "2025-03-16T13:45:00Z",
+        {
+            "event_id": "bk-evt-000233",
+            "occurred_at": "2025-03-16T09:45:00-04:00",
+            **_APPOINTMENT,
+            "booking_version": 3,
+            "by": "client",
+            "reason": "Work conflict",
+        },
+    ),
+    "AppointmentConfirmed": _event(
+        "AppointmentConfirmed",
+        "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e04",
+        "2025-03-12T19:02:11Z",
+        {
+            "event_id": "bk-evt-000201",
+            "occurred_at": "2025-03-12T15:02:11-04:00",
+            **_APPOINTMENT,
+            "booking_version": 3,
+            "channel": "web",
+        },
+    ),
+    "ClientCheckedIn": _event(
+        "ClientCheckedIn",
+        "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f05",
+        "2025-03-14T18:27:40Z",
+        {
+            "event_id": "bk-evt-000245",
+            "occurred_at": "2025-03-14T14:27:40-04:00",
+            **_APPOINTMENT,
+            "booking_version": 4,
+            "arrived_at": "2025-03-14T14:26:00-04:00",
+        },
+    ),
+    "AppointmentCompleted": _event(
+        "AppointmentCompleted",
+        "3e4f5a6b-7c8d-4e9f-8a1b-2c3d4e5f6a06",
+        "2025-03-14T19:05:00Z",
+        {
+            "event_id": "bk-evt-000251",
+            "occurred_at": "2025-03-14T15:05:00-04:00",
+            **_APPOINTMENT,
+            "booking_version": 5,
+        },
+    ),
+    "AppointmentMarkedNoShow": _event(
+        "AppointmentMarkedNoShow",
+        "4f5a6b7c-8d9e-4f0a-9b2c-3d4e5f6a7b07",
+        "2025-03-14T19:00:00Z",
+        {
+            "event_id": "bk-evt-000249",
+            "occurred_at": "2025-03-14T15:00:00-04:00",
+            **_APPOINTMENT,
+            "booking_version": 4,
+            "marked_by": "staff-frontdesk-07",
+        },
+    ),
+    "CardUpdated": _event(
+        "CardUpdated",
+        "5a6b7c8d-9e0f-4a1b-8c3d-4e5f6a7b8c08",
+        "2025-03-10T16:12:09Z",
+        {
+            "event_id": "bk-evt-000195",
+            "occurred_at": "2025-03-10T12:12:09-04:00",
+            "spa_id": "bijoux",
+            "client_id": "c-1234",
+            "stripe_customer_id": "cus_Q1w2E3r4T5y6U7",
+            "stripe_payment_method_id": "pm_1QaBcDeFgHiJ4567",
+        },
+    ),
+    "FeeWaived": _event(
+        "FeeWaived",
+        "6b7c8d9e-0f1a-4b2c-9d4e-5f6a7b8c9d09",
+        "2025-03-15T14:30:00Z",
+        {
+            "event_id": "bk-evt-000262",
+            "occurred_at": "2025-03-15T10:30:00-04:00",
+            "spa_id": "bijoux",
+            "appointment_id": "apt-20250314-0042",
+            "purpose": "no_show_fee",
+            "ledger_entry_id": "apt-20250314-0042#no_show_fee#1",
+            "admin_id": "admin-maria",
+            "reason": "Documented medical emergency",
+        },
+        source="booking-site.acuity",
+    ),
+}

@@ -1,0 +1,51 @@
+"""Client messages: per-location templates and pure rendering (no boto3, no clock).
+
+The service in :mod:`medspa.services.notifications` decides whom to message and when; this package
+only turns a message kind plus facts about a visit into text. See :mod:`.templates` for the file
+format and :mod:`.render` for the placeholder values.
+"""
+
+from .inbound import InboundIntent, parse_inbound_sms
+from .render import (
+    DEFAULT_SERVICE_LABEL,
+    SMS_MAX_CHARS,
+    AppointmentContext,
+    EmailMessage,
+    MessageTooLong,
+    format_money,
+    format_visit_time,
+    render_email,
+    render_sms,
+)
+from .templates import (
+    BASE_KINDS,
+    FEE_KINDS,
+    LocationTemplates,
+    MessageTemplate,
+    TemplateError,
+    TemplateLibrary,
+    load_templates,
+    template_key,
+)
+
+__all__ = [
+    "BASE_KINDS",
+    "DEFAULT_SERVICE_LABEL",
+    "FEE_KINDS",
+    "SMS_MAX_CHARS",
+    "AppointmentContext",
+    "EmailMessage",
+    "InboundIntent",
+    "LocationTemplates",
+    "MessageTemplate",
+    "MessageTooLong",
+    "TemplateError",
+    "TemplateLibrary",
+    "format_money",
+    "format_visit_time",
+    "load_templates",
+    "parse_inbound_sms",
+    "render_email",
+    "render_sms",
+    "template_key",
+]

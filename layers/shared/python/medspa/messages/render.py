@@ -1,0 +1,150 @@
+"""Turning a template plus the facts of a visit into message text.
+
+The values a template may use are computed here and nowhere else, so every location words times
+and money the same way: "Tue 10 Mar at 2:00 PM EDT" in the location's zone (the abbreviation
+follows DST), "$75.00" / "HK$500.00" from integer minor units. Month and weekday names are spelled
+out here rather than with ``strftime`` so the Lambda's locale cannot change them.
+
+PHI: the context has no field for the treatment. ``service_label`` is a neutral phrase ("your
+appointment") from the location's settings; a caller may pass another neutral label, never the
+service name.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from medspa.domain.money import Money
+from medspa.policy.schema import PolicyPack
+
+from .templates import LocationTemplates
+
+SMS_MAX_CHARS = 320  # two concatenated GSM-7 segments
+FIRST_NAME_MAX_CHARS = 20
+DEFAULT_SERVICE_LABEL = "your appointment"
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_SYMBOLS = {"USD": "$", "HKD": "HK$", "CAD": "CA$", "AUD": "A$", "EUR": "€", "GBP": "£"}
+
+
+class MessageTooLong(ValueError):
+    """A rendered SMS exceeds :data:`SMS_MAX_CHARS` (the text itself is never in the error)."""
+
+
+class MissingMessageValue(ValueError):
+    """A template needs a value (fee, payment link, confirm keyword) the context does not carry."""
+
+
+class AppointmentContext(BaseModel):
+    """The facts a message about one visit may mention. Deliberately no treatment name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    appointment_id: str
+    location_id: str
+    starts_at: AwareDatetime
+    client_first_name: Annotated[str, Field(max_length=200)] | None = None
+    service_label: str | None = Field(None, description="A neutral label; never the treatment name")
+    fee: Money | None = None
+    payment_link: str | None = None
+
+
+class EmailMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    subject: str
+    body: str
+
+
+def format_visit_time(moment: datetime, zone: ZoneInfo) -> str:
+    """``Tue 10 Mar at 2:00 PM EDT``: local wall clock with the zone abbreviation in force then."""
+    local = moment.astimezone(zone)
+    hour = local.hour % 12 or 12
+    meridiem = "AM" if local.hour < 12 else "PM"
+    return (f"{_WEEKDAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} at "
+            f"{hour}:{local.minute:02d} {meridiem} {local.tzname()}")
+
+
+def format_money(money: Money) -> str:
+    """``$75.00``, ``HK$500.00``, ``-$5.00``; an unknown currency keeps its ISO code (``CHF 10.00``)."""
+    code, _, body = str(money).lstrip("-").partition(" ")
+    sign = "-" if money.amount < 0 else ""
+    symbol = _SYMBOLS.get(code)
+    return f"{sign}{symbol}{body}" if symbol else f"{sign}{code} {body}"
+
+
+def _first_name(raw: str | None) -> str:
+    name = " ".join((raw or "").split())
+    return name[:FIRST_NAME_MAX_CHARS].rstrip() or "there"
+
+
+def _confirm_keyword(pack: PolicyPack) -> str:
+    words = pack.messaging.keywords.confirm
+    if not words:
+        raise MissingMessageValue(f"{pack.location_id}: the pack has no confirm keyword")
+    return next((w for w in words if w.casefold() == "confirm"), words[0])
+
+
+def _values(names: set[str], pack: PolicyPack, templates: LocationTemplates, ctx: AppointmentContext) -> dict[str, str]:
+    """Compute only what the template uses, so a reminder never needs a fee."""
+    values: dict[str, str] = {}
+    for name in names:
+        if name == "client_first_name":
+            values[name] = _first_name(ctx.client_first_name)
+        elif name == "spa_name":
+            values[name] = templates.settings.get("spa_name", pack.location.name)
+        elif name == "visit_time":
+            values[name] = format_visit_time(ctx.starts_at, pack.zone)
+        elif name == "service_label":
+            values[name] = ctx.service_label or templates.settings.get("service_label", DEFAULT_SERVICE_LABEL)
+        elif name == "spa_phone":
+            values[name] = templates.settings["spa_phone"]
+        elif name == "confirm_keyword":
+            values[name] = _confirm_keyword(pack)
+        elif name == "opt_out_keyword":
+            values[name] = pack.messaging.keywords.opt_out[0]
+        elif name == "fee_amount":
+            if ctx.fee is None:
+                raise MissingMessageValue(f"{ctx.appointment_id}: the message needs a fee amount")
+            if ctx.fee.currency != pack.currency:
+                raise MissingMessageValue(f"{ctx.appointment_id}: fee in {ctx.fee.currency}, pack in {pack.currency}")
+            values[name] = format_money(ctx.fee)
+        elif name == "payment_link":
+            if not ctx.payment_link:
+                raise MissingMessageValue(f"{ctx.appointment_id}: the message needs a payment link")
+            values[name] = ctx.payment_link
+    return values
+
+
+def _check(pack: PolicyPack, templates: LocationTemplates, ctx: AppointmentContext) -> None:
+    if not (ctx.location_id == pack.location_id == templates.location_id):
+        raise ValueError(f"context {ctx.location_id!r}, pack {pack.location_id!r} and templates "
+                         f"{templates.location_id!r} must be the same location")
+
+
+def render_sms(templates: LocationTemplates, pack: PolicyPack, kind: str, ctx: AppointmentContext) -> str:
+    """The SMS text, ending with the opt-out line built from the pack's first opt-out keyword."""
+    _check(pack, templates, ctx)
+    template = templates.template(kind)
+    names = set(template.sms.get_identifiers()) | set(templates.footer_sms.get_identifiers())
+    values = _values(names, pack, templates, ctx)
+    text = f"{template.sms.substitute(values).strip()}\n{templates.footer_sms.substitute(values).strip()}"
+    if len(text) > SMS_MAX_CHARS:
+        raise MessageTooLong(f"{templates.location_id}: {kind} SMS is {len(text)} chars (max {SMS_MAX_CHARS})")
+    return text
+
+
+def render_email(templates: LocationTemplates, pack: PolicyPack, kind: str, ctx: AppointmentContext) -> EmailMessage:
+    """Subject plus plain-text body ending with the location's unsubscribe footer."""
+    _check(pack, templates, ctx)
+    template = templates.template(kind)
+    names = {n for t in (template.email_subject, template.email_body, templates.footer_email)
+             for n in t.get_identifiers()}
+    values = _values(names, pack, templates, ctx)
+    subject = " ".join(template.email_subject.substitute(values).split())
+    body = f"{template.email_body.substitute(values).strip()}\n\n--\n{templates.footer_email.substitute(values).strip()}\n"
+    return EmailMessage(subject=subject, body=body)

@@ -1,0 +1,247 @@
+"""Message templates: one TOML file per location, falling back to ``default.toml``.
+
+Staff edit these files, so a mistake must fail when the layer loads, naming the file and the
+template (``bijoux.toml: reminder.sms: unknown placeholder $visit_date``), not when a client's
+reminder is due at 08:00. Templates are :class:`string.Template` strings (``$name`` or
+``${name}``; ``$$`` is a literal dollar sign) and may use only the placeholders their kind is given.
+
+File format::
+
+    [settings]                       # all optional
+    service_label = "your appointment"   # neutral stand-in for the treatment (names are PHI)
+    spa_name = "Glow"                # default: the pack's location name
+    spa_phone = "407-213-GLOW"       # required if any template uses $spa_phone
+
+    [footer]                         # appended to every message of this location
+    sms = "Reply ${opt_out_keyword} to opt out."       # must contain $opt_out_keyword
+    email = "To unsubscribe from these emails, ..."
+
+    [reminder]                       # one table per kind: all three fields
+    sms = "..."
+    email_subject = "..."
+    email_body = "..."
+
+A location file overrides whole kind tables and single settings/footer keys of ``default.toml``;
+anything it leaves out comes from the default. ``reminder`` serves every reminder the pack names;
+a table ``reminder_<name>`` (e.g. ``reminder_morning_of``) overrides it for that reminder only.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+DEFAULT_FILE = "default.toml"
+
+REMINDER = "reminder"
+FEE_KINDS = frozenset({"late_cancel_fee_charged", "no_show_fee_charged", "fee_declined"})
+BASE_KINDS: tuple[str, ...] = (
+    REMINDER,
+    "confirmation_request",
+    "auto_cancelled",
+    "late_cancel_fee_charged",
+    "no_show_fee_charged",
+    "fee_declined",
+    "prepay_required",
+)
+_REMINDER_KIND = re.compile(r"^reminder_([a-z0-9][a-z0-9_-]*)$")
+
+COMMON_PLACEHOLDERS = frozenset(
+    {"client_first_name", "spa_name", "visit_time", "service_label", "spa_phone", "confirm_keyword"}
+)
+FOOTER_PLACEHOLDERS = frozenset({"spa_name", "spa_phone", "opt_out_keyword"})
+_FIELDS = ("sms", "email_subject", "email_body")
+_SETTINGS = frozenset({"service_label", "spa_name", "spa_phone"})
+
+
+class TemplateError(ValueError):
+    """A template file is unreadable, incomplete, or uses a placeholder its kind is not given."""
+
+
+def allowed_placeholders(kind: str) -> frozenset[str]:
+    allowed = COMMON_PLACEHOLDERS
+    if kind in FEE_KINDS:
+        allowed |= {"fee_amount"}
+    if kind == "fee_declined":
+        allowed |= {"payment_link"}
+    return allowed
+
+
+def reminder_name(kind: str) -> str | None:
+    """``"reminder_48h"`` -> ``"48h"``; ``None`` for a kind that is not a reminder."""
+    match = _REMINDER_KIND.match(kind)
+    return match.group(1) if match else None
+
+
+def _base_kind(kind: str) -> str | None:
+    if kind in BASE_KINDS and kind != REMINDER:
+        return kind
+    if kind == REMINDER or reminder_name(kind) is not None:
+        return REMINDER
+    return None
+
+
+def _compile(text: object, allowed: frozenset[str], where: str) -> Template:
+    if not isinstance(text, str) or not text.strip():
+        raise TemplateError(f"{where}: must be a non-empty string")
+    template = Template(text)
+    if not template.is_valid():
+        raise TemplateError(f"{where}: invalid placeholder syntax (write $$ for a literal dollar sign)")
+    for name in template.get_identifiers():
+        if name not in allowed:
+            raise TemplateError(f"{where}: unknown placeholder ${name} (allowed: {', '.join(sorted(allowed))})")
+    return template
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    kind: str
+    sms: Template
+    email_subject: Template
+    email_body: Template
+    source: str = field(compare=False)
+
+    def placeholders(self) -> set[str]:
+        return {name for t in (self.sms, self.email_subject, self.email_body) for name in t.get_identifiers()}
+
+
+@dataclass(frozen=True)
+class LocationTemplates:
+    """Everything needed to word one location's messages."""
+
+    location_id: str
+    settings: Mapping[str, str]
+    footer_sms: Template
+    footer_email: Template
+    templates: Mapping[str, MessageTemplate]
+    sources: tuple[str, ...]
+
+    @property
+    def service_label(self) -> str:
+        return self.settings.get("service_label", "your appointment")
+
+    def template(self, kind: str) -> MessageTemplate:
+        if kind in self.templates:
+            return self.templates[kind]
+        base = _base_kind(kind)
+        if base is None:
+            raise KeyError(f"unknown message kind {kind!r}")
+        return self.templates[base]
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    name: str
+    settings: dict[str, str]
+    footer: dict[str, Template]
+    templates: dict[str, MessageTemplate]
+
+
+def _parse(path: Path) -> _Parsed:
+    name = path.name
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise TemplateError(f"{name}: {err}") from err
+    settings: dict[str, str] = {}
+    footer: dict[str, Template] = {}
+    templates: dict[str, MessageTemplate] = {}
+    for table, body in data.items():
+        if not isinstance(body, dict):
+            raise TemplateError(f"{name}: {table}: expected a table")
+        if table == "settings":
+            for key, value in body.items():
+                if key not in _SETTINGS:
+                    raise TemplateError(f"{name}: settings.{key}: unknown setting")
+                if not isinstance(value, str) or not value.strip():
+                    raise TemplateError(f"{name}: settings.{key}: must be a non-empty string")
+                settings[key] = value
+        elif table == "footer":
+            for key, value in body.items():
+                if key not in ("sms", "email"):
+                    raise TemplateError(f"{name}: footer.{key}: unknown footer (sms or email)")
+                footer[key] = _compile(value, FOOTER_PLACEHOLDERS, f"{name}: footer.{key}")
+            if "sms" in footer and "opt_out_keyword" not in footer["sms"].get_identifiers():
+                raise TemplateError(f"{name}: footer.sms: must contain $opt_out_keyword")
+        else:
+            base = _base_kind(table)
+            if base is None or table == "reminder_":
+                raise TemplateError(f"{name}: {table}: unknown message kind (known: {', '.join(BASE_KINDS)}, reminder_<name>)")
+            missing = [f for f in _FIELDS if f not in body]
+            extra = [k for k in body if k not in _FIELDS]
+            if missing or extra:
+                raise TemplateError(f"{name}: {table}: needs exactly {', '.join(_FIELDS)} (missing {missing}, unknown {extra})")
+            allowed = allowed_placeholders(base)
+            compiled = {f: _compile(body[f], allowed, f"{name}: {table}.{f}") for f in _FIELDS}
+            templates[table] = MessageTemplate(kind=table, source=name, **compiled)
+    return _Parsed(name, settings, footer, templates)
+
+
+def _merge(location_id: str, default: _Parsed, own: _Parsed | None) -> LocationTemplates:
+    settings = dict(default.settings)
+    footer = dict(default.footer)
+    templates = dict(default.templates)
+    if own is not None:
+        settings.update(own.settings)
+        footer.update(own.footer)
+        templates.update(own.templates)
+    where = own.name if own else default.name
+    for kind in BASE_KINDS:
+        if kind not in templates:
+            raise TemplateError(f"{where}: {kind}: missing (and not in {DEFAULT_FILE})")
+    for key in ("sms", "email"):
+        if key not in footer:
+            raise TemplateError(f"{where}: footer.{key}: missing (and not in {DEFAULT_FILE})")
+    if "spa_phone" not in settings:
+        for template in templates.values():
+            if "spa_phone" in template.placeholders():
+                raise TemplateError(f"{template.source}: {template.kind}: uses $spa_phone but "
+                                    f"{where} sets no settings.spa_phone")
+        for key, template in footer.items():
+            if "spa_phone" in template.get_identifiers():
+                raise TemplateError(f"{where}: footer.{key}: uses $spa_phone but sets no settings.spa_phone")
+    sources = (default.name,) if own is None else (own.name, default.name)
+    return LocationTemplates(location_id, settings, footer["sms"], footer["email"], templates, sources)
+
+
+class TemplateLibrary:
+    """All locations' templates; a location without its own file gets ``default.toml``."""
+
+    def __init__(self, default: LocationTemplates, locations: Mapping[str, LocationTemplates]) -> None:
+        self.default = default
+        self.locations = dict(locations)
+
+    def for_location(self, location_id: str) -> LocationTemplates:
+        own = self.locations.get(location_id)
+        if own is not None:
+            return own
+        return LocationTemplates(location_id, self.default.settings, self.default.footer_sms,
+                                 self.default.footer_email, self.default.templates, self.default.sources)
+
+
+def load_templates(directory: str | Path | None = None) -> TemplateLibrary:
+    """Load ``default.toml`` and every ``<location id>.toml`` beside it, validating all of them."""
+    directory = Path(directory or TEMPLATES_DIR)
+    default_path = directory / DEFAULT_FILE
+    if not default_path.exists():
+        raise TemplateError(f"{DEFAULT_FILE}: missing in {directory}")
+    default = _parse(default_path)
+    merged_default = _merge("default", default, None)
+    locations = {
+        path.stem: _merge(path.stem, default, _parse(path))
+        for path in sorted(directory.glob("*.toml"))
+        if path.name != DEFAULT_FILE
+    }
+    return TemplateLibrary(merged_default, locations)
+
+
+def template_key(kind: str) -> str:
+    """Validate a message kind name; returns it unchanged (``reminder_<name>`` or a base kind)."""
+    if _base_kind(kind) is None or kind == REMINDER:
+        raise KeyError(f"unknown message kind {kind!r}; reminders are 'reminder_<pack reminder name>'")
+    return kind

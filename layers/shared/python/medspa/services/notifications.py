@@ -1,0 +1,152 @@
+"""Client notifications: which channel, whether now, what text, and a record of what happened.
+
+Decisions (written down because the seeds are silent):
+
+* Channels. Reminders and confirmation requests go to ONE channel: SMS when the client has a phone
+  and has not opted out (a reply keyword works there), otherwise email; if the SMS send fails the
+  email is tried. Auto-cancel, fee and prepay notices concern the client's booking or money, so
+  they go to EVERY channel the client can be reached on (the email doubles as a receipt).
+* Opt-outs are absolute: no SMS with ``sms_opt_out`` or without a phone, no email with
+  ``email_opt_out`` or without an address. Each skipped channel is reported, so the audit shows why
+  a client heard nothing.
+* Quiet hours. Nothing is sent while the location's quiet hours are in force (the pack says "no
+  client messages"); the result is ``deferred_quiet_hours`` with ``send_after`` = the end of quiet
+  hours, and the caller (a Wait state) re-invokes then. The engine already schedules reminders
+  outside quiet hours, so in practice this catches auto-cancel and fee notices produced at night.
+  ``urgent_kinds`` lists kinds allowed through anyway; none are by default.
+* Messaging follows the location's CURRENT pack (quiet hours and keywords are about how the spa
+  messages today), not the pack version the appointment was booked under.
+* The result carries no text, phone or address: it is returned into Step Functions history, which
+  admins read; only kind, channel, status and provider message id. Logs carry the same.
+* Sending is not idempotent here: a caller that retries after a partial send may send twice. The
+  lifecycle step should record the returned message ids and not re-notify a kind already sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from medspa.adapters.messaging import Messenger
+from medspa.adapters.store.clients import Channel, Client
+from medspa.domain.wallclock import end_of_quiet_hours, in_quiet_hours
+from medspa.messages.render import AppointmentContext, render_email, render_sms
+from medspa.messages.templates import TemplateLibrary, reminder_name, template_key
+from medspa.policy.schema import PolicyPack
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["sent", "deferred_quiet_hours", "skipped_opted_out", "skipped_no_contact", "failed"]
+ONE_CHANNEL_KINDS = frozenset({"confirmation_request"})  # plus every reminder_<name>
+
+
+class SentMessage(BaseModel):
+    """The outcome for one channel of one notification (no message text, no contact details)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    channel: Channel
+    status: Status
+    message_id: str | None = None
+    send_after: AwareDatetime | None = None
+    error: str | None = None
+
+    @property
+    def sent(self) -> bool:
+        return self.status == "sent"
+
+
+class NotificationService:
+    def __init__(
+        self,
+        messenger: Messenger,
+        templates: TemplateLibrary,
+        packs: Mapping[str, PolicyPack],
+        urgent_kinds: Iterable[str] = (),
+    ) -> None:
+        self._messenger = messenger
+        self._templates = templates
+        self._packs = packs
+        self._urgent = frozenset(urgent_kinds)
+
+    def _pack(self, location_id: str) -> PolicyPack:
+        try:
+            return self._packs[location_id]
+        except KeyError:
+            raise ValueError(f"no policy pack for location {location_id!r}") from None
+
+    @staticmethod
+    def _validate_kind(kind: str, pack: PolicyPack) -> None:
+        template_key(kind)
+        name = reminder_name(kind)
+        if name is not None and name not in {r.name for r in pack.reminders}:
+            raise ValueError(f"{pack.location_id} has no reminder named {name!r}")
+
+    @staticmethod
+    def _reachable(client: Client) -> tuple[list[Channel], list[tuple[Channel, Status]]]:
+        usable: list[Channel] = []
+        skipped: list[tuple[Channel, Status]] = []
+        for channel, address, opted_out in ((Channel.SMS, client.phone, client.sms_opt_out),
+                                            (Channel.EMAIL, client.email, client.email_opt_out)):
+            if opted_out:
+                skipped.append((channel, "skipped_opted_out"))
+            elif not address:
+                skipped.append((channel, "skipped_no_contact"))
+            else:
+                usable.append(channel)
+        return usable, skipped
+
+    def notify(self, client: Client, kind: str, appointment_context: AppointmentContext,
+               now: datetime) -> list[SentMessage]:
+        ctx = appointment_context
+        pack = self._pack(ctx.location_id)
+        if client.spa_id != pack.spa.id:
+            raise ValueError(f"client of spa {client.spa_id!r} cannot be messaged by {pack.spa.id!r}")
+        self._validate_kind(kind, pack)
+        usable, skipped = self._reachable(client)
+        results = [SentMessage(kind=kind, channel=c, status=s) for c, s in skipped]
+        if not usable:
+            self._log(results, ctx)
+            return results
+
+        one_channel = kind in ONE_CHANNEL_KINDS or reminder_name(kind) is not None
+        quiet, zone = pack.messaging.quiet_hours, pack.zone
+        if kind not in self._urgent and in_quiet_hours(now, quiet, zone):
+            send_after = end_of_quiet_hours(now, quiet, zone)
+            chosen = usable[:1] if one_channel else usable
+            results += [SentMessage(kind=kind, channel=c, status="deferred_quiet_hours", send_after=send_after)
+                        for c in chosen]
+            self._log(results, ctx)
+            return results
+
+        # Render everything before sending anything, so a template error never half-notifies.
+        templates = self._templates.for_location(pack.location_id)
+        sms = render_sms(templates, pack, kind, ctx) if Channel.SMS in usable else None
+        email = render_email(templates, pack, kind, ctx) if Channel.EMAIL in usable else None
+        for channel in usable:
+            try:
+                if channel is Channel.SMS:
+                    message_id = self._messenger.send_sms(client.phone or "", sms or "")
+                else:
+                    assert email is not None
+                    message_id = self._messenger.send_email(client.email or "", email.subject, email.body)
+            except Exception as err:  # noqa: BLE001 - reported per channel; the other may still go
+                results.append(SentMessage(kind=kind, channel=channel, status="failed", error=type(err).__name__))
+                continue
+            results.append(SentMessage(kind=kind, channel=channel, status="sent", message_id=message_id))
+            if one_channel:
+                break
+        self._log(results, ctx)
+        return results
+
+    @staticmethod
+    def _log(results: list[SentMessage], ctx: AppointmentContext) -> None:
+        for r in results:
+            logger.info("notification", extra={"appointment_id": ctx.appointment_id, "kind": r.kind,
+                                               "channel": str(r.channel), "status": r.status,
+                                               "message_id": r.message_id, "error": r.error})

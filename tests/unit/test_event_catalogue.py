@@ -1,0 +1,389 @@
+"""The booking-site event catalogue: parsing, clear PII-free errors, and published schemas that cannot drift."""
+
+from __future__ import annotations
+
+import copy
+import json
+import types
+import typing
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from medspa.adapters.store.appointments import AppointmentBooking, AppointmentStatus
+from medspa.domain.appointment import PaymentContext, Service
+from medspa.domain.money import Money
+from medspa.events import (
+    DETAIL_MODELS,
+    DETAIL_TYPES,
+    AppointmentBooked,
+    AppointmentRescheduled,
+    BookingNotYetKnown,
+    InvalidBookingEvent,
+    parse_booking_envelope,
+    parse_booking_event,
+    to_booking,
+)
+from medspa.events.examples import EXAMPLES
+from medspa.events.schemas import render
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "events"
+
+
+def example(detail_type: str = "AppointmentBooked") -> dict:
+    return copy.deepcopy(EXAMPLES[detail_type])
+
+
+def rejection(event: dict) -> InvalidBookingEvent:
+    with pytest.raises(InvalidBookingEvent) as caught:
+        parse_booking_event(event)
+    return caught.value
+
+
+def set_path(event: dict, path: str, value: object) -> dict:
+    *parents, leaf = path.split(".")
+    node = event
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    return event
+
+
+# --- examples and published documents ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("detail_type", DETAIL_TYPES)
+def test_every_example_parses_to_its_model(detail_type: str) -> None:
+    parsed = parse_booking_event(example(detail_type))
+    assert type(parsed) is DETAIL_MODELS[detail_type]
+
+
+@pytest.mark.parametrize("detail_type", DETAIL_TYPES)
+def test_committed_examples_parse(detail_type: str) -> None:
+    event = json.loads((DOCS / "examples" / f"{detail_type}.json").read_text(encoding="utf-8"))
+    assert type(parse_booking_event(event)) is DETAIL_MODELS[detail_type]
+
+
+@pytest.mark.parametrize("relative", sorted(render()))
+def test_committed_docs_equal_the_models(relative: str) -> None:
+    path = DOCS / relative
+    assert path.exists(), f"docs/events/{relative} missing: run tools/publish_event_schemas.py"
+    assert path.read_text(encoding="utf-8") == render()[relative], (
+        f"docs/events/{relative} is stale: run tools/publish_event_schemas.py"
+    )
+
+
+def test_no_orphan_documents() -> None:
+    committed = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.json")}
+    assert committed == set(render())
+
+
+def test_every_detail_type_is_documented_in_the_readme() -> None:
+    readme = (DOCS / "README.md").read_text(encoding="utf-8")
+    assert all(f"`{name}`" in readme for name in DETAIL_TYPES)
+
+
+def test_schema_describes_the_envelope_with_a_fixed_detail_type() -> None:
+    schema = json.loads(render()["AppointmentBooked.schema.json"])
+    assert schema["properties"]["detail-type"]["const"] == "AppointmentBooked"
+    assert {"source", "detail-type", "detail"} <= set(schema["required"])
+    assert schema["$defs"]["AppointmentBooked"]["additionalProperties"] is False
+
+
+def test_parsed_booking_keeps_money_exact_and_times_aware() -> None:
+    booked = parse_booking_event(example())
+    assert isinstance(booked, AppointmentBooked)
+    assert booked.service.price == Money(amount=42000, currency="USD")
+    assert booked.payment.deposit == Money(amount=5000, currency="USD")
+    assert booked.starts_at == datetime(2025, 3, 14, 18, 30, tzinfo=UTC)
+    assert booked.client.sms_opt_in is True
+
+
+def test_envelope_exposes_the_vendor_and_ignores_aws_keys() -> None:
+    event = example("FeeWaived")
+    event["replay-name"] = "nightly-replay"
+    envelope = parse_booking_envelope(event)
+    assert envelope.vendor == "acuity"
+    assert parse_booking_envelope(example()).vendor is None
+
+
+def test_python_datetimes_are_accepted_when_aware() -> None:
+    event = set_path(example(), "detail.starts_at", datetime(2025, 3, 14, 18, 30, tzinfo=UTC))
+    assert parse_booking_event(event).starts_at == datetime(2025, 3, 14, 18, 30, tzinfo=UTC)
+
+
+# --- rejections ----------------------------------------------------------------------------------
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _required_paths(model: type[BaseModel], data: dict, prefix: str) -> list[str]:
+    paths = []
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if field.is_required():
+            paths.append(f"{prefix}.{key}")
+        nested = _model_in(field.annotation)
+        if nested is not None and isinstance(data.get(key), dict):
+            paths += _required_paths(nested, data[key], f"{prefix}.{key}")
+    return paths
+
+
+REQUIRED = [
+    (detail_type, path)
+    for detail_type, model in DETAIL_MODELS.items()
+    for path in ["source", "detail", *_required_paths(model, EXAMPLES[detail_type]["detail"], "detail")]
+]
+
+
+@pytest.mark.parametrize(("detail_type", "path"), REQUIRED, ids=[f"{t}:{p}" for t, p in REQUIRED])
+def test_each_required_field_missing_is_named(detail_type: str, path: str) -> None:
+    event = example(detail_type)
+    *parents, leaf = path.split(".")
+    node = event
+    for key in parents:
+        node = node[key]
+    del node[leaf]
+    error = rejection(event)
+    assert error.field == path
+    assert f"{path}: Field required" in str(error)
+    assert detail_type in str(error)
+
+
+def test_the_catalogue_requires_the_common_envelope() -> None:
+    required = {path for detail_type, path in REQUIRED if detail_type == "AppointmentCompleted"}
+    assert {"detail.event_id", "detail.occurred_at", "detail.spa_id", "detail.appointment_id",
+            "detail.booking_version"} <= required
+    card = {path for detail_type, path in REQUIRED if detail_type == "CardUpdated"}
+    assert "detail.booking_version" not in card
+
+
+AWARE_TIMES = [
+    (detail_type, f"detail.{key}")
+    for detail_type, event in EXAMPLES.items()
+    for key in ("occurred_at", "starts_at", "arrived_at")
+    if key in event["detail"]
+]
+
+
+@pytest.mark.parametrize(("detail_type", "path"), AWARE_TIMES)
+def test_naive_times_are_rejected_by_name(detail_type: str, path: str) -> None:
+    error = rejection(set_path(example(detail_type), path, "2025-03-14T14:30:00"))
+    assert error.field == path
+    assert "timezone" in error.reason
+
+
+def test_naive_python_datetime_is_rejected() -> None:
+    error = rejection(set_path(example(), "detail.starts_at", datetime(2025, 3, 14, 14, 30)))
+    assert error.field == "detail.starts_at"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["detail.service.price.amount", "detail.payment.deposit.amount"],
+)
+@pytest.mark.parametrize("amount", [420.0, 420.5, "42000", True])
+def test_money_must_be_integer_minor_units(path: str, amount: object) -> None:
+    error = rejection(set_path(example(), path, amount))
+    assert error.field == path
+    assert str(error).endswith(f"{path}: Input should be a valid integer")
+
+
+@pytest.mark.parametrize("currency", ["usd", "US", "USDX", 840])
+def test_currency_is_three_upper_case_letters(currency: object) -> None:
+    assert rejection(set_path(example(), "detail.service.price.currency", currency)).field == (
+        "detail.service.price.currency"
+    )
+
+
+def test_negative_and_mixed_currency_payments_are_rejected() -> None:
+    negative = rejection(set_path(example(), "detail.payment.deposit", {"amount": -1, "currency": "USD"}))
+    assert negative.field == "detail.payment.deposit"
+    mixed = rejection(set_path(example(), "detail.payment.deposit", {"amount": 5000, "currency": "HKD"}))
+    assert "payment.deposit.currency" in mixed.reason
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("detail.service.duration_minutes", 30.0),
+        ("detail.service.duration_minutes", "30"),
+        ("detail.party_size", 0),
+        ("detail.client.sms_opt_in", "true"),
+        ("detail.booking_version", 0),
+        ("detail.booking_version", "1"),
+        ("detail.booking_version", True),
+        ("detail.payment.stripe_customer_id", "pm_123"),
+    ],
+)
+def test_lax_coercions_are_refused(path: str, value: object) -> None:
+    assert rejection(set_path(example(), path, value)).field == path
+
+
+@pytest.mark.parametrize("path", ["detail", "detail.client", "detail.service", "detail.payment"])
+def test_extra_fields_are_rejected(path: str) -> None:
+    # Money (domain/money.py) is shared with the store and ignores unknown keys; not tested here.
+    event = example()
+    set_path(event, f"{path}.loyalty_tier", "gold")
+    error = rejection(event)
+    assert error.field == f"{path}.loyalty_tier"
+    assert "Extra inputs are not permitted" in error.reason
+
+
+@pytest.mark.parametrize("detail_type", ["AppointmentEaten", "appointmentbooked", ""])
+def test_unknown_detail_type_is_named(detail_type: str) -> None:
+    event = example()
+    event["detail-type"] = detail_type
+    error = rejection(event)
+    assert error.field == "detail-type"
+    assert repr(detail_type) in str(error)
+
+
+def test_missing_detail_type_and_non_objects() -> None:
+    event = example()
+    del event["detail-type"]
+    assert rejection(event).field == "detail-type"
+    with pytest.raises(InvalidBookingEvent):
+        parse_booking_event(["not", "an", "event"])  # type: ignore[arg-type]
+    with pytest.raises(InvalidBookingEvent) as caught:
+        parse_booking_event({**example(), "detail": "{\"event_id\": \"x\"}"})
+    assert caught.value.field == "detail"
+
+
+@pytest.mark.parametrize("source", ["booking-site.acme", "booking-site.mind-body2"])
+def test_vendor_sources_are_accepted(source: str) -> None:
+    assert parse_booking_event({**example(), "source": source})
+
+
+@pytest.mark.parametrize("source", ["stripe", "booking-site.", "booking-site.Acme", "booking-sites"])
+def test_other_sources_are_rejected(source: str) -> None:
+    assert rejection({**example(), "source": source}).field == "source"
+
+
+def test_cancelled_by_is_client_or_spa() -> None:
+    error = rejection(set_path(example("AppointmentCancelled"), "detail.by", "nobody"))
+    assert error.field == "detail.by"
+
+
+def test_every_problem_is_listed() -> None:
+    event = example()
+    set_path(event, "detail.service.price.amount", 1.5)
+    del event["detail"]["location_id"]
+    reason = rejection(event).reason
+    assert "detail.service.price.amount" in reason and "detail.location_id" in reason
+
+
+# --- no PII in errors ----------------------------------------------------------------------------
+
+pii_text = st.text(min_size=6, max_size=40).filter(lambda s: s.strip() == s and len(set(s)) > 2)
+phones = st.one_of(st.from_regex(r"\A\(?[0-9]{3}\)?[ .-]?[0-9]{3}[ .-][0-9]{4}\Z"), pii_text)
+emails = st.one_of(st.from_regex(r"\A[a-z]{3,12}(at| )[a-z]{3,10}\.com\Z"), pii_text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(phone=phones, email=emails)
+def test_invalid_contact_values_never_appear_in_errors(phone: str, email: str) -> None:
+    event = example()
+    event["detail"]["client"].update(phone=phone, email=email)
+    try:
+        parse_booking_event(event)
+    except InvalidBookingEvent as error:
+        assert phone not in str(error) and email not in str(error)
+        assert phone not in error.reason and email not in error.reason
+        assert phone not in repr(error) and email not in repr(error)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    phone=st.from_regex(r"\A\+1[2-9][0-9]{9}\Z"),
+    email=st.from_regex(r"\A[a-z]{6,12}@[a-z]{6,10}\.com\Z"),
+    name=st.text(min_size=6, max_size=60).filter(lambda s: len(set(s)) > 2),
+)
+def test_valid_contact_values_never_appear_when_something_else_fails(phone: str, email: str, name: str) -> None:
+    event = example()
+    event["detail"]["client"].update(phone=phone, email=email, nickname=name)
+    event["detail"]["service"]["name"] = name
+    event["detail"]["service"]["price"]["amount"] = 420.0
+    with pytest.raises(InvalidBookingEvent) as caught:
+        parse_booking_event(event)
+    message = str(caught.value)
+    assert phone not in message and email not in message and name not in message
+
+
+@settings(max_examples=50, deadline=None)
+@given(reason=st.text(min_size=1001, max_size=1200).filter(lambda s: len(set(s)) > 2))
+def test_free_text_is_not_echoed(reason: str) -> None:
+    error = rejection(set_path(example("AppointmentCancelled"), "detail.reason", reason))
+    assert error.field == "detail.reason"
+    assert reason[:20] not in str(error)
+
+
+# --- mapping to the store ------------------------------------------------------------------------
+
+
+def test_booked_maps_to_a_namespaced_snapshot() -> None:
+    event = parse_booking_event(example())
+    booking = to_booking(event, None, "bijoux-2024-04-01.1")
+    assert booking == AppointmentBooking(
+        appointment_id="apt-20250314-0042",
+        client_id="bijoux#c-1234",
+        location_id="bijoux",
+        policy_version="bijoux-2024-04-01.1",
+        service=Service(
+            name="Botox - Forehead Lines",
+            category="injection_laser",
+            duration_minutes=30,
+            price=Money(amount=42000, currency="USD"),
+        ),
+        starts_at=datetime(2025, 3, 14, 18, 30, tzinfo=UTC),
+        party_size=1,
+        status=AppointmentStatus.BOOKED,
+        booking_version=1,
+        event_id="bk-evt-000101",
+        payment=PaymentContext(card_on_file=True, deposit=Money(amount=5000, currency="USD")),
+    )
+
+
+def test_booked_keeps_the_policy_the_client_first_accepted() -> None:
+    event = parse_booking_event(example())
+    first = to_booking(event, None, "bijoux-2024-04-01.1")
+    assert to_booking(event, first, "bijoux-2025-01-01.1").policy_version == "bijoux-2024-04-01.1"
+
+
+def test_rescheduled_changes_time_and_service_and_keeps_the_rest() -> None:
+    current = to_booking(parse_booking_event(example()), None, "bijoux-2024-04-01.1")
+    current = current.model_copy(update={"status": AppointmentStatus.CONFIRMED})
+    moved = parse_booking_event(example("AppointmentRescheduled"))
+    assert isinstance(moved, AppointmentRescheduled)
+    booking = to_booking(moved, current, "ignored")
+    assert booking.starts_at == datetime(2025, 3, 18, 15, 0, tzinfo=UTC)
+    assert booking.service.duration_minutes == 60
+    assert (booking.booking_version, booking.event_id) == (2, "bk-evt-000187")
+    assert booking.status is AppointmentStatus.BOOKED
+    for kept in ("client_id", "location_id", "policy_version", "party_size", "payment"):
+        assert getattr(booking, kept) == getattr(current, kept)
+
+
+def test_rescheduled_without_service_keeps_the_service() -> None:
+    current = to_booking(parse_booking_event(example()), None, "p1")
+    raw = example("AppointmentRescheduled")
+    del raw["detail"]["service"]
+    assert to_booking(parse_booking_event(raw), current, "p1").service == current.service
+
+
+def test_rescheduled_before_booked_asks_for_a_retry() -> None:
+    with pytest.raises(BookingNotYetKnown):
+        to_booking(parse_booking_event(example("AppointmentRescheduled")), None, "p1")

@@ -1,0 +1,363 @@
+"""Client messages: templates, rendering, keyword parsing and the notification decisions."""
+
+from __future__ import annotations
+
+import logging
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from medspa.adapters.messaging import InMemoryMessenger
+from medspa.adapters.store.clients import Channel, Client
+from medspa.domain.money import Money
+from medspa.messages import (
+    BASE_KINDS,
+    FEE_KINDS,
+    SMS_MAX_CHARS,
+    AppointmentContext,
+    TemplateError,
+    format_money,
+    format_visit_time,
+    load_templates,
+    parse_inbound_sms,
+    render_email,
+    render_sms,
+)
+from medspa.messages.templates import TEMPLATES_DIR
+from medspa.services.notifications import NotificationService
+
+from tests.support.packs import BIJOUX, GLOW, PACKS, SPA406
+
+LIBRARY = load_templates()
+LONG_NAME = "Maximiliana-Josephine Alexandrova-Worthington"
+LINK = "https://pay.example.com/" + "x" * 76  # a 100-character payment link
+
+
+def kinds_for(pack) -> list[str]:
+    return [k for k in BASE_KINDS if k != "reminder"] + [f"reminder_{r.name}" for r in pack.reminders]
+
+
+def context(pack, starts_at: datetime, **extra) -> AppointmentContext:
+    values = {"fee": pack.money(50000), "payment_link": LINK, "client_first_name": LONG_NAME} | extra
+    return AppointmentContext(appointment_id="a-1", location_id=pack.location_id, starts_at=starts_at, **values)
+
+
+def client(pack, **overrides) -> Client:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    fields = {"client_id": f"{pack.spa.id}#c-1", "spa_id": pack.spa.id, "phone": "+14075550123",
+              "email": "client@example.com", "sms_opt_out": False, "email_opt_out": False, "stripe_customer_id": None,
+              "default_payment_method_id": None, "strikes": (), "prepay_required": False, "prepay_set_at": None,
+              "prepay_cleared_by": None, "prepay_cleared_at": None, "outstanding": {}, "credit": {},
+              "created_at": now, "updated_at": now}
+    return Client(**(fields | overrides))
+
+
+ALL = [(loc, kind) for loc, pack in sorted(PACKS.items()) for kind in kinds_for(pack)]
+START = datetime(2026, 3, 10, 18, 0, tzinfo=UTC)
+
+
+# --- every template of every location -----------------------------------------------------------
+
+def test_every_pack_location_has_its_own_template_file() -> None:
+    assert set(LIBRARY.locations) == set(PACKS)
+
+
+@pytest.mark.parametrize(("location", "kind"), ALL)
+def test_every_kind_renders_for_every_location(location: str, kind: str) -> None:
+    pack = PACKS[location]
+    templates = LIBRARY.for_location(location)
+    ctx = context(pack, START)
+    sms = render_sms(templates, pack, kind, ctx)
+    opt_out_line = f"Reply {pack.messaging.keywords.opt_out[0]} to opt out."
+    assert sms.endswith(opt_out_line)
+    assert len(sms) <= SMS_MAX_CHARS
+    email = render_email(templates, pack, kind, ctx)
+    assert email.subject and "\n" not in email.subject
+    assert "unsubscribe" in email.body.casefold()
+    for text in (sms, email.subject + email.body):
+        assert "${" not in text
+    if kind in FEE_KINDS:
+        assert format_money(ctx.fee) in sms
+    if kind == "fee_declined":
+        assert LINK in sms and LINK in email.body
+    if kind == "confirmation_request":
+        assert "CONFIRM" in sms
+
+
+def test_default_templates_never_name_a_treatment() -> None:
+    """Treatment names are PHI; only the neutral service label may appear."""
+    default = LIBRARY.default
+    raw = " ".join(t.template for m in default.templates.values() for t in (m.sms, m.email_subject, m.email_body))
+    words = {w.casefold() for pack in PACKS.values() for cat in pack.fees.categories for w in cat.matches}
+    words |= {"botox", "filler", "laser", "facial", "massage", "injection", "iv", "pellet", "hydrafacial"}
+    found = {w for w in words if re.search(rf"\b{re.escape(w)}\b", raw, re.IGNORECASE)}
+    assert not found
+    assert "service_name" not in AppointmentContext.model_fields
+    templates = LIBRARY.for_location("406medicalspa")  # its reminder is the default one
+    assert templates.template("reminder_24h").source == "default.toml"
+    sms = render_sms(templates, SPA406, "reminder_24h", context(SPA406, START))
+    assert "reminding you of your appointment on" in sms
+
+
+def test_a_location_without_its_own_file_falls_back_to_default(tmp_path: Path) -> None:
+    (tmp_path / "default.toml").write_text((TEMPLATES_DIR / "default.toml").read_text())
+    library = load_templates(tmp_path)
+    pack = BIJOUX
+    templates = library.for_location("bijoux")
+    assert templates.sources == ("default.toml",)
+    sms = render_sms(templates, pack, "reminder_48h", context(pack, START, client_first_name="Ana"))
+    assert sms.startswith("Hi Ana, this is Bijoux Med Spa reminding you of your appointment on Tue 10 Mar at 2:00 PM EDT.")
+
+
+def test_a_location_file_overrides_only_what_it_names() -> None:
+    bijoux = LIBRARY.for_location("bijoux")
+    assert bijoux.template("reminder_48h").source == "bijoux.toml"
+    assert bijoux.template("confirmation_request").source == "default.toml"
+    assert "407-213-GLOW" in render_sms(bijoux, BIJOUX, "reminder_morning_of", context(BIJOUX, START))
+
+
+# --- time and money -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("moment", "expected"), [
+    (datetime(2026, 3, 7, 19, 0, tzinfo=UTC), "Sat 7 Mar at 2:00 PM EST"),
+    (datetime(2026, 3, 8, 6, 59, tzinfo=UTC), "Sun 8 Mar at 1:59 AM EST"),
+    (datetime(2026, 3, 8, 7, 0, tzinfo=UTC), "Sun 8 Mar at 3:00 AM EDT"),
+    (datetime(2026, 3, 10, 18, 0, tzinfo=UTC), "Tue 10 Mar at 2:00 PM EDT"),
+    (datetime(2026, 11, 1, 5, 30, tzinfo=UTC), "Sun 1 Nov at 1:30 AM EDT"),
+    (datetime(2026, 11, 1, 6, 30, tzinfo=UTC), "Sun 1 Nov at 1:30 AM EST"),
+    (datetime(2026, 3, 8, 16, 0, tzinfo=UTC), "Sun 8 Mar at 12:00 PM EDT"),
+    (datetime(2026, 3, 9, 4, 5, tzinfo=UTC), "Mon 9 Mar at 12:05 AM EDT"),
+])
+def test_visit_time_uses_the_abbreviation_in_force_on_each_side_of_dst(moment: datetime, expected: str) -> None:
+    assert format_visit_time(moment, BIJOUX.zone) == expected
+
+
+def test_visit_time_in_the_rendered_message_follows_dst() -> None:
+    templates = LIBRARY.for_location("bijoux")
+    before = render_sms(templates, BIJOUX, "reminder_48h", context(BIJOUX, datetime(2026, 3, 6, 19, tzinfo=UTC)))
+    after = render_sms(templates, BIJOUX, "reminder_48h", context(BIJOUX, datetime(2026, 3, 10, 18, tzinfo=UTC)))
+    assert "Fri 6 Mar at 2:00 PM EST" in before
+    assert "Tue 10 Mar at 2:00 PM EDT" in after
+
+
+def test_hong_kong_time_and_money() -> None:
+    assert format_visit_time(datetime(2026, 3, 10, 6, 30, tzinfo=UTC), GLOW.zone) == "Tue 10 Mar at 2:30 PM HKT"
+    assert format_money(Money(amount=50000, currency="HKD")) == "HK$500.00"
+    sms = render_sms(LIBRARY.for_location("glow-hk"), GLOW, "no_show_fee_charged",
+                     context(GLOW, datetime(2026, 3, 10, 6, 30, tzinfo=UTC)))
+    assert "HK$500.00" in sms and "HKT" in sms
+
+
+@pytest.mark.parametrize(("money", "text"), [
+    (Money(amount=7500, currency="USD"), "$75.00"),
+    (Money(amount=123456, currency="USD"), "$1,234.56"),
+    (Money(amount=5, currency="USD"), "$0.05"),
+    (Money(amount=-500, currency="USD"), "-$5.00"),
+    (Money(amount=500, currency="JPY"), "JPY 500"),
+])
+def test_money_formatting(money: Money, text: str) -> None:
+    assert format_money(money) == text
+
+
+def test_a_fee_in_another_currency_is_refused() -> None:
+    with pytest.raises(ValueError, match="USD"):
+        render_sms(LIBRARY.for_location("glow-hk"), GLOW, "no_show_fee_charged",
+                   context(GLOW, START, fee=Money(amount=100, currency="USD")))
+
+
+def test_a_fee_message_without_a_fee_is_refused() -> None:
+    with pytest.raises(ValueError, match="fee amount"):
+        render_sms(LIBRARY.for_location("bijoux"), BIJOUX, "no_show_fee_charged", context(BIJOUX, START, fee=None))
+
+
+# --- template validation ------------------------------------------------------------------------
+
+def _library_with(tmp_path: Path, name: str, text: str):
+    (tmp_path / "default.toml").write_text((TEMPLATES_DIR / "default.toml").read_text())
+    (tmp_path / name).write_text(text)
+    return load_templates(tmp_path)
+
+
+def test_an_unknown_placeholder_fails_at_load_naming_file_and_template(tmp_path: Path) -> None:
+    text = '[reminder]\nsms = "Hi $client_first_name, see you ${visit_date}"\nemail_subject = "x"\nemail_body = "y"\n'
+    with pytest.raises(TemplateError, match=r"bijoux\.toml: reminder\.sms: unknown placeholder \$visit_date"):
+        _library_with(tmp_path, "bijoux.toml", text)
+
+
+def test_a_placeholder_not_given_to_that_kind_fails(tmp_path: Path) -> None:
+    text = '[prepay_required]\nsms = "fee ${fee_amount}"\nemail_subject = "x"\nemail_body = "y"\n'
+    with pytest.raises(TemplateError, match=r"prepay_required\.sms: unknown placeholder \$fee_amount"):
+        _library_with(tmp_path, "bijoux.toml", text)
+
+
+def test_spa_phone_needs_a_phone_setting(tmp_path: Path) -> None:
+    text = '[reminder]\nsms = "call ${spa_phone}"\nemail_subject = "x"\nemail_body = "y"\n'
+    with pytest.raises(TemplateError, match=r"glow-hk\.toml: reminder: uses \$spa_phone"):
+        _library_with(tmp_path, "glow-hk.toml", text)
+
+
+@pytest.mark.parametrize("text", [
+    '[reminder]\nsms = "costs $5"\nemail_subject = "x"\nemail_body = "y"\n',
+    '[reminder]\nsms = "x"\n',
+    '[reminders]\nsms = "x"\nemail_subject = "x"\nemail_body = "y"\n',
+    '[footer]\nsms = "Text back to stop."\n',
+    '[settings]\ncolour = "red"\n',
+    'not toml =',
+])
+def test_broken_files_fail_at_load_with_the_file_name(tmp_path: Path, text: str) -> None:
+    with pytest.raises(TemplateError, match=r"^bijoux\.toml: "):
+        _library_with(tmp_path, "bijoux.toml", text)
+
+
+def test_a_missing_default_file_fails(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="default.toml"):
+        load_templates(tmp_path)
+
+
+# --- inbound keywords ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "intent"), [
+    ("stop", "opt_out"), ("STOP", "opt_out"), ("  Unsubscribe\n", "opt_out"), ("Stop.", "opt_out"),
+    (" Yes ", "confirm"), ("CONFIRM", "confirm"), ("confirm!", "confirm"), ("c", "confirm"), ("y", "confirm"),
+    ("start", "opt_in"), ("UNSTOP", "opt_in"), ("help", "help"), ("Info", "help"),
+    ("yes but I'll be late", "unknown"), ("cancel", "unknown"), ("", "unknown"), ("   ", "unknown"),
+])
+def test_inbound_keywords(text: str, intent: str) -> None:
+    assert parse_inbound_sms(text, BIJOUX) == intent
+
+
+def test_inbound_keywords_come_from_the_pack() -> None:
+    assert parse_inbound_sms("退訂", GLOW) == "opt_out"
+    assert parse_inbound_sms("退訂", BIJOUX) == "unknown"
+    assert parse_inbound_sms("end", BIJOUX) == "opt_out"
+    assert parse_inbound_sms("end", GLOW) == "unknown"
+
+
+# --- the notification service -------------------------------------------------------------------
+
+NOON_EDT = datetime(2026, 3, 9, 16, 0, tzinfo=UTC)
+
+
+def service(messenger: InMemoryMessenger, **kw) -> NotificationService:
+    return NotificationService(messenger, LIBRARY, PACKS, **kw)
+
+
+def test_reminder_goes_by_sms_only_when_sms_is_possible() -> None:
+    messenger = InMemoryMessenger()
+    results = service(messenger).notify(client(BIJOUX), "reminder_48h", context(BIJOUX, START), NOON_EDT)
+    assert [(r.channel, r.status) for r in results] == [(Channel.SMS, "sent")]
+    assert results[0].message_id == messenger.sms[0].message_id
+    assert messenger.sms[0].phone == "+14075550123" and not messenger.emails
+
+
+def test_reminder_falls_back_to_email_when_sms_opted_out() -> None:
+    messenger = InMemoryMessenger()
+    results = service(messenger).notify(client(BIJOUX, sms_opt_out=True), "reminder_48h",
+                                        context(BIJOUX, START), NOON_EDT)
+    assert [(r.channel, r.status) for r in results] == [(Channel.SMS, "skipped_opted_out"), (Channel.EMAIL, "sent")]
+    assert not messenger.sms and messenger.emails[0].subject.startswith("Reminder: your appointment")
+
+
+def test_reminder_falls_back_to_email_when_sms_fails() -> None:
+    messenger = InMemoryMessenger(fail_sms=True)
+    results = service(messenger).notify(client(BIJOUX), "reminder_morning_of", context(BIJOUX, START), NOON_EDT)
+    assert [(r.channel, r.status, r.error) for r in results] == [
+        (Channel.SMS, "failed", "ConnectionError"), (Channel.EMAIL, "sent", None)]
+
+
+def test_fee_notices_go_to_every_channel() -> None:
+    messenger = InMemoryMessenger()
+    results = service(messenger).notify(client(BIJOUX), "no_show_fee_charged", context(BIJOUX, START), NOON_EDT)
+    assert [(r.channel, r.status) for r in results] == [(Channel.SMS, "sent"), (Channel.EMAIL, "sent")]
+    assert "$500.00" in messenger.sms[0].body and "$500.00" in messenger.emails[0].body
+
+
+def test_an_opted_out_client_gets_nothing() -> None:
+    messenger = InMemoryMessenger()
+    results = service(messenger).notify(client(BIJOUX, sms_opt_out=True, email_opt_out=True),
+                                        "no_show_fee_charged", context(BIJOUX, START), NOON_EDT)
+    assert {r.status for r in results} == {"skipped_opted_out"}
+    assert not messenger.sms and not messenger.emails
+
+
+def test_a_client_without_contact_details_gets_nothing() -> None:
+    messenger = InMemoryMessenger()
+    results = service(messenger).notify(client(BIJOUX, phone=None, email=None), "auto_cancelled",
+                                        context(BIJOUX, START), NOON_EDT)
+    assert [r.status for r in results] == ["skipped_no_contact", "skipped_no_contact"]
+    assert not messenger.sms and not messenger.emails
+
+
+@pytest.mark.parametrize(("now", "send_after"), [
+    (datetime(2026, 3, 10, 2, 0, tzinfo=UTC), datetime(2026, 3, 10, 12, 0, tzinfo=UTC)),   # 22:00 EDT
+    (datetime(2026, 3, 10, 5, 0, tzinfo=UTC), datetime(2026, 3, 10, 12, 0, tzinfo=UTC)),   # 01:00 EDT
+    (datetime(2026, 3, 8, 4, 0, tzinfo=UTC), datetime(2026, 3, 8, 12, 0, tzinfo=UTC)),     # 23:00 EST -> 08:00 EDT
+])
+def test_notices_at_night_are_deferred_to_the_end_of_quiet_hours(now: datetime, send_after: datetime) -> None:
+    messenger = InMemoryMessenger()
+    results = service(messenger).notify(client(BIJOUX), "late_cancel_fee_charged", context(BIJOUX, START), now)
+    assert [(r.channel, r.status, r.send_after) for r in results] == [
+        (Channel.SMS, "deferred_quiet_hours", send_after), (Channel.EMAIL, "deferred_quiet_hours", send_after)]
+    assert not messenger.sms and not messenger.emails
+
+
+def test_quiet_hours_are_the_locations_own() -> None:
+    at_0830_hkt = datetime(2026, 3, 10, 0, 30, tzinfo=UTC)
+    results = service(InMemoryMessenger()).notify(client(GLOW, phone="+85291234567"), "auto_cancelled",
+                                                  context(GLOW, START), at_0830_hkt)
+    assert {r.send_after for r in results} == {datetime(2026, 3, 10, 1, 0, tzinfo=UTC)}  # 09:00 HKT
+
+
+def test_quiet_hours_boundaries_are_sendable() -> None:
+    at_0800_edt = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+    results = service(InMemoryMessenger()).notify(client(BIJOUX), "reminder_morning_of",
+                                                  context(BIJOUX, START), at_0800_edt)
+    assert [r.status for r in results] == ["sent"]
+
+
+def test_urgent_kinds_may_be_sent_at_night() -> None:
+    messenger = InMemoryMessenger()
+    night = datetime(2026, 3, 10, 3, 0, tzinfo=UTC)
+    results = service(messenger, urgent_kinds={"auto_cancelled"}).notify(
+        client(SPA406), "auto_cancelled", context(SPA406, START), night)
+    assert [r.status for r in results] == ["sent", "sent"]
+
+
+def test_unknown_kinds_and_reminders_are_refused() -> None:
+    svc = service(InMemoryMessenger())
+    with pytest.raises(KeyError):
+        svc.notify(client(BIJOUX), "birthday_greeting", context(BIJOUX, START), NOON_EDT)
+    with pytest.raises(ValueError, match="72h"):
+        svc.notify(client(BIJOUX), "reminder_72h", context(BIJOUX, START), NOON_EDT)
+
+
+def test_a_client_of_another_spa_is_refused() -> None:
+    with pytest.raises(ValueError, match="spa"):
+        service(InMemoryMessenger()).notify(client(GLOW), "reminder_48h", context(BIJOUX, START), NOON_EDT)
+
+
+def test_results_carry_no_text_or_contact_details() -> None:
+    results = service(InMemoryMessenger()).notify(client(BIJOUX), "no_show_fee_charged",
+                                                  context(BIJOUX, START), NOON_EDT)
+    dumped = str([r.model_dump() for r in results])
+    assert "+1407" not in dumped and "@" not in dumped and "500" not in dumped
+
+
+def test_logs_carry_no_text_or_contact_details(caplog: pytest.LogCaptureFixture,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Lambda handler's Powertools Logger(service="medspa") stops propagation at "medspa"; look past it.
+    monkeypatch.setattr(logging.getLogger("medspa"), "propagate", True)
+    caplog.set_level("DEBUG", logger="medspa")
+    service(InMemoryMessenger()).notify(client(BIJOUX), "no_show_fee_charged", context(BIJOUX, START), NOON_EDT)
+    logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert caplog.records and "+1407" not in logged and "client@example.com" not in logged
+    assert LONG_NAME[:10] not in logged and "$500" not in logged
+
+
+def test_confirmation_uses_a_confirm_keyword_from_the_pack() -> None:
+    messenger = InMemoryMessenger()
+    service(messenger).notify(client(SPA406), "confirmation_request",
+                              context(SPA406, START + timedelta(days=1)), NOON_EDT)
+    assert "replying CONFIRM" in messenger.sms[0].body
