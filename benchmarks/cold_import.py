@@ -28,16 +28,35 @@ print(time.perf_counter() - started)
 """
 _IMPORT_BOTO3 = "import time; s = time.perf_counter(); import boto3; print(time.perf_counter() - s)"
 
-# What the template gives every function; values are placeholders, nothing is called at import.
-_ENV = {
-    "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "POWERTOOLS_SERVICE_NAME": "medspa",
-    "POWERTOOLS_METRICS_NAMESPACE": "MedSpa", "CLIENTS_TABLE": "clients", "APPOINTMENTS_TABLE": "appointments",
-    "LEDGER_TABLE": "ledger", "IDEMPOTENCY_TABLE": "idempotency", "STAGE": "bench",
-}
+def function_environments() -> dict[Path, dict[str, str]]:
+    """Each handler's environment as template.yaml gives it; intrinsic values become placeholders."""
+    from localcloud.deploy import load_template
+
+    template = load_template(ROOT / "template.yaml")
+    shared = template["Globals"]["Function"]["Environment"]["Variables"]
+    defaults = {name: p.get("Default", "") for name, p in template.get("Parameters", {}).items()}
+
+    def value_of(name: str, value: object) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict) and value.get("Ref") in defaults:
+            return str(defaults[value["Ref"]])
+        return f"arn:aws:bench:us-east-1:123456789012:{name.lower()}"
+
+    environments = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        variables = {**shared, **props.get("Environment", {}).get("Variables", {})}
+        environments[ROOT / props["CodeUri"] / "app.py"] = {
+            name: value_of(name, value) for name, value in variables.items()
+        } | {"AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+    return environments
 
 
-def _median_seconds(args: list[str], runs: int) -> float:
-    env = {**os.environ, **_ENV, "PYTHONDONTWRITEBYTECODE": "0"}
+def _median_seconds(args: list[str], runs: int, function_env: dict[str, str] | None = None) -> float:
+    env = {**os.environ, **(function_env or {}), "PYTHONDONTWRITEBYTECODE": "0"}
     samples = [
         float(subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True, check=True,
                              env=env).stdout.strip())
@@ -50,15 +69,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=11, help="fresh interpreters per module (>= 10)")
     args = parser.parse_args()
-    handlers = sorted(ROOT.glob("functions/*/app.py"))
+    environments = function_environments()
+    handlers = sorted(environments)
     for handler in handlers:  # warm the bytecode cache so every run measures the same thing
-        _median_seconds([_IMPORT_HANDLER, str(handler)], 1)
+        _median_seconds([_IMPORT_HANDLER, str(handler)], 1, environments[handler])
     boto3_seconds = _median_seconds([_IMPORT_BOTO3], args.runs)
     print(f"cold import, median of {args.runs} fresh interpreters ({sys.version.split()[0]})")
     print(f"{'module':<28}{'ms':>9}{'x boto3':>10}")
     print(f"{'import boto3':<28}{boto3_seconds * 1000:>9.1f}{1.0:>10.2f}")
     for handler in handlers:
-        seconds = _median_seconds([_IMPORT_HANDLER, str(handler)], args.runs)
+        seconds = _median_seconds([_IMPORT_HANDLER, str(handler)], args.runs, environments[handler])
         print(f"{'functions/' + handler.parent.name:<28}{seconds * 1000:>9.1f}{seconds / boto3_seconds:>10.2f}")
 
 

@@ -1,0 +1,234 @@
+"""The card processor behind one small interface: charge a card on file off-session, refund, look up.
+
+A thin wrapper over the unmodified ``stripe`` SDK. It turns Stripe's exceptions into outcomes the
+settlement service can record on a ledger entry (succeeded, declined, requires_action) or retry
+(transient), and it refuses to send anything that could describe a treatment or identify a person:
+Stripe signs no BAA, so only opaque ids travel in metadata, and no description or receipt e-mail is
+ever set.
+
+Why ``max_network_retries=0`` by default: the SDK's own retries sleep in wall-clock time inside the
+Lambda (billed, and invisible to the local cloud's virtual clock), and they stop at the Lambda's end
+anyway. The caller retries instead: the settlement service raises ``PaymentProviderUnavailable`` and
+the state machine's ``Retry`` re-runs the step, which finds the same ledger entry and therefore
+sends the same idempotency key; Stripe replays or completes the one charge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+import stripe
+from pydantic import BaseModel, ConfigDict
+
+from medspa.domain.money import Money
+
+__all__ = [
+    "METADATA_KEYS",
+    "ChargeResult",
+    "ChargeStatus",
+    "PaymentProviderUnavailable",
+    "RefundResult",
+    "RefundStatus",
+    "StripePayments",
+]
+
+# The only metadata keys the adapter lets through: both hold opaque ids, never words about a visit.
+METADATA_KEYS = frozenset({"ledger_ref", "location_id"})
+
+
+class PaymentProviderUnavailable(Exception):
+    """Stripe could not be reached or asked us to slow down (5xx, 429, a dropped connection).
+
+    Named so a state machine ``Retry`` can match it (``ErrorEquals: ["PaymentProviderUnavailable"]``).
+    Retrying is safe: the retry finds the same pending ledger entry and reuses its idempotency key.
+    """
+
+
+class ChargeStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    REQUIRES_ACTION = "requires_action"
+    TRANSIENT = "transient"
+
+
+class RefundStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    PENDING = "pending"
+    FAILED = "failed"
+    ALREADY_REFUNDED = "already_refunded"
+    TRANSIENT = "transient"
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ChargeResult(_Result):
+    status: ChargeStatus
+    payment_intent_id: str | None = None
+    amount: Money | None = None
+    code: str | None = None
+    decline_code: str | None = None
+    message: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status is not ChargeStatus.TRANSIENT
+
+
+class RefundResult(_Result):
+    status: RefundStatus
+    refund_id: str | None = None
+    amount: Money | None = None
+    message: str | None = None
+
+
+_TRANSIENT_ERRORS = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
+
+
+def _transient(error: stripe.StripeError) -> bool:
+    """5xx, 429 and network failures; a 409 is a concurrent request with the same key still running."""
+    status = error.http_status or 0
+    return isinstance(error, _TRANSIENT_ERRORS) or status >= 500 or status in (409, 429)
+
+
+def _check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    unknown = set(metadata) - METADATA_KEYS
+    if unknown:
+        raise ValueError(f"metadata keys {sorted(unknown)} are not allowed: only opaque ids go to Stripe")
+    return {key: str(value) for key, value in metadata.items()}
+
+
+def _field(obj: Any, name: str) -> Any:
+    """A field of a ``StripeObject`` or ``None``; stripe-python 16 objects are not dicts (no ``.get``)."""
+    return obj[name] if obj is not None and name in obj else None
+
+
+def _charge_from_intent(intent: Any) -> ChargeResult:
+    """Map a PaymentIntent (created now, or found later) to the outcome the ledger records."""
+    amount = Money(amount=int(intent.amount), currency=str(intent.currency).upper())
+    if intent.status == "succeeded":
+        return ChargeResult(status=ChargeStatus.SUCCEEDED, payment_intent_id=intent.id, amount=amount)
+    error = _field(intent, "last_payment_error")
+    code = _field(error, "code")
+    if intent.status == "requires_action" or code == "authentication_required":
+        return ChargeResult(status=ChargeStatus.REQUIRES_ACTION, payment_intent_id=intent.id, amount=amount,
+                            code="authentication_required", decline_code=_field(error, "decline_code"))
+    if intent.status in ("requires_payment_method", "canceled") and error:
+        return ChargeResult(status=ChargeStatus.DECLINED, payment_intent_id=intent.id, amount=amount, code=code,
+                            decline_code=_field(error, "decline_code"), message=_field(error, "message"))
+    # processing, requires_capture, requires_confirmation: Stripe has not decided yet.
+    return ChargeResult(status=ChargeStatus.TRANSIENT, payment_intent_id=intent.id, amount=amount,
+                        message=f"payment intent is {intent.status}")
+
+
+class StripePayments:
+    """Stripe through an explicit ``StripeClient`` (tests aim it at the fake; Lambdas at api.stripe.com)."""
+
+    def __init__(self, client: stripe.StripeClient) -> None:
+        self._stripe = client
+
+    @classmethod
+    def from_settings(cls, api_key: str, api_base: str | None = None, max_network_retries: int = 0) -> StripePayments:
+        options: dict[str, Any] = {"max_network_retries": max_network_retries}
+        if api_base:
+            options["base_addresses"] = {"api": api_base}
+        return cls(stripe.StripeClient(api_key, **options))
+
+    def charge_off_session(
+        self,
+        customer_id: str,
+        payment_method_id: str,
+        amount: Money,
+        idempotency_key: str,
+        statement_descriptor_suffix: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ChargeResult:
+        """Charge the card on file with the client absent; never raises for a decline or an outage."""
+        params: dict[str, Any] = {
+            "amount": amount.amount,
+            "currency": amount.currency.lower(),
+            "customer": customer_id,
+            "payment_method": payment_method_id,
+            "confirm": True,
+            "off_session": True,
+            "metadata": _check_metadata(metadata or {}),
+        }
+        if statement_descriptor_suffix:
+            params["statement_descriptor_suffix"] = statement_descriptor_suffix
+        try:
+            intent = self._stripe.v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
+        except stripe.CardError as error:
+            detail = error.error
+            intent = detail.payment_intent if detail else None
+            intent_id = intent.id if intent else None
+            decline_code = detail.decline_code if detail else None
+            if error.code == "authentication_required":
+                return ChargeResult(status=ChargeStatus.REQUIRES_ACTION, payment_intent_id=intent_id, amount=amount,
+                                    code=error.code, decline_code=decline_code, message=error.user_message)
+            return ChargeResult(status=ChargeStatus.DECLINED, payment_intent_id=intent_id, amount=amount,
+                                code=error.code, decline_code=decline_code, message=error.user_message)
+        except stripe.StripeError as error:
+            if _transient(error):
+                return ChargeResult(status=ChargeStatus.TRANSIENT, amount=amount, code=error.code,
+                                    message=f"{type(error).__name__}: HTTP {error.http_status}")
+            raise
+        return _charge_from_intent(intent)
+
+    def find_charge(self, customer_id: str, ledger_ref: str) -> ChargeResult | None:
+        """The PaymentIntent a ledger entry created, found by its ``ledger_ref`` metadata.
+
+        This is how a pending entry is resolved once Stripe may have forgotten its idempotency key
+        (a crash after the charge, retried more than 24 hours later). Lists are strongly consistent,
+        unlike Search. Raises ``PaymentProviderUnavailable`` when Stripe cannot answer.
+        """
+        try:
+            page = self._stripe.v1.payment_intents.list(params={"customer": customer_id, "limit": 100})
+            for intent in page.auto_paging_iter():
+                if _field(_field(intent, "metadata"), "ledger_ref") == ledger_ref:
+                    return _charge_from_intent(intent)
+        except stripe.StripeError as error:
+            if _transient(error):
+                raise PaymentProviderUnavailable(f"listing payment intents: HTTP {error.http_status}") from error
+            raise
+        return None
+
+    def refund(
+        self, payment_intent_id: str, amount: Money, idempotency_key: str, metadata: Mapping[str, str] | None = None
+    ) -> RefundResult:
+        """Refund part or all of a charge; Stripe itself refuses to refund more than is left on it."""
+        params = {"payment_intent": payment_intent_id, "amount": amount.amount,
+                  "metadata": _check_metadata(metadata or {})}
+        try:
+            refund = self._stripe.v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})
+        except stripe.InvalidRequestError as error:
+            if error.code == "charge_already_refunded":
+                return RefundResult(status=RefundStatus.ALREADY_REFUNDED, amount=amount, message=str(error.user_message))
+            raise
+        except stripe.StripeError as error:
+            if _transient(error):
+                return RefundResult(status=RefundStatus.TRANSIENT, amount=amount,
+                                    message=f"{type(error).__name__}: HTTP {error.http_status}")
+            raise
+        return _refund_result(refund)
+
+    def find_refund(self, payment_intent_id: str, ledger_ref: str) -> RefundResult | None:
+        """The refund a ledger entry created, found by its ``ledger_ref`` metadata (see ``find_charge``)."""
+        try:
+            page = self._stripe.v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100})
+            for refund in page.auto_paging_iter():
+                if _field(_field(refund, "metadata"), "ledger_ref") == ledger_ref:
+                    return _refund_result(refund)
+        except stripe.StripeError as error:
+            if _transient(error):
+                raise PaymentProviderUnavailable(f"listing refunds: HTTP {error.http_status}") from error
+            raise
+        return None
+
+
+def _refund_result(refund: Any) -> RefundResult:
+    status = {"succeeded": RefundStatus.SUCCEEDED, "pending": RefundStatus.PENDING}.get(refund.status, RefundStatus.FAILED)
+    return RefundResult(status=status, refund_id=refund.id,
+                        amount=Money(amount=int(refund.amount), currency=str(refund.currency).upper()))
