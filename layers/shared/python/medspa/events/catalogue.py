@@ -206,42 +206,22 @@ class FeeWaived(_BookingSiteDetail):
     reason: FreeText
 
 
-DETAIL_MODELS: dict[str, type[_BookingSiteDetail]] = {
-    model.detail_type: model
-    for model in (
-        AppointmentBooked,
-        AppointmentRescheduled,
-        AppointmentCancelled,
-        AppointmentConfirmed,
-        ClientCheckedIn,
-        AppointmentCompleted,
-        AppointmentMarkedNoShow,
-        CardUpdated,
-        FeeWaived,
-    )
-}
+_APPOINTMENT_MODELS = (
+    AppointmentBooked,
+    AppointmentRescheduled,
+    AppointmentCancelled,
+    AppointmentConfirmed,
+    ClientCheckedIn,
+    AppointmentCompleted,
+    AppointmentMarkedNoShow,
+)
+_MODELS = (*_APPOINTMENT_MODELS, CardUpdated, FeeWaived)
+
+DETAIL_MODELS: dict[str, type[_BookingSiteDetail]] = {model.detail_type: model for model in _MODELS}
 DETAIL_TYPES: tuple[str, ...] = tuple(DETAIL_MODELS)
 
-BookingEvent = Union[  # noqa: UP007 - a runtime value, usable in isinstance-free type hints
-    AppointmentBooked,
-    AppointmentRescheduled,
-    AppointmentCancelled,
-    AppointmentConfirmed,
-    ClientCheckedIn,
-    AppointmentCompleted,
-    AppointmentMarkedNoShow,
-    CardUpdated,
-    FeeWaived,
-]
-AppointmentEvent = Union[  # noqa: UP007
-    AppointmentBooked,
-    AppointmentRescheduled,
-    AppointmentCancelled,
-    AppointmentConfirmed,
-    ClientCheckedIn,
-    AppointmentCompleted,
-    AppointmentMarkedNoShow,
-]
+BookingEvent = Union[_MODELS]  # noqa: UP007 - a runtime value: one name for the nine details
+AppointmentEvent = Union[_APPOINTMENT_MODELS]  # noqa: UP007
 
 
 # --- the EventBridge envelope --------------------------------------------------------------------
