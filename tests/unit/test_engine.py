@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from medspa.domain.appointment import Appointment, PaymentContext, Service
+from medspa.domain.appointment import PaymentContext
 from medspa.domain.engine import (
     PolicyMismatch,
     SettlementStep,
@@ -26,21 +26,9 @@ from medspa.domain.engine import (
     strike_for,
 )
 from medspa.domain.money import Money
-from tests.support.packs import AUSTIN, BIJOUX, GLOW, PACKS, SCOTTSDALE, SPA406
+from tests.support.packs import AUSTIN, BIJOUX, GLOW, PACKS, SCOTTSDALE, SPA406, visit
 
 
-def visit(pack, local_start, *, category="injection_laser", name=None, minutes=60, price="200", party=1, **payment):
-    """An appointment at ``pack``'s location starting at a naive local wall time."""
-    return Appointment(
-        id="appt-1",
-        client_id="client-1",
-        location_id=pack.location_id,
-        policy_version=pack.policy_version,
-        service=Service(name=name or category, category=category, duration_minutes=minutes, price=Money.of(price, pack.currency)),
-        starts_at=local_start.replace(tzinfo=pack.zone),
-        party_size=party,
-        payment=PaymentContext(**payment),
-    )
 
 
 def local(pack, moment):

@@ -7,7 +7,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from medspa.domain.appointment import Appointment, PaymentContext, Service
 from medspa.domain.engine import (
     cancellation_window,
     classify_cancellation,
@@ -23,21 +22,10 @@ from medspa.domain.engine import (
 )
 from medspa.domain.money import Money
 from medspa.domain.wallclock import at_wall_clock
-from tests.support.packs import AUSTIN, BIJOUX, GLOW, SCOTTSDALE, SPA406
+from tests.support.packs import AUSTIN, BIJOUX, GLOW, SCOTTSDALE, SPA406, visit
 TUE_10 = datetime(2026, 6, 16, 10, 0)
 
 
-def visit(pack, local_start, *, category="injection_laser", name=None, minutes=60, price="200", party=1, **payment):
-    return Appointment(
-        id="appt-1",
-        client_id="client-1",
-        location_id=pack.location_id,
-        policy_version=pack.policy_version,
-        service=Service(name=name or category, category=category, duration_minutes=minutes, price=Money.of(price, pack.currency)),
-        starts_at=local_start.replace(tzinfo=pack.zone),
-        party_size=party,
-        payment=PaymentContext(**payment),
-    )
 
 
 def assumes(source, *words):
