@@ -43,7 +43,7 @@ def demo(sample: Annotated[Path, typer.Option(help="Sample bookings (JSON)")] = 
     with LocalCloud(datetime.fromisoformat(spec["start"])) as cloud:
         deployment = cloud.deploy({"LogLevel": "WARNING"})
         deployed = time.perf_counter() - began
-        store = Store(TableNames.from_env(_table_env(deployment.resources)), region=cloud.region)
+        store = Store(TableNames.from_env(cloud.function_environment("LifecycleFunction")), region=cloud.region)
         sfn = cloud.client("stepfunctions")
         runs = []
         for item in spec["appointments"]:
@@ -103,11 +103,6 @@ def _print_timeline(item: dict[str, Any], pack: Any, starts_at: datetime, events
             continue
         table.add_row(f"{moment.astimezone(pack.zone):%a %d %b %H:%M %Z}", f"{moment:%d %b %H:%M}", what)
     console.print(table)
-
-
-def _table_env(resources: dict[str, str]) -> dict[str, str]:
-    return {"CLIENTS_TABLE": resources["ClientsTable"], "APPOINTMENTS_TABLE": resources["AppointmentsTable"],
-            "LEDGER_TABLE": resources["LedgerTable"], "IDEMPOTENCY_TABLE": resources["IdempotencyTable"]}
 
 
 if __name__ == "__main__":

@@ -122,6 +122,13 @@ class LocalCloud:
             self._clients[service] = boto3.client(service, region_name=self.region)
         return self._clients[service]
 
+    def function_environment(self, logical_id: str) -> dict[str, str]:
+        """The environment a deployed function sees, as CloudFormation resolved it (table names, ARNs)."""
+        assert self.deployment is not None, "deploy() first"
+        configuration = self.client("lambda").get_function_configuration(
+            FunctionName=self.deployment.functions[logical_id])
+        return configuration["Environment"]["Variables"]
+
     def state_machine_arn(self, logical_id: str) -> str:
         assert self.deployment is not None, "deploy() first"
         return self.deployment.state_machines[logical_id]

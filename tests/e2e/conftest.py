@@ -6,8 +6,7 @@ import pytest
 
 from localcloud.cloud import LocalCloud
 from localcloud.clock import utc
-from medspa.adapters.store import Store
-from tests.support.tables import table_names
+from medspa.adapters.store import Store, TableNames
 
 pytestmark = pytest.mark.e2e
 
@@ -22,4 +21,4 @@ def cloud(request):
 
 @pytest.fixture
 def store(cloud) -> Store:
-    return Store(table_names(cloud.deployment.resources), region=cloud.region)
+    return Store(TableNames.from_env(cloud.function_environment("LifecycleFunction")), region=cloud.region)

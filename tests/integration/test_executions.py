@@ -11,10 +11,9 @@ from hypothesis import strategies as st
 from localcloud.cloud import LocalCloud
 from localcloud.clock import utc
 from medspa.adapters.executions import MAX_NAME, LifecycleExecutions, execution_name
-from medspa.adapters.store import AppointmentBooking, Store
+from medspa.adapters.store import AppointmentBooking, Store, TableNames
 from medspa.domain.appointment import Service
 from medspa.domain.money import Money
-from tests.support.tables import table_names
 
 ALLOWED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
@@ -54,7 +53,7 @@ def test_a_duplicate_start_returns_the_same_execution(lifecycle):
 
 def test_stop_during_the_wait_records_the_cause_an_admin_reads(lifecycle):
     cloud, executions = lifecycle
-    store = Store(table_names(cloud.deployment.resources), region=cloud.region)
+    store = Store(TableNames.from_env(cloud.function_environment("LifecycleFunction")), region=cloud.region)
     store.appointments.upsert_from_booking(AppointmentBooking(
         appointment_id="apt-10", client_id="bijoux#c-1", location_id="bijoux", policy_version="bijoux-2024-04-01.1",
         service=Service(name="Consultation", category="consultation", duration_minutes=30,

@@ -12,10 +12,8 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from medspa.adapters.store import Appointment as StoredAppointment
 from medspa.adapters.store import AppointmentNotFound, AppointmentRepository, AppointmentStatus
 from medspa.domain import engine
-from medspa.domain.appointment import Appointment
 from medspa.policy.schema import PolicyPack
 
 OPEN_STATUSES = {AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED}
@@ -41,19 +39,6 @@ class NextStep(BaseModel):
     next_reminder: DueReminder | None = None
 
 
-def to_domain(stored: StoredAppointment) -> Appointment:
-    return Appointment(
-        id=stored.appointment_id,
-        client_id=stored.client_id,
-        location_id=stored.location_id,
-        policy_version=stored.policy_version,
-        service=stored.service,
-        starts_at=stored.starts_at,
-        party_size=stored.party_size,
-        payment=stored.payment,
-    )
-
-
 class LifecycleService:
     def __init__(self, appointments: AppointmentRepository, packs: Mapping[str, PolicyPack]) -> None:
         self._appointments = appointments
@@ -65,7 +50,7 @@ class LifecycleService:
             raise AppointmentNotFound(request.appointment_id)
         if stored.booking_version != request.booking_version or stored.status not in OPEN_STATUSES:
             return NextStep(current=False, status=stored.status)
-        appointment = to_domain(stored)
+        appointment = stored.to_domain()
         pending = engine.reminder_times(self._packs[stored.location_id], appointment, now)
         upcoming = next((r for r in pending if r.send_at > now), None)
         return NextStep(

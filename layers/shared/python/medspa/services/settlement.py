@@ -53,7 +53,6 @@ from medspa.adapters.store import (
 from medspa.domain import engine
 from medspa.domain.money import Money
 from medspa.policy.schema import FeeReason, PolicyPack, SettlementSource
-from medspa.services.lifecycle import to_domain
 
 __all__ = [
     "PaymentProviderUnavailable",
@@ -158,7 +157,7 @@ class SettlementService:
         if stored is None:
             raise AppointmentNotFound(appointment_id)
         pack = self._packs[stored.location_id]
-        appointment = to_domain(stored)
+        appointment = stored.to_domain()
         fee = engine.fee_for(pack, appointment, reason)
         if fee is None or fee.is_zero:
             return SettlementReport(appointment_id=appointment_id, reason=reason, attempt=attempt, outcome="no_fee",

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
+from medspa.domain.appointment import Appointment as PolicyAppointment
 from medspa.domain.appointment import PaymentContext, Service
 from medspa.domain.money import Money
 
@@ -70,6 +71,14 @@ class Appointment(_Frozen):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     record_version: int = Field(description="Pass back as expected_version to write on top of what you read.")
+
+    def to_domain(self) -> PolicyAppointment:
+        """The facts the policy engine decides on, without what only the store and the lifecycle track."""
+        return PolicyAppointment(
+            id=self.appointment_id, client_id=self.client_id, location_id=self.location_id,
+            policy_version=self.policy_version, service=self.service, starts_at=self.starts_at,
+            party_size=self.party_size, payment=self.payment,
+        )
 
 
 class UpsertResult(NamedTuple):
