@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medspa.adapters.executions import LifecycleExecutions
-from medspa.adapters.store import Store
+from medspa.adapters.store import ConflictingEvent, Store
 from medspa.events import InvalidBookingEvent, parse_booking_event
 from medspa.policy.loader import load_packs
 from medspa.services.ingest import IngestService
@@ -36,16 +36,19 @@ QUARANTINE_URL = os.environ["QUARANTINE_QUEUE_URL"]
 def record_handler(record: SQSRecord) -> None:
     try:
         event = parse_booking_event(json.loads(record.body))
-    except (InvalidBookingEvent, ValueError) as error:
-        reason = str(error)[:1024]
-        sqs.send_message(QueueUrl=QUARANTINE_URL, MessageBody=record.body, MessageAttributes={
-            "rejection_reason": {"DataType": "String", "StringValue": reason},
-            "source_message_id": {"DataType": "String", "StringValue": record.message_id},
-        })
-        logger.warning("booking event quarantined", extra={"reason": reason, "message_id": record.message_id})
+        outcome = service.ingest(event, now=datetime.now(UTC))
+    except (InvalidBookingEvent, ConflictingEvent, json.JSONDecodeError) as error:
+        quarantine(record, str(error)[:1024])
         return
-    outcome = service.ingest(event, now=datetime.now(UTC))
     logger.info("booking event applied", extra=outcome.model_dump())
+
+
+def quarantine(record: SQSRecord, reason: str) -> None:
+    sqs.send_message(QueueUrl=QUARANTINE_URL, MessageBody=record.body, MessageAttributes={
+        "rejection_reason": {"DataType": "String", "StringValue": reason},
+        "source_message_id": {"DataType": "String", "StringValue": record.message_id},
+    })
+    logger.warning("booking event quarantined", extra={"reason": reason, "message_id": record.message_id})
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,21 +1,39 @@
-"""Step Functions task of the AppointmentLifecycle: re-read the appointment and say what comes next."""
+"""Step Functions task of the AppointmentLifecycle: plan the next step, or take the step that is due."""
 
 import os
 from datetime import UTC, datetime
 
+import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from medspa.adapters.booking_site import EventBridgeBookingSite
+from medspa.adapters.messaging import AwsMessenger, SesEmailSender, SnsSmsSender
 from medspa.adapters.store import Store
+from medspa.messages.templates import load_templates
 from medspa.policy.loader import load_packs
 from medspa.services.lifecycle import LifecycleService, StepRequest
+from medspa.services.notifications import NotificationService
 
 logger = Logger()
-service = LifecycleService(Store.from_env(os.environ).appointments, load_packs())
+packs = load_packs()
+service = LifecycleService(
+    Store.from_env(os.environ),
+    packs,
+    NotificationService(
+        AwsMessenger(SnsSmsSender(boto3.client("sns")), SesEmailSender(boto3.client("sesv2"), os.environ["EMAIL_FROM"])),
+        load_templates(),
+        packs,
+    ),
+    EventBridgeBookingSite(boto3.client("events"), os.environ["BOOKING_EVENTS_BUS"]),
+)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     request = StepRequest.model_validate(event)
-    logger.append_keys(appointment_id=request.appointment_id, booking_version=request.booking_version)
-    return service.next_step(request, now=datetime.now(UTC)).model_dump(mode="json")
+    logger.append_keys(appointment_id=request.appointment_id, booking_version=request.booking_version,
+                       action=request.action)
+    now = datetime.now(UTC)
+    result = service.plan(request, now) if request.action == "plan" else service.act(request, now)
+    return result.model_dump(mode="json")

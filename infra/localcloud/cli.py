@@ -1,32 +1,43 @@
 """``medspa``: run the system in the local cloud from the command line.
 
-``medspa demo`` deploys template.yaml into the local cloud, books the bundled sample (one appointment per
-location pack), runs every AppointmentLifecycle execution under the virtual clock and prints what each one
-did and when, in the location's own time.
+``medspa simulate SCENARIO [--report FILE]`` plays one scenario (``docs/simulate.md``) against
+template.yaml deployed in the local cloud and prints, per appointment, a timeline in the location's own
+time (events received, executions, states entered, messages, ledger entries), then a summary per
+location; ``--report`` writes the full JSON report.
+
+``medspa demo`` runs every scenario in ``samples/scenarios/`` (one per seed spa), each in its own local
+cloud (in parallel processes, one per CPU by default: a local cloud patches process-wide state), prints
+each one the same way in file order, and ends with the totals: appointments simulated, state transitions,
+real seconds and appointments per second.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import multiprocessing
+import os
+import sys
 import time
-from datetime import datetime
+import warnings
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from localcloud.cloud import REPO_ROOT, LocalCloud
-from medspa.adapters.store import AppointmentBooking, Store, TableNames
-from medspa.domain.appointment import Service
-from medspa.domain.money import Money
-from medspa.policy.loader import load_packs
+from localcloud.simulate import SCENARIOS_DIR, ScenarioError, run_scenario
 
 app = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
-console = Console(width=110)
-
-SAMPLE = REPO_ROOT / "samples" / "foundation.json"
+console = Console(width=120)
 
 
 @app.callback()
@@ -35,74 +46,351 @@ def main() -> None:
 
 
 @app.command()
-def demo(sample: Annotated[Path, typer.Option(help="Sample bookings (JSON)")] = SAMPLE) -> None:
-    """Deploy the template locally and run the sample's appointments under the virtual clock."""
-    spec = json.loads(sample.read_text())
-    packs = load_packs()
+def simulate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file (JSON, see docs/simulate.md)", exists=True,
+                                             dir_okay=False)],
+    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report to this file")] = None,
+) -> None:
+    """Play a scenario of booking-site events in the local cloud and print what the system did."""
+    _quiet_moto()
+    try:
+        with _held_function_logs() as logs:
+            result = run_scenario(scenario, report)
+    except ScenarioError as error:
+        console.print(f"[red]{scenario}: {error}[/]")
+        raise typer.Exit(2) from None
+    print_report(result, logs.getvalue())
+    if report is not None:
+        console.print(f"report written to {report}")
+
+
+@app.command()
+def demo(
+    scenarios: Annotated[Path, typer.Option(help="Directory of scenario files")] = SCENARIOS_DIR,
+    reports: Annotated[Path | None, typer.Option(help="Write each JSON report into this directory")] = None,
+    jobs: Annotated[int, typer.Option(help="Scenarios run at once, each in its own process and local cloud; "
+                                           "0: one per CPU")] = 0,
+) -> None:
+    """Run every sample scenario (one per seed spa) and print each timeline, summary and the totals."""
+    _quiet_moto()
+    files = sorted(scenarios.glob("*.json"))
+    if not files:
+        console.print(f"[red]no scenarios in {scenarios}[/]")
+        raise typer.Exit(2)
+    if reports is not None:
+        reports.mkdir(parents=True, exist_ok=True)
+    targets = [(file, reports / f"{file.stem}.report.json" if reports else None) for file in files]
+    jobs = min(jobs or os.cpu_count() or 1, len(files))
     began = time.perf_counter()
-    with LocalCloud(datetime.fromisoformat(spec["start"])) as cloud:
-        deployment = cloud.deploy({"LogLevel": "WARNING"})
-        deployed = time.perf_counter() - began
-        store = Store(TableNames.from_env(cloud.function_environment("LifecycleFunction")), region=cloud.region)
-        sfn = cloud.client("stepfunctions")
-        runs = []
-        for item in spec["appointments"]:
-            pack = packs[item["location_id"]]
-            starts_at = datetime.fromisoformat(item["starts_at_local"]).replace(tzinfo=pack.zone)
-            store.appointments.upsert_from_booking(AppointmentBooking(
-                appointment_id=item["appointment_id"], client_id=item["client_id"], location_id=pack.location_id,
-                policy_version=pack.policy_version,
-                service=Service(**{**item["service"], "price": Money(**item["service"]["price"])}),
-                starts_at=starts_at, booking_version=1, event_id=f"sample-{item['appointment_id']}",
-            ), now=cloud.now())
-            arn = sfn.start_execution(
-                stateMachineArn=cloud.state_machine_arn("AppointmentLifecycleStateMachine"),
-                name=f"{item['appointment_id']}-v1",
-                input=json.dumps({"appointment_id": item["appointment_id"], "booking_version": 1}),
-            )["executionArn"]
-            runs.append((item, pack, starts_at, arn))
-        ran_from = time.perf_counter()
-        cloud.run_until_idle()
-        ran = time.perf_counter() - ran_from
-
-        console.print(f"[bold]Local cloud[/]: template.yaml deployed ({len(deployment.resources)} resources) in "
-                      f"{deployed:.2f}s; virtual clock from {spec['start']}")
-        transitions = 0
-        for item, pack, starts_at, arn in runs:
-            events = sfn.get_execution_history(executionArn=arn)["events"]
-            transitions += sum(e["type"].endswith("StateEntered") for e in events)
-            _print_timeline(item, pack, starts_at, events)
-        console.print(
-            f"\n{len(runs)} appointments, {transitions} state transitions, virtual time "
-            f"{spec['start']} -> {cloud.now().isoformat()}, real time {ran:.2f}s"
-        )
+    results = []
+    if jobs == 1:
+        outcomes: Iterator[tuple[dict[str, Any], str]] = (_run_holding_logs(*target) for target in targets)
+    else:
+        # A local cloud patches process-wide state (moto, the clock), so parallel runs need processes;
+        # spawned, not forked, so no thread or patch of the parent is copied half-way.
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+        outcomes = (future.result() for future in [pool.submit(_run_holding_logs, *target) for target in targets])
+    for result, logs in outcomes:  # printed in file order, whatever order they finish in
+        print_report(result, logs)
+        results.append(result)
+    if jobs > 1:
+        pool.shutdown()
+    print_totals(results, time.perf_counter() - began, jobs)
 
 
-def _print_timeline(item: dict[str, Any], pack: Any, starts_at: datetime, events: list[dict[str, Any]]) -> None:
-    table = Table(title=f"{item['appointment_id']} at {pack.spa.name} ({pack.location_id}, {pack.zone.key}): "
-                        f"visit {starts_at:%a %d %b %H:%M %Z}", title_justify="left")
-    for column in ("local time", "UTC", "what happened"):
-        table.add_column(column)
-    waiting_for = ""
-    for event in events:
-        moment, kind = event["timestamp"], event["type"]
-        details = event.get("stateEnteredEventDetails") or {}
-        if kind == "ExecutionStarted":
-            what = "execution started (booking version 1)"
-        elif kind == "WaitStateEntered":
-            reminder = json.loads(details["input"])["step"]["next_reminder"]
-            waiting_for = reminder["kind"]
-            what = f"sleeps until the {waiting_for} reminder"
-        elif kind == "WaitStateExited":
-            what = f"wakes: {waiting_for} reminder due, re-reads the appointment"
-        elif kind in ("SucceedStateEntered", "FailStateEntered"):
-            what = details["name"]
-        elif kind in ("TaskFailed", "ExecutionFailed", "ExecutionAborted"):
-            what = kind
-        else:
-            continue
-        table.add_row(f"{moment.astimezone(pack.zone):%a %d %b %H:%M %Z}", f"{moment:%d %b %H:%M}", what)
+def _run_holding_logs(scenario: Path, report: Path | None) -> tuple[dict[str, Any], str]:
+    _quiet_moto()
+    with _held_function_logs() as logs:
+        result = run_scenario(scenario, report)
+    return result, logs.getvalue()
+
+
+# ====================================================================== printing
+
+
+def print_report(report: Mapping[str, Any], function_logs: str = "") -> None:
+    scenario = report["scenario"]
+    console.rule(f"[bold]{scenario['name']}[/]  {report['started_at']} -> {report['ended_at']} (virtual)")
+    if scenario.get("description"):
+        console.print(scenario["description"], style="dim")
+    for appointment in report["appointments"]:
+        _print_timeline(report, appointment)
+        console.print()
+    _print_unattached(report)
+    _print_function_logs(function_logs)
+    _print_summary(report)
+
+
+def _print_function_logs(text: str) -> None:
+    """What the functions logged at WARNING and above, one line each (they log JSON, without PII)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return
+    console.print(f"function logs ({len(lines)}):")
+    for line in lines:
+        try:
+            record = json.loads(line)
+            shown = f"{record.get('level')} {record.get('function_name', '')}: {record.get('message')}"
+            shown += f" ({record['reason']})" if record.get("reason") else ""
+        except (ValueError, AttributeError):
+            shown = line
+        console.print(f"  {escape(shown)}", style="dim")
+
+
+def _print_timeline(report: Mapping[str, Any], a: Mapping[str, Any]) -> None:
+    zone = ZoneInfo(a.get("time_zone") or "UTC")
+    aid = a["appointment_id"]
+    rows: list[tuple[str, int, str]] = []
+    for item in report["inputs"]:
+        if item.get("appointment_id") == aid:
+            rows.append((item["at"], 0, _describe_input(item, zone)))
+    for execution in a.get("executions", []):
+        rows.append((execution["started_at"], 1, f"execution [cyan]{execution['name']}[/] started"))
+        rows += _state_rows(execution)
+        if execution.get("stopped_at"):
+            end = f"execution [cyan]{execution['name']}[/] {execution['status'].lower()}"
+            if execution.get("error") or execution.get("cause"):
+                end += escape(f": {execution.get('error') or ''} - {execution.get('cause') or ''}")
+            rows.append((execution["stopped_at"], 3, end))
+    for m in report["messages"]:
+        if m["appointment_id"] == aid:
+            rows.append((m["at"], 5, _describe_message(m)))
+    for e in report["ledger"]:
+        if e["appointment_id"] == aid:
+            rows.append((e["created_at"], 4, _describe_ledger(e)))
+    for e in report["events_to_booking_site"]:
+        if e["appointment_id"] == aid:
+            rows.append((e["at"], 6, f"-> booking site: {e['detail_type']} ({e['source']})"))
+    for q in report["quarantined"]:
+        if q["appointment_id"] == aid:
+            rows.append((q["at"], 7, f"[red]quarantined[/] {q['detail_type']}: {escape(q['rejection_reason'] or '')}"))
+    service = a.get("service") or {}
+    starts = _local(a["starts_at"], zone) if a.get("starts_at") else "?"
+    title = (f"[bold]{aid}[/] {service.get('name', '')} ({service.get('duration_minutes')} min, "
+             f"{_money(service['price']) if service.get('price') else '?'}) for {a.get('client_id')} at "
+             f"{a.get('location_id')} ({zone.key}): visit {starts}; final: [bold]{a.get('status')}[/] "
+             f"v{a.get('booking_version')}")
+    table = Table(title=title, title_justify="left", show_lines=False, pad_edge=False)
+    table.add_column("local time", no_wrap=True)
+    table.add_column("UTC", no_wrap=True)
+    table.add_column("what happened")
+    for at, _, what in sorted(rows, key=lambda r: (r[0] or "", r[1])):
+        table.add_row(_local(at, zone), _utc(at), what)
     console.print(table)
+
+
+def _state_rows(execution: Mapping[str, Any]) -> list[tuple[str, int, str]]:
+    """States entered, one row per instant (Choice states left out: they only route)."""
+    instants: list[tuple[str, list[str]]] = []
+    for state in execution.get("states", []):
+        if state["type"] == "Choice":
+            continue
+        if instants and instants[-1][0] == state["at"]:
+            instants[-1][1].append(state["name"])
+        else:
+            instants.append((state["at"], [state["name"]]))
+    return [(at, 2, f"  [dim]{escape(' -> '.join(names))}[/]") for at, names in instants]
+
+
+def _describe_input(item: Mapping[str, Any], zone: ZoneInfo) -> str:
+    if item["kind"] == "inbound_sms":
+        text = escape(f"inbound SMS from {item['from']}: {item['body']!r}")
+        return text + (f" [yellow](not delivered: {item['not_delivered']})[/]" if item.get("not_delivered") else "")
+    facts = item.get("facts") or {}
+    parts = [f"booking site: [bold]{item['detail_type']}[/]"]
+    if facts.get("client_id"):
+        parts.append(f"client {escape(facts['client_id'])}")
+    if item.get("booking_version") is not None:
+        parts.append(f"v{item['booking_version']}")
+    if facts.get("service"):
+        parts.append(escape(facts["service"]["name"]))
+    if facts.get("starts_at"):
+        parts.append(f"visit {_local(facts['starts_at'], zone)}")
+    if facts.get("party_size", 1) != 1:
+        parts.append(f"party of {facts['party_size']}")
+    for key in ("by", "channel", "marked_by"):
+        if facts.get(key):
+            parts.append(f"{key.replace('_', ' ')} {facts[key]}")
+    if facts.get("arrived_at"):
+        parts.append(f"arrived {_local(facts['arrived_at'], zone)}")
+    payment = facts.get("payment") or {}
+    held = [f"{k} {_money(v)}" for k, v in payment.items() if isinstance(v, dict) and "amount" in v]
+    if payment.get("course_id"):
+        held.append(f"course {payment['course_id']}")
+    if held:
+        parts.append("(" + ", ".join(held) + ")")
+    if item.get("expect_rejected"):
+        parts.append("[yellow](deliberately invalid)[/]")
+    if item.get("not_delivered"):
+        parts.append(f"[red]not delivered: {item['not_delivered']}[/]")
+    return " ".join(parts)
+
+
+def _describe_message(m: Mapping[str, Any]) -> str:
+    kind = m.get("kind") or "message"
+    if m["status"] != "sent":
+        return f"{m['channel']} {kind}: [yellow]{m['status']}[/] {m.get('error') or ''}"
+    text = (m.get("subject") + ": " if m.get("subject") else "") + (m.get("text") or "")
+    text = " ".join(text.split())
+    text = escape(text[:90] + ("..." if len(text) > 90 else ""))
+    return f"{m['channel'].upper()} [magenta]{kind}[/] to {m['to']}: {text}"
+
+
+def _describe_ledger(e: Mapping[str, Any]) -> str:
+    status = e["status"]
+    colour = {"succeeded": "green", "declined": "red", "failed": "red", "requires_action": "yellow"}.get(status, "")
+    outcome = f"[{colour}]{status}[/]" if colour else status
+    extra = f" ({e['decline_code']})" if e.get("decline_code") else ""
+    return (f"ledger: {e['kind']} {e['purpose']} {_money(e['amount'])} attempt {e['attempt']}: "
+            f"{outcome}{extra}")
+
+
+def _print_unattached(report: Mapping[str, Any]) -> None:
+    """Inputs and outputs with no appointment in the table: client events, quarantined bookings, replies."""
+    known = {a["appointment_id"] for a in report["appointments"]}
+
+    def loose(item: Mapping[str, Any]) -> bool:
+        return item.get("appointment_id") not in known
+
+    zones = {a.get("location_id"): ZoneInfo(a.get("time_zone") or "UTC") for a in report["appointments"]}
+    rows = [(i["at"], _describe_input(i, zones.get((i.get("facts") or {}).get("location_id"), ZoneInfo("UTC"))))
+            for i in report["inputs"] if loose(i)]
+    rows += [(m["at"], _describe_message(m)) for m in report["messages"] if loose(m)]
+    rows += [(e["at"], f"-> booking site: {e['detail_type']} ({e['source']})")
+             for e in report["events_to_booking_site"] if loose(e)]
+    rows += [(q["at"], f"[red]quarantined[/] {q['detail_type']}: {escape(q['rejection_reason'] or '')}")
+             for q in report["quarantined"] if loose(q)]
+    if not rows:
+        return
+    table = Table(title="not tied to an appointment in the table", title_justify="left")
+    table.add_column("UTC", no_wrap=True)
+    table.add_column("what happened")
+    for at, what in sorted(rows, key=lambda r: r[0] or ""):
+        table.add_row(_utc(at), what)
+    console.print(table)
+
+
+_SUMMARY_ROWS = (
+    ("appointments", "appointments"), ("reminders sent", "reminders_sent"),
+    ("confirmation requests", "confirmation_requests"), ("confirmed", "confirmations"),
+    ("auto-cancelled", "auto_cancels"), ("cancelled", "cancellations"), ("no-shows", "no_shows"),
+    ("completed", "completed"), ("fees charged", "fees_charged"), ("fees declined", "fees_declined"),
+    ("outstanding", "outstanding"), ("strikes", "strikes"), ("prepay flags", "prepay_flags"),
+    ("messages sent", "messages_sent"), ("state transitions", "state_transitions"),
+)
+
+
+def _print_summary(report: Mapping[str, Any]) -> None:
+    """One column per location, one row per measure (narrow enough for a terminal)."""
+    summary = report["summary"]
+    table = Table(title=f"summary: {report['scenario']['name']}", title_justify="left")
+    table.add_column("")
+    for r in summary["locations"]:
+        table.add_column(r["location_id"], justify="right")
+    for label, key in _SUMMARY_ROWS:
+        cells = []
+        for r in summary["locations"]:
+            value = r[key]
+            if key == "fees_charged":
+                value = f"{value['count']}" + (f" ({_totals(value['total'])})" if value["total"] else "")
+            elif key == "outstanding":
+                value = _totals(value) or "0"
+            cells.append(str(value))
+        table.add_row(label, *cells)
+    console.print(table)
+    console.print(
+        f"{summary['appointments_simulated']} appointments, {summary['executions']} executions, "
+        f"{summary['state_transitions']} state transitions, {summary['messages_sent']} messages, "
+        f"{summary['events_to_booking_site']} events to the booking site, {summary['quarantined']} quarantined; "
+        f"real {report['real_seconds']:.2f}s (deploy {report['deploy_seconds']:.2f}s, "
+        f"run {report['run_seconds']:.2f}s); fake Stripe: {report['fake_stripe']}\n")
+
+
+def print_totals(results: list[Mapping[str, Any]], real_seconds: float, jobs: int = 1) -> None:
+    table = Table(title="demo totals", title_justify="left")
+    for column in ("scenario", "appointments", "state transitions", "messages", "deploy s", "run s", "real s"):
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for r in results:
+        s = r["summary"]
+        table.add_row(r["scenario"]["name"], str(s["appointments_simulated"]), str(s["state_transitions"]),
+                      str(s["messages_sent"]), f"{r['deploy_seconds']:.2f}", f"{r['run_seconds']:.2f}",
+                      f"{r['real_seconds']:.2f}")
+    console.print(table)
+    appointments = sum(r["summary"]["appointments_simulated"] for r in results)
+    transitions = sum(r["summary"]["state_transitions"] for r in results)
+    running = sum(r["run_seconds"] for r in results)
+    console.print(
+        f"[bold]{appointments} appointments simulated[/], {transitions} state transitions, "
+        f"{real_seconds:.2f} s real in all with {jobs} scenario(s) at a time "
+        f"({appointments / real_seconds:.2f} appointments per second; one local cloud runs "
+        f"{appointments / running:.2f} per second of running, deploys and reports excluded)")
+
+
+# ---------------------------------------------------------------------- formatting
+
+
+def _when(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _local(value: str | None, zone: ZoneInfo) -> str:
+    return f"{_when(value).astimezone(zone):%a %d %b %H:%M %Z}" if value else ""
+
+
+def _utc(value: str | None) -> str:
+    return f"{_when(value).astimezone(UTC):%d %b %H:%M}" if value else ""
+
+
+def _money(money: Mapping[str, Any]) -> str:
+    return f"{money['currency']} {money['amount'] / 100:,.2f}"
+
+
+def _totals(totals: Mapping[str, int]) -> str:
+    return ", ".join(_money({"amount": amount, "currency": currency}) for currency, amount in sorted(totals.items()))
+
+
+class _Stdout(io.TextIOBase):
+    """Stands in for stdout while a command runs: the in-process functions write their logs to stdout
+    (Powertools, JSON); while a scenario runs they are held, to be shown after its timeline."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.held = real, None
+
+    def write(self, text: str) -> int:
+        return (self.held if self.held is not None else self.real).write(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def isatty(self) -> bool:
+        return self.real.isatty()
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.real, "encoding", "utf-8")
+
+
+@contextmanager
+def _held_function_logs() -> Iterator[io.StringIO]:
+    """The stand-in stays installed afterwards (passing writes through): a function's log handler keeps
+    the stream it was created with, so the next scenario's lines must reach the same object."""
+    if not isinstance(sys.stdout, _Stdout):
+        sys.stdout = _Stdout(sys.stdout)
+    proxy, held = sys.stdout, io.StringIO()
+    proxy.held = held
+    try:
+        yield held
+    finally:
+        proxy.held = None
+
+
+def _quiet_moto() -> None:
+    """moto warns once per deploy about a resource it does not model; the deploy already vets that list."""
+    logging.getLogger("moto").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Tried to parse AWS::SQS::QueuePolicy")
 
 
 if __name__ == "__main__":

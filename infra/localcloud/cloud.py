@@ -25,7 +25,8 @@ from moto import mock_aws
 
 from localcloud import patches
 from localcloud.clock import VirtualClock
-from localcloud.deploy import Deployment, deploy
+from fakestripe import FakeStripe
+from localcloud.deploy import Deployment, deploy, load_template
 from localcloud.eventsources import SchedulerHook, SqsEventSourcePoller
 from localcloud.runtime import InProcessRuntime
 
@@ -54,6 +55,7 @@ class LocalCloud:
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._saved_env: dict[str, str | None] = {}
         self._clients: dict[str, Any] = {}
+        self.stripe: FakeStripe | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "LocalCloud":
@@ -75,6 +77,9 @@ class LocalCloud:
         try:
             self._stop_running_executions()
         finally:
+            if self.stripe is not None:
+                self.stripe.stop()
+                self.stripe = None
             patches.deactivate()
             self._mock.stop()
             self.clock.close()
@@ -87,6 +92,21 @@ class LocalCloud:
             time.tzset()
 
     def deploy(self, parameters: dict[str, str] | None = None) -> Deployment:
+        """Deploy the template with Stripe aimed at a fake on loopback, its key in SSM as in AWS, and
+        the email sender verified in SES (in AWS: the operator verifies the domain once)."""
+        declared = load_template(self.template).get("Parameters", {})
+        parameters = dict(parameters or {})
+
+        def value(name: str) -> str:
+            return parameters.get(name, declared[name]["Default"])
+
+        if "StripeApiBase" in declared:
+            self.stripe = FakeStripe().start()
+            parameters.setdefault("StripeApiBase", self.stripe.url)
+            self.client("ssm").put_parameter(Name=value("StripeApiKeyParameter"), Value=self.stripe.api_key,
+                                             Type="SecureString", Overwrite=True)
+        if "EmailFromAddress" in declared:
+            self.client("sesv2").create_email_identity(EmailIdentity=value("EmailFromAddress"))
         self.deployment = deploy(self.template, runtime=self.runtime, parameters=parameters, region=self.region)
         sqs_poller = SqsEventSourcePoller(self.client("sqs"), self.client("lambda"), self.region)
         sqs_poller.discover()

@@ -4,6 +4,12 @@ moto's CloudFormation ignores ``Transform`` (``AWS::Serverless::*`` resources ar
 still says CREATE_COMPLETE). So: package local code into the mocked S3 (``CodeUri``/``ContentUri`` ->
 S3 location), inline each ``DefinitionUri`` as ``Definition``, run aws-sam-translator, and create the
 plain CloudFormation stack in moto.
+
+moto 5.2.5's CloudFormation has no model for ``AWS::SNS::Subscription`` (what SAM makes of a function's
+``Events: {Type: SNS}``), although its SNS backend delivers a topic's messages to a Lambda subscription
+(through ``LambdaFunction._invoke_lambda``, so in-process here). Such a resource is created after the
+stack through the SNS ``Subscribe`` API, from its translated properties; it is listed in
+``Deployment.completed``. Any other skipped resource still fails the deploy.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +39,13 @@ NOT_EMULATED = {
 }
 
 
+# Resource types moto's CloudFormation skips that the local cloud creates itself after the stack.
+COMPLETED_BY_LOCALCLOUD = {
+    "AWS::SNS::Subscription": "no moto CloudFormation model: created through SNS Subscribe",
+}
+_SUBSCRIPTION_ATTRIBUTES = ("FilterPolicy", "FilterPolicyScope", "RawMessageDelivery", "RedrivePolicy")
+
+
 class DeployFailed(RuntimeError):
     pass
 
@@ -42,6 +57,7 @@ class Deployment:
     resource_types: dict[str, str]
     outputs: dict[str, str]
     not_emulated: dict[str, str] = field(default_factory=dict)
+    completed: dict[str, str] = field(default_factory=dict)
     functions: dict[str, str] = field(default_factory=dict)
     state_machines: dict[str, str] = field(default_factory=dict)
 
@@ -115,20 +131,24 @@ def deploy(
     cfn = boto3.client("cloudformation", region_name=region)
     packaged, sources = package(load_template(template_path), root, s3)
     translated = transform(packaged, dict(parameters or {}), _ManagedPolicies())
-    cfn.create_stack(
-        StackName=stack_name,
-        TemplateBody=json.dumps(translated),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()],
-        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
-    )
-    stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
-    if stack["StackStatus"] != "CREATE_COMPLETE":
-        raise DeployFailed(f"{stack_name}: {stack['StackStatus']} {stack.get('StackStatusReason', '')}")
-    summaries = cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+    with warnings.catch_warnings():  # moto warns about each type it skips; these are created below
+        for kind in COMPLETED_BY_LOCALCLOUD:
+            warnings.filterwarnings("ignore", f"Tried to parse {re.escape(kind)} but", UserWarning)
+        cfn.create_stack(
+            StackName=stack_name,
+            TemplateBody=json.dumps(translated),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+        stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+        if stack["StackStatus"] != "CREATE_COMPLETE":
+            raise DeployFailed(f"{stack_name}: {stack['StackStatus']} {stack.get('StackStatusReason', '')}")
+        summaries = cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
     skipped = set(translated["Resources"]) - {s["LogicalResourceId"] for s in summaries}
-    tolerated = {r: translated["Resources"][r]["Type"] for r in skipped
-                 if translated["Resources"][r]["Type"] in NOT_EMULATED}
-    missing = skipped - set(tolerated)
+    types = {r: translated["Resources"][r]["Type"] for r in skipped}
+    tolerated = {r: t for r, t in types.items() if t in NOT_EMULATED}
+    to_complete = {r: t for r, t in types.items() if t in COMPLETED_BY_LOCALCLOUD}
+    missing = skipped - set(tolerated) - set(to_complete)
     if missing:
         raise DeployFailed(f"moto skipped resources it does not support: {sorted(missing)}")
     deployment = Deployment(
@@ -138,6 +158,11 @@ def deploy(
         outputs={o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
         not_emulated=tolerated,
     )
+    for logical_id in sorted(to_complete):
+        arn = _subscribe(translated["Resources"][logical_id], logical_id, deployment, region)
+        deployment.resources[logical_id] = arn
+        deployment.resource_types[logical_id] = to_complete[logical_id]
+        deployment.completed[logical_id] = to_complete[logical_id]
     for logical_id, source in sources.items():
         name = deployment.physical(logical_id)
         deployment.functions[logical_id] = name
@@ -148,3 +173,38 @@ def deploy(
         if deployment.resource_types[logical] == "AWS::StepFunctions::StateMachine"
     }
     return deployment
+
+
+def _subscribe(resource: dict[str, Any], logical_id: str, deployment: Deployment, region: str) -> str:
+    """Create an ``AWS::SNS::Subscription`` the stack skipped; only the forms SAM's SNS event emits."""
+    props = dict(resource.get("Properties", {}))
+    unknown = set(props) - {"TopicArn", "Protocol", "Endpoint", "Region", *_SUBSCRIPTION_ATTRIBUTES}
+    if unknown:
+        raise DeployFailed(f"{logical_id}: the local cloud cannot create a subscription with {sorted(unknown)}")
+    attributes = {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in props.items() if key in _SUBSCRIPTION_ATTRIBUTES
+    }
+    response = boto3.client("sns", region_name=region).subscribe(
+        TopicArn=_resolve(props["TopicArn"], logical_id, deployment, region),
+        Protocol=props["Protocol"],
+        Endpoint=_resolve(props["Endpoint"], logical_id, deployment, region),
+        Attributes=attributes,
+        ReturnSubscriptionArn=True,
+    )
+    return response["SubscriptionArn"]
+
+
+def _resolve(value: Any, logical_id: str, deployment: Deployment, region: str) -> str:
+    """A literal, a ``Ref`` to a stack resource, or ``Fn::GetAtt [<Lambda function>, Arn]``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in deployment.resources:
+        return deployment.physical(value["Ref"])
+    if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+        target, attribute = value["Fn::GetAtt"]
+        if attribute == "Arn" and deployment.resource_types.get(target) == "AWS::Lambda::Function":
+            configuration = boto3.client("lambda", region_name=region).get_function(
+                FunctionName=deployment.physical(target))["Configuration"]
+            return configuration["FunctionArn"]
+    raise DeployFailed(f"{logical_id}: the local cloud cannot resolve {value!r}")

@@ -22,3 +22,10 @@ def cloud(request):
 @pytest.fixture
 def store(cloud) -> Store:
     return Store(TableNames.from_env(cloud.function_environment("LifecycleFunction")), region=cloud.region)
+
+
+@pytest.fixture
+def site(cloud) -> "BookingSite":
+    from tests.e2e.booking_site import BookingSite
+
+    return BookingSite(cloud)

@@ -14,19 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from medspa.adapters.store.appointments import AppointmentBooking, AppointmentStatus
-from medspa.domain.appointment import PaymentContext, Service
 from medspa.domain.money import Money
 from medspa.events import (
     DETAIL_MODELS,
     DETAIL_TYPES,
     AppointmentBooked,
-    AppointmentRescheduled,
-    BookingNotYetKnown,
     InvalidBookingEvent,
     parse_booking_envelope,
     parse_booking_event,
-    to_booking,
 )
 from medspa.events.examples import EXAMPLES
 from medspa.events.schemas import render
@@ -329,61 +324,3 @@ def test_free_text_is_not_echoed(reason: str) -> None:
     error = rejection(set_path(example("AppointmentCancelled"), "detail.reason", reason))
     assert error.field == "detail.reason"
     assert reason[:20] not in str(error)
-
-
-# --- mapping to the store ------------------------------------------------------------------------
-
-
-def test_booked_maps_to_a_namespaced_snapshot() -> None:
-    event = parse_booking_event(example())
-    booking = to_booking(event, None, "bijoux-2024-04-01.1")
-    assert booking == AppointmentBooking(
-        appointment_id="apt-20250314-0042",
-        client_id="bijoux#c-1234",
-        location_id="bijoux",
-        policy_version="bijoux-2024-04-01.1",
-        service=Service(
-            name="Botox - Forehead Lines",
-            category="injection_laser",
-            duration_minutes=30,
-            price=Money(amount=42000, currency="USD"),
-        ),
-        starts_at=datetime(2025, 3, 14, 18, 30, tzinfo=UTC),
-        party_size=1,
-        status=AppointmentStatus.BOOKED,
-        booking_version=1,
-        event_id="bk-evt-000101",
-        payment=PaymentContext(card_on_file=True, deposit=Money(amount=5000, currency="USD")),
-    )
-
-
-def test_booked_keeps_the_policy_the_client_first_accepted() -> None:
-    event = parse_booking_event(example())
-    first = to_booking(event, None, "bijoux-2024-04-01.1")
-    assert to_booking(event, first, "bijoux-2025-01-01.1").policy_version == "bijoux-2024-04-01.1"
-
-
-def test_rescheduled_changes_time_and_service_and_keeps_the_rest() -> None:
-    current = to_booking(parse_booking_event(example()), None, "bijoux-2024-04-01.1")
-    current = current.model_copy(update={"status": AppointmentStatus.CONFIRMED})
-    moved = parse_booking_event(example("AppointmentRescheduled"))
-    assert isinstance(moved, AppointmentRescheduled)
-    booking = to_booking(moved, current, "ignored")
-    assert booking.starts_at == datetime(2025, 3, 18, 15, 0, tzinfo=UTC)
-    assert booking.service.duration_minutes == 60
-    assert (booking.booking_version, booking.event_id) == (2, "bk-evt-000187")
-    assert booking.status is AppointmentStatus.BOOKED
-    for kept in ("client_id", "location_id", "policy_version", "party_size", "payment"):
-        assert getattr(booking, kept) == getattr(current, kept)
-
-
-def test_rescheduled_without_service_keeps_the_service() -> None:
-    current = to_booking(parse_booking_event(example()), None, "p1")
-    raw = example("AppointmentRescheduled")
-    del raw["detail"]["service"]
-    assert to_booking(parse_booking_event(raw), current, "p1").service == current.service
-
-
-def test_rescheduled_before_booked_asks_for_a_retry() -> None:
-    with pytest.raises(BookingNotYetKnown):
-        to_booking(parse_booking_event(example("AppointmentRescheduled")), None, "p1")

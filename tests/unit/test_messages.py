@@ -14,7 +14,9 @@ from medspa.adapters.store.clients import Channel, Client
 from medspa.domain.money import Money
 from medspa.messages import (
     BASE_KINDS,
+    CHARGED_FEE_KINDS,
     FEE_KINDS,
+    PAYABLE_KINDS,
     SMS_MAX_CHARS,
     AppointmentContext,
     TemplateError,
@@ -28,7 +30,7 @@ from medspa.messages import (
 from medspa.messages.templates import TEMPLATES_DIR
 from medspa.services.notifications import NotificationService
 
-from tests.support.packs import BIJOUX, GLOW, PACKS, SPA406
+from tests.support.packs import AUSTIN, BIJOUX, GLOW, PACKS, SPA406
 
 LIBRARY = load_templates()
 LONG_NAME = "Maximiliana-Josephine Alexandrova-Worthington"
@@ -40,7 +42,7 @@ def kinds_for(pack) -> list[str]:
 
 
 def context(pack, starts_at: datetime, **extra) -> AppointmentContext:
-    values = {"fee": pack.money(50000), "payment_link": LINK, "client_first_name": LONG_NAME} | extra
+    values = {"fee": pack.money(50000), "client_first_name": LONG_NAME} | extra
     return AppointmentContext(appointment_id="a-1", location_id=pack.location_id, starts_at=starts_at, **values)
 
 
@@ -79,17 +81,74 @@ def test_every_kind_renders_for_every_location(location: str, kind: str) -> None
     for text in (sms, email.subject + email.body):
         assert "${" not in text
     if kind in FEE_KINDS:
-        assert format_money(ctx.fee) in sms
+        assert format_money(ctx.fee) in sms and format_money(ctx.fee) in email.subject + email.body
+    if kind in CHARGED_FEE_KINDS:
+        assert "card on file" in sms
     if kind == "fee_declined":
-        assert LINK in sms and LINK in email.body
+        assert "card" in sms and "http" not in sms  # no payment link to give: ask to update the card
     if kind == "confirmation_request":
         assert "CONFIRM" in sms
 
 
-def test_default_templates_never_name_a_treatment() -> None:
+def test_the_kinds_the_lifecycle_sends_are_all_known() -> None:
+    lifecycle_kinds = {
+        "confirmation_request", "confirmation_received", "auto_cancelled", "late_cancel_fee_charged",
+        "no_show_fee_charged", "late_reschedule_fee_charged", "fee_applied", "fee_outstanding", "fee_waived",
+        "fee_declined", "prepay_required", "prepay_cleared",
+    }
+    assert set(BASE_KINDS) == lifecycle_kinds | {"reminder"}
+    assert FEE_KINDS == CHARGED_FEE_KINDS | {"fee_applied", "fee_outstanding", "fee_waived", "fee_declined"}
+    assert PAYABLE_KINDS <= FEE_KINDS
+    for location in PACKS:
+        for kind in lifecycle_kinds:
+            assert LIBRARY.for_location(location).template(kind).kind == kind
+
+
+def test_fee_kinds_name_what_happened_to_the_money() -> None:
+    ctx = context(BIJOUX, START, client_first_name="Ana")
+    templates = LIBRARY.for_location("bijoux")
+    sms = {kind: render_sms(templates, BIJOUX, kind, ctx) for kind in FEE_KINDS}
+    assert "late-reschedule fee of $500.00 was charged to your card on file" in sms["late_reschedule_fee_charged"]
+    assert "applied from your booking deposit, prepayment, course or gift certificate" in sms["fee_applied"]
+    assert "due at your next visit" in sms["fee_outstanding"]
+    assert "waived" in sms["fee_waived"] and "refunded" in sms["fee_waived"]
+    assert "call us at 407-213-GLOW to update your card" in sms["fee_declined"]
+    default = LIBRARY.for_location("massageluxe-austin")
+    declined = render_sms(default, AUSTIN, "fee_declined", context(AUSTIN, START))
+    assert "contact us to update your card" in declined
+
+
+@pytest.mark.parametrize("kind", sorted(FEE_KINDS))
+def test_glow_says_hong_kong_dollars_once_and_correctly(kind: str) -> None:
+    ctx = context(GLOW, datetime(2026, 3, 10, 6, 30, tzinfo=UTC), fee=GLOW.money(50000))
+    templates = LIBRARY.for_location("glow-hk")
+    sms = render_sms(templates, GLOW, kind, ctx)
+    email = render_email(templates, GLOW, kind, ctx)
+    for text in (sms, email.subject, email.body):
+        assert "HK$500.00" in text
+        assert "HK$HK$" not in text and "$HK" not in text and "HKD" not in text and " $500" not in text
+        assert "US$" not in text
+
+
+def test_glow_wording_follows_its_seed() -> None:
+    ctx = context(GLOW, datetime(2026, 3, 10, 6, 30, tzinfo=UTC), client_first_name="Ana")
+    templates = LIBRARY.for_location("glow-hk")
+    assert "deducted from your course or account balance" in render_sms(templates, GLOW, "fee_applied", ctx)
+    assert "due at your next visit to Glow" in render_sms(templates, GLOW, "fee_outstanding", ctx)
+    assert "rebooking fee of HK$500.00" in render_sms(templates, GLOW, "late_reschedule_fee_charged", ctx)
+
+
+def test_406_gives_the_phone_number_from_its_seed() -> None:
+    templates = LIBRARY.for_location("406medicalspa")
+    assert templates.settings["spa_phone"] == "406-287-6565"
+    assert "406-287-6565" in render_sms(templates, SPA406, "fee_declined", context(SPA406, START))
+
+
+def test_templates_never_name_a_treatment() -> None:
     """Treatment names are PHI; only the neutral service label may appear."""
-    default = LIBRARY.default
-    raw = " ".join(t.template for m in default.templates.values() for t in (m.sms, m.email_subject, m.email_body))
+    every = [LIBRARY.default, *LIBRARY.locations.values()]
+    raw = " ".join(t.template for lib in every for m in lib.templates.values()
+                   for t in (m.sms, m.email_subject, m.email_body))
     words = {w.casefold() for pack in PACKS.values() for cat in pack.fees.categories for w in cat.matches}
     words |= {"botox", "filler", "laser", "facial", "massage", "injection", "iv", "pellet", "hydrafacial"}
     found = {w for w in words if re.search(rf"\b{re.escape(w)}\b", raw, re.IGNORECASE)}
@@ -190,6 +249,50 @@ def test_a_placeholder_not_given_to_that_kind_fails(tmp_path: Path) -> None:
     text = '[prepay_required]\nsms = "fee ${fee_amount}"\nemail_subject = "x"\nemail_body = "y"\n'
     with pytest.raises(TemplateError, match=r"prepay_required\.sms: unknown placeholder \$fee_amount"):
         _library_with(tmp_path, "bijoux.toml", text)
+
+
+def test_fee_declined_renders_without_a_payment_link() -> None:
+    for location, pack in PACKS.items():
+        ctx = context(pack, START)
+        assert ctx.payment_link is None
+        for kind in PAYABLE_KINDS:
+            render_sms(LIBRARY.for_location(location), pack, kind, ctx)
+            render_email(LIBRARY.for_location(location), pack, kind, ctx)
+
+
+DECLINED_WITH_LINK = ('[fee_declined]\nsms = "Pay ${fee_amount} at ${payment_link}"\n'
+                      'email_subject = "Pay ${fee_amount}"\nemail_body = "Pay here: ${payment_link}"\n')
+
+
+def test_payment_link_needs_a_payment_link_setting(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match=r"^bijoux\.toml: fee_declined: uses \$payment_link but bijoux\.toml "
+                                            r"sets no settings\.payment_link"):
+        _library_with(tmp_path, "bijoux.toml", DECLINED_WITH_LINK)
+
+
+def test_payment_link_from_the_location_settings_is_rendered(tmp_path: Path) -> None:
+    settings = '[settings]\npayment_link = "https://pay.example.com/bijoux"\n'
+    library = _library_with(tmp_path, "bijoux.toml", settings + DECLINED_WITH_LINK)
+    templates = library.for_location("bijoux")
+    sms = render_sms(templates, BIJOUX, "fee_declined", context(BIJOUX, START))
+    assert sms.startswith("Pay $500.00 at https://pay.example.com/bijoux\n")
+    email = render_email(templates, BIJOUX, "fee_declined", context(BIJOUX, START, payment_link=LINK))
+    assert LINK in email.body  # a per-fee link from the caller wins over the location's page
+    assert "payment_link" not in library.for_location("glow-hk").settings
+
+
+@pytest.mark.parametrize("kind", ["prepay_required", "late_cancel_fee_charged", "fee_waived"])
+def test_payment_link_is_only_for_fees_still_to_pay(tmp_path: Path, kind: str) -> None:
+    text = (f'[settings]\npayment_link = "https://pay.example.com/x"\n[{kind}]\nsms = "${{payment_link}}"\n'
+            'email_subject = "x"\nemail_body = "y"\n')
+    with pytest.raises(TemplateError, match=rf"bijoux\.toml: {kind}\.sms: unknown placeholder \$payment_link"):
+        _library_with(tmp_path, "bijoux.toml", text)
+
+
+@pytest.mark.parametrize("link", ["http://pay.example.com/x", "pay.example.com", "https://pay.example.com/a b"])
+def test_a_payment_link_setting_must_be_https(tmp_path: Path, link: str) -> None:
+    with pytest.raises(TemplateError, match=r"bijoux\.toml: settings\.payment_link: must be an https://"):
+        _library_with(tmp_path, "bijoux.toml", f'[settings]\npayment_link = "{link}"\n')
 
 
 def test_spa_phone_needs_a_phone_setting(tmp_path: Path) -> None:
@@ -354,6 +457,21 @@ def test_logs_carry_no_text_or_contact_details(caplog: pytest.LogCaptureFixture,
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert caplog.records and "+1407" not in logged and "client@example.com" not in logged
     assert LONG_NAME[:10] not in logged and "$500" not in logged
+
+
+def test_the_thanks_for_confirming_goes_to_one_channel() -> None:
+    messenger = InMemoryMessenger()
+    results = service(messenger).notify(client(BIJOUX), "confirmation_received", context(BIJOUX, START), NOON_EDT)
+    assert [(r.channel, r.status) for r in results] == [(Channel.SMS, "sent")]
+    assert "is confirmed" in messenger.sms[0].body and not messenger.emails
+
+
+@pytest.mark.parametrize("kind", ["fee_applied", "fee_outstanding", "fee_waived", "prepay_cleared",
+                                  "late_reschedule_fee_charged"])
+def test_money_and_prepay_notices_go_to_every_channel(kind: str) -> None:
+    messenger = InMemoryMessenger()
+    results = service(messenger).notify(client(SPA406), kind, context(SPA406, START), NOON_EDT)
+    assert [(r.channel, r.status) for r in results] == [(Channel.SMS, "sent"), (Channel.EMAIL, "sent")]
 
 
 def test_confirmation_uses_a_confirm_keyword_from_the_pack() -> None:

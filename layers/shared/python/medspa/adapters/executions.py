@@ -19,8 +19,13 @@ _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_.\-]")
 MAX_NAME = 80
 
 
-def execution_name(appointment_id: str, booking_version: int) -> str:
-    suffix = f"-v{booking_version}"
+def execution_name(appointment_id: str, booking_version: int | None = None, *, revision: int | None = None,
+                   suffix: str | None = None) -> str:
+    """``<appointment>-v<version>`` (``-r<revision>`` after a late refold), or ``<appointment>-<suffix>``."""
+    if suffix is None:
+        suffix = f"-v{booking_version}" + (f"-r{revision}" if revision is not None else "")
+    else:
+        suffix = f"-{_NOT_ALLOWED.sub('_', suffix)}"
     safe = _NOT_ALLOWED.sub("_", appointment_id)
     if safe == appointment_id and len(safe) + len(suffix) <= MAX_NAME:
         return safe + suffix
@@ -45,10 +50,19 @@ class LifecycleExecutions:
         self._sfn = sfn
         self._state_machine_arn = state_machine_arn
 
-    def start(self, appointment_id: str, booking_version: int) -> StartedExecution:
-        name = execution_name(appointment_id, booking_version)
-        payload = json.dumps({"appointment_id": appointment_id, "booking_version": booking_version},
-                             sort_keys=True)
+    def start(self, appointment_id: str, booking_version: int, revision: int = 0,
+              name: str | None = None) -> StartedExecution:
+        payload = {"appointment_id": appointment_id, "booking_version": booking_version, "revision": revision,
+                   "waive": None}
+        return self._start(name or execution_name(appointment_id, booking_version), payload)
+
+    def start_waiver(self, appointment_id: str, purpose: str, admin_id: str) -> StartedExecution:
+        """An admin's waiver runs beside the appointment's runs; its name makes a repeated waiver a no-op."""
+        payload = {"appointment_id": appointment_id, "waive": {"purpose": purpose, "admin_id": admin_id}}
+        return self._start(execution_name(appointment_id, suffix=f"waive-{purpose}"), payload)
+
+    def _start(self, name: str, input_: dict[str, Any]) -> StartedExecution:
+        payload = json.dumps(input_, sort_keys=True)
         try:
             arn = self._sfn.start_execution(stateMachineArn=self._state_machine_arn, name=name,
                                             input=payload)["executionArn"]

@@ -174,6 +174,11 @@ class StripePayments:
             if _transient(error):
                 return ChargeResult(status=ChargeStatus.TRANSIENT, amount=amount, code=error.code,
                                     message=f"{type(error).__name__}: HTTP {error.http_status}")
+            if isinstance(error, stripe.InvalidRequestError) and error.code == "resource_missing":
+                # The customer or card on file no longer exists in Stripe: for the client, the same as a
+                # decline (the fee stays owed and they are asked to update their card), and retrying won't help.
+                return ChargeResult(status=ChargeStatus.DECLINED, amount=amount, code=error.code,
+                                    message="the card on file is no longer in Stripe")
             raise
         return _charge_from_intent(intent)
 

@@ -1,6 +1,6 @@
 """Booking-site events: the catalogue (models, parsing, JSON Schemas) and their mapping to the store.
 
-``to_booking`` and ``BookingNotYetKnown`` are loaded lazily so that parsing an event never imports
+``BookingNotYetKnown`` and ``payment_context`` are loaded lazily so that parsing an event never imports
 the data layer.
 """
 
@@ -55,12 +55,11 @@ __all__ = [
     "InvalidBookingEvent",
     "parse_booking_envelope",
     "parse_booking_event",
-    "to_booking",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in {"to_booking", "BookingNotYetKnown", "payment_context"}:
+    if name in {"BookingNotYetKnown", "payment_context"}:
         from . import mapping
 
         return getattr(mapping, name)

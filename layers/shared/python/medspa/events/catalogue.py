@@ -51,7 +51,7 @@ Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\
 FreeText = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 Purpose = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 StripeCustomerId = Annotated[str, StringConstraints(pattern=r"^cus_[A-Za-z0-9]+$", max_length=255)]
-StripePaymentMethodId = Annotated[str, StringConstraints(pattern=r"^(pm|card|src)_[A-Za-z0-9]+$", max_length=255)]
+StripePaymentMethodId = Annotated[str, StringConstraints(pattern=r"^(pm|card|src)_[A-Za-z0-9_]+$", max_length=255)]
 
 # Field names whose values are personal data: never echoed, even by a custom validator.
 PII_FIELDS = frozenset({"phone", "email", "name", "reason"})

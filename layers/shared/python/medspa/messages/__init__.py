@@ -12,6 +12,7 @@ from .render import (
     AppointmentContext,
     EmailMessage,
     MessageTooLong,
+    MissingMessageValue,
     format_money,
     format_visit_time,
     render_email,
@@ -19,7 +20,9 @@ from .render import (
 )
 from .templates import (
     BASE_KINDS,
+    CHARGED_FEE_KINDS,
     FEE_KINDS,
+    PAYABLE_KINDS,
     LocationTemplates,
     MessageTemplate,
     TemplateError,
@@ -30,8 +33,10 @@ from .templates import (
 
 __all__ = [
     "BASE_KINDS",
+    "CHARGED_FEE_KINDS",
     "DEFAULT_SERVICE_LABEL",
     "FEE_KINDS",
+    "PAYABLE_KINDS",
     "SMS_MAX_CHARS",
     "AppointmentContext",
     "EmailMessage",
@@ -39,6 +44,7 @@ __all__ = [
     "LocationTemplates",
     "MessageTemplate",
     "MessageTooLong",
+    "MissingMessageValue",
     "TemplateError",
     "TemplateLibrary",
     "format_money",

@@ -36,7 +36,7 @@ class MessageTooLong(ValueError):
 
 
 class MissingMessageValue(ValueError):
-    """A template needs a value (fee, payment link, confirm keyword) the context does not carry."""
+    """A template needs a value (fee, confirm keyword) the context or the pack does not carry."""
 
 
 class AppointmentContext(BaseModel):
@@ -50,7 +50,9 @@ class AppointmentContext(BaseModel):
     client_first_name: Annotated[str, Field(max_length=200)] | None = None
     service_label: str | None = Field(None, description="A neutral label; never the treatment name")
     fee: Money | None = None
-    payment_link: str | None = None
+    payment_link: str | None = Field(
+        None, description="Optional per-fee payment address; overrides the location's settings.payment_link. "
+                          "Templates may use $payment_link only where the location defines one, so none is needed.")
 
 
 class EmailMessage(BaseModel):
@@ -114,9 +116,10 @@ def _values(names: set[str], pack: PolicyPack, templates: LocationTemplates, ctx
                 raise MissingMessageValue(f"{ctx.appointment_id}: fee in {ctx.fee.currency}, pack in {pack.currency}")
             values[name] = format_money(ctx.fee)
         elif name == "payment_link":
-            if not ctx.payment_link:
+            link = ctx.payment_link or templates.settings.get("payment_link")
+            if not link:  # load_templates refuses such a template; only a hand-built LocationTemplates gets here
                 raise MissingMessageValue(f"{ctx.appointment_id}: the message needs a payment link")
-            values[name] = ctx.payment_link
+            values[name] = link
     return values
 
 

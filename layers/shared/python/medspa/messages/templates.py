@@ -11,6 +11,7 @@ File format::
     service_label = "your appointment"   # neutral stand-in for the treatment (names are PHI)
     spa_name = "Glow"                # default: the pack's location name
     spa_phone = "407-213-GLOW"       # required if any template uses $spa_phone
+    payment_link = "https://..."     # required if any template uses $payment_link (https only)
 
     [footer]                         # appended to every message of this location
     sms = "Reply ${opt_out_keyword} to opt out."       # must contain $opt_out_keyword
@@ -24,6 +25,22 @@ File format::
 A location file overrides whole kind tables and single settings/footer keys of ``default.toml``;
 anything it leaves out comes from the default. ``reminder`` serves every reminder the pack names;
 a table ``reminder_<name>`` (e.g. ``reminder_morning_of``) overrides it for that reminder only.
+
+The kinds (every one must be renderable at every location, so ``default.toml`` words them all):
+
+* ``reminder`` / ``reminder_<name>``, ``confirmation_request``, ``confirmation_received`` (the client
+  replied CONFIRM), ``auto_cancelled``: about the visit.
+* Fee notices, all given ``$fee_amount`` (:data:`FEE_KINDS`). The reason is in the kind only when a
+  card was charged (``late_cancel_fee_charged``, ``no_show_fee_charged``,
+  ``late_reschedule_fee_charged``); ``fee_applied`` (taken from a deposit, prepayment, course session
+  or gift certificate), ``fee_outstanding`` (nothing to collect from: due at the next visit),
+  ``fee_waived`` (an admin waived it; refunded if it had been charged) and ``fee_declined`` (the card
+  was declined) are worded for any reason, so a message never misnames the violation.
+* ``prepay_required`` / ``prepay_cleared``: the strike consequence and its lifting by staff.
+
+Payment links: the lifecycle has none to give, so ``fee_declined`` (and ``fee_outstanding``) ask the
+client to contact the spa. A location with a standing payment page may use ``$payment_link`` in those
+two kinds, but only if its ``[settings]`` define ``payment_link``; otherwise the file fails to load.
 """
 
 from __future__ import annotations
@@ -39,15 +56,23 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 DEFAULT_FILE = "default.toml"
 
 REMINDER = "reminder"
-FEE_KINDS = frozenset({"late_cancel_fee_charged", "no_show_fee_charged", "fee_declined"})
+CHARGED_FEE_KINDS = frozenset({"late_cancel_fee_charged", "no_show_fee_charged", "late_reschedule_fee_charged"})
+FEE_KINDS = CHARGED_FEE_KINDS | {"fee_applied", "fee_outstanding", "fee_waived", "fee_declined"}
+PAYABLE_KINDS = frozenset({"fee_declined", "fee_outstanding"})  # may offer $payment_link (see above)
 BASE_KINDS: tuple[str, ...] = (
     REMINDER,
     "confirmation_request",
+    "confirmation_received",
     "auto_cancelled",
     "late_cancel_fee_charged",
     "no_show_fee_charged",
+    "late_reschedule_fee_charged",
+    "fee_applied",
+    "fee_outstanding",
+    "fee_waived",
     "fee_declined",
     "prepay_required",
+    "prepay_cleared",
 )
 _REMINDER_KIND = re.compile(r"^reminder_([a-z0-9][a-z0-9_-]*)$")
 
@@ -56,7 +81,9 @@ COMMON_PLACEHOLDERS = frozenset(
 )
 FOOTER_PLACEHOLDERS = frozenset({"spa_name", "spa_phone", "opt_out_keyword"})
 _FIELDS = ("sms", "email_subject", "email_body")
-_SETTINGS = frozenset({"service_label", "spa_name", "spa_phone"})
+_SETTINGS = frozenset({"service_label", "spa_name", "spa_phone", "payment_link"})
+# A setting a template may use as a placeholder only when the location (or default.toml) defines it.
+_OPTIONAL_SETTINGS = ("spa_phone", "payment_link")
 
 
 class TemplateError(ValueError):
@@ -67,7 +94,7 @@ def allowed_placeholders(kind: str) -> frozenset[str]:
     allowed = COMMON_PLACEHOLDERS
     if kind in FEE_KINDS:
         allowed |= {"fee_amount"}
-    if kind == "fee_declined":
+    if kind in PAYABLE_KINDS:
         allowed |= {"payment_link"}
     return allowed
 
@@ -160,6 +187,8 @@ def _parse(path: Path) -> _Parsed:
                     raise TemplateError(f"{name}: settings.{key}: unknown setting")
                 if not isinstance(value, str) or not value.strip():
                     raise TemplateError(f"{name}: settings.{key}: must be a non-empty string")
+                if key == "payment_link" and (not value.startswith("https://") or any(c.isspace() for c in value)):
+                    raise TemplateError(f"{name}: settings.payment_link: must be an https:// address without spaces")
                 settings[key] = value
         elif table == "footer":
             for key, value in body.items():
@@ -197,14 +226,16 @@ def _merge(location_id: str, default: _Parsed, own: _Parsed | None) -> LocationT
     for key in ("sms", "email"):
         if key not in footer:
             raise TemplateError(f"{where}: footer.{key}: missing (and not in {DEFAULT_FILE})")
-    if "spa_phone" not in settings:
+    for setting in _OPTIONAL_SETTINGS:
+        if setting in settings:
+            continue
         for template in templates.values():
-            if "spa_phone" in template.placeholders():
-                raise TemplateError(f"{template.source}: {template.kind}: uses $spa_phone but "
-                                    f"{where} sets no settings.spa_phone")
+            if setting in template.placeholders():
+                raise TemplateError(f"{template.source}: {template.kind}: uses ${setting} but "
+                                    f"{where} sets no settings.{setting}")
         for key, template in footer.items():
-            if "spa_phone" in template.get_identifiers():
-                raise TemplateError(f"{where}: footer.{key}: uses $spa_phone but sets no settings.spa_phone")
+            if setting in template.get_identifiers():
+                raise TemplateError(f"{where}: footer.{key}: uses ${setting} but sets no settings.{setting}")
     sources = (default.name,) if own is None else (own.name, default.name)
     return LocationTemplates(location_id, settings, footer["sms"], footer["email"], templates, sources)
 

@@ -1,22 +1,56 @@
-"""What an appointment's execution does when it wakes up: re-read the appointment, then decide the next step.
+"""What an appointment's execution does: plan the next step from the stored facts, then take it.
 
-Every wake-up re-reads the appointment because the execution may have slept for days: if the booking
-site has since sent a newer version (a reschedule, a cancellation), this execution is stale and must do
-nothing; the newer version has an execution of its own.
+The state machine is a loop: *plan* returns the one next action and when it is due, the execution
+sleeps until then (a Wait state named for the action), then *acts*. Every wake-up re-reads the
+appointment, because the execution may have slept for days: if the booking site has since sent a newer
+version, this execution is stale and does nothing; the newer revision has an execution of its own.
+
+Planning is a pure reading of the store plus the policy engine, so a Step Functions retry of any step
+gets the same answer. Acting is idempotent per step:
+
+* a message is logged under a key (``reminder_48h@<visit start>``, ``no_show_fee_charged``...) as
+  *sending* before the provider is called and *sent* with its message ids after; a retry that finds
+  *sending* does not send again (the provider has no idempotency key, so "maybe sent" is not resent);
+* fees go through the ledger (``SettlementService``), strikes are keyed by appointment and reason,
+  the lifecycle's own outcome (auto-cancel, no-show) is written for the revision it was planned from.
+
+Order of work, every time the plan runs: money first (fees due now, then strikes, then a prepayment
+owed back as credit), then messages that are due, then the timed steps of an open visit (reminders,
+the confirmation request, the auto-cancel deadline, the attendance decision) and dunning retries,
+earliest first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from medspa.adapters.store import AppointmentNotFound, AppointmentRepository, AppointmentStatus
+from medspa.adapters.booking_site import BookingSiteEvents
+from medspa.adapters.store import (
+    Appointment,
+    AppointmentNotFound,
+    AppointmentStatus,
+    EntryKind,
+    EntryStatus,
+    LifecycleOutcome,
+    MessageLog,
+    MessageResult,
+    Store,
+    ledger_entry_id,
+)
 from medspa.domain import engine
+from medspa.domain.money import Money
+from medspa.messages.render import AppointmentContext
 from medspa.policy.schema import PolicyPack
+from medspa.services.notifications import NotificationService
 
 OPEN_STATUSES = {AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED}
+Action = Literal["send_message", "auto_cancel", "decide_attendance", "settle_fee", "retry_fee", "count_strike",
+                 "credit_prepayment"]
+PREPAYMENT_CREDIT = "prepayment_credit"
 
 
 class StepRequest(BaseModel):
@@ -24,38 +58,280 @@ class StepRequest(BaseModel):
 
     appointment_id: str = Field(min_length=1)
     booking_version: int = Field(ge=0)
+    revision: int = Field(0, ge=0)
+    action: Literal["plan"] | Action = "plan"
+    key: str | None = None
+    reason: str | None = None
+    attempt: int | None = None
 
 
-class DueReminder(BaseModel):
-    kind: str
-    send_at: AwareDatetime
+class NextAction(BaseModel):
+    action: Action
+    at: AwareDatetime
+    key: str | None = None
+    kind: str | None = None
+    reason: str | None = None
+    attempt: int | None = None
 
 
-class NextStep(BaseModel):
-    """The state machine's view of the appointment after a wake-up; timestamps serialise as ``...Z``."""
+class Plan(BaseModel):
+    """The state machine's view after a wake-up; timestamps serialise as ``...Z`` for Wait states."""
 
-    current: bool = Field(description="False when a newer booking version or a closed status supersedes this run")
+    current: bool = Field(description="False when a newer revision of the booking supersedes this run")
     status: AppointmentStatus
-    next_reminder: DueReminder | None = None
+    next: NextAction | None = None
+    why_done: str | None = None
+
+
+class StepResult(BaseModel):
+    """What one act did, for the execution history (no message text, no contact details)."""
+
+    done: str
+    detail: dict[str, object] = {}
+
+
+def message_key(kind: str, starts_at: datetime | None = None) -> str:
+    """Reminders and requests are per visit time (a reschedule earns new ones); notices are per appointment."""
+    return f"{kind}@{starts_at:%Y-%m-%dT%H:%MZ}" if starts_at is not None else kind
+
+
+def _z(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
 
 
 class LifecycleService:
-    def __init__(self, appointments: AppointmentRepository, packs: Mapping[str, PolicyPack]) -> None:
-        self._appointments = appointments
+    def __init__(self, store: Store, packs: Mapping[str, PolicyPack], notifications: NotificationService | None = None,
+                 booking_site: BookingSiteEvents | None = None) -> None:
+        self._store = store
         self._packs = packs
+        self._notifications = notifications
+        self._booking_site = booking_site
 
-    def next_step(self, request: StepRequest, now: datetime) -> NextStep:
-        stored = self._appointments.get(request.appointment_id)
+    # ------------------------------------------------------------------------------ plan
+
+    def plan(self, request: StepRequest, now: datetime) -> Plan:
+        stored = self._current(request)
+        if stored is None:
+            latest = self._store.appointments.get(request.appointment_id)
+            return Plan(current=False, status=latest.status if latest else AppointmentStatus.CANCELLED)
+        upcoming = self._money_due(stored) or self._next_timed(stored, now)
+        if upcoming is None:
+            return Plan(current=True, status=stored.status, why_done=self._why_done(stored))
+        return Plan(current=True, status=stored.status, next=upcoming.model_copy(update={"at": _z(upcoming.at)}))
+
+    def _current(self, request: StepRequest) -> Appointment | None:
+        stored = self._store.appointments.get(request.appointment_id)
         if stored is None:
             raise AppointmentNotFound(request.appointment_id)
-        if stored.booking_version != request.booking_version or stored.status not in OPEN_STATUSES:
-            return NextStep(current=False, status=stored.status)
-        appointment = stored.to_domain()
-        pending = engine.reminder_times(self._packs[stored.location_id], appointment, now)
-        upcoming = next((r for r in pending if r.send_at > now), None)
-        return NextStep(
-            current=True,
-            status=stored.status,
-            next_reminder=DueReminder(kind=upcoming.kind, send_at=upcoming.send_at.replace(microsecond=0))
-            if upcoming else None,
-        )
+        if stored.booking_version != request.booking_version or stored.revision != request.revision:
+            return None
+        return stored
+
+    def _money_due(self, stored: Appointment) -> NextAction | None:
+        now_ = stored.updated_at
+        for reason in self._fee_reasons(stored):
+            if reason not in stored.fees:
+                return NextAction(action="settle_fee", at=now_, reason=reason)
+        pack = self._packs[stored.location_id]
+        client = self._store.clients.get(stored.client_id)
+        counted = {(s.appointment_id, s.reason) for s in client.strikes} if client else set()
+        for reason in self._fee_reasons(stored, include_waived=False):
+            if engine.strike_for(pack, reason) and (stored.appointment_id, reason) not in counted:
+                return NextAction(action="count_strike", at=now_, reason=reason)
+        credit = stored.facts.prepaid_credit
+        if credit is not None and not credit.is_zero and self._store.ledger.get(
+                ledger_entry_id(stored.appointment_id, PREPAYMENT_CREDIT)) is None:
+            return NextAction(action="credit_prepayment", at=now_)
+        return None
+
+    @staticmethod
+    def _fee_reasons(stored: Appointment, include_waived: bool = True) -> list[str]:
+        """Violations of this visit, in the order they happened; a same-day reschedule's waived fee is
+        charged nothing (and is no strike) but is still recorded as settled-with-no-fee."""
+        reasons = [v.reason for v in stored.facts.violations if include_waived or not v.fee_waived]
+        if stored.status is AppointmentStatus.NO_SHOW:
+            reasons.append("no_show")
+        return reasons
+
+    def _next_timed(self, stored: Appointment, now: datetime) -> NextAction | None:
+        candidates = [
+            NextAction(action="send_message", at=m.due_at, key=m.key, kind=m.kind)
+            for m in stored.messages if m.status == "due"
+        ]
+        candidates += [
+            NextAction(action="retry_fee", at=fee.next_retry_at, reason=reason, attempt=fee.attempt + 1)
+            for reason, fee in stored.fees.items() if fee.outcome == "outstanding" and fee.next_retry_at
+        ]
+        if stored.status in OPEN_STATUSES:
+            candidates += self._visit_steps(stored)
+        return min(candidates, key=lambda c: c.at, default=None)
+
+    def _visit_steps(self, stored: Appointment) -> list[NextAction]:
+        """Reminders, the confirmation request, the auto-cancel deadline and the attendance decision.
+
+        Times come from the engine as of when this booking version was stored, so a step retried or
+        woken a little late is still taken, never silently dropped.
+        """
+        pack, appointment = self._packs[stored.location_id], stored.to_domain()
+        planned_from = stored.version_stored_at or stored.updated_at
+        steps: list[NextAction] = []
+        for reminder in engine.reminder_times(pack, appointment, planned_from):
+            kind = f"reminder_{reminder.kind}"
+            key = message_key(kind, stored.starts_at)
+            if stored.message(key) is None:
+                steps.append(NextAction(action="send_message", at=reminder.send_at, key=key, kind=kind))
+        confirmation = engine.confirmation_schedule(pack, appointment, planned_from)
+        if not stored.confirmed:
+            key = message_key("confirmation_request", stored.starts_at)
+            if confirmation.request_at is not None and stored.message(key) is None:
+                steps.append(NextAction(action="send_message", at=confirmation.request_at, key=key,
+                                        kind="confirmation_request"))
+            if confirmation.auto_cancel and confirmation.deadline is not None:
+                steps.append(NextAction(action="auto_cancel", at=confirmation.deadline))
+        steps.append(NextAction(action="decide_attendance", at=engine.no_show_decision_time(pack, appointment)))
+        return steps
+
+    @staticmethod
+    def _why_done(stored: Appointment) -> str:
+        if stored.status in (AppointmentStatus.CHECKED_IN, AppointmentStatus.COMPLETED):
+            return "Visit attended"
+        if stored.outcome is not None and stored.outcome.status == "attended":
+            return "Visit attended"
+        return f"Appointment {stored.status.value.replace('_', ' ')}: nothing left to do"
+
+    # ------------------------------------------------------------------------------ acts
+
+    def act(self, request: StepRequest, now: datetime) -> StepResult:
+        stored = self._current(request)
+        if stored is None:
+            return StepResult(done="superseded: a newer booking revision has its own execution")
+        if request.action == "send_message":
+            return self._send_message(stored, request.key or "", now)
+        if request.action == "auto_cancel":
+            return self._auto_cancel(stored, now)
+        if request.action == "decide_attendance":
+            return self._decide_attendance(stored, now)
+        if request.action == "count_strike":
+            return self._count_strike(stored, request.reason or "", now)
+        if request.action == "credit_prepayment":
+            return self._credit_prepayment(stored, now)
+        raise ValueError(f"{request.action} is not a lifecycle step (the settlement function takes fees)")
+
+    def _wanted_message(self, stored: Appointment, key: str) -> NextAction | None:
+        return next((c for c in self._next_candidates(stored) if c.action == "send_message" and c.key == key), None)
+
+    def _next_candidates(self, stored: Appointment) -> list[NextAction]:
+        steps = [NextAction(action="send_message", at=m.due_at, key=m.key, kind=m.kind)
+                 for m in stored.messages if m.status in ("due", "sending")]
+        return steps + (self._visit_steps(stored) if stored.status in OPEN_STATUSES else [])
+
+    def _send_message(self, stored: Appointment, key: str, now: datetime) -> StepResult:
+        wanted = self._wanted_message(stored, key)
+        logged = stored.message(key)
+        if wanted is None or logged is not None and logged.status not in ("due", "sending"):
+            return StepResult(done="nothing to send", detail={"key": key})
+        if logged is not None and logged.status == "sending":
+            # An earlier attempt died after calling the provider, or before: unknowable. Not resent.
+            self._store.appointments.record_message(stored.appointment_id, logged.model_copy(update={
+                "status": "failed", "results": (MessageResult(channel="unknown", status="interrupted"),)}), now)
+            return StepResult(done="not resent: an earlier attempt was interrupted", detail={"key": key})
+        kind = wanted.kind or key
+        fee = logged.fee if logged is not None else None
+        sending = MessageLog(key=key, kind=kind, due_at=wanted.at, status="sending", fee=fee)
+        self._store.appointments.record_message(stored.appointment_id, sending, now)
+        assert self._notifications is not None, "the lifecycle function is built with a notifier"
+        client = self._store.clients.get(stored.client_id)
+        if client is None:
+            results = []
+        else:
+            context = AppointmentContext(appointment_id=stored.appointment_id, location_id=stored.location_id,
+                                         starts_at=stored.starts_at, fee=fee)
+            results = self._notifications.notify(client, kind, context, now)
+        deferred = [r.send_after for r in results if r.status == "deferred_quiet_hours" and r.send_after]
+        if deferred:
+            self._store.appointments.record_message(stored.appointment_id, sending.model_copy(update={
+                "status": "due", "due_at": min(deferred)}), now)
+            return StepResult(done="deferred to the end of quiet hours", detail={"key": key,
+                                                                                 "until": min(deferred).isoformat()})
+        status = "sent" if any(r.sent for r in results) else (
+            "failed" if any(r.status == "failed" for r in results) else "skipped")
+        log = sending.model_copy(update={"status": status, "sent_at": now if status == "sent" else None,
+                                         "results": tuple(MessageResult(channel=str(r.channel), status=r.status,
+                                                                        message_id=r.message_id, error=r.error)
+                                                          for r in results)})
+        self._store.appointments.record_message(stored.appointment_id, log, now)
+        return StepResult(done=f"{kind}: {status}", detail={"key": key, "channels": [
+            f"{r.channel}:{r.status}" for r in results]})
+
+    def notify_later(self, stored: Appointment, kind: str, now: datetime, fee: Money | None = None,
+                     key: str | None = None) -> None:
+        """Queue a notice; the plan sends it next (or after quiet hours). Queuing twice keeps the first."""
+        key = key or message_key(kind)
+        if stored.message(key) is None:
+            self._store.appointments.record_message(
+                stored.appointment_id, MessageLog(key=key, kind=kind, due_at=now, status="due", fee=fee), now)
+
+    def _auto_cancel(self, stored: Appointment, now: datetime) -> StepResult:
+        if stored.confirmed:
+            return StepResult(done="confirmed in time: not cancelled")
+        updated = self._store.appointments.record_outcome(
+            stored.appointment_id, LifecycleOutcome(status="auto_cancelled", revision=stored.revision, at=now))
+        if updated.status is not AppointmentStatus.AUTO_CANCELLED:
+            return StepResult(done="superseded before the cancel was recorded")
+        self.notify_later(updated, "auto_cancelled", now)
+        self.publish("AppointmentAutoCancelled", f"{stored.appointment_id}:auto-cancelled:r{stored.revision}", {
+            "appointment_id": stored.appointment_id, "booking_version": stored.booking_version,
+            "reason": "not_confirmed_by_deadline", "cancelled_at": now.isoformat(),
+            "fee": None, "strike": False,
+        })
+        return StepResult(done="auto-cancelled: no confirmation by the deadline (no fee, no strike)")
+
+    def _decide_attendance(self, stored: Appointment, now: datetime) -> StepResult:
+        status = "attended" if stored.status in (AppointmentStatus.CHECKED_IN, AppointmentStatus.COMPLETED) else "no_show"
+        self._store.appointments.record_outcome(
+            stored.appointment_id, LifecycleOutcome(status=status, revision=stored.revision, at=now))
+        return StepResult(done="client checked in" if status == "attended" else "no-show: not checked in by the "
+                          "policy's time")
+
+    def _count_strike(self, stored: Appointment, reason: str, now: datetime) -> StepResult:
+        pack = self._packs[stored.location_id]
+        if engine.strike_for(pack, reason) is None:  # type: ignore[arg-type]
+            return StepResult(done=f"{reason} is not a strike at {pack.location_id}")
+        at = next((v.decided_at for v in stored.facts.violations if v.reason == reason), None) or (
+            stored.outcome.at if stored.outcome else now)
+        clients = self._store.clients
+        count = clients.add_strike(stored.client_id, stored.appointment_id, reason, at)
+        spa_id, _, booking_client = stored.client_id.partition("#")
+        self.publish("ClientStrikeRecorded", f"{stored.appointment_id}:strike:{reason}", {
+            "spa_id": spa_id, "client_id": booking_client, "appointment_id": stored.appointment_id,
+            "reason": reason, "strike_count": count, "threshold": pack.strikes.threshold if pack.strikes else None,
+        })
+        consequences = engine.strike_consequences(pack, count)
+        if not consequences:
+            return StepResult(done=f"strike {count} recorded ({reason})", detail={"strike_count": count})
+        client = clients.get(stored.client_id)
+        if "prepay_required" in consequences and client is not None and not client.prepay_required:
+            clients.set_prepay_required(stored.client_id, now)
+            self.notify_later(stored, "prepay_required", now)
+        self.publish("ClientBookingRestricted", f"{stored.client_id}:restricted:{count}", {
+            "spa_id": spa_id, "client_id": booking_client, "strike_count": count,
+            "prepay_required": "prepay_required" in consequences,
+            "restrict_booking_times": "restrict_booking_times" in consequences,
+        })
+        return StepResult(done=f"strike {count} recorded ({reason}): {', '.join(consequences)}",
+                          detail={"strike_count": count})
+
+    def _credit_prepayment(self, stored: Appointment, now: datetime) -> StepResult:
+        credit = stored.facts.prepaid_credit
+        assert credit is not None
+        ledger = self._store.ledger
+        entry = ledger.record_intent(appointment_id=stored.appointment_id, client_id=stored.client_id,
+                                     purpose=PREPAYMENT_CREDIT, kind=EntryKind.CREDIT, amount=credit, now=now)
+        self._store.clients.add_credit(stored.client_id, entry.amount, entry.entry_id, now)
+        if entry.status is EntryStatus.PENDING:
+            ledger.record_outcome(entry.entry_id, EntryStatus.SUCCEEDED, now)
+        return StepResult(done=f"prepayment {credit} credited for a future visit")
+
+    def publish(self, detail_type: str, event_id: str, detail: dict[str, object]) -> None:
+        if self._booking_site is not None:
+            self._booking_site.publish(detail_type, event_id, detail)

@@ -2,10 +2,12 @@
 
 Decisions (written down because the seeds are silent):
 
-* Channels. Reminders and confirmation requests go to ONE channel: SMS when the client has a phone
-  and has not opted out (a reply keyword works there), otherwise email; if the SMS send fails the
-  email is tried. Auto-cancel, fee and prepay notices concern the client's booking or money, so
-  they go to EVERY channel the client can be reached on (the email doubles as a receipt).
+* Channels. Reminders, confirmation requests and the thank-you for a confirmation go to ONE
+  channel: SMS when the client has a phone and has not opted out (a reply keyword works there),
+  otherwise email; if the SMS send fails the email is tried. Auto-cancel, fee (charged, applied,
+  outstanding, waived, declined) and prepay (required, cleared) notices concern the client's
+  booking or money, so they go to EVERY channel the client can be reached on (the email doubles as
+  a receipt).
 * Opt-outs are absolute: no SMS with ``sms_opt_out`` or without a phone, no email with
   ``email_opt_out`` or without an address. Each skipped channel is reported, so the audit shows why
   a client heard nothing.
@@ -41,7 +43,7 @@ from medspa.policy.schema import PolicyPack
 logger = logging.getLogger(__name__)
 
 Status = Literal["sent", "deferred_quiet_hours", "skipped_opted_out", "skipped_no_contact", "failed"]
-ONE_CHANNEL_KINDS = frozenset({"confirmation_request"})  # plus every reminder_<name>
+ONE_CHANNEL_KINDS = frozenset({"confirmation_request", "confirmation_received"})  # plus every reminder_<name>
 
 
 class SentMessage(BaseModel):

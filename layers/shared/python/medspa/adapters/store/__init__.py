@@ -14,6 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .appointments import (
     Appointment,
+    BookingFacts,
+    FeeState,
+    LifecycleOutcome,
+    MessageLog,
+    MessageResult,
+    Violation,
     AppointmentBooking,
     AppointmentRepository,
     AppointmentStatus,
@@ -24,6 +30,7 @@ from .errors import (
     AppointmentNotFound,
     ClientNotFound,
     ConcurrentUpdate,
+    ConflictingEvent,
     InsufficientBalance,
     LedgerConflict,
     LedgerEntryNotFound,
@@ -73,8 +80,9 @@ class Store:
 
 
 __all__ = [
-    "Appointment", "AppointmentBooking", "AppointmentNotFound", "AppointmentRepository", "AppointmentStatus",
-    "Channel", "Client", "ClientNotFound", "ClientProfile", "ClientRepository", "ConcurrentUpdate", "EntryKind",
+    "Appointment", "AppointmentBooking", "BookingFacts", "FeeState", "LifecycleOutcome", "MessageLog",
+    "MessageResult", "Violation", "AppointmentNotFound", "AppointmentRepository", "AppointmentStatus",
+    "Channel", "Client", "ClientNotFound", "ClientProfile", "ClientRepository", "ConcurrentUpdate", "ConflictingEvent", "EntryKind",
     "EntryStatus", "InsufficientBalance", "LedgerConflict", "LedgerEntry", "LedgerEntryNotFound",
     "LedgerRepository", "NotFound", "Purpose", "StaleVersion", "Store", "StoreUnavailable",
     "StoreError", "Strike", "TableNames", "UpsertResult", "client_key", "ledger_entry_id",

@@ -8,9 +8,10 @@ writes (status, execution) are guarded by ``record_version`` so two writers neve
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
@@ -18,7 +19,7 @@ from medspa.domain.appointment import Appointment as PolicyAppointment
 from medspa.domain.appointment import PaymentContext, Service
 from medspa.domain.money import Money
 
-from .errors import AppointmentNotFound, ConcurrentUpdate, StaleVersion, transient_errors_named
+from .errors import AppointmentNotFound, ConcurrentUpdate, ConflictingEvent, StaleVersion, transient_errors_named
 from .models import AppointmentRecord, PaymentMap, ServiceMap, update_if
 
 
@@ -36,7 +37,87 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class AppointmentBooking(_Frozen):
+class Violation(_Frozen):
+    """A late cancel or late reschedule, decided from the booking-site event when it was folded in."""
+
+    reason: Literal["late_cancel", "late_reschedule"]
+    booking_version: int
+    decided_at: AwareDatetime
+    fee_waived: bool = False
+    notice_minutes: int
+
+
+class BookingFacts(_Frozen):
+    """What the booking site's events established besides the booking itself."""
+
+    confirmed_at: AwareDatetime | None = None
+    arrived_at: AwareDatetime | None = None
+    cancelled_at: AwareDatetime | None = None
+    cancelled_by: Literal["client", "spa"] | None = None
+    no_show_marked_by: str | None = None
+    violations: tuple[Violation, ...] = ()
+    prepaid_credit: Money | None = Field(None, description="A prepayment owed back as store credit")
+
+
+class MessageResult(_Frozen):
+    channel: str
+    status: str
+    message_id: str | None = None
+    error: str | None = None
+
+
+class MessageLog(_Frozen):
+    """One client notification the lifecycle owes or sent, keyed so a retry never sends it twice."""
+
+    key: str
+    kind: str
+    due_at: AwareDatetime
+    status: Literal["due", "sending", "sent", "skipped", "failed"]
+    sent_at: AwareDatetime | None = None
+    fee: Money | None = None
+    results: tuple[MessageResult, ...] = ()
+
+
+class FeeState(_Frozen):
+    """Where one fee of this visit stands; the ledger holds the money, this holds the schedule."""
+
+    reason: str
+    outcome: Literal["no_fee", "settled", "outstanding", "waived"]
+    fee: Money | None = None
+    attempt: int = 1
+    next_retry_at: AwareDatetime | None = None
+    retry_at: tuple[AwareDatetime, ...] = Field((), description="The policy's dunning times after the first decline")
+    updated_at: AwareDatetime
+
+
+class LifecycleOutcome(_Frozen):
+    """A status the lifecycle itself decided (auto-cancel, no-show) for one revision of the booking."""
+
+    status: Literal["auto_cancelled", "no_show", "attended"]
+    revision: int
+    at: AwareDatetime
+
+
+class _DomainView:
+    appointment_id: str
+    client_id: str
+    location_id: str
+    policy_version: str
+    service: Service
+    starts_at: datetime
+    party_size: int
+    payment: PaymentContext
+
+    def to_domain(self) -> PolicyAppointment:
+        """The facts the policy engine decides on, without what only the store and the lifecycle track."""
+        return PolicyAppointment(
+            id=self.appointment_id, client_id=self.client_id, location_id=self.location_id,
+            policy_version=self.policy_version, service=self.service, starts_at=self.starts_at,
+            party_size=self.party_size, payment=self.payment,
+        )
+
+
+class AppointmentBooking(_DomainView, _Frozen):
     """One versioned snapshot of a booking as the booking site sent it."""
 
     appointment_id: str = Field(min_length=1)
@@ -50,9 +131,11 @@ class AppointmentBooking(_Frozen):
     booking_version: NonNegativeInt
     event_id: str = Field(min_length=1)
     payment: PaymentContext = PaymentContext()
+    revision: NonNegativeInt = Field(0, description="Events folded into this snapshot; 0 = not from a history")
+    facts: BookingFacts = BookingFacts()
 
 
-class Appointment(_Frozen):
+class Appointment(_DomainView, _Frozen):
     appointment_id: str
     client_id: str
     location_id: str
@@ -68,17 +151,26 @@ class Appointment(_Frozen):
     execution_arn: str | None
     confirmed_at: AwareDatetime | None
     checked_in_at: AwareDatetime | None
+    client_confirmed_at: AwareDatetime | None = None
+    client_confirmed_via: str | None = None
     created_at: AwareDatetime
     updated_at: AwareDatetime
     record_version: int = Field(description="Pass back as expected_version to write on top of what you read.")
+    revision: int = 0
+    version_revision: int = Field(0, description="The revision at which this booking_version was first stored")
+    version_stored_at: AwareDatetime | None = None
+    booking_status: AppointmentStatus | None = Field(None, description="The status the booking site's events give")
+    facts: BookingFacts = BookingFacts()
+    messages: tuple[MessageLog, ...] = ()
+    fees: dict[str, FeeState] = {}
+    outcome: LifecycleOutcome | None = None
 
-    def to_domain(self) -> PolicyAppointment:
-        """The facts the policy engine decides on, without what only the store and the lifecycle track."""
-        return PolicyAppointment(
-            id=self.appointment_id, client_id=self.client_id, location_id=self.location_id,
-            policy_version=self.policy_version, service=self.service, starts_at=self.starts_at,
-            party_size=self.party_size, payment=self.payment,
-        )
+    @property
+    def confirmed(self) -> bool:
+        return self.facts.confirmed_at is not None or self.client_confirmed_at is not None
+
+    def message(self, key: str) -> MessageLog | None:
+        return next((m for m in self.messages if m.key == key), None)
 
 
 class UpsertResult(NamedTuple):
@@ -90,9 +182,31 @@ def _money(amount: int | None, currency: str | None) -> Money | None:
     return None if amount is None or currency is None else Money(amount=amount, currency=currency)
 
 
+def _json_map(value: Any) -> dict[str, str]:
+    return value.as_dict() if value is not None else {}
+
+
+def _effective_status(record: AppointmentRecord, outcome: LifecycleOutcome | None) -> AppointmentStatus:
+    booked = AppointmentStatus(record.status)
+    if outcome is not None and outcome.revision == (record.revision or 0) and outcome.status != "attended":
+        return AppointmentStatus(outcome.status)
+    return booked
+
+
 def _to_appointment(record: AppointmentRecord) -> Appointment:
     service, payment = record.service, record.payment or PaymentMap()
+    outcome = LifecycleOutcome.model_validate_json(record.outcome) if record.outcome else None
+    messages = sorted((MessageLog.model_validate_json(v) for v in _json_map(record.messages).values()),
+                      key=lambda m: (m.due_at, m.key))
     return Appointment(
+        revision=record.revision or 0,
+        version_revision=record.version_revision or 0,
+        version_stored_at=record.version_stored_at,
+        booking_status=AppointmentStatus(record.status),
+        facts=BookingFacts.model_validate_json(record.facts) if record.facts else BookingFacts(),
+        messages=tuple(messages),
+        fees={k: FeeState.model_validate_json(v) for k, v in _json_map(record.fees).items()},
+        outcome=outcome,
         appointment_id=record.appointment_id,
         client_id=record.client_id,
         location_id=record.location_id,
@@ -105,7 +219,7 @@ def _to_appointment(record: AppointmentRecord) -> Appointment:
         ),
         starts_at=record.starts_at,
         party_size=record.party_size,
-        status=AppointmentStatus(record.status),
+        status=_effective_status(record, outcome),
         booking_version=record.booking_version,
         last_event_id=record.last_event_id,
         payment=PaymentContext(
@@ -120,6 +234,8 @@ def _to_appointment(record: AppointmentRecord) -> Appointment:
         execution_arn=record.execution_arn,
         confirmed_at=record.confirmed_at,
         checked_in_at=record.checked_in_at,
+        client_confirmed_at=record.client_confirmed_at,
+        client_confirmed_via=record.client_confirmed_via,
         created_at=record.created_at,
         updated_at=record.updated_at,
         record_version=record.record_version,
@@ -131,11 +247,13 @@ class AppointmentRepository:
         self._model = model
 
     def get(self, appointment_id: str) -> Appointment | None:
+        """The appointment, or ``None`` while no booking is known (only events that arrived early)."""
         try:
             with transient_errors_named():
-                return _to_appointment(self._model.get(appointment_id, consistent_read=True))
+                record = self._model.get(appointment_id, consistent_read=True)
         except self._model.DoesNotExist:
             return None
+        return _to_appointment(record) if record.client_id is not None else None
 
     def _require(self, appointment_id: str) -> Appointment:
         current = self.get(appointment_id)
@@ -184,17 +302,88 @@ class AppointmentRepository:
             m.created_at.set(m.created_at | now),
             m.updated_at.set(now),
             m.record_version.set((m.record_version | 0) + 1),
+            m.revision.set(booking.revision),
+            m.facts.set(booking.facts.model_dump_json(exclude_defaults=True)),
+            m.version_stored_at.set(now),
+            m.messages.set(m.messages | {}),
+            m.fees.set(m.fees | {}),
         ]
-        newer = m.appointment_id.does_not_exist() | (m.booking_version < booking.booking_version)
-        record = update_if(m, booking.appointment_id, actions, newer)
+        version = booking.booking_version
+        newer = m.client_id.does_not_exist() | (m.booking_version < version)
+        record = update_if(m, booking.appointment_id, [*actions, m.version_revision.set(booking.revision)], newer)
+        if record is None and booking.revision:
+            # An older event arrived late: same newest version, one more event folded in.
+            refold = (m.booking_version == version) & (m.revision < booking.revision)
+            record = update_if(m, booking.appointment_id, actions, refold)
         if record is None:
             return UpsertResult(applied=False, appointment=self._require(booking.appointment_id))
         return UpsertResult(applied=True, appointment=_to_appointment(record))
 
+    def record_event(self, appointment_id: str, booking_version: int, detail_type: str, event_id: str,
+                     detail_json: str, now: datetime) -> bool:
+        """Keep a booking-site event in the appointment's history; ``False`` if that version is already kept.
+
+        Raises ``ConflictingEvent`` when the version is already held by a different event: the booking
+        site reused a version, and folding either one would silently drop the other.
+        """
+        m = self._model
+        slot = m.events[str(booking_version)]
+        entry = json.dumps({"detail_type": detail_type, "event_id": event_id, "detail": json.loads(detail_json)})
+        # DynamoDB cannot set a key inside a map that does not exist yet: create the maps first.
+        update_if(m, appointment_id, [m.events.set(m.events | {}), m.messages.set(m.messages | {}),
+                                      m.fees.set(m.fees | {}), m.created_at.set(m.created_at | now)], None)
+        actions = [slot.set(entry), m.record_version.set((m.record_version | 0) + 1)]
+        stored = update_if(m, appointment_id, actions, slot.does_not_exist())
+        if stored is not None:
+            return True
+        held = json.loads(_json_map(self._model.get(appointment_id, consistent_read=True).events)[str(booking_version)])
+        if held["event_id"] != event_id:
+            raise ConflictingEvent(f"booking_version {booking_version} of {appointment_id} is already event "
+                                   f"{held['event_id']}, not {event_id}")
+        return False
+
+    def history(self, appointment_id: str) -> list[tuple[str, str]]:
+        """Every booking-site event kept for the appointment, as (detail_type, detail JSON), oldest version first."""
+        try:
+            with transient_errors_named():
+                record = self._model.get(appointment_id, consistent_read=True)
+        except self._model.DoesNotExist:
+            return []
+        held = [json.loads(v) for _, v in sorted(_json_map(record.events).items(), key=lambda kv: int(kv[0]))]
+        return [(h["detail_type"], json.dumps(h["detail"])) for h in held]
+
+    def record_message(self, appointment_id: str, log: MessageLog, now: datetime) -> Appointment:
+        m = self._model
+        actions = [m.messages[log.key].set(log.model_dump_json(exclude_defaults=True)), m.updated_at.set(now),
+                   m.record_version.set(m.record_version + 1)]
+        condition = m.appointment_id.exists()
+        record = update_if(m, appointment_id, actions, condition)
+        return _to_appointment(record) if record is not None else self._require(appointment_id)
+
+    def record_fee(self, appointment_id: str, state: FeeState) -> Appointment:
+        m = self._model
+        actions = [m.fees[state.reason].set(state.model_dump_json(exclude_defaults=True)),
+                   m.updated_at.set(state.updated_at), m.record_version.set(m.record_version + 1)]
+        record = update_if(m, appointment_id, actions, m.appointment_id.exists())
+        if record is None:
+            raise AppointmentNotFound(appointment_id)
+        return _to_appointment(record)
+
+    def record_outcome(self, appointment_id: str, outcome: LifecycleOutcome) -> Appointment:
+        """The lifecycle's own decision for the revision it planned from; refused once a newer fold exists."""
+        m = self._model
+        actions = [m.outcome.set(outcome.model_dump_json()), m.updated_at.set(outcome.at),
+                   m.record_version.set(m.record_version + 1)]
+        condition = m.revision == outcome.revision
+        record = update_if(m, appointment_id, actions, condition)
+        return _to_appointment(record) if record is not None else self._require(appointment_id)
+
     def set_execution(
-        self, appointment_id: str, booking_version: int, execution_name: str, execution_arn: str, now: datetime
+        self, appointment_id: str, booking_version: int, execution_name: str, execution_arn: str, now: datetime,
+        revision: int | None = None,
     ) -> Appointment:
-        """Record the lifecycle execution running for ``booking_version``; refused once a newer version exists."""
+        """Record the lifecycle execution running for ``booking_version`` (and ``revision``); refused once a
+        newer fold exists."""
         m = self._model
         actions = [
             m.execution_name.set(execution_name),
@@ -202,7 +391,10 @@ class AppointmentRepository:
             m.updated_at.set(now),
             m.record_version.set(m.record_version + 1),
         ]
-        record = update_if(m, appointment_id, actions, m.booking_version == booking_version)
+        condition = m.booking_version == booking_version
+        if revision:
+            condition &= m.revision == revision
+        record = update_if(m, appointment_id, actions, condition)
         if record is None:
             current = self._require(appointment_id)
             raise StaleVersion(
@@ -226,6 +418,17 @@ class AppointmentRepository:
             raise ConcurrentUpdate(
                 f"appointment {appointment_id} is at record version {current.record_version}, not {expected_version}"
             )
+        return _to_appointment(record)
+
+    def record_client_confirmation(self, appointment_id: str, channel: str, at: datetime) -> Appointment:
+        """The client answered the confirmation request; the first answer's time is kept."""
+        m = self._model
+        actions = [m.client_confirmed_at.set(m.client_confirmed_at | at),
+                   m.client_confirmed_via.set(m.client_confirmed_via | channel),
+                   m.updated_at.set(at), m.record_version.set(m.record_version + 1)]
+        record = update_if(m, appointment_id, actions, m.appointment_id.exists())
+        if record is None:
+            raise AppointmentNotFound(appointment_id)
         return _to_appointment(record)
 
     def for_client(self, client_id: str, starting_from: datetime | None = None) -> list[Appointment]:

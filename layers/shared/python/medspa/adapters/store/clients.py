@@ -22,6 +22,7 @@ from .models import ClientRecord, update_if, utc_iso
 
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{1,14}$")]
 _REASON = re.compile(r"^[a-z][a-z0-9_]*$")
+_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 
 
 class Channel(StrEnum):
@@ -141,6 +142,16 @@ class ClientRepository:
     def get(self, client_id: str) -> Client | None:
         record = self._record(client_id)
         return _to_client(record) if record else None
+
+    def find_by_phone(self, phone: str) -> list[Client]:
+        """Every client (at any spa) with this E.164 number, by client id; ``[]`` for a malformed number.
+
+        Reads the ``by_phone`` index, so a client saved a moment ago may be missing (eventually
+        consistent); the phone number is never logged or echoed in an error.
+        """
+        if not _E164.match(phone or ""):
+            return []
+        return sorted((_to_client(r) for r in self._model.by_phone.query(phone)), key=lambda c: c.client_id)
 
     def save_profile(self, profile: ClientProfile, now: datetime) -> Client:
         """Create the client or refresh their details, never touching strikes, flags or balances."""

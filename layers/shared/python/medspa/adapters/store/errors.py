@@ -30,6 +30,10 @@ class StaleVersion(StoreError):
     """A newer booking version already won: the writer acts on an appointment that no longer exists as it saw it."""
 
 
+class ConflictingEvent(StoreError, ValueError):
+    """Two different booking-site events claim the same booking_version of one appointment."""
+
+
 class ConcurrentUpdate(StoreError):
     """Someone changed the record after it was read: re-read it and decide again rather than overwrite."""
 

@@ -105,26 +105,53 @@ class AppointmentsByClient(GlobalSecondaryIndex):
 
 
 class AppointmentRecord(Model):
+    """The booking snapshot (null until an ``AppointmentBooked`` is known), the booking site's event
+    history it was folded from, and what the lifecycle recorded (messages, fees, its own outcome)."""
+
     appointment_id = UnicodeAttribute(hash_key=True)
-    client_id = UnicodeAttribute()
-    location_id = UnicodeAttribute()
-    policy_version = UnicodeAttribute()
-    service = ServiceMap()
-    starts_at = UtcTime()
+    client_id = UnicodeAttribute(null=True)
+    location_id = UnicodeAttribute(null=True)
+    policy_version = UnicodeAttribute(null=True)
+    service = ServiceMap(null=True)
+    starts_at = UtcTime(null=True)
     party_size = NumberAttribute(default=1)
-    status = UnicodeAttribute()
-    booking_version = NumberAttribute()
+    status = UnicodeAttribute(null=True)
+    booking_version = NumberAttribute(null=True)
+    revision = NumberAttribute(null=True)
+    version_revision = NumberAttribute(null=True)
+    version_stored_at = UtcTime(null=True)
+    facts = UnicodeAttribute(null=True)
+    # "<booking_version>" -> {"detail_type", "event_id", "detail"} as JSON text: the history folded above.
+    events = MapAttribute(null=True)
+    # message key -> MessageLog JSON; fee reason -> FeeState JSON; LifecycleOutcome JSON.
+    messages = MapAttribute(null=True)
+    fees = MapAttribute(null=True)
+    outcome = UnicodeAttribute(null=True)
     last_event_id = UnicodeAttribute(null=True)
     execution_name = UnicodeAttribute(null=True)
     execution_arn = UnicodeAttribute(null=True)
     payment = PaymentMap(null=True)
     confirmed_at = UtcTime(null=True)
     checked_in_at = UtcTime(null=True)
+    # A reply to the confirmation request (SMS keyword): the system's own fact, never overwritten by a booking upsert.
+    client_confirmed_at = UtcTime(null=True)
+    client_confirmed_via = UnicodeAttribute(null=True)
     created_at = UtcTime()
     updated_at = UtcTime()
     record_version = VersionAttribute()
 
     by_client = AppointmentsByClient()
+
+
+class ClientsByPhone(GlobalSecondaryIndex):
+    """Inbound SMS names only a phone number; one person may be a client of several spas.
+    Sparse: a client without a phone is not in it."""
+
+    class Meta:
+        index_name = "by_phone"
+        projection = AllProjection()
+
+    phone = UnicodeAttribute(hash_key=True)
 
 
 class ClientRecord(Model):
@@ -149,6 +176,8 @@ class ClientRecord(Model):
     applied_entries = UnicodeSetAttribute(null=True)
     created_at = UtcTime()
     updated_at = UtcTime()
+
+    by_phone = ClientsByPhone()
 
 
 class LedgerByAppointment(GlobalSecondaryIndex):

@@ -1,0 +1,38 @@
+"""Inbound SMS replies from the two-way SMS topic: one service call per SNS record.
+
+SNS invokes this function asynchronously: an exception makes Lambda retry the whole event twice and
+then hand it to the function's dead-letter queue. So a message that can never be handled (not
+JSON, not an End User Messaging payload) is logged by field name only and skipped, while a failure
+that may pass (DynamoDB throttled) is raised and retried; replaying a handled message changes
+nothing (see medspa.services.inbound_sms).
+"""
+
+import os
+from datetime import UTC, datetime
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from medspa.adapters.store import Store
+from medspa.policy.loader import load_packs
+from medspa.services.inbound_sms import InboundSmsService, InvalidInboundSms, parse_inbound_message
+
+logger = Logger()
+service = InboundSmsService(Store.from_env(os.environ), load_packs())
+
+
+@logger.inject_lambda_context(clear_state=True)
+@event_source(data_class=SNSEvent)
+def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict:
+    handled = skipped = 0
+    for record in event.records:
+        try:
+            message = parse_inbound_message(record.sns.message)
+        except InvalidInboundSms as error:
+            logger.warning("inbound sms skipped", extra={"reason": str(error), "sns_message_id": record.sns.message_id})
+            skipped += 1
+            continue
+        service.handle(message, now=datetime.now(UTC))
+        handled += 1
+    return {"handled": handled, "skipped": skipped}

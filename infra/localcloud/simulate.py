@@ -1,0 +1,828 @@
+"""``medspa simulate``: play a scenario of booking-site events against the deployed system, report what it did.
+
+A scenario (format: ``docs/simulate.md``) is a start time, the spa's clients with their test cards, and
+booking-site events in the catalogue's own format, each at a virtual time. :func:`run_scenario` opens a
+local cloud at the start, deploys ``template.yaml``, creates every client's Stripe customer and card in
+the fake Stripe, delivers each event through the real path (EventBridge ``PutEvents`` on the booking bus,
+or the inbound SMS topic) when the virtual clock reaches it, runs on until the scenario's ``until`` (or
+until nothing is left to do), and returns the report: every message sent, every ledger entry, each
+appointment's final state and lifecycle executions, each client's strikes, flags and balances, the events
+sent back to the booking site, the quarantined inputs, and a summary per location.
+
+Decisions:
+
+* The runner is harness, not product: the rule and queue that capture the system's events to the booking
+  site are created at run time, never in ``template.yaml``.
+* Stripe ids are not known when a scenario is written (the fake generates them), so the scenario names a
+  test card per client and the runner fills ``stripe_customer_id``/``stripe_payment_method_id`` into that
+  client's events. Stripe's declining test cards already fail when attached; for them the card is created
+  but left unattached, standing for "a card that was good when saved and declines now" (as the settlement
+  tests do), because the catalogue accepts only real-looking ``pm_...`` ids.
+* Message times come from the clock: :class:`SentMessageTap` stamps each SMS and email moto records with
+  the virtual instant it appeared. The appointments' message log (when the lifecycle writes one) adds the
+  kind and the appointment; a message no log names is still listed, with ``kind`` null.
+* Every time in the report is UTC ISO-8601 with ``Z``; local times carry their offset.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import stripe
+
+from localcloud.cloud import REPO_ROOT, LocalCloud
+from medspa.adapters.store import Store, TableNames
+from medspa.events import InvalidBookingEvent, parse_booking_event
+from medspa.policy.loader import load_packs
+
+SCENARIOS_DIR = REPO_ROOT / "samples" / "scenarios"
+REPORT_FORMAT = "medspa.simulate.report/1"
+LIFECYCLE = "AppointmentLifecycleStateMachine"
+DEFAULT_SMS_DESTINATION = "+10000000000"
+OUTBOX_RULE = "medspa-simulate-to-booking-site"
+STRIPE_IDS_FILLED = ("AppointmentBooked", "CardUpdated")
+
+
+class ScenarioError(ValueError):
+    """The scenario file is malformed; the message names the entry and the field."""
+
+
+# ====================================================================== the scenario
+
+
+@dataclass(frozen=True)
+class ScenarioClient:
+    spa_id: str
+    id: str
+    card: str | None
+    contact: Mapping[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"{self.spa_id}#{self.id}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    start: datetime
+    until: datetime | None
+    clients: tuple[ScenarioClient, ...]
+    entries: tuple[Mapping[str, Any], ...]
+    file: str | None = None
+
+
+_CONTACT_KEYS = ("phone", "email", "sms_opt_in", "email_opt_in")
+
+
+def _time(value: Any, where: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ScenarioError(f"{where}: {value!r} is not an ISO-8601 time") from None
+    if moment.tzinfo is None:
+        raise ScenarioError(f"{where}: {value!r} has no offset (use Z or +hh:mm)")
+    return moment.astimezone(UTC)
+
+
+def load_scenario(source: Path | str | Mapping[str, Any]) -> Scenario:
+    """A scenario from a file or an already-parsed dict; structural errors raise :class:`ScenarioError`."""
+    file = None
+    if isinstance(source, (str, Path)):
+        file = Path(source).name
+        spec = json.loads(Path(source).read_text())
+    else:
+        spec = source
+    unknown = set(spec) - {"name", "description", "start", "until", "clients", "events"}
+    if unknown:
+        raise ScenarioError(f"unknown top-level keys: {', '.join(sorted(unknown))}")
+    clients = []
+    for i, item in enumerate(spec.get("clients", [])):
+        where = f"clients[{i}]"
+        extra = set(item) - {"spa_id", "id", "card", *_CONTACT_KEYS}
+        if extra or not item.get("spa_id") or not item.get("id"):
+            raise ScenarioError(f"{where}: needs spa_id and id; allowed keys: spa_id, id, card, "
+                                f"{', '.join(_CONTACT_KEYS)}")
+        card = item.get("card")
+        if card is not None and _card_token(card) is None:
+            raise ScenarioError(f"{where}.card: {card!r} is not a fake Stripe test card")
+        clients.append(ScenarioClient(item["spa_id"], item["id"], card,
+                                      {k: item[k] for k in _CONTACT_KEYS if k in item}))
+    if len({c.key for c in clients}) != len(clients):
+        raise ScenarioError("clients: the same spa_id + id appears twice")
+    entries = []
+    for i, entry in enumerate(spec.get("events", [])):
+        where = f"events[{i}]"
+        at = _time(entry.get("at"), f"{where}.at")
+        if "inbound_sms" in entry:
+            sms = entry["inbound_sms"]
+            if set(entry) - {"at", "inbound_sms"} or not {"from", "body"} <= set(sms) or set(sms) - {"from", "to",
+                                                                                                        "body"}:
+                raise ScenarioError(f"{where}: an inbound SMS is {{at, inbound_sms: {{from, to?, body}}}}")
+        else:
+            extra = set(entry) - {"at", "detail_type", "source", "detail", "card", "expect_rejected"}
+            if extra or "detail_type" not in entry or not isinstance(entry.get("detail"), dict):
+                raise ScenarioError(f"{where}: an event is {{at, detail_type, detail, source?, card?, "
+                                    f"expect_rejected?}}" + (f"; unknown {sorted(extra)}" if extra else ""))
+            if entry.get("card") is not None and entry["detail_type"] != "CardUpdated":
+                raise ScenarioError(f"{where}.card: only a CardUpdated event names a new card")
+            if entry.get("card") is not None and _card_token(entry["card"]) is None:
+                raise ScenarioError(f"{where}.card: {entry['card']!r} is not a fake Stripe test card")
+        entries.append({**entry, "index": i, "at_utc": at})
+    entries.sort(key=lambda e: (e["at_utc"], e["index"]))  # stable: same-instant entries keep file order
+    start = _time(spec.get("start"), "start")
+    if entries and entries[0]["at_utc"] < start:
+        raise ScenarioError(f"events[{entries[0]['index']}].at is before the scenario start")
+    until = _time(spec["until"], "until") if spec.get("until") else None
+    return Scenario(name=spec.get("name") or (Path(file).stem if file else "scenario"),
+                    description=spec.get("description", ""), start=start, until=until, clients=tuple(clients),
+                    entries=tuple(entries), file=file)
+
+
+def _card_token(card: str) -> str | None:
+    """``visa`` or ``pm_card_visa`` -> ``tok_visa`` (a card the fake knows), else None."""
+    from fakestripe.cards import BY_PM_TOKEN
+
+    name = card.removeprefix("pm_card_")
+    return f"tok_{name}" if f"pm_card_{name}" in BY_PM_TOKEN else None
+
+
+# ====================================================================== inputs, filled and validated
+
+
+@dataclass(frozen=True)
+class StripeIds:
+    """What the runner created in (fake) Stripe: a customer per client, their card, and each new card."""
+
+    customers: Mapping[str, str]  # client key -> cus_...
+    cards: Mapping[str, str | None]  # client key -> pm_... of the card they booked with (None: no card)
+    new_cards: Mapping[int, str] = field(default_factory=dict)  # CardUpdated entry index -> pm_...
+
+    @classmethod
+    def placeholders(cls, scenario: Scenario) -> StripeIds:
+        """Well-formed stand-ins, to validate a scenario without a Stripe."""
+        return cls(
+            customers={c.key: f"cus_scenario{n}" for n, c in enumerate(scenario.clients)},
+            cards={c.key: f"pm_scenario{n}" if c.card else None for n, c in enumerate(scenario.clients)},
+            new_cards={e["index"]: f"pm_scenarionew{e['index']}" for e in scenario.entries if e.get("card")},
+        )
+
+
+@dataclass(frozen=True)
+class Input:
+    """One scenario entry as the runner will deliver it."""
+
+    index: int
+    at: datetime
+    kind: str  # "event" | "inbound_sms"
+    envelope: Mapping[str, Any] | None = None  # {"source", "detail-type", "detail"}
+    sms: Mapping[str, Any] | None = None
+    expect_rejected: bool = False
+    appointment_id: str | None = None  # an inbound SMS: the sender's next visit, for the timeline only
+
+    @property
+    def detail(self) -> Mapping[str, Any]:
+        return (self.envelope or {}).get("detail") or {}
+
+
+def prepare_inputs(scenario: Scenario, ids: StripeIds) -> list[Input]:
+    """Fill what a scenario may leave out, then validate every event against the catalogue.
+
+    Filled when absent: ``occurred_at`` (the entry's ``at``), ``event_id`` (``<scenario>-<index>``), the
+    client's contact details in an AppointmentBooked ``client`` (from the ``clients`` section), and the
+    client's Stripe ids in an AppointmentBooked ``payment`` whose ``card_on_file`` is true and in a
+    CardUpdated. An event marked ``expect_rejected`` must fail validation and is delivered as written.
+    """
+    clients = {c.key: c for c in scenario.clients}
+    visits = _Visits()
+    inputs = []
+    for entry in scenario.entries:
+        index, at = entry["index"], entry["at_utc"]
+        if "inbound_sms" in entry:
+            sms = entry["inbound_sms"]
+            inputs.append(Input(index, at, "inbound_sms", sms=sms, appointment_id=visits.next_for(sms["from"], at)))
+            continue
+        detail = json.loads(json.dumps(entry["detail"]))
+        envelope = {"source": entry.get("source", "booking-site"), "detail-type": entry["detail_type"],
+                    "detail": detail}
+        rejected = bool(entry.get("expect_rejected"))
+        if not rejected:
+            detail.setdefault("occurred_at", entry["at"])
+            detail.setdefault("event_id", f"{scenario.name}-{index}")
+            _fill_client(entry, detail, clients, ids)
+        try:
+            parse_booking_event(envelope)
+        except InvalidBookingEvent as error:
+            if not rejected:
+                raise ScenarioError(f"events[{index}] ({entry['detail_type']}): {error.reason}") from None
+        else:
+            if rejected:
+                raise ScenarioError(f"events[{index}] is marked expect_rejected but the catalogue accepts it")
+        if not rejected:
+            visits.track(entry["detail_type"], detail)
+        inputs.append(Input(index, at, "event", envelope=envelope, expect_rejected=rejected))
+    return inputs
+
+
+class _Visits:
+    """Which appointment an inbound SMS most likely answers: the sender's next visit, as booked so far."""
+
+    def __init__(self) -> None:
+        self._phone_client: dict[str, str] = {}
+        self._visits: dict[str, tuple[str, datetime]] = {}  # appointment -> (client key, starts_at)
+
+    def track(self, detail_type: str, detail: Mapping[str, Any]) -> None:
+        appointment = detail.get("appointment_id")
+        if detail_type == "AppointmentBooked":
+            key = f"{detail['spa_id']}#{detail['client']['id']}"
+            if detail["client"].get("phone"):
+                self._phone_client[detail["client"]["phone"]] = key
+            self._visits[appointment] = (key, _time(detail["starts_at"], "starts_at"))
+        elif detail_type == "AppointmentRescheduled" and appointment in self._visits:
+            self._visits[appointment] = (self._visits[appointment][0], _time(detail["starts_at"], "starts_at"))
+        elif detail_type == "AppointmentCancelled":
+            self._visits.pop(appointment, None)
+
+    def next_for(self, phone: str, at: datetime) -> str | None:
+        client = self._phone_client.get(phone)
+        upcoming = sorted((start, a) for a, (key, start) in self._visits.items() if key == client and start > at)
+        return upcoming[0][1] if upcoming else None
+
+
+def _fill_client(entry: Mapping[str, Any], detail: dict[str, Any], clients: Mapping[str, ScenarioClient],
+                 ids: StripeIds) -> None:
+    spa = detail.get("spa_id")
+    if entry["detail_type"] == "AppointmentBooked" and isinstance(detail.get("client"), dict):
+        client = clients.get(f"{spa}#{detail['client'].get('id')}")
+        if client is None:
+            return
+        for key, value in client.contact.items():
+            detail["client"].setdefault(key, value)
+        payment = detail.setdefault("payment", {})
+        if payment.get("card_on_file") and ids.cards.get(client.key):
+            payment.setdefault("stripe_customer_id", ids.customers[client.key])
+            payment.setdefault("stripe_payment_method_id", ids.cards[client.key])
+    elif entry["detail_type"] == "CardUpdated":
+        key = f"{spa}#{detail.get('client_id')}"
+        if key in ids.customers:
+            detail.setdefault("stripe_customer_id", ids.customers[key])
+            card = ids.new_cards.get(entry["index"]) or ids.cards.get(key)
+            if card:
+                detail.setdefault("stripe_payment_method_id", card)
+
+
+def validate_scenario(source: Path | str | Mapping[str, Any]) -> list[Input]:
+    """Parse the scenario and validate every event, with placeholder Stripe ids; raises ScenarioError."""
+    scenario = load_scenario(source)
+    return prepare_inputs(scenario, StripeIds.placeholders(scenario))
+
+
+# ====================================================================== Stripe set-up
+
+
+def create_stripe_ids(client: stripe.StripeClient, scenario: Scenario,
+                      pause: Callable[[], None] | None = None) -> StripeIds:
+    """A customer per scenario client, with their card; a fresh card for each CardUpdated that names one.
+
+    All at the scenario's start instant, so Stripe's rate limit (which refills with the virtual clock) may
+    refuse a large cast: ``pause`` then lets a virtual second pass and the request is made again.
+    """
+    def call(request: Callable[[], Any]) -> Any:
+        for _ in range(60):
+            try:
+                return request()
+            except stripe.RateLimitError:
+                if pause is None:
+                    raise
+                pause()
+        return request()
+
+    customers, cards, new_cards = {}, {}, {}
+    for c in scenario.clients:
+        customers[c.key] = call(lambda: client.v1.customers.create()).id
+        cards[c.key] = _card(call, client, c.card, customers[c.key]) if c.card else None
+    for entry in scenario.entries:
+        if entry.get("card"):
+            key = f"{entry['detail'].get('spa_id')}#{entry['detail'].get('client_id')}"
+            if key not in customers:
+                raise ScenarioError(f"events[{entry['index']}]: client {key} is not in the clients section")
+            new_cards[entry["index"]] = _card(call, client, entry["card"], customers[key])
+    return StripeIds(customers, cards, new_cards)
+
+
+def _card(call: Callable[[Callable[[], Any]], Any], client: stripe.StripeClient, card: str, customer: str) -> str:
+    """A PaymentMethod attached to the customer. Stripe's declining cards fail at attach; such a card stays
+    unattached and stands for a card that was good when saved and declines now."""
+    params = {"type": "card", "card": {"token": _card_token(card)}}
+    pm = call(lambda: client.v1.payment_methods.create(params=params)).id
+    try:
+        call(lambda: client.v1.payment_methods.attach(pm, params={"customer": customer}))
+    except stripe.CardError:
+        pass
+    return pm
+
+
+# ====================================================================== capture: messages, outbound events
+
+
+class SentMessageTap:
+    """An idle hook of the clock: stamps each SMS and email moto records with the virtual time it appeared.
+
+    moto keeps no send time. The clock polls idle hooks whenever every execution is blocked and before
+    time moves, so whatever appeared since the last poll was sent at the current virtual instant.
+    """
+
+    def __init__(self, region: str) -> None:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ses.models import ses_backends
+        from moto.sns.models import sns_backends
+
+        self._sns = sns_backends[DEFAULT_ACCOUNT_ID][region]
+        self._ses = ses_backends[DEFAULT_ACCOUNT_ID][region]
+        self._seen_sms = len(self._sns.sms_messages)
+        self._seen_email = len(self._ses.sent_messages)
+        self.sent: list[dict[str, Any]] = []
+
+    def poll(self, now: datetime) -> bool:
+        sms = list(self._sns.sms_messages.items())
+        for message_id, (phone, text) in sms[self._seen_sms:]:
+            self.sent.append({"at": now, "channel": "sms", "message_id": message_id, "to": phone,
+                              "subject": None, "text": text})
+        emails = self._ses.sent_messages
+        for message in emails[self._seen_email:]:
+            to = (getattr(message, "destinations", None) or {})
+            to = to.get("ToAddresses", [None])[0] if isinstance(to, dict) else (to or [None])[0]
+            self.sent.append({"at": now, "channel": "email", "message_id": message.id, "to": to,
+                              "subject": getattr(message, "subject", None),
+                              "text": getattr(message, "body", None) or getattr(message, "raw_data", None)})
+        self._seen_sms, self._seen_email = len(sms), len(emails)
+        return False
+
+    def next_due(self, now: datetime) -> datetime | None:
+        return None
+
+
+class BookingSiteOutbox:
+    """The events the system sends back to the booking site (``source`` ``medspa...`` on the same bus),
+    captured by a rule and a queue the runner creates; harness infrastructure, not in template.yaml."""
+
+    def __init__(self, cloud: LocalCloud, bus: str) -> None:
+        self._sqs = cloud.client("sqs")
+        self.url = self._sqs.create_queue(QueueName="medspa-simulate-booking-site-outbox")["QueueUrl"]
+        arn = self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events = cloud.client("events")
+        events.put_rule(Name=OUTBOX_RULE, EventBusName=bus, EventPattern=json.dumps({"source": [{"prefix": "medspa"}]}))
+        events.put_targets(Rule=OUTBOX_RULE, EventBusName=bus, Targets=[{"Id": "outbox", "Arn": arn}])
+
+    def drain(self) -> list[dict[str, Any]]:
+        out = []
+        for message in _receive_all(self._sqs, self.url, delete=True):
+            event = json.loads(message["Body"])
+            detail = event.get("detail") or {}
+            out.append({"at": _iso(_parse_time(event.get("time"))), "source": event.get("source"),
+                        "detail_type": event.get("detail-type"), "appointment_id": detail.get("appointment_id"),
+                        "detail": detail})
+        return sorted(out, key=lambda e: e["at"] or "")
+
+
+def _receive_all(sqs: Any, url: str, *, delete: bool) -> list[dict[str, Any]]:
+    """Everything visible now. Without delete, a received message stays invisible for the visibility
+    timeout, which on the virtual clock does not pass while we read, so the loop still ends."""
+    out: list[dict[str, Any]] = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
+                                    AttributeNames=["SentTimestamp"]).get("Messages", [])
+        if not batch:
+            return out
+        out += batch
+        if delete:
+            sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
+
+
+# ====================================================================== the run
+
+
+def run_scenario(source: Path | str | Mapping[str, Any], report: Path | str | None = None) -> dict[str, Any]:
+    """Run one scenario in its own local cloud; write the JSON report to ``report`` if given; return it."""
+    scenario = load_scenario(source)
+    began = time.perf_counter()
+    with LocalCloud(scenario.start) as cloud:
+        deployment = cloud.deploy({"LogLevel": "WARNING"})
+        deployed = time.perf_counter() - began
+        fake, owned = _fake_stripe(cloud)
+        try:
+            from fakestripe import client_for
+
+            ids = create_stripe_ids(client_for(fake), scenario, pause=lambda: cloud.run_for(timedelta(seconds=1)))
+            inputs = prepare_inputs(scenario, ids)
+            tap = SentMessageTap(cloud.region)
+            assert cloud.clock is not None
+            cloud.clock.add_idle_hook(tap)
+            bus = deployment.outputs["BookingEventsBusName"]
+            outbox = BookingSiteOutbox(cloud, bus)
+            ran_from = time.perf_counter()
+            delivered = [_deliver(cloud, scenario, item) for item in _run_inputs(cloud, inputs)]
+            if scenario.until is not None:
+                cloud.run_until(scenario.until)
+            else:
+                cloud.run_until_idle()
+            ran = time.perf_counter() - ran_from
+            result = _collect(cloud, scenario, delivered, tap, outbox, ids)
+        finally:
+            if owned:
+                fake.stop()
+    result.update(real_seconds=round(time.perf_counter() - began, 3), deploy_seconds=round(deployed, 3),
+                  run_seconds=round(ran, 3), fake_stripe="cloud" if not owned else "runner")
+    result = {key: result[key] for key in REPORT_KEYS if key in result}
+    if report is not None:
+        Path(report).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    return result
+
+
+REPORT_KEYS = ("format", "scenario", "started_at", "ended_at", "real_seconds", "deploy_seconds", "run_seconds",
+               "fake_stripe", "inputs", "messages", "ledger", "appointments", "clients", "events_to_booking_site",
+               "quarantined", "summary")
+
+
+def _fake_stripe(cloud: LocalCloud) -> tuple[Any, bool]:
+    """The cloud's own fake Stripe once the deployment wires one; until then one of ours, not wired to the
+    functions (so fees cannot reach it), with its rate limit off because virtual time stands still."""
+    fake = getattr(cloud, "stripe", None)
+    if fake is not None:
+        return fake, False
+    from fakestripe import FakeStripe
+
+    return FakeStripe(rate_limit_per_second=None).start(), True
+
+
+def _run_inputs(cloud: LocalCloud, inputs: Iterable[Input]) -> Iterable[Input]:
+    for item in inputs:
+        cloud.run_until(item.at)
+        yield item
+
+
+def _deliver(cloud: LocalCloud, scenario: Scenario, item: Input) -> dict[str, Any]:
+    """Deliver one input at the current virtual time; return its line in the report's ``inputs``."""
+    line: dict[str, Any] = {"index": item.index, "at": _iso(item.at), "kind": item.kind}
+    assert cloud.deployment is not None
+    outputs = cloud.deployment.outputs
+    if item.kind == "inbound_sms":
+        sms = item.sms or {}
+        line |= {"from": mask(sms["from"]), "to": sms.get("to") or DEFAULT_SMS_DESTINATION, "body": sms["body"],
+                 "appointment_id": item.appointment_id}
+        topic = outputs.get("InboundSmsTopicArn")
+        if not topic:
+            line["not_delivered"] = "no inbound SMS topic in this deployment"
+            return line
+        cloud.client("sns").publish(TopicArn=topic, Message=json.dumps(inbound_sms_message(scenario, item)))
+        return line
+    envelope, detail = item.envelope or {}, item.detail
+    line |= {"source": envelope["source"], "detail_type": envelope["detail-type"],
+             "appointment_id": detail.get("appointment_id"), "event_id": detail.get("event_id"),
+             "booking_version": detail.get("booking_version"),
+             "facts": {k: _fact(detail[k]) for k in _FACTS if detail.get(k) is not None}}
+    if item.expect_rejected:
+        line["expect_rejected"] = True
+    response = cloud.client("events").put_events(Entries=[{
+        "Source": envelope["source"], "DetailType": envelope["detail-type"], "Detail": json.dumps(detail),
+        "EventBusName": outputs["BookingEventsBusName"],
+    }])
+    if response["FailedEntryCount"]:
+        line["not_delivered"] = response["Entries"][0].get("ErrorMessage", "PutEvents failed")
+    return line
+
+
+# Detail fields shown in the report's inputs and the timeline: what happened, never who (no PII).
+_FACTS = ("starts_at", "location_id", "party_size", "service", "payment", "by", "channel", "arrived_at", "marked_by",
+          "client_id", "purpose", "ledger_entry_id", "admin_id")
+
+
+def _fact(value: Any) -> Any:
+    if isinstance(value, dict) and "name" in value and "price" in value:  # a service
+        return {"name": value["name"], "category": value.get("category"),
+                "duration_minutes": value.get("duration_minutes"), "price": value["price"]}
+    if isinstance(value, dict):  # the payment: what was put up, not the Stripe ids
+        return {k: v for k, v in value.items() if not k.startswith("stripe_")}
+    return value
+
+
+def inbound_sms_message(scenario: Scenario, item: Input) -> dict[str, str]:
+    """The AWS End User Messaging two-way SMS payload an SNS subscriber receives."""
+    sms = item.sms or {}
+    return {
+        "originationNumber": sms["from"],
+        "destinationNumber": sms.get("to") or DEFAULT_SMS_DESTINATION,
+        "messageKeyword": "KEYWORD",
+        "messageBody": sms["body"],
+        "inboundMessageId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"medspa-simulate/{scenario.name}/{item.index}")),
+    }
+
+
+# ====================================================================== the report
+
+
+def _collect(cloud: LocalCloud, scenario: Scenario, inputs: list[dict[str, Any]], tap: SentMessageTap,
+             outbox: BookingSiteOutbox, ids: StripeIds) -> dict[str, Any]:
+    tables = TableNames.from_env(cloud.function_environment("LifecycleFunction"))
+    store = Store(tables, region=cloud.region)
+    dynamodb = cloud.client("dynamodb")
+    stored = [store.appointments.get(i) for i in _scan_keys(dynamodb, tables.appointments, "appointment_id")]
+    stored = [a for a in stored if a is not None]
+    tap.poll(cloud.now())
+    packs = load_packs()
+    executions = _executions(cloud)
+    appointments = [_appointment(a, packs, executions.pop(a.appointment_id, [])) for a in stored]
+    appointments.sort(key=lambda a: (a["starts_at"], a["appointment_id"]))
+    ledger = [store.ledger.get(i) for i in _scan_keys(dynamodb, tables.ledger, "entry_id")]
+    ledger_lines = sorted((_ledger_line(e) for e in ledger if e is not None), key=lambda e: (e["created_at"], e["entry_id"]))
+    clients = [store.clients.get(i) for i in _scan_keys(dynamodb, tables.clients, "client_id")]
+    cards = {c.key: c.card for c in scenario.clients}
+    client_lines = [_client_line(c, cards, ids) for c in clients if c is not None]
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "scenario": {"name": scenario.name, "description": scenario.description, "file": scenario.file},
+        "started_at": _iso(scenario.start),
+        "ended_at": _iso(cloud.now()),
+        "inputs": inputs,
+        "messages": messages_from(stored, tap.sent),
+        "ledger": ledger_lines,
+        "appointments": appointments,
+        "clients": client_lines,
+        "events_to_booking_site": outbox.drain(),
+        "quarantined": _quarantined(cloud),
+    }
+    if executions:  # executions whose appointment is not in the table (should not happen): keep them visible
+        report["appointments"] += [{"appointment_id": k, "status": None, "executions": v} for k, v in executions.items()]
+    report["summary"] = summarize(report)
+    return report
+
+
+def _scan_keys(dynamodb: Any, table: str, key: str) -> list[str]:
+    """Every item's key: the report reads each item back through the store's public get()."""
+    keys: list[str] = []
+    for page in dynamodb.get_paginator("scan").paginate(
+            TableName=table, ProjectionExpression="#k", ExpressionAttributeNames={"#k": key}):
+        keys += [item[key]["S"] for item in page["Items"]]
+    return sorted(keys)
+
+
+def _appointment(a: Any, packs: Mapping[str, Any], executions: list[dict[str, Any]]) -> dict[str, Any]:
+    pack = packs.get(a.location_id)
+    zone = pack.zone if pack else UTC
+    line = {
+        "appointment_id": a.appointment_id,
+        "client_id": a.client_id,
+        "spa_id": a.client_id.partition("#")[0],
+        "location_id": a.location_id,
+        "time_zone": str(getattr(zone, "key", "UTC")),
+        "service": {"name": a.service.name, "category": a.service.category,
+                    "duration_minutes": a.service.duration_minutes, "price": _money(a.service.price)},
+        "party_size": a.party_size,
+        "status": str(a.status),
+        "booking_version": a.booking_version,
+        "policy_version": a.policy_version,
+        "starts_at": _iso(a.starts_at),
+        "starts_at_local": a.starts_at.astimezone(zone).isoformat(),
+        "confirmed_at": _iso(a.confirmed_at),
+        "checked_in_at": _iso(a.checked_in_at),
+        "executions": sorted(executions, key=lambda e: (e["started_at"], e["name"])),
+    }
+    return line
+
+
+def _executions(cloud: LocalCloud) -> dict[str, list[dict[str, Any]]]:
+    """Every AppointmentLifecycle execution, by the appointment its input names."""
+    sfn = cloud.client("stepfunctions")
+    arn = cloud.state_machine_arn(LIFECYCLE)
+    by_appointment: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
+        for listed in page["executions"]:
+            described = sfn.describe_execution(executionArn=listed["executionArn"])
+            payload = json.loads(described.get("input") or "{}")
+            history = [e for p in sfn.get_paginator("get_execution_history").paginate(
+                executionArn=listed["executionArn"]) for e in p["events"]]
+            states = [{"at": _iso(e["timestamp"]), "name": e["stateEnteredEventDetails"]["name"],
+                       "type": e["type"].removesuffix("StateEntered")}
+                      for e in history if e["type"].endswith("StateEntered")]
+            ended = next((e for e in reversed(history) if e["type"] in _END_DETAILS), None)
+            details = ended.get(_END_DETAILS[ended["type"]], {}) if ended else {}
+            by_appointment[payload.get("appointment_id", listed["name"])].append({
+                "name": listed["name"],
+                "booking_version": payload.get("booking_version"),
+                "status": described["status"],
+                "started_at": _iso(described["startDate"]),
+                "stopped_at": _iso(described.get("stopDate")),
+                "error": details.get("error") or described.get("error"),
+                "cause": details.get("cause") or described.get("cause"),
+                "state_transitions": len(states),
+                "states": states,
+            })
+    return dict(by_appointment)
+
+
+_END_DETAILS = {"ExecutionAborted": "executionAbortedEventDetails", "ExecutionFailed": "executionFailedEventDetails",
+                "ExecutionTimedOut": "executionTimedOutEventDetails"}
+
+
+def _ledger_line(e: Any) -> dict[str, Any]:
+    return {
+        "entry_id": e.entry_id, "appointment_id": e.appointment_id, "client_id": e.client_id,
+        "purpose": e.purpose, "kind": str(e.kind), "amount": _money(e.amount), "status": str(e.status),
+        "attempt": e.attempt, "stripe_payment_intent_id": e.stripe_payment_intent_id,
+        "stripe_refund_id": e.stripe_refund_id, "decline_code": e.decline_code,
+        "failure_message": e.failure_message, "created_at": _iso(e.created_at), "updated_at": _iso(e.updated_at),
+    }
+
+
+def _client_line(c: Any, cards: Mapping[str, str | None], ids: StripeIds) -> dict[str, Any]:
+    return {
+        "client_id": c.client_id, "spa_id": c.spa_id, "card": cards.get(c.client_id),
+        "stripe_customer_id": c.stripe_customer_id or ids.customers.get(c.client_id),
+        "strikes": [{"reason": s.reason, "appointment_id": s.appointment_id, "at": _iso(s.at)} for s in c.strikes],
+        "prepay_required": c.prepay_required, "prepay_set_at": _iso(c.prepay_set_at),
+        "prepay_cleared_by": c.prepay_cleared_by, "prepay_cleared_at": _iso(c.prepay_cleared_at),
+        "outstanding": {k: v for k, v in sorted(c.outstanding.items()) if v},
+        "credit": {k: v for k, v in sorted(c.credit.items()) if v},
+        "sms_opt_out": c.sms_opt_out, "email_opt_out": c.email_opt_out,
+    }
+
+
+def _quarantined(cloud: LocalCloud) -> list[dict[str, Any]]:
+    assert cloud.deployment is not None
+    url = cloud.deployment.outputs.get("IntakeDeadLetterQueueUrl")
+    if not url:
+        return []
+    out = []
+    for message in _receive_all(cloud.client("sqs"), url, delete=False):
+        try:
+            event = json.loads(message["Body"])
+        except ValueError:
+            event = {}
+        detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+        attributes = message.get("MessageAttributes") or {}
+        sent = int(message.get("Attributes", {}).get("SentTimestamp", 0)) / 1000
+        out.append({"at": _iso(datetime.fromtimestamp(sent, UTC)) if sent else None,
+                    "detail_type": event.get("detail-type"), "appointment_id": detail.get("appointment_id"),
+                    "event_id": detail.get("event_id"),
+                    "rejection_reason": attributes.get("rejection_reason", {}).get("StringValue")})
+    return sorted(out, key=lambda q: q["at"] or "")
+
+
+# ---------------------------------------------------------------------- messages
+
+
+def _plain(value: Any) -> Any:
+    """A message-log entry as a dict, whether the model stores pydantic objects or maps."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def messages_from(appointments: Iterable[Any], recorded: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every message moto recorded, joined by message id with the appointments' message logs.
+
+    A log entry adds the kind and the appointment. Log results that sent nothing (opted out, deferred,
+    failed) are listed too, with their status and no text. Before the lifecycle keeps a log
+    (``Appointment.messages``), every message is listed with ``kind`` and ``appointment_id`` null.
+    """
+    logged: dict[str, dict[str, Any]] = {}
+    unsent: list[dict[str, Any]] = []
+    for a in appointments:
+        for entry in map(_plain, getattr(a, "messages", None) or ()):
+            for result in map(_plain, entry.get("results") or ()):
+                line = {"appointment_id": a.appointment_id, "client_id": a.client_id, "kind": entry.get("kind"),
+                        "key": entry.get("key"), "at": _iso(entry.get("sent_at")) or _iso(entry.get("due_at")),
+                        "channel": str(result.get("channel")), "status": str(result.get("status")),
+                        "error": result.get("error")}
+                if result.get("message_id"):
+                    logged[result["message_id"]] = line
+                else:
+                    unsent.append(line | {"to": None, "subject": None, "text": None, "message_id": None})
+    out = []
+    for sent in recorded:
+        line = {"appointment_id": None, "client_id": None, "kind": None, "key": None, "status": "sent",
+                "error": None} | logged.get(sent["message_id"], {})
+        out.append(line | {"at": _iso(sent["at"]), "channel": sent["channel"], "to": mask(sent["to"]),
+                           "subject": sent["subject"], "text": sent["text"], "message_id": sent["message_id"]})
+    fields = ("at", "appointment_id", "client_id", "kind", "key", "channel", "status", "to", "subject", "text",
+              "message_id", "error")
+    return sorted(({k: m.get(k) for k in fields} for m in out + unsent), key=lambda m: m["at"] or "")
+
+
+def mask(contact: str | None) -> str | None:
+    """``+14075550123`` -> ``+1******0123``; ``ana@example.com`` -> ``a***@example.com``."""
+    if not contact:
+        return contact
+    if "@" in contact:
+        local, _, domain = contact.partition("@")
+        return f"{local[:1]}***@{domain}"
+    return contact[:2] + "*" * max(len(contact) - 6, 0) + contact[-4:]
+
+
+# ---------------------------------------------------------------------- summary
+
+
+def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
+    """Per location, from the report's own sections (so the summary never disagrees with them)."""
+    appointments = {a["appointment_id"]: a for a in report["appointments"]}
+    location_of = {k: a.get("location_id") for k, a in appointments.items()}
+    home: dict[str, str] = {}  # a client's location: that of their first appointment in the scenario
+    for a in sorted(report["appointments"], key=lambda a: a.get("starts_at") or ""):
+        home.setdefault(a.get("client_id"), a.get("location_id"))
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(location: str | None) -> dict[str, Any]:
+        location = location or "(none)"
+        return rows.setdefault(location, {
+            "location_id": location, "spa_id": None, "appointments": 0, "reminders_sent": 0,
+            "confirmation_requests": 0, "confirmations": 0, "auto_cancels": 0, "cancellations": 0,
+            "no_shows": 0, "completed": 0, "fees_charged": {"count": 0, "total": {}}, "fees_declined": 0,
+            "outstanding": {}, "strikes": 0, "prepay_flags": 0, "messages_sent": 0, "state_transitions": 0,
+        })
+
+    for a in report["appointments"]:
+        r = row(a.get("location_id"))
+        r["spa_id"] = a.get("spa_id")
+        r["appointments"] += 1
+        r["confirmations"] += a.get("confirmed_at") is not None
+        status = a.get("status")
+        r["auto_cancels"] += status == "auto_cancelled"
+        r["cancellations"] += status == "cancelled"
+        r["no_shows"] += status == "no_show"
+        r["completed"] += status == "completed"
+        r["state_transitions"] += sum(e["state_transitions"] for e in a.get("executions", []))
+    notified: set[tuple[str, str]] = set()
+    for m in report["messages"]:
+        if m["status"] != "sent":
+            continue
+        r = row(location_of.get(m["appointment_id"]) or home.get(m["client_id"]))
+        r["messages_sent"] += 1
+        kind = m.get("kind") or ""
+        if (m["appointment_id"], kind) in notified:
+            continue  # one notification on two channels counts once
+        notified.add((m["appointment_id"], kind))
+        r["reminders_sent"] += kind.startswith("reminder")
+        r["confirmation_requests"] += kind == "confirmation_request"
+    for e in report["ledger"]:
+        if not e["purpose"].endswith("_fee"):
+            continue
+        r = row(location_of.get(e["appointment_id"]))
+        if e["kind"] == "charge" and e["status"] == "succeeded":
+            r["fees_charged"]["count"] += 1
+            total = r["fees_charged"]["total"]
+            total[e["amount"]["currency"]] = total.get(e["amount"]["currency"], 0) + e["amount"]["amount"]
+        elif e["status"] in ("declined", "requires_action", "failed"):
+            r["fees_declined"] += 1
+    for c in report["clients"]:
+        for strike in c["strikes"]:
+            row(location_of.get(strike["appointment_id"]) or home.get(c["client_id"]))["strikes"] += 1
+        r = row(home.get(c["client_id"]))
+        r["prepay_flags"] += bool(c["prepay_required"])
+        for currency, amount in c["outstanding"].items():
+            r["outstanding"][currency] = r["outstanding"].get(currency, 0) + amount
+    locations = sorted(rows.values(), key=lambda r: r["location_id"])
+    return {
+        "locations": locations,
+        "appointments_simulated": len(report["appointments"]),
+        "executions": sum(len(a.get("executions", [])) for a in report["appointments"]),
+        "state_transitions": sum(r["state_transitions"] for r in locations),
+        "messages_sent": sum(r["messages_sent"] for r in locations),
+        "events_to_booking_site": len(report["events_to_booking_site"]),
+        "quarantined": len(report["quarantined"]),
+    }
+
+
+# ---------------------------------------------------------------------- values
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = _parse_time(value)
+        if value is None:
+            return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _money(money: Any) -> dict[str, Any]:
+    return {"amount": int(money.amount), "currency": money.currency}

@@ -1,0 +1,159 @@
+"""An appointment's state as the fold of every booking-site event received for it, in version order.
+
+Every event after ``AppointmentBooked`` carries only what changed (a new time, a confirmation, a
+cancellation), so applying events as they arrive would lose data when they arrive out of order: a
+confirmation (v3) delivered before the reschedule (v2) it follows must not make the reschedule look
+stale. So the intake keeps every event it received, keyed by ``booking_version``, and the appointment
+is recomputed as the fold of all of them, sorted by version. Any delivery order of the same set of
+events gives the same result; a duplicate adds nothing; an older event arriving late refolds.
+
+``revision`` is the number of distinct versions folded: it grows by one with every new event, so the
+store keeps a newer fold and refuses an older one whatever the interleaving of intake Lambdas.
+
+Violations are decided here, at fold time, from each event's ``occurred_at`` (when the client acted at
+the booking site, not when the event reached us) against the appointment as it stood just before that
+event: that is the notice the client actually gave, and it does not depend on delivery order.
+
+Decisions:
+* A visit is charged at most one late-cancel and one late-reschedule fee (the ledger keys fees by
+  appointment and reason); moving it late twice counts once.
+* A prepaid visit cancelled on time by the client (or cancelled by the spa) turns the prepayment into
+  store credit; rescheduled on time, the prepayment simply stays with the visit at its new time.
+* Status events after a final status (cancelled, completed, no-show) are kept in the history but do not
+  reopen the visit; only a new ``AppointmentBooked`` or ``AppointmentRescheduled`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from medspa.adapters.store.appointments import AppointmentBooking, AppointmentStatus, BookingFacts, Violation
+from medspa.adapters.store.clients import client_key
+from medspa.domain import engine
+from medspa.policy.schema import PolicyPack
+
+from .catalogue import (
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentCompleted,
+    AppointmentConfirmed,
+    AppointmentEvent,
+    AppointmentMarkedNoShow,
+    AppointmentRescheduled,
+    ClientCheckedIn,
+)
+from .mapping import BookingNotYetKnown, payment_context
+
+FINAL = {AppointmentStatus.CANCELLED, AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW}
+OPEN = {AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED}
+
+
+class FoldedBooking(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    booking: AppointmentBooking
+    changed_by: str
+    occurred_at: AwareDatetime
+
+
+def _describe(event: AppointmentEvent) -> str:
+    if isinstance(event, AppointmentCancelled):
+        return f"cancelled by the {event.by}"
+    return {
+        "AppointmentBooked": "booked", "AppointmentRescheduled": "rescheduled", "AppointmentConfirmed": "confirmed",
+        "ClientCheckedIn": "client checked in", "AppointmentCompleted": "completed",
+        "AppointmentMarkedNoShow": "marked no-show by the front desk",
+    }[event.detail_type]
+
+
+def fold(events: Iterable[AppointmentEvent], packs: dict[str, PolicyPack] | None = None,
+         policy_versions: dict[str, str] | None = None) -> FoldedBooking:
+    """The appointment after every event, applied in ``booking_version`` order.
+
+    ``packs`` (location -> pack) decide late cancels and reschedules; the pack's ``policy_version`` is
+    recorded as the policy the client accepted at the first booking.
+    """
+    ordered = sorted({e.booking_version: e for e in events}.values(), key=lambda e: e.booking_version)
+    if not ordered or not any(isinstance(e, AppointmentBooked) for e in ordered):
+        first = ordered[0] if ordered else None
+        raise BookingNotYetKnown(first.appointment_id if first else "(none)")
+    packs = packs or {}
+    state: AppointmentBooking | None = None
+    facts = BookingFacts()
+    for event in ordered:
+        if isinstance(event, AppointmentBooked):
+            pack = packs.get(event.location_id)
+            accepted = state.policy_version if state is not None else (pack.policy_version if pack else "unknown")
+            state = AppointmentBooking(
+                appointment_id=event.appointment_id, client_id=client_key(event.spa_id, event.client.id),
+                location_id=event.location_id, policy_version=accepted, service=event.service,
+                starts_at=event.starts_at, party_size=event.party_size, status=AppointmentStatus.BOOKED,
+                booking_version=event.booking_version, event_id=event.event_id,
+                payment=payment_context(event.payment),
+            )
+            facts = facts.model_copy(update={"confirmed_at": None, "arrived_at": None, "cancelled_at": None,
+                                             "cancelled_by": None, "no_show_marked_by": None})
+            continue
+        if state is None:  # events older than the first booking we hold: nothing to apply them to
+            continue
+        status, changes = state.status, {"booking_version": event.booking_version, "event_id": event.event_id}
+        if isinstance(event, AppointmentRescheduled):
+            facts = _judge(facts, packs.get(state.location_id), state, event, "reschedule")
+            changes |= {"starts_at": event.starts_at, "service": event.service or state.service,
+                        "status": AppointmentStatus.BOOKED}
+            facts = facts.model_copy(update={"confirmed_at": None, "arrived_at": None})
+        elif isinstance(event, AppointmentCancelled):
+            if status in OPEN:
+                facts = _judge(facts, packs.get(state.location_id), state, event, "cancel")
+                changes["status"] = AppointmentStatus.CANCELLED
+                facts = facts.model_copy(update={"cancelled_at": event.occurred_at, "cancelled_by": event.by})
+        elif isinstance(event, AppointmentConfirmed):
+            if status is AppointmentStatus.BOOKED:
+                changes["status"] = AppointmentStatus.CONFIRMED
+                facts = facts.model_copy(update={"confirmed_at": event.occurred_at})
+        elif isinstance(event, ClientCheckedIn):
+            if status not in FINAL:
+                changes["status"] = AppointmentStatus.CHECKED_IN
+                facts = facts.model_copy(update={"arrived_at": event.arrived_at})
+        elif isinstance(event, AppointmentCompleted):
+            if status is not AppointmentStatus.CANCELLED:
+                changes["status"] = AppointmentStatus.COMPLETED
+        elif isinstance(event, AppointmentMarkedNoShow):
+            if status in OPEN:
+                changes["status"] = AppointmentStatus.NO_SHOW
+                facts = facts.model_copy(update={"no_show_marked_by": event.marked_by})
+        state = state.model_copy(update=changes)
+    assert state is not None
+    last = ordered[-1]
+    return FoldedBooking(
+        booking=state.model_copy(update={"revision": len(ordered), "facts": facts}),
+        changed_by=_describe(last), occurred_at=last.occurred_at,
+    )
+
+
+def _judge(facts: BookingFacts, pack: PolicyPack | None, state: AppointmentBooking,
+           event: AppointmentRescheduled | AppointmentCancelled, kind: Literal["cancel", "reschedule"]) -> BookingFacts:
+    """Record the violation (or the prepaid credit) this change causes under the pack in force."""
+    if pack is None or state.status not in OPEN:
+        return facts
+    appointment = state.to_domain()
+    by = event.by if isinstance(event, AppointmentCancelled) else "client"
+    new_start = event.starts_at if isinstance(event, AppointmentRescheduled) else None
+    decision = engine.classify_cancellation(pack, appointment, event.occurred_at, by=by, kind=kind, new_start=new_start)
+    if decision.fee_reason is not None or decision.classification == "late":
+        reason = decision.event
+        if reason not in {v.reason for v in facts.violations}:
+            facts = facts.model_copy(update={"violations": (*facts.violations, Violation(
+                reason=reason, booking_version=event.booking_version, decided_at=event.occurred_at,
+                fee_waived=decision.fee_waived, notice_minutes=int(decision.notice.total_seconds() // 60)))})
+        return facts
+    prepaid = state.payment.prepaid
+    if kind == "cancel" and prepaid is not None and not prepaid.is_zero:
+        return facts.model_copy(update={"prepaid_credit": prepaid})
+    return facts
+
+
+__all__ = ["FoldedBooking", "fold"]

@@ -1,0 +1,130 @@
+"""The lifecycle's money steps: settle a violation's fee, retry a declined one, apply an admin's waiver.
+
+``SettlementService`` moves the money exactly once; this records where the fee stands on the
+appointment (so the plan knows what is left and when to retry), queues the notice the client is owed
+and tells the booking site. All three are safe to repeat: the ledger decides, the rest is keyed.
+
+Which notice: a card charge gets ``<reason>_fee_charged``; a fee taken from a deposit, prepayment,
+course session or gift certificate gets ``fee_applied``; a card that declined or needs
+authentication gets ``fee_declined`` once (dunning retries are silent until one succeeds); a fee with
+no way to collect it (no card) gets ``fee_outstanding``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from medspa.adapters.store import Appointment, AppointmentNotFound, FeeState, Store
+from medspa.services.lifecycle import LifecycleService, StepResult, message_key
+from medspa.services.settlement import SettlementReport, SettlementService
+
+_CHARGED = {"late_cancel": "late_cancel_fee_charged", "no_show": "no_show_fee_charged",
+            "late_reschedule": "late_reschedule_fee_charged"}
+
+
+class FeeSteps:
+    def __init__(self, store: Store, settlement: SettlementService, lifecycle: LifecycleService) -> None:
+        self._store = store
+        self._settlement = settlement
+        self._lifecycle = lifecycle
+
+    def settle(self, appointment_id: str, reason: str, now: datetime) -> StepResult:
+        stored = self._require(appointment_id)
+        waived = any(v.reason == reason and v.fee_waived for v in stored.facts.violations)
+        if waived:
+            self._record(stored, FeeState(reason=reason, outcome="no_fee", updated_at=now))
+            return StepResult(done=f"{reason}: fee waived by policy (rescheduled the same day)")
+        report = self._settlement.settle_fee(appointment_id, reason, now)  # type: ignore[arg-type]
+        retry_at = tuple(t for t in report.retry_at if t > now)
+        self._record(stored, FeeState(reason=reason, outcome=report.outcome, fee=report.fee, attempt=1,
+                                      next_retry_at=retry_at[0] if retry_at else None, retry_at=retry_at,
+                                      updated_at=now))
+        self._tell(stored, report, now, first_attempt=True)
+        return StepResult(done=_summary(report), detail=_detail(report))
+
+    def retry(self, appointment_id: str, reason: str, attempt: int, now: datetime) -> StepResult:
+        stored = self._require(appointment_id)
+        state = stored.fees.get(reason)
+        if state is None or state.outcome != "outstanding":
+            return StepResult(done=f"{reason}: nothing to retry")
+        report = self._settlement.retry_outstanding_fee(appointment_id, reason, attempt, now)  # type: ignore[arg-type]
+        later = tuple(t for t in state.retry_at if t > now)
+        paid = report.outcome in ("settled", "waived")
+        self._record(stored, state.model_copy(update={
+            "outcome": report.outcome if paid else "outstanding", "attempt": attempt,
+            "next_retry_at": None if paid or not later else later[0], "updated_at": now}))
+        if report.charged:
+            self._tell(stored, report, now, first_attempt=False)
+        return StepResult(done=f"retry {attempt}: {_summary(report)}", detail=_detail(report))
+
+    def waive(self, appointment_id: str, purpose: str, admin_id: str, now: datetime) -> StepResult:
+        reason = purpose.removesuffix("_fee")
+        if reason not in _CHARGED:
+            raise ValueError(f"{purpose} is not a fee this system charges (no_show_fee, late_cancel_fee, "
+                             f"late_reschedule_fee)")
+        stored = self._require(appointment_id)
+        report = self._settlement.waive_fee(appointment_id, reason, admin_id, now)  # type: ignore[arg-type]
+        state = stored.fees.get(reason)
+        if state is not None:
+            self._record(stored, state.model_copy(update={"outcome": "waived", "next_retry_at": None,
+                                                          "updated_at": now}))
+        if report.refunded or report.outstanding_waived:
+            self._lifecycle.notify_later(stored, "fee_waived", now, fee=report.refunded or report.outstanding_waived,
+                                         key=message_key(f"fee_waived#{reason}"))
+        self._lifecycle.publish("FeeWaived", f"{appointment_id}:{reason}:waived", {
+            "appointment_id": appointment_id, "reason": reason, "admin_id": admin_id,
+            "refunded": _money(report.refunded), "outstanding_waived": _money(report.outstanding_waived)})
+        return StepResult(done=f"{reason} fee waived by {admin_id}", detail=_detail(report))
+
+    def _tell(self, stored: Appointment, report: SettlementReport, now: datetime, first_attempt: bool) -> None:
+        reason = report.reason
+        if report.outcome == "no_fee":
+            return
+        if report.charged is not None and report.outcome == "settled":
+            kind, fee = _CHARGED[reason], report.charged
+        elif report.outcome == "settled":
+            kind, fee = "fee_applied", report.fee
+        elif report.client_action == "pay_at_next_visit":
+            kind, fee = "fee_outstanding", report.outstanding
+        elif first_attempt:
+            kind, fee = "fee_declined", report.outstanding
+        else:
+            return
+        self._lifecycle.notify_later(stored, kind, now, fee=fee, key=message_key(f"{kind}#{reason}"))
+        event = "FeeCharged" if report.outcome == "settled" else "FeeOutstanding"
+        self._lifecycle.publish(event, f"{stored.appointment_id}:{reason}:{event}:{report.attempt}", {
+            "appointment_id": stored.appointment_id, "reason": reason, "fee": _money(report.fee),
+            "charged": _money(report.charged), "outstanding": _money(report.outstanding),
+            "sessions_deducted": report.sessions_deducted, "client_action": report.client_action,
+            "ledger_entries": [s.entry_id for s in report.steps],
+        })
+
+    def _record(self, stored: Appointment, state: FeeState) -> None:
+        self._store.appointments.record_fee(stored.appointment_id, state)
+
+    def _require(self, appointment_id: str) -> Appointment:
+        stored = self._store.appointments.get(appointment_id)
+        if stored is None:
+            raise AppointmentNotFound(appointment_id)
+        return stored
+
+
+def _money(value: object) -> dict[str, object] | None:
+    return value.model_dump() if value is not None else None  # type: ignore[attr-defined]
+
+
+def _summary(report: SettlementReport) -> str:
+    if report.outcome == "no_fee":
+        return f"{report.reason}: no fee under this policy"
+    parts = [f"{report.reason} fee {report.fee}"]
+    if report.charged:
+        parts.append(f"charged {report.charged} to the card")
+    if report.sessions_deducted:
+        parts.append(f"{report.sessions_deducted} course session deducted")
+    if report.outstanding:
+        parts.append(f"{report.outstanding} outstanding ({report.client_action})")
+    return ", ".join(parts)
+
+
+def _detail(report: SettlementReport) -> dict[str, object]:
+    return {"outcome": report.outcome, "ledger_entries": [f"{s.entry_id}:{s.status}" for s in report.steps]}

@@ -1,0 +1,127 @@
+"""A booking site for end-to-end tests: it publishes catalogue events to the deployed bus, like a real one.
+
+Clients get a real Stripe customer and card in the local cloud's fake Stripe (through the ``stripe``
+SDK), and every appointment's ``booking_version`` goes up by one per event, as the catalogue requires.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+import stripe
+
+from fakestripe import client_for
+from localcloud.cloud import LocalCloud
+from medspa.adapters.store import Store, TableNames
+from medspa.policy.loader import load_packs
+
+PACKS = load_packs()
+
+
+class BookingSite:
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+        self.store = Store(TableNames.from_env(cloud.function_environment("LifecycleFunction")), region=cloud.region)
+        self.stripe = client_for(cloud.stripe)
+        self.versions: dict[str, int] = defaultdict(int)
+        self.clients: dict[str, dict[str, Any]] = {}
+        self.sent = 0
+        self._inbox = self._subscribe_to_the_system()
+
+    def client(self, spa_id: str, client_id: str, card: str | None = "visa", phone: str | None = "+14075550101",
+               email: str | None = None) -> dict[str, Any]:
+        """A client with a customer in Stripe; ``card`` is a test card name (``chargeDeclined``...)."""
+        payment: dict[str, Any] = {"card_on_file": card is not None}
+        if card is not None:
+            customer = self.stripe.v1.customers.create().id
+            token = f"pm_card_{card}"
+            try:
+                method = self.stripe.v1.payment_methods.attach(token, params={"customer": customer}).id
+            except stripe.CardError:  # a declining card fails Stripe's check at attach: the token stands for it
+                method = token
+            payment |= {"stripe_customer_id": customer, "stripe_payment_method_id": method}
+        self.clients[client_id] = {"spa_id": spa_id, "payment": payment,
+                                   "client": {"id": client_id, "phone": phone, "email": email,
+                                              "sms_opt_in": phone is not None, "email_opt_in": email is not None}}
+        return self.clients[client_id]
+
+    def book(self, appointment_id: str, client_id: str, location_id: str, starts_at: datetime, *, name: str,
+             category: str, minutes: int, price: int, party_size: int = 1, **payment: Any) -> None:
+        known = self.clients[client_id]
+        currency = PACKS[location_id].currency
+        money = {k: {"amount": v, "currency": currency} if isinstance(v, int) and not isinstance(v, bool) else v
+                 for k, v in payment.items()}
+        self.send("AppointmentBooked", appointment_id, spa_id=known["spa_id"], client={
+            k: v for k, v in known["client"].items() if v is not None}, location_id=location_id,
+            starts_at=starts_at.isoformat(), party_size=party_size,
+            service={"name": name, "category": category, "duration_minutes": minutes,
+                     "price": {"amount": price, "currency": currency}},
+            payment={**known["payment"], **money})
+
+    def send(self, detail_type: str, appointment_id: str | None = None, *, spa_id: str | None = None,
+             **detail: Any) -> None:
+        """Publish one event now; ``occurred_at`` defaults to the virtual now."""
+        self.sent += 1
+        body: dict[str, Any] = {"event_id": f"evt-{self.sent}", "occurred_at": self.cloud.now().isoformat(),
+                                "spa_id": spa_id or self._spa_of(appointment_id), **detail}
+        if appointment_id is not None:
+            body["appointment_id"] = appointment_id
+            if detail_type not in ("FeeWaived",):
+                self.versions[appointment_id] += 1
+                body["booking_version"] = self.versions[appointment_id]
+        self.publish(detail_type, body)
+
+    def publish(self, detail_type: str, body: dict[str, Any]) -> None:
+        bus = self.cloud.deployment.outputs["BookingEventsBusName"]
+        entry = {"Source": "booking-site", "DetailType": detail_type, "Detail": json.dumps(body), "EventBusName": bus}
+        assert self.cloud.client("events").put_events(Entries=[entry])["FailedEntryCount"] == 0
+
+    def _spa_of(self, appointment_id: str | None) -> str:
+        stored = self.store.appointments.get(appointment_id) if appointment_id else None
+        if stored is not None:
+            return stored.client_id.partition("#")[0]
+        return next(iter(self.clients.values()))["spa_id"]
+
+    def _subscribe_to_the_system(self) -> str:
+        """What a real booking site does to hear back: a rule on ``source: medspa.*`` to its own queue."""
+        sqs, events = self.cloud.client("sqs"), self.cloud.client("events")
+        url = sqs.create_queue(QueueName="booking-site-inbox")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        bus = self.cloud.deployment.outputs["BookingEventsBusName"]
+        events.put_rule(Name="booking-site-inbox", EventBusName=bus,
+                        EventPattern=json.dumps({"source": [{"prefix": "medspa"}]}))
+        events.put_targets(Rule="booking-site-inbox", EventBusName=bus, Targets=[{"Id": "inbox", "Arn": arn}])
+        return url
+
+    def inbox(self) -> list[tuple[str, dict[str, Any]]]:
+        """(detail-type, detail) of every event the system sent back, oldest first."""
+        sqs, received = self.cloud.client("sqs"), []
+        while batch := sqs.receive_message(QueueUrl=self._inbox, MaxNumberOfMessages=10).get("Messages", []):
+            for message in batch:
+                event = json.loads(message["Body"])
+                received.append((event["detail-type"], event["detail"]))
+                sqs.delete_message(QueueUrl=self._inbox, ReceiptHandle=message["ReceiptHandle"])
+        return received
+
+    # ------------------------------------------------------------------ what happened
+    def executions(self, appointment_id: str) -> list[dict[str, Any]]:
+        sfn = self.cloud.client("stepfunctions")
+        listed = sfn.list_executions(stateMachineArn=self.cloud.state_machine_arn("AppointmentLifecycleStateMachine"))
+        return sorted((e for e in listed["executions"] if e["name"].startswith(f"{appointment_id}-")),
+                      key=lambda e: e["startDate"])
+
+    def states_entered(self, execution_arn: str) -> list[tuple[datetime, str]]:
+        events = self.cloud.client("stepfunctions").get_execution_history(executionArn=execution_arn)["events"]
+        return [(e["timestamp"], e["stateEnteredEventDetails"]["name"]) for e in events
+                if "stateEnteredEventDetails" in e]
+
+    def messages(self, appointment_id: str) -> list[tuple[str, str, datetime | None]]:
+        stored = self.store.appointments.get(appointment_id)
+        return [(m.kind, m.status, m.sent_at) for m in stored.messages]
+
+    def ledger(self, appointment_id: str) -> list[tuple[str, str, int, str]]:
+        return [(e.purpose, e.kind.value, e.amount.amount, e.status.value)
+                for e in sorted(self.store.ledger.for_appointment(appointment_id), key=lambda e: e.entry_id)]
