@@ -371,21 +371,59 @@ class SentMessageTap:
         return None
 
 
-class BookingSiteOutbox:
+class QueueRecorder:
+    """An idle hook of the clock: records each message of an SQS queue soon after it arrives.
+
+    Read at the end only, a long scenario would lose messages: SQS drops a message after its retention
+    period (4 days by default, 14 at most), and the virtual clock makes that happen. ``consume`` deletes
+    what it read (a queue of the runner's own); otherwise the messages are made visible again at once, so
+    the queue is left as the system left it (only their receive count grows).
+    """
+
+    def __init__(self, sqs: Any, url: str, *, consume: bool) -> None:
+        self._sqs, self.url, self._consume = sqs, url, consume
+        self._seen_count = 0
+        self.messages: dict[str, dict[str, Any]] = {}  # MessageId -> message, in arrival order
+
+    def poll(self, now: datetime) -> bool:
+        count = int(self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"])
+                    ["Attributes"]["ApproximateNumberOfMessages"])
+        if count == 0 or (not self._consume and count == self._seen_count):
+            return False
+        read = _receive_all(self._sqs, self.url)
+        for message in read:
+            self.messages.setdefault(message["MessageId"], message)
+        handles = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(read)]
+        for batch in (handles[i:i + 10] for i in range(0, len(handles), 10)):
+            if self._consume:
+                self._sqs.delete_message_batch(QueueUrl=self.url, Entries=batch)
+            else:
+                self._sqs.change_message_visibility_batch(
+                    QueueUrl=self.url, Entries=[entry | {"VisibilityTimeout": 0} for entry in batch])
+        self._seen_count = 0 if self._consume else count
+        return False
+
+    def next_due(self, now: datetime) -> datetime | None:
+        return None
+
+
+class BookingSiteOutbox(QueueRecorder):
     """The events the system sends back to the booking site (``source`` ``medspa...`` on the same bus),
     captured by a rule and a queue the runner creates; harness infrastructure, not in template.yaml."""
 
     def __init__(self, cloud: LocalCloud, bus: str) -> None:
-        self._sqs = cloud.client("sqs")
-        self.url = self._sqs.create_queue(QueueName="medspa-simulate-booking-site-outbox")["QueueUrl"]
-        arn = self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sqs = cloud.client("sqs")
+        url = sqs.create_queue(QueueName="medspa-simulate-booking-site-outbox",
+                               Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         events = cloud.client("events")
         events.put_rule(Name=OUTBOX_RULE, EventBusName=bus, EventPattern=json.dumps({"source": [{"prefix": "medspa"}]}))
         events.put_targets(Rule=OUTBOX_RULE, EventBusName=bus, Targets=[{"Id": "outbox", "Arn": arn}])
+        super().__init__(sqs, url, consume=True)
 
-    def drain(self) -> list[dict[str, Any]]:
+    def events(self) -> list[dict[str, Any]]:
         out = []
-        for message in _receive_all(self._sqs, self.url, delete=True):
+        for message in self.messages.values():
             event = json.loads(message["Body"])
             detail = event.get("detail") or {}
             out.append({"at": _iso(_parse_time(event.get("time"))), "source": event.get("source"),
@@ -394,9 +432,9 @@ class BookingSiteOutbox:
         return sorted(out, key=lambda e: e["at"] or "")
 
 
-def _receive_all(sqs: Any, url: str, *, delete: bool) -> list[dict[str, Any]]:
-    """Everything visible now. Without delete, a received message stays invisible for the visibility
-    timeout, which on the virtual clock does not pass while we read, so the loop still ends."""
+def _receive_all(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Everything visible now. A received message stays invisible for the visibility timeout, which on the
+    virtual clock does not pass while we read, so the loop ends."""
     out: list[dict[str, Any]] = []
     while True:
         batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
@@ -404,9 +442,6 @@ def _receive_all(sqs: Any, url: str, *, delete: bool) -> list[dict[str, Any]]:
         if not batch:
             return out
         out += batch
-        if delete:
-            sqs.delete_message_batch(QueueUrl=url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
 
 
 # ====================================================================== the run
@@ -425,11 +460,15 @@ def run_scenario(source: Path | str | Mapping[str, Any], report: Path | str | No
 
             ids = create_stripe_ids(client_for(fake), scenario, pause=lambda: cloud.run_for(timedelta(seconds=1)))
             inputs = prepare_inputs(scenario, ids)
-            tap = SentMessageTap(cloud.region)
+            recorders = Recorders(
+                tap=SentMessageTap(cloud.region),
+                outbox=BookingSiteOutbox(cloud, deployment.outputs["BookingEventsBusName"]),
+                dlq=QueueRecorder(cloud.client("sqs"), deployment.outputs["IntakeDeadLetterQueueUrl"], consume=False)
+                if deployment.outputs.get("IntakeDeadLetterQueueUrl") else None,
+            )
             assert cloud.clock is not None
-            cloud.clock.add_idle_hook(tap)
-            bus = deployment.outputs["BookingEventsBusName"]
-            outbox = BookingSiteOutbox(cloud, bus)
+            for hook in recorders.hooks():
+                cloud.clock.add_idle_hook(hook)
             ran_from = time.perf_counter()
             delivered = [_deliver(cloud, scenario, item) for item in _run_inputs(cloud, inputs)]
             if scenario.until is not None:
@@ -437,7 +476,7 @@ def run_scenario(source: Path | str | Mapping[str, Any], report: Path | str | No
             else:
                 cloud.run_until_idle()
             ran = time.perf_counter() - ran_from
-            result = _collect(cloud, scenario, delivered, tap, outbox, ids)
+            result = _collect(cloud, scenario, delivered, recorders, ids)
         finally:
             if owned:
                 fake.stop()
@@ -531,14 +570,27 @@ def inbound_sms_message(scenario: Scenario, item: Input) -> dict[str, str]:
 # ====================================================================== the report
 
 
-def _collect(cloud: LocalCloud, scenario: Scenario, inputs: list[dict[str, Any]], tap: SentMessageTap,
-             outbox: BookingSiteOutbox, ids: StripeIds) -> dict[str, Any]:
+@dataclass
+class Recorders:
+    """What the run records as it goes (idle hooks of the clock), read once more at the end."""
+
+    tap: SentMessageTap
+    outbox: BookingSiteOutbox
+    dlq: QueueRecorder | None
+
+    def hooks(self) -> list[Any]:
+        return [hook for hook in (self.tap, self.outbox, self.dlq) if hook is not None]
+
+
+def _collect(cloud: LocalCloud, scenario: Scenario, inputs: list[dict[str, Any]], recorders: Recorders,
+             ids: StripeIds) -> dict[str, Any]:
     tables = TableNames.from_env(cloud.function_environment("LifecycleFunction"))
     store = Store(tables, region=cloud.region)
     dynamodb = cloud.client("dynamodb")
     stored = [store.appointments.get(i) for i in _scan_keys(dynamodb, tables.appointments, "appointment_id")]
     stored = [a for a in stored if a is not None]
-    tap.poll(cloud.now())
+    for hook in recorders.hooks():
+        hook.poll(cloud.now())
     packs = load_packs()
     executions = _executions(cloud)
     appointments = [_appointment(a, packs, executions.pop(a.appointment_id, [])) for a in stored]
@@ -554,12 +606,12 @@ def _collect(cloud: LocalCloud, scenario: Scenario, inputs: list[dict[str, Any]]
         "started_at": _iso(scenario.start),
         "ended_at": _iso(cloud.now()),
         "inputs": inputs,
-        "messages": messages_from(stored, tap.sent),
+        "messages": messages_from(stored, recorders.tap.sent),
         "ledger": ledger_lines,
         "appointments": appointments,
         "clients": client_lines,
-        "events_to_booking_site": outbox.drain(),
-        "quarantined": _quarantined(cloud),
+        "events_to_booking_site": recorders.outbox.events(),
+        "quarantined": _quarantined(recorders.dlq),
     }
     if executions:  # executions whose appointment is not in the table (should not happen): keep them visible
         report["appointments"] += [{"appointment_id": k, "status": None, "executions": v} for k, v in executions.items()]
@@ -657,23 +709,19 @@ def _client_line(c: Any, cards: Mapping[str, str | None], ids: StripeIds) -> dic
     }
 
 
-def _quarantined(cloud: LocalCloud) -> list[dict[str, Any]]:
-    assert cloud.deployment is not None
-    url = cloud.deployment.outputs.get("IntakeDeadLetterQueueUrl")
-    if not url:
-        return []
+def _quarantined(dlq: QueueRecorder | None) -> list[dict[str, Any]]:
     out = []
-    for message in _receive_all(cloud.client("sqs"), url, delete=False):
+    for message in (dlq.messages.values() if dlq else ()):
         try:
             event = json.loads(message["Body"])
         except ValueError:
             event = {}
-        detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+        detail = event.get("detail") if isinstance(event, dict) and isinstance(event.get("detail"), dict) else {}
         attributes = message.get("MessageAttributes") or {}
         sent = int(message.get("Attributes", {}).get("SentTimestamp", 0)) / 1000
         out.append({"at": _iso(datetime.fromtimestamp(sent, UTC)) if sent else None,
-                    "detail_type": event.get("detail-type"), "appointment_id": detail.get("appointment_id"),
-                    "event_id": detail.get("event_id"),
+                    "detail_type": event.get("detail-type") if isinstance(event, dict) else None,
+                    "appointment_id": detail.get("appointment_id"), "event_id": detail.get("event_id"),
                     "rejection_reason": attributes.get("rejection_reason", {}).get("StringValue")})
     return sorted(out, key=lambda q: q["at"] or "")
 
