@@ -645,11 +645,33 @@ def _appointment(a: Any, packs: Mapping[str, Any], executions: list[dict[str, An
         "policy_version": a.policy_version,
         "starts_at": _iso(a.starts_at),
         "starts_at_local": a.starts_at.astimezone(zone).isoformat(),
-        "confirmed_at": _iso(a.confirmed_at),
-        "checked_in_at": _iso(a.checked_in_at),
+        **_booking_facts(a),
         "executions": sorted(executions, key=lambda e: (e["started_at"], e["name"])),
     }
     return line
+
+
+def _booking_facts(a: Any) -> dict[str, Any]:
+    """Confirmation, check-in, cancellation, violations and fees, from whichever fields the stored
+    appointment has (the lifecycle keeps booking-site facts in ``facts`` and SMS replies apart)."""
+    facts = getattr(a, "facts", None)
+    by_site = getattr(a, "confirmed_at", None) or getattr(facts, "confirmed_at", None)
+    by_client = getattr(a, "client_confirmed_at", None)
+    confirmed = min((t for t in (by_site, by_client) if t is not None), default=None)
+    via = None
+    if confirmed is not None:
+        via = (getattr(a, "client_confirmed_via", None) or "sms") if confirmed == by_client else "booking_site"
+    fees = getattr(a, "fees", None) or {}
+    return {
+        "confirmed_at": _iso(confirmed),
+        "confirmed_via": via,
+        "checked_in_at": _iso(getattr(a, "checked_in_at", None) or getattr(facts, "arrived_at", None)),
+        "cancelled_by": getattr(facts, "cancelled_by", None),
+        "violations": [{"reason": v.reason, "notice_minutes": v.notice_minutes, "fee_waived": v.fee_waived}
+                       for v in getattr(facts, "violations", ())],
+        "fees": [{"reason": f.reason, "outcome": f.outcome, "fee": _money(f.fee) if f.fee else None,
+                  "attempt": f.attempt} for _, f in sorted(fees.items())],
+    }
 
 
 def _executions(cloud: LocalCloud) -> dict[str, list[dict[str, Any]]]:
@@ -761,9 +783,12 @@ def messages_from(appointments: Iterable[Any], recorded: Iterable[Mapping[str, A
     out = []
     for sent in recorded:
         line = {"appointment_id": None, "client_id": None, "kind": None, "key": None, "status": "sent",
-                "error": None} | logged.get(sent["message_id"], {})
-        out.append(line | {"at": _iso(sent["at"]), "channel": sent["channel"], "to": mask(sent["to"]),
-                           "subject": sent["subject"], "text": sent["text"], "message_id": sent["message_id"]})
+                "error": None} | logged.pop(sent["message_id"], {})
+        out.append(line | {"at": line.get("at") or _iso(sent["at"]), "channel": sent["channel"],
+                           "to": mask(sent["to"]), "subject": sent["subject"], "text": sent["text"],
+                           "message_id": sent["message_id"]})
+    for message_id, line in logged.items():  # logged as sent, but not recorded by moto: listed without text
+        out.append(line | {"to": None, "subject": None, "text": None, "message_id": message_id})
     fields = ("at", "appointment_id", "client_id", "kind", "key", "channel", "status", "to", "subject", "text",
               "message_id", "error")
     return sorted(({k: m.get(k) for k in fields} for m in out + unsent), key=lambda m: m["at"] or "")
@@ -796,7 +821,8 @@ def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
         return rows.setdefault(location, {
             "location_id": location, "spa_id": None, "appointments": 0, "reminders_sent": 0,
             "confirmation_requests": 0, "confirmations": 0, "auto_cancels": 0, "cancellations": 0,
-            "no_shows": 0, "completed": 0, "fees_charged": {"count": 0, "total": {}}, "fees_declined": 0,
+            "no_shows": 0, "completed": 0, "fees_charged": {"count": 0, "total": {}},
+            "fees_covered": {"count": 0, "total": {}}, "fees_declined": 0,
             "outstanding": {}, "strikes": 0, "prepay_flags": 0, "messages_sent": 0, "state_transitions": 0,
         })
 
@@ -824,14 +850,14 @@ def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
         r["reminders_sent"] += kind.startswith("reminder")
         r["confirmation_requests"] += kind == "confirmation_request"
     for e in report["ledger"]:
-        if not e["purpose"].endswith("_fee"):
+        if "fee" not in e["purpose"].split("_"):
             continue
         r = row(location_of.get(e["appointment_id"]))
-        if e["kind"] == "charge" and e["status"] == "succeeded":
-            r["fees_charged"]["count"] += 1
-            total = r["fees_charged"]["total"]
-            total[e["amount"]["currency"]] = total.get(e["amount"]["currency"], 0) + e["amount"]["amount"]
-        elif e["status"] in ("declined", "requires_action", "failed"):
+        if e["status"] == "succeeded" and e["kind"] in ("charge", "forfeit", "deduction"):
+            moved = r["fees_charged" if e["kind"] == "charge" else "fees_covered"]
+            moved["count"] += 1
+            moved["total"][e["amount"]["currency"]] = moved["total"].get(e["amount"]["currency"], 0) + e["amount"]["amount"]
+        elif e["kind"] == "charge" and e["status"] in ("declined", "requires_action", "failed"):
             r["fees_declined"] += 1
     for c in report["clients"]:
         for strike in c["strikes"]:

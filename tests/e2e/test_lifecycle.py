@@ -131,3 +131,125 @@ def test_a_throttled_read_is_retried_by_the_state_machine(cloud, site, monkeypat
     assert [e["taskFailedEventDetails"]["error"] for e in failed] == ["StoreUnavailable"]
     assert failed[0]["timestamp"] == utc(2026, 3, 8, 18)
     assert site.messages("apt-5")[0][:2] == ("reminder_48h", "sent")
+
+
+BIJOUX_SCHEDULE = [  # (service, category, minutes, fee in cents) per Bijoux's published fee schedule
+    ("Botox forehead", "injection_laser", 30, 5000),
+    ("Laser hair removal", "injection_laser", 60, 10000),
+    ("Filler", "injection_laser", 45, 10000),  # 31-59 minutes: the pack's stated reading ($100)
+    ("Signature facial", "esthetician", 60, 5000),
+    ("Myers IV", "injection_laser", 45, 3000),  # "IV" is wellness whatever the site's category
+    ("Vitamin B12 shot", "wellness", 15, 3000),
+    ("New client consultation", "consultation", 30, 5000),
+    ("Hormone pellet", "pellet_insertion", 30, 5000),
+]
+
+
+def test_each_fee_in_bijouxs_schedule_is_charged_for_a_late_cancel_and_nothing_for_an_on_time_one(cloud, site):
+    for n, (name, category, minutes, _) in enumerate(BIJOUX_SCHEDULE):
+        site.client("bijoux", f"c-{n}")
+        site.book(f"apt-s{n}", f"c-{n}", "bijoux", VISIT, name=name, category=category, minutes=minutes,
+                  price=30000)
+    site.client("bijoux", "c-early")
+    site.book("apt-early", "c-early", "bijoux", VISIT, **INJECTION)
+    cloud.run_until(VISIT - timedelta(hours=72))
+    site.send("AppointmentCancelled", "apt-early", by="client")
+    cloud.run_until(VISIT - timedelta(hours=47, minutes=59))  # one minute inside the 48-hour window
+    for n in range(len(BIJOUX_SCHEDULE)):
+        site.send("AppointmentCancelled", f"apt-s{n}", by="client")
+    cloud.run_until_idle()
+
+    charged = {n: site.ledger(f"apt-s{n}") for n in range(len(BIJOUX_SCHEDULE))}
+    assert charged == {n: [("late_cancel_fee", "charge", fee, "succeeded")]
+                       for n, (*_, fee) in enumerate(BIJOUX_SCHEDULE)}
+    assert site.ledger("apt-early") == []
+    assert cloud.stripe.charges_total() == sum(fee for *_, fee in BIJOUX_SCHEDULE)
+    assert site.store.clients.get("bijoux#c-0").strike_count == 1
+    assert site.store.clients.get("bijoux#c-early").strike_count == 0
+    assert ("late_cancel_fee_charged", "sent") in [m[:2] for m in site.messages("apt-s1")]
+
+
+def test_the_third_strike_makes_the_client_prepay_tells_them_and_the_booking_site(cloud, site):
+    site.client("bijoux", "c-fay")
+    for n in range(3):
+        site.book(f"apt-f{n}", "c-fay", "bijoux", VISIT + timedelta(days=n), **INJECTION)
+    cloud.run_until(VISIT + timedelta(days=1, hours=12))
+    assert not site.store.clients.get("bijoux#c-fay").prepay_required  # two strikes
+    cloud.run_until_idle()
+
+    client = site.store.clients.get("bijoux#c-fay")
+    assert client.strike_count == 3 and client.prepay_required
+    assert client.prepay_set_at == VISIT + timedelta(days=2, minutes=15)
+    assert ("prepay_required", "sent") in [m[:2] for m in site.messages("apt-f2")]
+    restricted = [d for kind, d in site.inbox() if kind == "ClientBookingRestricted"]
+    assert [(d["client_id"], d["strike_count"], d["prepay_required"]) for d in restricted] == [("c-fay", 3, True)]
+
+
+def test_a_declined_card_leaves_the_fee_outstanding_is_retried_with_new_keys_and_a_new_card_pays_it(cloud, site):
+    site.client("bijoux", "c-gus", card="chargeCustomerFail")  # saved fine, declines when charged
+    site.book("apt-g", "c-gus", "bijoux", VISIT, **INJECTION)
+    decided = VISIT + timedelta(minutes=15)
+    cloud.run_until(decided + timedelta(hours=30))
+    assert site.store.clients.get("bijoux#c-gus").outstanding == {"USD": 5000}
+    assert [m[:2] for m in site.messages("apt-g")][-1] == ("fee_declined", "sent")
+
+    customer = site.clients["c-gus"]["payment"]["stripe_customer_id"]
+    good = site.stripe.v1.payment_methods.attach("pm_card_visa", params={"customer": customer}).id
+    site.send("CardUpdated", spa_id="bijoux", client_id="c-gus", stripe_customer_id=customer,
+              stripe_payment_method_id=good)
+    cloud.run_until_idle()
+
+    assert site.ledger("apt-g") == [("no_show_fee", "charge", 5000, "declined"),  # the no-show itself
+                                    ("no_show_fee", "charge", 5000, "declined"),  # +24 h, the old card
+                                    ("no_show_fee", "charge", 5000, "succeeded")]  # +72 h, the new card
+    entries = sorted(site.store.ledger.for_appointment("apt-g"), key=lambda e: e.attempt)
+    assert len({e.stripe_idempotency_key for e in entries}) == 3
+    assert [e.created_at for e in entries] == [decided, decided + timedelta(hours=24), decided + timedelta(hours=72)]
+    assert site.store.clients.get("bijoux#c-gus").outstanding == {"USD": 0}
+    assert cloud.stripe.charges_total() == 5000
+
+
+def test_an_admins_waiver_refunds_a_charged_fee(cloud, site):
+    site.client("bijoux", "c-hal")
+    site.book("apt-h", "c-hal", "bijoux", VISIT, **INJECTION)
+    cloud.run_until(VISIT + timedelta(hours=2))
+    site.send("FeeWaived", "apt-h", purpose="no_show_fee", admin_id="admin-maria", reason="Medical emergency")
+    cloud.run_until_idle()
+
+    assert site.ledger("apt-h") == [("no_show_fee", "charge", 5000, "succeeded"),
+                                    ("no_show_fee_refund", "refund", 5000, "succeeded")]
+    assert cloud.stripe.refunds_total() == 5000
+    assert ("fee_waived", "sent") in [m[:2] for m in site.messages("apt-h")]
+    assert [e["name"] for e in site.executions("apt-h")][-1] == "apt-h-waive-no_show_fee"
+
+
+@pytest.mark.parametrize("cloud", [utc(2026, 3, 2, 2)], indirect=True)
+def test_glow_charges_hk500_for_a_late_reschedule_and_takes_a_course_session_for_a_no_show(cloud, site):
+    visit = utc(2026, 3, 10, 6)  # 14:00 HKT
+    site.client("glow", "c-ivy", phone="+85291234567")
+    site.client("glow", "c-jo", phone="+85291234568")
+    site.book("apt-i", "c-ivy", "glow-hk", visit, name="HydraFacial", category="facial", minutes=60, price=180000)
+    site.book("apt-j", "c-jo", "glow-hk", visit, name="HydraFacial", category="facial", minutes=60, price=180000,
+              course_id="course-77", course_session_available=True)
+    cloud.run_until(visit - timedelta(hours=5))
+    site.send("AppointmentRescheduled", "apt-i", starts_at=(visit + timedelta(days=3)).isoformat())
+    cloud.run_until(visit + timedelta(hours=1))
+
+    assert site.ledger("apt-i") == [("late_reschedule_fee", "charge", 50000, "succeeded")]
+    assert site.ledger("apt-j") == [("no_show_fee_course_session", "deduction", 180000, "succeeded")]
+    assert cloud.stripe.charges_total(currency="hkd") == 50000
+    assert ("fee_applied", "sent") in [m[:2] for m in site.messages("apt-j")]
+    assert "HK$500.00" in " ".join(sms_texts())
+
+
+@pytest.mark.parametrize("cloud", [utc(2026, 3, 2, 17)], indirect=True)
+def test_massageluxe_charges_the_full_price_of_a_missed_massage_at_the_end_of_the_slot(cloud, site):
+    visit = utc(2026, 3, 10, 17)  # 10:00 MST in Scottsdale (no DST in Arizona)
+    site.client("massageluxe", "c-kai", phone="+14805550123")
+    site.book("apt-k", "c-kai", "massageluxe-scottsdale", visit, name="Swedish massage", category="massage",
+              minutes=60, price=12900)
+    cloud.run_until_idle()
+
+    [charge] = site.store.ledger.for_appointment("apt-k")
+    assert (charge.purpose, charge.amount.amount, charge.created_at) == ("no_show_fee", 12900,
+                                                                         visit + timedelta(minutes=60))

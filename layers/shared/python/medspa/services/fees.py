@@ -68,13 +68,17 @@ class FeeSteps:
         if state is not None:
             self._record(stored, state.model_copy(update={"outcome": "waived", "next_retry_at": None,
                                                           "updated_at": now}))
+        notice = None
         if report.refunded or report.outstanding_waived:
+            notice = message_key(f"fee_waived#{reason}")
             self._lifecycle.notify_later(stored, "fee_waived", now, fee=report.refunded or report.outstanding_waived,
-                                         key=message_key(f"fee_waived#{reason}"))
+                                         key=notice)
         self._lifecycle.publish("FeeWaived", f"{appointment_id}:{reason}:waived", {
             "appointment_id": appointment_id, "reason": reason, "admin_id": admin_id,
             "refunded": _money(report.refunded), "outstanding_waived": _money(report.outstanding_waived)})
-        return StepResult(done=f"{reason} fee waived by {admin_id}", detail=_detail(report))
+        return StepResult(done=f"{reason} fee waived by {admin_id}", detail={
+            **_detail(report), "notice": notice, "booking_version": stored.booking_version,
+            "revision": stored.revision})
 
     def _tell(self, stored: Appointment, report: SettlementReport, now: datetime, first_attempt: bool) -> None:
         reason = report.reason
