@@ -305,14 +305,14 @@ def print_totals(results: list[Mapping[str, Any]], real_seconds: float) -> None:
     console.print(
         f"[bold]{appointments} appointments simulated[/], {transitions} state transitions, "
         f"{real_seconds:.1f} s real in all: {appointments / real_seconds:.2f} appointments per second "
-        f"({appointments / running:.2f} per second of running the clock, deploys and reports excluded)")
+        f"({appointments / max(running, 1e-9):.2f} per second of running the clock, deploys and reports excluded)")
 
 
 # ---------------------------------------------------------------------- formatting
 
 
 def _when(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return datetime.fromisoformat(value)
 
 
 def _local(value: str | None, zone: ZoneInfo) -> str:

@@ -18,9 +18,11 @@ Decisions:
   client's events. Stripe's declining test cards already fail when attached; for them the card is created
   but left unattached, standing for "a card that was good when saved and declines now" (as the settlement
   tests do), because the catalogue accepts only real-looking ``pm_...`` ids.
-* Message times come from the clock: :class:`SentMessageTap` stamps each SMS and email moto records with
-  the virtual instant it appeared. The appointments' message log (when the lifecycle writes one) adds the
-  kind and the appointment; a message no log names is still listed, with ``kind`` null.
+* What happens during the run is recorded as it happens, by idle hooks of the virtual clock:
+  :class:`SentMessageTap` stamps each SMS and email moto records with the virtual instant it appeared, and
+  :class:`QueueRecorder` reads the outbox and the intake DLQ before SQS retention (which the virtual
+  clock enforces) could drop anything. The appointments' message log adds each message's kind and
+  appointment; a message no log names is still listed, with ``kind`` null.
 * Every time in the report is UTC ISO-8601 with ``Z``; local times carry their offset.
 """
 
@@ -48,7 +50,6 @@ REPORT_FORMAT = "medspa.simulate.report/1"
 LIFECYCLE = "AppointmentLifecycleStateMachine"
 DEFAULT_SMS_DESTINATION = "+10000000000"
 OUTBOX_RULE = "medspa-simulate-to-booking-site"
-STRIPE_IDS_FILLED = ("AppointmentBooked", "CardUpdated")
 
 
 class ScenarioError(ValueError):
@@ -105,6 +106,8 @@ def load_scenario(source: Path | str | Mapping[str, Any]) -> Scenario:
     unknown = set(spec) - {"name", "description", "start", "until", "clients", "events"}
     if unknown:
         raise ScenarioError(f"unknown top-level keys: {', '.join(sorted(unknown))}")
+    if not isinstance(spec.get("events"), list):
+        raise ScenarioError("events: a list of entries is required")
     clients = []
     for i, item in enumerate(spec.get("clients", [])):
         where = f"clients[{i}]"
@@ -120,7 +123,7 @@ def load_scenario(source: Path | str | Mapping[str, Any]) -> Scenario:
     if len({c.key for c in clients}) != len(clients):
         raise ScenarioError("clients: the same spa_id + id appears twice")
     entries = []
-    for i, entry in enumerate(spec.get("events", [])):
+    for i, entry in enumerate(spec["events"]):
         where = f"events[{i}]"
         at = _time(entry.get("at"), f"{where}.at")
         if "inbound_sms" in entry:
@@ -143,6 +146,8 @@ def load_scenario(source: Path | str | Mapping[str, Any]) -> Scenario:
     if entries and entries[0]["at_utc"] < start:
         raise ScenarioError(f"events[{entries[0]['index']}].at is before the scenario start")
     until = _time(spec["until"], "until") if spec.get("until") else None
+    if until is not None and entries and until < entries[-1]["at_utc"]:
+        raise ScenarioError(f"until is before events[{entries[-1]['index']}].at")
     return Scenario(name=spec.get("name") or (Path(file).stem if file else "scenario"),
                     description=spec.get("description", ""), start=start, until=until, clients=tuple(clients),
                     entries=tuple(entries), file=file)
@@ -894,7 +899,7 @@ def _iso(value: Any) -> str | None:
 def _parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

@@ -253,3 +253,14 @@ def test_massageluxe_charges_the_full_price_of_a_missed_massage_at_the_end_of_th
     [charge] = site.store.ledger.for_appointment("apt-k")
     assert (charge.purpose, charge.amount.amount, charge.created_at) == ("no_show_fee", 12900,
                                                                          visit + timedelta(minutes=60))
+
+
+def test_a_client_who_gave_no_sms_consent_gets_no_sms_and_the_log_says_why(cloud, site):
+    site.client("bijoux", "c-lu", sms_opt_in=False)
+    site.book("apt-l", "c-lu", "bijoux", VISIT, **INJECTION)
+    cloud.run_until(VISIT - timedelta(hours=1))
+
+    assert [m[:2] for m in site.messages("apt-l")] == [("reminder_48h", "skipped"), ("reminder_morning_of", "skipped")]
+    assert sms_texts() == []
+    [log, _] = site.store.appointments.get("apt-l").messages
+    assert [(r.channel, r.status) for r in log.results] == [("sms", "skipped_opted_out"), ("email", "skipped_no_contact")]

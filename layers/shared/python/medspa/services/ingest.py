@@ -76,6 +76,7 @@ class IngestService:
                 client_id=client_key(event.spa_id, event.client.id), spa_id=event.spa_id, phone=event.client.phone,
                 email=event.client.email, stripe_customer_id=event.payment.stripe_customer_id,
                 default_payment_method_id=event.payment.stripe_payment_method_id,
+                sms_consent=event.client.sms_opt_in, email_consent=event.client.email_opt_in,
             ), now)
         result = appointments.upsert_from_booking(folded.booking, now)
         cause = (f"Superseded by booking version {folded.booking.booking_version}: {folded.changed_by} at the booking "

@@ -8,7 +8,8 @@ Decisions (written down because the seeds are silent):
   outstanding, waived, declined) and prepay (required, cleared) notices concern the client's
   booking or money, so they go to EVERY channel the client can be reached on (the email doubles as
   a receipt).
-* Opt-outs are absolute: no SMS with ``sms_opt_out`` or without a phone, no email with
+* Opt-outs are absolute: no SMS with ``sms_opt_out`` (STOP), without the consent the booking site
+  recorded (``sms_opt_in``), or without a phone, no email with
   ``email_opt_out`` or without an address. Each skipped channel is reported, so the audit shows why
   a client heard nothing.
 * Quiet hours. Nothing is sent while the location's quiet hours are in force (the pack says "no
@@ -93,12 +94,13 @@ class NotificationService:
     def _reachable(client: Client) -> tuple[list[Channel], list[tuple[Channel, Status]]]:
         usable: list[Channel] = []
         skipped: list[tuple[Channel, Status]] = []
-        for channel, address, opted_out in ((Channel.SMS, client.phone, client.sms_opt_out),
-                                            (Channel.EMAIL, client.email, client.email_opt_out)):
-            if opted_out:
-                skipped.append((channel, "skipped_opted_out"))
-            elif not address:
+        for channel, address, opted_out in ((Channel.SMS, client.phone, client.sms_opt_out or not client.sms_consent),
+                                            (Channel.EMAIL, client.email,
+                                             client.email_opt_out or not client.email_consent)):
+            if not address:
                 skipped.append((channel, "skipped_no_contact"))
+            elif opted_out:
+                skipped.append((channel, "skipped_opted_out"))
             else:
                 usable.append(channel)
         return usable, skipped

@@ -48,6 +48,8 @@ class ClientProfile(_Frozen):
     email: str | None = None
     stripe_customer_id: str | None = None
     default_payment_method_id: str | None = None
+    sms_consent: bool | None = None
+    email_consent: bool | None = None
 
     @model_validator(mode="after")
     def _namespaced(self) -> "ClientProfile":
@@ -69,6 +71,8 @@ class Client(_Frozen):
     email: str | None
     sms_opt_out: bool
     email_opt_out: bool
+    sms_consent: bool = Field(True, description="False when the booking site says the client gave no consent")
+    email_consent: bool = True
     stripe_customer_id: str | None
     default_payment_method_id: str | None
     strikes: tuple[Strike, ...]
@@ -109,6 +113,8 @@ def _to_client(record: ClientRecord) -> Client:
         email=record.email,
         sms_opt_out=bool(record.sms_opt_out),
         email_opt_out=bool(record.email_opt_out),
+        sms_consent=record.sms_consent is not False,
+        email_consent=record.email_consent is not False,
         stripe_customer_id=record.stripe_customer_id,
         default_payment_method_id=record.default_payment_method_id,
         strikes=tuple(strikes),

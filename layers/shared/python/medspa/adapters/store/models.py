@@ -161,6 +161,9 @@ class ClientRecord(Model):
     email = UnicodeAttribute(null=True)
     sms_opt_out = BooleanAttribute(default=False)
     email_opt_out = BooleanAttribute(default=False)
+    # The booking site's consent flags (latest booking wins); a STOP keyword is sms_opt_out and outlives them.
+    sms_consent = BooleanAttribute(null=True)
+    email_consent = BooleanAttribute(null=True)
     stripe_customer_id = UnicodeAttribute(null=True)
     default_payment_method_id = UnicodeAttribute(null=True)
     # "<appointment_id>#<reason>" -> {appointment_id, reason, at}: the key makes a repeated strike a no-op.
