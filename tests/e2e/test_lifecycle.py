@@ -184,6 +184,11 @@ def test_the_third_strike_makes_the_client_prepay_tells_them_and_the_booking_sit
     restricted = [d for kind, d in site.inbox() if kind == "ClientBookingRestricted"]
     assert [(d["client_id"], d["strike_count"], d["prepay_required"]) for d in restricted] == [("c-fay", 3, True)]
 
+    site.send("PrepayRequirementCleared", spa_id="bijoux", client_id="c-fay", admin_id="admin-maria")
+    cloud.run_for(timedelta(minutes=1))
+    cleared = site.store.clients.get("bijoux#c-fay")
+    assert (cleared.prepay_required, cleared.prepay_cleared_by, cleared.strike_count) == (False, "admin-maria", 3)
+
 
 def test_a_declined_card_leaves_the_fee_outstanding_is_retried_with_new_keys_and_a_new_card_pays_it(cloud, site):
     site.client("bijoux", "c-gus", card="chargeCustomerFail")  # saved fine, declines when charged

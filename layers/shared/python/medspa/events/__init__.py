@@ -28,6 +28,7 @@ from .catalogue import (
     ConfirmationChannel,
     FeeWaived,
     InvalidBookingEvent,
+    PrepayRequirementCleared,
     parse_booking_envelope,
     parse_booking_event,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "ConfirmationChannel",
     "FeeWaived",
     "InvalidBookingEvent",
+    "PrepayRequirementCleared",
     "parse_booking_envelope",
     "parse_booking_event",
 ]

@@ -215,7 +215,17 @@ _APPOINTMENT_MODELS = (
     AppointmentCompleted,
     AppointmentMarkedNoShow,
 )
-_MODELS = (*_APPOINTMENT_MODELS, CardUpdated, FeeWaived)
+class PrepayRequirementCleared(_BookingSiteDetail):
+    """An admin lifted a client's prepay-at-booking requirement (set by the strike policy)."""
+
+    detail_type: ClassVar[str] = "PrepayRequirementCleared"
+
+    client_id: Id
+    admin_id: Id
+    reason: FreeText | None = None
+
+
+_MODELS = (*_APPOINTMENT_MODELS, CardUpdated, FeeWaived, PrepayRequirementCleared)
 
 DETAIL_MODELS: dict[str, type[_BookingSiteDetail]] = {model.detail_type: model for model in _MODELS}
 DETAIL_TYPES: tuple[str, ...] = tuple(DETAIL_MODELS)

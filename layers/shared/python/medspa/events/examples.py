@@ -169,4 +169,17 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         },
         source="booking-site.acuity",
     ),
+    "PrepayRequirementCleared": _event(
+        "PrepayRequirementCleared",
+        "7c8d9e0f-1a2b-4c3d-8e5f-6a7b8c9d0e10",
+        "2025-04-02T16:00:00Z",
+        {
+            "event_id": "bk-evt-000301",
+            "occurred_at": "2025-04-02T12:00:00-04:00",
+            "spa_id": "bijoux",
+            "client_id": "c-1234",
+            "admin_id": "admin-maria",
+            "reason": "Client in good standing for six months",
+        },
+    ),
 }

@@ -27,7 +27,15 @@ from pydantic import BaseModel
 
 from medspa.adapters.executions import LifecycleExecutions, execution_name
 from medspa.adapters.store import Appointment, ClientProfile, StaleVersion, Store, client_key
-from medspa.events import DETAIL_MODELS, AppointmentBooked, BookingEvent, BookingNotYetKnown, CardUpdated, FeeWaived
+from medspa.events import (
+    DETAIL_MODELS,
+    AppointmentBooked,
+    BookingEvent,
+    BookingNotYetKnown,
+    CardUpdated,
+    FeeWaived,
+    PrepayRequirementCleared,
+)
 from medspa.events.history import fold
 from medspa.policy.schema import PolicyPack
 
@@ -36,7 +44,8 @@ class IngestOutcome(BaseModel):
     appointment_id: str | None = None
     booking_version: int | None = None
     applied: bool
-    action: Literal["started", "superseded", "unchanged", "held_until_booked", "card_updated", "waiver_started"]
+    action: Literal["started", "superseded", "unchanged", "held_until_booked", "card_updated", "waiver_started",
+                    "prepay_cleared"]
     execution_name: str | None = None
 
 
@@ -58,6 +67,9 @@ class IngestService:
             return self._card(event, now)
         if isinstance(event, FeeWaived):
             return self._waive(event)
+        if isinstance(event, PrepayRequirementCleared):
+            self._store.clients.clear_prepay_required(client_key(event.spa_id, event.client_id), event.admin_id, now)
+            return IngestOutcome(applied=True, action="prepay_cleared")
         return self._appointment_event(event, now)
 
     def _appointment_event(self, event: BookingEvent, now: datetime) -> IngestOutcome:
