@@ -8,6 +8,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medspa.adapters.booking_site import EventBridgeBookingSite
+from medspa.adapters.executions import LifecycleExecutions
 from medspa.adapters.messaging import AwsMessenger, SesEmailSender, SnsSmsSender
 from medspa.adapters.store import Store
 from medspa.messages.templates import load_templates
@@ -26,6 +27,7 @@ service = LifecycleService(
         packs,
     ),
     EventBridgeBookingSite(boto3.client("events"), os.environ["BOOKING_EVENTS_BUS"]),
+    LifecycleExecutions(boto3.client("stepfunctions"), os.environ["LIFECYCLE_STATE_MACHINE_ARN"]),
 )
 
 

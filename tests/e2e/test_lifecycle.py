@@ -269,3 +269,42 @@ def test_a_client_who_gave_no_sms_consent_gets_no_sms_and_the_log_says_why(cloud
     assert sms_texts() == []
     [log, _] = site.store.appointments.get("apt-l").messages
     assert [(r.channel, r.status) for r in log.results] == [("sms", "skipped_opted_out"), ("email", "skipped_no_contact")]
+
+
+def test_a_visit_booked_more_than_a_year_ahead_continues_in_a_new_execution_and_still_gets_its_reminders(
+        cloud, site):
+    visit = utc(2027, 5, 4, 18)  # 14 months ahead
+    site.client("bijoux", "c-max")
+    site.book("apt-m", "c-max", "bijoux", visit, **INJECTION)
+    cloud.run_until(START + timedelta(days=351))
+    first, second = site.executions("apt-m")
+    assert (first["name"], first["status"], second["name"], second["status"]) == (
+        "apt-m-v1", "SUCCEEDED", "apt-m-v1-c1", "RUNNING")
+    assert site.states_entered(first["executionArn"])[-1] == (START + timedelta(days=350),
+                                                              "Continued in a new execution")
+    assert site.store.appointments.get("apt-m").execution_name == "apt-m-v1-c1"
+
+    site.send("AppointmentConfirmed", "apt-m", channel="web")  # a later event still stops the continuation
+    cloud.run_until(visit - timedelta(hours=1))
+    runs = {e["name"]: e["status"] for e in site.executions("apt-m")}
+    assert runs == {"apt-m-v1": "SUCCEEDED", "apt-m-v1-c1": "ABORTED", "apt-m-v2": "RUNNING"}
+    assert [m[:2] for m in site.messages("apt-m")] == [("reminder_48h", "sent"), ("reminder_morning_of", "sent")]
+
+
+@pytest.mark.parametrize("cloud", [utc(2026, 3, 2, 16)], indirect=True)
+def test_cancelling_a_visit_the_system_already_auto_cancelled_or_called_a_no_show_costs_nothing_more(cloud, site):
+    site.client("406medicalspa", "c-ned", phone="+14065550113")
+    site.client("bijoux", "c-oz")
+    visit = utc(2026, 3, 10, 17)
+    site.book("apt-n", "c-ned", "406medicalspa", visit, name="Hydrafacial", category="esthetics", minutes=60,
+              price=20000, deposit=5000)
+    site.book("apt-o", "c-oz", "bijoux", VISIT, **INJECTION)
+    cloud.run_until(utc(2026, 3, 10, 2))  # after 406's deadline
+    site.send("AppointmentCancelled", "apt-n", by="client")
+    cloud.run_until(VISIT + timedelta(hours=1))  # after Bijoux's no-show decision
+    site.send("AppointmentCancelled", "apt-o", by="spa")
+    cloud.run_until_idle()
+
+    assert site.ledger("apt-n") == [] and site.store.clients.get("406medicalspa#c-ned").strike_count == 0
+    assert site.ledger("apt-o") == [("no_show_fee", "charge", 5000, "succeeded")]
+    assert site.store.clients.get("bijoux#c-oz").strike_count == 1

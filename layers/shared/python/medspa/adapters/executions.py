@@ -34,6 +34,23 @@ def execution_name(appointment_id: str, booking_version: int | None = None, *, r
     return f"{safe[:room]}~{digest}{suffix}".replace("~", "-")
 
 
+def run_name(appointment_id: str, booking_version: int, revision: int, version_revision: int) -> str:
+    """``<appointment>-v<version>``; a refold at the same version (an older event arrived late) adds ``-r<revision>``."""
+    if revision and revision != version_revision:
+        return execution_name(appointment_id, booking_version, revision=revision)
+    return execution_name(appointment_id, booking_version)
+
+
+def continued(name: str, continuation: int) -> str:
+    """The name of the ``continuation``-th run after ``name`` handed over (``-c1``, ``-c2``...)."""
+    return name if not continuation else f"{name[:MAX_NAME - 4]}-c{continuation}"
+
+
+def runs_for(name: str, candidate: str | None) -> bool:
+    """Is ``candidate`` the run named ``name`` or one of its continuations?"""
+    return candidate == name or bool(candidate and re.fullmatch(re.escape(name[:MAX_NAME - 4]) + r"-c\d+", candidate))
+
+
 class ExecutionNameTaken(RuntimeError):
     """The name is locked by an earlier execution with different input (Step Functions keeps names 90 days)."""
 
@@ -51,10 +68,11 @@ class LifecycleExecutions:
         self._state_machine_arn = state_machine_arn
 
     def start(self, appointment_id: str, booking_version: int, revision: int = 0,
-              name: str | None = None) -> StartedExecution:
+              name: str | None = None, continuation: int = 0) -> StartedExecution:
         payload = {"appointment_id": appointment_id, "booking_version": booking_version, "revision": revision,
-                   "waive": None}
-        return self._start(name or execution_name(appointment_id, booking_version), payload)
+                   "continuation": continuation, "waive": None}
+        name = name or execution_name(appointment_id, booking_version)
+        return self._start(continued(name, continuation), payload)
 
     def start_waiver(self, appointment_id: str, purpose: str, admin_id: str) -> StartedExecution:
         """An admin's waiver runs beside the appointment's runs; its name makes a repeated waiver a no-op."""

@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from medspa.adapters.executions import LifecycleExecutions, execution_name
+from medspa.adapters.executions import LifecycleExecutions, run_name, runs_for
 from medspa.adapters.store import Appointment, ClientProfile, StaleVersion, Store, client_key
 from medspa.events import (
     DETAIL_MODELS,
@@ -47,13 +47,6 @@ class IngestOutcome(BaseModel):
     action: Literal["started", "superseded", "unchanged", "held_until_booked", "card_updated", "waiver_started",
                     "prepay_cleared"]
     execution_name: str | None = None
-
-
-def wanted_execution(stored: Appointment) -> str:
-    """``<appointment>-v<version>``; a refold at the same version (an older event arrived late) adds ``-r<revision>``."""
-    if stored.revision and stored.revision != stored.version_revision:
-        return execution_name(stored.appointment_id, stored.booking_version, revision=stored.revision)
-    return execution_name(stored.appointment_id, stored.booking_version)
 
 
 class IngestService:
@@ -98,11 +91,12 @@ class IngestService:
 
     def _converge(self, stored: Appointment, version: int, applied: bool, now: datetime, cause: str) -> IngestOutcome:
         outcome = dict(appointment_id=stored.appointment_id, booking_version=version, applied=applied)
-        wanted = wanted_execution(stored)
-        if stored.execution_arn and stored.execution_name != wanted:
+        wanted = run_name(stored.appointment_id, stored.booking_version, stored.revision, stored.version_revision)
+        current = runs_for(wanted, stored.execution_name)
+        if stored.execution_arn and not current:
             self._executions.stop(stored.execution_arn, error="Superseded", cause=cause)
-        if stored.execution_name == wanted:
-            return IngestOutcome(**outcome, action="unchanged", execution_name=wanted)
+        if current:
+            return IngestOutcome(**outcome, action="unchanged", execution_name=stored.execution_name)
         started = self._executions.start(stored.appointment_id, stored.booking_version, stored.revision, wanted)
         try:
             self._store.appointments.set_execution(stored.appointment_id, stored.booking_version, started.name,

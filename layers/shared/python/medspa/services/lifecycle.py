@@ -23,12 +23,13 @@ earliest first.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from medspa.adapters.booking_site import BookingSiteEvents
+from medspa.adapters.executions import LifecycleExecutions, run_name
 from medspa.adapters.store import (
     Appointment,
     AppointmentNotFound,
@@ -49,7 +50,8 @@ from medspa.services.notifications import NotificationService
 
 OPEN_STATUSES = {AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED}
 Action = Literal["send_message", "auto_cancel", "decide_attendance", "settle_fee", "retry_fee", "count_strike",
-                 "credit_prepayment"]
+                 "credit_prepayment", "continue_as_new"]
+MAX_RUN = timedelta(days=350)  # a Standard execution may live a year; hand over well before
 PREPAYMENT_CREDIT = "prepayment_credit"
 
 
@@ -63,6 +65,8 @@ class StepRequest(BaseModel):
     key: str | None = None
     reason: str | None = None
     attempt: int | None = None
+    continuation: int = Field(0, ge=0)
+    execution_started_at: AwareDatetime | None = None
 
 
 class NextAction(BaseModel):
@@ -101,8 +105,9 @@ def _z(moment: datetime) -> datetime:
 
 class LifecycleService:
     def __init__(self, store: Store, packs: Mapping[str, PolicyPack], notifications: NotificationService | None = None,
-                 booking_site: BookingSiteEvents | None = None) -> None:
+                 booking_site: BookingSiteEvents | None = None, executions: LifecycleExecutions | None = None) -> None:
         self._store = store
+        self._executions = executions
         self._packs = packs
         self._notifications = notifications
         self._booking_site = booking_site
@@ -117,6 +122,9 @@ class LifecycleService:
         upcoming = self._money_due(stored) or self._next_timed(stored, now)
         if upcoming is None:
             return Plan(current=True, status=stored.status, why_done=self._why_done(stored))
+        started = request.execution_started_at
+        if started is not None and upcoming.at > started + MAX_RUN:
+            upcoming = NextAction(action="continue_as_new", at=started + MAX_RUN)
         return Plan(current=True, status=stored.status, next=upcoming.model_copy(update={"at": _z(upcoming.at)}))
 
     def _current(self, request: StepRequest) -> Appointment | None:
@@ -147,9 +155,13 @@ class LifecycleService:
     @staticmethod
     def _fee_reasons(stored: Appointment, include_waived: bool = True) -> list[str]:
         """Violations of this visit, in the order they happened; a same-day reschedule's waived fee is
-        charged nothing (and is no strike) but is still recorded as settled-with-no-fee."""
-        reasons = [v.reason for v in stored.facts.violations if include_waived or not v.fee_waived]
-        if stored.status is AppointmentStatus.NO_SHOW:
+        charged nothing (and is no strike) but is still recorded as settled-with-no-fee. Once the system
+        has auto-cancelled the visit or called it a no-show, a cancel the booking site sends afterwards
+        is bookkeeping, not a second violation."""
+        decided = stored.outcome if stored.outcome and stored.outcome.status != "attended" else None
+        reasons = [v.reason for v in stored.facts.violations if (include_waived or not v.fee_waived)
+                   and (decided is None or v.decided_at < decided.at)]
+        if stored.status is AppointmentStatus.NO_SHOW or decided is not None and decided.status == "no_show":
             reasons.append("no_show")
         return reasons
 
@@ -215,6 +227,8 @@ class LifecycleService:
             return self._count_strike(stored, request.reason or "", now)
         if request.action == "credit_prepayment":
             return self._credit_prepayment(stored, now)
+        if request.action == "continue_as_new":
+            return self._continue(stored, request.continuation + 1, now)
         raise ValueError(f"{request.action} is not a lifecycle step (the settlement function takes fees)")
 
     def _wanted_message(self, stored: Appointment, key: str) -> NextAction | None:
@@ -331,6 +345,15 @@ class LifecycleService:
         if entry.status is EntryStatus.PENDING:
             ledger.record_outcome(entry.entry_id, EntryStatus.SUCCEEDED, now)
         return StepResult(done=f"prepayment {credit} credited for a future visit")
+
+    def _continue(self, stored: Appointment, continuation: int, now: datetime) -> StepResult:
+        assert self._executions is not None, "the lifecycle function is built with the executions adapter"
+        started = self._executions.start(stored.appointment_id, stored.booking_version, stored.revision,
+                                         name=run_name(stored.appointment_id, stored.booking_version, stored.revision,
+                                                       stored.version_revision), continuation=continuation)
+        self._store.appointments.set_execution(stored.appointment_id, stored.booking_version, started.name,
+                                               started.arn, now, revision=stored.revision)
+        return StepResult(done=f"continued in {started.name}", detail={"execution": started.name})
 
     def publish(self, detail_type: str, event_id: str, detail: dict[str, object]) -> None:
         if self._booking_site is not None:
