@@ -28,6 +28,7 @@ demo: venv
 
 bench: venv
 	$(PY) benchmarks/cold_import.py
+	$(PY) benchmarks/lifecycle_paths.py
 
 lint: venv
 	$(VENV)/bin/cfn-lint template.yaml

@@ -125,3 +125,38 @@ class BookingSite:
     def ledger(self, appointment_id: str) -> list[tuple[str, str, int, str]]:
         return [(e.purpose, e.kind.value, e.amount.amount, e.status.value)
                 for e in sorted(self.store.ledger.for_appointment(appointment_id), key=lambda e: e.entry_id)]
+
+    # ------------------------------------------------------------------ events built now, delivered later
+    # (tests/e2e/test_fault_injection.py: a test decides when, how often and in which order each event
+    # reaches the bus; the booking site's own clock, ``occurred_at``, is when the client acted.)
+    def booked_event(self, appointment_id: str, client_id: str, location_id: str, starts_at: datetime,
+                     occurred_at: datetime, *, name: str, category: str, minutes: int, price: int,
+                     party_size: int = 1, **payment: Any) -> tuple[str, dict[str, Any]]:
+        """``AppointmentBooked`` as ``book`` would send it, with the next version, not yet published."""
+        known = self.clients[client_id]
+        currency = PACKS[location_id].currency
+        money = {k: {"amount": v, "currency": currency} if isinstance(v, int) and not isinstance(v, bool) else v
+                 for k, v in payment.items()}
+        return self.next_event("AppointmentBooked", appointment_id, occurred_at, spa_id=known["spa_id"],
+                               client={k: v for k, v in known["client"].items() if v is not None},
+                               location_id=location_id, starts_at=starts_at.isoformat(), party_size=party_size,
+                               service={"name": name, "category": category, "duration_minutes": minutes,
+                                        "price": {"amount": price, "currency": currency}},
+                               payment={**known["payment"], **money})
+
+    def next_event(self, detail_type: str, appointment_id: str, occurred_at: datetime, *, spa_id: str,
+                   **detail: Any) -> tuple[str, dict[str, Any]]:
+        """An appointment event with the next ``booking_version`` and an explicit ``occurred_at``."""
+        self.sent += 1
+        self.versions[appointment_id] += 1
+        return detail_type, {"event_id": f"evt-{self.sent}", "occurred_at": occurred_at.isoformat(),
+                             "spa_id": spa_id, **detail, "appointment_id": appointment_id,
+                             "booking_version": self.versions[appointment_id]}
+
+    def publish_all(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Publish (detail-type, detail) pairs in this order, ten per PutEvents call as EventBridge allows."""
+        bus = self.cloud.deployment.outputs["BookingEventsBusName"]
+        for start in range(0, len(events), 10):
+            entries = [{"Source": "booking-site", "DetailType": kind, "Detail": json.dumps(body), "EventBusName": bus}
+                       for kind, body in events[start:start + 10]]
+            assert self.cloud.client("events").put_events(Entries=entries)["FailedEntryCount"] == 0

@@ -1,0 +1,522 @@
+"""The whole system under random faults: no double charge and no lost fee in 1,000 seeded trials.
+
+Every trial is one appointment taken through the deployed system: a client with her own Stripe customer
+and card, booking-site events on the EventBridge bus -> SQS intake -> ingest Lambda -> the
+AppointmentLifecycle state machine -> settlement Lambda -> the fake Stripe, through the real ``stripe`` SDK
+-> the ledger in DynamoDB (moto). Each trial violates its location's policy in a way that costs a fee:
+a no-show (never checked in; the lifecycle decides it, and sometimes the front desk marks it too), or a
+client's cancellation inside the policy window. Services are priced so each location charges a fee
+(Bijoux $50/$100 by the published schedule, 406MedicalSpa $75 with no deposit, Glow HK$500 without a
+course, MassageLuXe the full price).
+
+Faults, drawn per trial from ``random.Random(f"{SEED}:{n}")`` (several may combine):
+
+* events: the booking or a status event published twice (the copy hours later); the first two events
+  delivered in the wrong order (a confirmation, cancellation or front-desk no-show before the booking
+  it follows);
+* Stripe, aimed at this trial's own requests (armed on the fake right before the trial's request is
+  sent; Lambda calls are serialised, so the next request is the trial's): a 500 in front of the
+  endpoint, a 500 *stored* under the idempotency key (Stripe replays it for 24 hours), a 429
+  ``rate_limit``, a 429 ``lock_timeout``, the connection dropped after the charge succeeded;
+* the settlement Lambda dying after Stripe answered and before the ledger heard (or just after the
+  ledger heard), and DynamoDB throttling right after the ledger intent was written. A Lambda that dies
+  (timeout, out of memory) reaches Step Functions as ``Lambda.Unknown`` ("Unhandled errors in Lambda are
+  reported as Lambda.Unknown ... These include out-of-memory errors and function timeouts", AWS Step
+  Functions developer guide, bp-lambda-serviceexception). The local runtime names the Step Functions
+  error after the exception's class, so the crash is an exception whose class is named
+  ``Lambda.Unknown``; the throttle is the store's real ``StoreUnavailable``. Both are retried by the
+  ASL's ``Retry``;
+* a retry more than 24 hours later: the charge succeeds, its answer is lost (a crash or a dropped
+  connection), and Stripe then fails every request of that trial for 24 hours and 10 minutes, so the
+  state machine's ``PaymentProviderUnavailable`` retry that finally gets through comes after the fake
+  has pruned the idempotency key. Only the ledger's look-up by ``ledger_ref`` stands between that retry
+  and a second charge.
+
+Faults and retries are in virtual time, so the ~26-hour retry budget costs nothing real. Determinism:
+seeded plans, the virtual clock, one actor at a time, and the ASL's ``JitterStrategy: FULL`` drawn from
+a seeded ``random.Random`` instead of the process-wide one. The settlement adapter sets
+``max_network_retries=0`` (``StripePayments.from_settings``), so the SDK never sleeps in wall time; a
+check below pins that.
+
+Checked from Stripe's side and the store's, never from the service's answers, per appointment: at most
+one succeeded charge (every succeeded charge of the trial's customer counted, whatever its metadata);
+a good card paid exactly the fee once, its ledger entry ``succeeded`` with that PaymentIntent, nothing
+owed; a declining card paid nothing and owes exactly the fee; no ledger entry ``pending``; exactly one
+fee recorded for the visit, for the right reason; one strike where the policy counts one; every
+execution ended (none ``FAILED``; ``ABORTED`` only when superseded by a newer revision); nothing in the
+intake DLQ.
+
+``MEDSPA_FAULT_TRIALS`` and ``MEDSPA_FAULT_SEED`` change the run (the default is the issue's 1,000
+trials); a failure names each trial's number, and its plan is a function of (seed, number) alone.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from moto.stepfunctions.parser.asl.component.common.retry import jitter_strategy_decl
+
+from localcloud.cloud import LocalCloud
+from localcloud.clock import utc
+from medspa.adapters.payments import StripePayments
+from medspa.adapters.store import EntryStatus, StoreUnavailable, ledger_entry_id, stripe_idempotency_key
+from medspa.adapters.store.ledger import LedgerRepository
+from medspa.policy.loader import load_packs
+
+pytestmark = pytest.mark.e2e
+
+SEED = int(os.environ.get("MEDSPA_FAULT_SEED", "20260413"))
+TRIALS = int(os.environ.get("MEDSPA_FAULT_TRIALS", "1000"))
+BATCH = 125  # appointments per local cloud: every live execution is a thread, and each baton hand-off wakes all
+START = utc(2026, 4, 13, 12)  # Monday 08:00 in New York; visits Wednesday to Friday, no DST change, no holiday
+PACKS = load_packs()
+DAY = timedelta(days=1)
+KEY_TTL = timedelta(hours=24)  # the fake prunes idempotency keys at 24 hours, as Stripe does
+
+# location -> (spa, phone prefix, [(service, category, minutes, price, the fee its published policy charges)])
+LOCATIONS: dict[str, tuple[str, str, list[tuple[str, str, int, int, int]]]] = {
+    "bijoux": ("bijoux", "+1407555", [("Botox forehead", "injection_laser", 30, 45000, 5000),
+                                      ("Laser hair removal", "injection_laser", 60, 30000, 10000),
+                                      ("Signature facial", "esthetician", 60, 20000, 5000)]),
+    "406medicalspa": ("406medicalspa", "+1406555", [("Hydrafacial", "esthetics", 60, 20000, 7500)]),
+    "glow-hk": ("glow", "+8529123", [("HydraFacial", "facial", 60, 180000, 50000)]),
+    "massageluxe-scottsdale": ("massageluxe", "+1480555", [("Swedish massage", "massage", 60, 12900, 12900)]),
+    "massageluxe-austin": ("massageluxe", "+1512555", [("Deep tissue massage", "massage", 90, 15900, 15900)]),
+}
+GOOD_CARD = "visa"
+DECLINING_CARDS = ["visa_chargeDeclined", "visa_chargeDeclinedInsufficientFunds"]
+STRIPE_FAULTS = ["500", "500_stored", "429", "lock_timeout", "drop"]
+CARD_PURPOSES = {"no_show_fee", "late_cancel_fee"}
+FAULT_KINDS = ["duplicate_event", "out_of_order", "front_desk_no_show", "500", "500_stored", "429", "lock_timeout",
+               "drop_after_charge", "crash_after_stripe", "crash_after_ledger", "store_throttle",
+               "retry_after_24h"]
+
+# How a Lambda that dies (timeout, OOM) reaches Step Functions: the runtime reports the class name.
+LambdaUnknown = type("Lambda.Unknown", (Exception,), {
+    "__module__": __name__, "__doc__": "The settlement Lambda died mid-invocation (timeout, out of memory)."})
+
+
+# ------------------------------------------------------------------------------ plans
+
+
+@dataclass
+class Plan:
+    """What one trial books, how the client breaks the policy, and which faults hit it."""
+
+    n: int
+    location: str
+    service: tuple[str, str, int, int, int]
+    card: str
+    violation: str  # "no_show" | "late_cancel"
+    visit: datetime
+    booked_at: datetime
+    confirm_at: datetime | None
+    cancel_at: datetime | None
+    marked_at: datetime | None
+    duplicates: list[int]  # indexes of events published twice
+    out_of_order: bool
+    stripe_faults: list[str]
+    crash_after_stripe: bool
+    crash_after_ledger: bool
+    store_throttle: bool
+    late_retry: bool
+
+    @property
+    def appointment_id(self) -> str:
+        return f"fi-{self.n:04d}"
+
+    @property
+    def client_id(self) -> str:
+        return f"fi{self.n}"
+
+    @property
+    def spa(self) -> str:
+        return LOCATIONS[self.location][0]
+
+    @property
+    def fee(self) -> int:
+        return self.service[4]
+
+    @property
+    def currency(self) -> str:
+        return PACKS[self.location].currency
+
+    @property
+    def good_card(self) -> bool:
+        return self.card == GOOD_CARD
+
+
+def plan_trial(seed: int, n: int) -> Plan:
+    rng = random.Random(f"{seed}:{n}")
+    location = rng.choice(list(LOCATIONS))
+    service = rng.choice(LOCATIONS[location][2])
+    zone = PACKS[location].zone
+    day = START.astimezone(zone).date() + timedelta(days=rng.randint(2, 4))
+    local = datetime(day.year, day.month, day.day, 10, 0, tzinfo=zone) + timedelta(minutes=15 * rng.randint(0, 27))
+    visit = local.astimezone(START.tzinfo)
+    booked_at = START + timedelta(minutes=rng.randint(5, 180))
+    violation = rng.choice(["no_show", "late_cancel"])
+    window = timedelta(hours=PACKS[location].cancellation.window_hours)
+    cancel_at = (visit - timedelta(minutes=rng.randint(15, int(window.total_seconds() // 60) - 15))
+                 if violation == "late_cancel" else None)
+    confirm_at = booked_at + timedelta(minutes=rng.randint(5, 180)) if location == "406medicalspa" else None
+    marked_at = (visit + timedelta(minutes=rng.randint(1, 90))
+                 if violation == "no_show" and rng.random() < 0.25 else None)
+    card = GOOD_CARD if rng.random() < 0.85 else rng.choice(DECLINING_CARDS)
+    events = 1 + sum(t is not None for t in (confirm_at, cancel_at, marked_at))
+    duplicates = [i for i in range(events) if rng.random() < 0.2]
+    out_of_order = events >= 2 and rng.random() < 0.25
+    stripe_faults: list[str] = []
+    for _ in range(rng.choice([0, 0, 1, 1, 1, 2, 2, 3])):
+        fault = rng.choice(STRIPE_FAULTS)
+        if fault == "drop" and ("drop" in stripe_faults or card != GOOD_CARD):
+            continue  # only a successful charge can lose its answer
+        stripe_faults.append(fault)
+    crash_after_stripe = rng.random() < 0.2
+    crash_after_ledger = rng.random() < 0.1
+    store_throttle = rng.random() < 0.1
+    late_retry = rng.random() < 0.08
+    if late_retry and "drop" not in stripe_faults and not crash_after_stripe:
+        crash_after_stripe = True  # the first answer must be lost for the late retry to matter
+    return Plan(n, location, service, card, violation, visit, booked_at, confirm_at, cancel_at, marked_at,
+                duplicates, out_of_order, stripe_faults, crash_after_stripe, crash_after_ledger, store_throttle,
+                late_retry)
+
+
+# ------------------------------------------------------------------------------ fault injection
+
+
+@dataclass
+class Live:
+    """A trial's faults as they are used up, and what its Stripe requests saw."""
+
+    plan: Plan
+    customer: str
+    stripe_queue: list[str]
+    crash_after_stripe: bool
+    crash_after_ledger: bool
+    store_throttle: bool
+    first_charge_at: datetime | None = None
+    outage_until: datetime | None = None
+    calls: list[tuple[datetime, str, str, str]] = field(default_factory=list)  # (when, request, ledger_ref, outcome)
+    injected: Counter = field(default_factory=Counter)
+
+
+class Injector:
+    """Wraps the Stripe adapter and the ledger repository in-process (class attributes, so the settlement
+    Lambda's own instances see the wrappers), and arms the fake Stripe's own fault injection right before a
+    trial's request goes out, so every fault hits the trial it was drawn for."""
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud, self.fake = cloud, cloud.stripe
+        self.by_customer: dict[str, Live] = {}
+        self.by_appointment: dict[str, Live] = {}
+        self.misfires = 0
+
+    def add(self, live: Live) -> None:
+        self.by_customer[live.customer] = live
+        self.by_appointment[live.plan.appointment_id] = live
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        injector = self
+        real_charge, real_find = StripePayments.charge_off_session, StripePayments.find_charge
+        real_intent, real_outcome = LedgerRepository.record_intent, LedgerRepository.record_outcome
+
+        def charge_off_session(self: StripePayments, customer_id: str, *args: Any, **kwargs: Any) -> Any:
+            live = injector.by_customer.get(customer_id)
+            if live is None:
+                return real_charge(self, customer_id, *args, **kwargs)
+            ref = (kwargs.get("metadata") or {}).get("ledger_ref", "")
+            injector._arm(live, "charge")
+            result = None
+            try:
+                result = real_charge(self, customer_id, *args, **kwargs)
+                return result
+            finally:
+                injector._landed(live, "charge", ref, result.status.value if result is not None else "raised")
+
+        def find_charge(self: StripePayments, customer_id: str, ledger_ref: str) -> Any:
+            live = injector.by_customer.get(customer_id)
+            if live is None:
+                return real_find(self, customer_id, ledger_ref)
+            injector._arm(live, "lookup")
+            outcome = "raised"
+            try:
+                found = real_find(self, customer_id, ledger_ref)
+                outcome = found.status.value if found is not None else "none"
+                return found
+            finally:
+                injector._landed(live, "lookup", ledger_ref, outcome)
+
+        def record_intent(self: LedgerRepository, **kwargs: Any) -> Any:
+            entry = real_intent(self, **kwargs)
+            live = injector.by_appointment.get(kwargs["appointment_id"])
+            if live is not None and live.store_throttle and kwargs["purpose"] in CARD_PURPOSES:
+                live.store_throttle = False
+                live.injected["store_throttle"] += 1
+                raise StoreUnavailable("ThrottlingException after the conditional put was applied (injected)")
+            return entry
+
+        def record_outcome(self: LedgerRepository, entry_id: str, *args: Any, **kwargs: Any) -> Any:
+            appointment_id, purpose, _ = entry_id.split("#")
+            live = injector.by_appointment.get(appointment_id)
+            if live is None or purpose not in CARD_PURPOSES:
+                return real_outcome(self, entry_id, *args, **kwargs)
+            if live.crash_after_stripe:
+                live.crash_after_stripe = False
+                live.injected["crash_after_stripe"] += 1
+                raise LambdaUnknown("Task timed out: Stripe answered, the ledger never heard (injected)")
+            entry = real_outcome(self, entry_id, *args, **kwargs)
+            if live.crash_after_ledger:
+                live.crash_after_ledger = False
+                live.injected["crash_after_ledger"] += 1
+                raise LambdaUnknown("Task timed out: the ledger heard, nothing after it ran (injected)")
+            return entry
+
+        monkeypatch.setattr(StripePayments, "charge_off_session", charge_off_session)
+        monkeypatch.setattr(StripePayments, "find_charge", find_charge)
+        monkeypatch.setattr(LedgerRepository, "record_intent", record_intent)
+        monkeypatch.setattr(LedgerRepository, "record_outcome", record_outcome)
+
+    def _arm(self, live: Live, request: str) -> None:
+        now, fake = self.cloud.now(), self.fake
+        live.armed = None  # type: ignore[attr-defined]
+        if live.outage_until is not None and now < live.outage_until:
+            fake.fail_next(1, 500)
+            live.armed = "outage_500"  # type: ignore[attr-defined]
+        elif live.stripe_queue and (live.stripe_queue[0] != "drop" or request == "charge"):
+            fault = live.stripe_queue.pop(0)
+            {"500": lambda: fake.fail_next(1, 500), "500_stored": lambda: fake.fail_next(1, 500, stored=True),
+             "429": fake.rate_limit_next, "lock_timeout": fake.lock_timeout_next,
+             "drop": fake.drop_connection_after_next_charge}[fault]()
+            live.armed = fault  # type: ignore[attr-defined]
+        live.requests_before = len(fake.requests)  # type: ignore[attr-defined]
+
+    def _landed(self, live: Live, request: str, ref: str, outcome: str) -> None:
+        now, fake, armed = self.cloud.now(), self.fake, live.armed  # type: ignore[attr-defined]
+        sent = fake.requests[live.requests_before:]  # type: ignore[attr-defined]
+        live.calls.append((now, request, ref, outcome))
+        if armed is not None:
+            hit = bool(sent) and (sent[0].dropped if armed == "drop" else
+                                  sent[0].status == (429 if armed in ("429", "lock_timeout") else 500))
+            if hit:
+                name = {"drop": "drop_after_charge", "outage_500": "500"}.get(armed, armed)
+                if armed == "500_stored" and not sent[0].idempotency_key:
+                    name = "500"  # a GET has no key to store the failure under
+                live.injected[name] += 1
+            elif armed == "drop":
+                # The request charged nothing (a replay or a stored failure): disarm, keep it for the next charge.
+                with fake._lock:
+                    fake._drop_next_charge = False
+                live.stripe_queue.insert(0, "drop")
+            else:
+                self.misfires += 1
+        if request == "charge" and live.first_charge_at is None:
+            live.first_charge_at = now
+            if live.plan.late_retry:
+                live.outage_until = now + KEY_TTL + timedelta(minutes=10)
+
+
+# ------------------------------------------------------------------------------ one local cloud
+
+
+def _events(site: Any, plan: Plan) -> list[tuple[datetime, tuple[str, dict[str, Any]]]]:
+    """The trial's events in version order, each with when the booking site publishes it."""
+    name, category, minutes, price, _ = plan.service
+    spa, aid = plan.spa, plan.appointment_id
+    events = [(plan.booked_at, site.booked_event(aid, plan.client_id, plan.location, plan.visit, plan.booked_at,
+                                                 name=name, category=category, minutes=minutes, price=price))]
+    if plan.confirm_at is not None:
+        events.append((plan.confirm_at, site.next_event("AppointmentConfirmed", aid, plan.confirm_at, spa_id=spa,
+                                                        channel="sms")))
+    if plan.cancel_at is not None:
+        events.append((plan.cancel_at, site.next_event("AppointmentCancelled", aid, plan.cancel_at, spa_id=spa,
+                                                       by="client")))
+    if plan.marked_at is not None:
+        events.append((plan.marked_at, site.next_event("AppointmentMarkedNoShow", aid, plan.marked_at, spa_id=spa,
+                                                       marked_by="desk-7")))
+    return events
+
+
+def _deliveries(plan: Plan, events: list, counts: Counter) -> list[tuple[datetime, int, int, tuple[str, dict]]]:
+    """When each event reaches the bus: out of order (the first after the second), and duplicated."""
+    rng = random.Random(f"{SEED}:{plan.n}:deliveries")
+    at = [when for when, _ in events]
+    if plan.out_of_order:
+        at[0] = at[1] + timedelta(minutes=1)
+        counts["out_of_order"] += 1
+    out = [(at[i], plan.n, i, event) for i, (_, event) in enumerate(events)]
+    for i in plan.duplicates:
+        out.append((at[i] + timedelta(minutes=rng.randint(0, 240)), plan.n, 100 + i, events[i][1]))
+        counts["duplicate_event"] += 1
+    if plan.marked_at is not None:
+        counts["front_desk_no_show"] += 1
+    return out
+
+
+def run_batch(seed: int, numbers: list[int], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Deploy a local cloud, run these trials to the end under their faults, and read what happened."""
+    from tests.e2e.booking_site import BookingSite
+
+    plans = [plan_trial(seed, n) for n in numbers]
+    counts: Counter = Counter()
+    with LocalCloud(START) as cloud:
+        cloud.deploy({"LogLevel": "WARNING"})
+        monkeypatch.setattr(jitter_strategy_decl, "random", random.Random(f"{seed}:jitter:{numbers[0]}"))
+        site = BookingSite(cloud)
+        injector = Injector(cloud)
+        injector.install(monkeypatch)
+        lives = []
+        for i, plan in enumerate(plans):
+            phone = f"{LOCATIONS[plan.location][1]}{plan.n:04d}"
+            client = site.client(plan.spa, plan.client_id, card=f"{plan.card}", phone=phone)
+            live = Live(plan, client["payment"]["stripe_customer_id"], list(plan.stripe_faults),
+                        plan.crash_after_stripe, plan.crash_after_ledger, plan.store_throttle)
+            injector.add(live)
+            lives.append(live)
+            if i % 10 == 9:
+                cloud.run_for(timedelta(seconds=1))  # the fake's 25 requests/s bucket refills in virtual time
+        deliveries = sorted((d for plan in plans for d in _deliveries(plan, _events(site, plan), counts)),
+                            key=lambda d: d[:3])
+        groups: dict[datetime, list] = defaultdict(list)
+        for when, _, _, event in deliveries:
+            groups[max(when, cloud.now())].append(event)
+        for when in sorted(groups):
+            cloud.run_until(when)
+            site.publish_all(groups[when])
+        cloud.run_until_idle()
+        end = cloud.now()
+        return _observe(cloud, site, lives, counts, end) | {"misfires": injector.misfires}
+
+
+def _observe(cloud: LocalCloud, site: Any, lives: list[Live], counts: Counter, end: datetime) -> dict[str, Any]:
+    """Read Stripe, the ledger, the clients, the appointments and the executions; judge every trial."""
+    fake = cloud.stripe
+    succeeded_by_customer: dict[str, list[dict]] = defaultdict(list)
+    for intent in fake.payment_intents:
+        if intent["status"] == "succeeded":
+            succeeded_by_customer[intent["customer"]].append(intent)
+    charges_by_customer = Counter(ch["customer"] for ch in fake.charges if ch["status"] == "succeeded")
+    sfn = cloud.client("stepfunctions")
+    executions: dict[str, list[dict]] = defaultdict(list)
+    for page in sfn.get_paginator("list_executions").paginate(
+            stateMachineArn=cloud.state_machine_arn("AppointmentLifecycleStateMachine")):
+        for execution in page["executions"]:
+            executions[execution["name"].split("-v")[0]].append(execution)
+    dlq = cloud.client("sqs").receive_message(QueueUrl=cloud.deployment.outputs["IntakeDeadLetterQueueUrl"],
+                                              MaxNumberOfMessages=10).get("Messages", [])
+
+    failures: list[str] = []
+    tally: Counter = Counter()
+    for live in lives:
+        plan = live.plan
+        aid, problems = plan.appointment_id, []
+        tally.update(live.injected)
+        paid = succeeded_by_customer.get(live.customer, [])
+        charges = charges_by_customer.get(live.customer, 0)
+        tally["double_charges"] += max(0, len(paid) - 1) + max(0, charges - 1)
+        ledger = site.store.ledger.for_appointment(aid)
+        cards = sorted((e for e in ledger if e.purpose in CARD_PURPOSES), key=lambda e: e.attempt)
+        client = site.store.clients.get(f"{plan.spa}#{plan.client_id}")
+        stored = site.store.appointments.get(aid)
+        owed = client.outstanding.get(plan.currency, 0)
+        amounts = [(pi["amount"], pi["currency"].upper()) for pi in paid]
+        if plan.good_card:
+            first = cards[0] if cards else None
+            ok = (amounts == [(plan.fee, plan.currency)] and charges == 1 and owed == 0 and first is not None
+                  and first.status is EntryStatus.SUCCEEDED and first.stripe_payment_intent_id == paid[0]["id"]
+                  and paid[0]["metadata"].get("ledger_ref") == stripe_idempotency_key(first.entry_id).rsplit("-")[-1])
+            tally["charged" if ok else "lost_fees"] += 1
+            if not ok:
+                problems.append(f"good card: paid {amounts} ({charges} charges), owes {owed}, card entries "
+                                f"{[(e.attempt, e.status.value, e.stripe_payment_intent_id) for e in cards]}")
+        else:
+            ok = not paid and charges == 0 and owed == plan.fee and bool(cards) and all(
+                e.status is EntryStatus.DECLINED for e in cards)
+            tally["outstanding" if ok else "lost_fees"] += 1
+            if not ok:
+                problems.append(f"declining card: paid {amounts}, owes {owed} (fee {plan.fee}), card entries "
+                                f"{[(e.attempt, e.status.value) for e in cards]}")
+        pending = [e.entry_id for e in ledger if e.status is EntryStatus.PENDING]
+        if pending:
+            problems.append(f"ledger entries left pending: {pending}")
+        if set(stored.fees) != {plan.violation} or stored.fees[plan.violation].fee is None or (
+                stored.fees[plan.violation].fee.amount != plan.fee):
+            problems.append(f"fees recorded {({k: (v.outcome, v.fee) for k, v in stored.fees.items()})}, expected one "
+                            f"{plan.violation} fee of {plan.fee}")
+        strikes = PACKS[plan.location].strikes
+        wanted = 1 if strikes is not None and plan.violation in strikes.counts else 0
+        if client.strike_count != wanted:
+            problems.append(f"{client.strike_count} strikes, expected {wanted}")
+        runs = sorted(executions.get(aid, []), key=lambda e: e["startDate"])
+        statuses = [e["status"] for e in runs]
+        if not runs or statuses[-1] != "SUCCEEDED" or any(s not in ("SUCCEEDED", "ABORTED") for s in statuses):
+            problems.append(f"executions {[(e['name'], e['status']) for e in runs]}")
+        if stored.execution_name != (runs[-1]["name"] if runs else None):
+            problems.append(f"the stored execution {stored.execution_name} is not the last one started")
+        first_ref = stripe_idempotency_key(ledger_entry_id(aid, f"{plan.violation}_fee", 1)).rsplit("-")[-1]
+        first_calls = [when for when, _, ref, _ in live.calls if ref == first_ref]
+        if live.first_charge_at and first_calls and first_calls[-1] - live.first_charge_at > KEY_TTL:
+            tally["retry_after_24h"] += 1
+        tally["trials"] += 1
+        tally[f"card_{'good' if plan.good_card else 'declining'}"] += 1
+        tally[plan.violation] += 1
+        if problems:
+            failures.append(f"trial {plan.n} ({aid}, seed {SEED}, {plan.location}, {plan.violation}, card {plan.card}, "
+                            f"faults {plan.stripe_faults} crash={plan.crash_after_stripe}/{plan.crash_after_ledger} "
+                            f"throttle={plan.store_throttle} late_retry={plan.late_retry} dup={plan.duplicates} "
+                            f"ooo={plan.out_of_order}): " + "; ".join(problems))
+    trial_customers = {live.customer for live in lives}
+    orphans = [c for c in charges_by_customer if c not in trial_customers]
+    if orphans:
+        failures.append(f"charges to customers no trial owns: {orphans}")
+    if dlq:
+        failures.append(f"{len(dlq)} events in the intake DLQ")
+    errors = Counter(i.error_type for i in cloud.runtime.invocations if i.errored)
+    return {"tally": tally + counts, "failures": failures, "errors": errors,
+            "virtual_days": (end - START) / DAY, "invocations": len(cloud.runtime.invocations)}
+
+
+# ------------------------------------------------------------------------------ the test
+
+
+def test_the_adapter_never_retries_in_wall_time() -> None:
+    """The SDK's own retries sleep in wall-clock time, outside the virtual clock: the deployed adapter has none."""
+    payments = StripePayments.from_settings("sk_test_x", "http://127.0.0.1:9")
+    assert payments._stripe._requestor._options.max_network_retries == 0
+
+
+def test_a_thousand_random_fault_trials_never_charge_twice_and_never_lose_a_fee(monkeypatch, capsys) -> None:
+    started = time.perf_counter()
+    tally, errors, failures, days, invocations, misfires = Counter(), Counter(), [], 0.0, 0, 0
+    for first in range(0, TRIALS, BATCH):
+        result = run_batch(SEED, list(range(first, min(first + BATCH, TRIALS))), monkeypatch)
+        tally += result["tally"]
+        errors += result["errors"]
+        failures += result["failures"]
+        days = max(days, result["virtual_days"])
+        invocations += result["invocations"]
+        misfires += result["misfires"]
+    seconds = time.perf_counter() - started
+    faults = {kind: tally[kind] for kind in FAULT_KINDS}
+    with capsys.disabled():
+        print(f"\nfault trials: {tally['trials']} (charged {tally['charged']}, outstanding {tally['outstanding']}), "
+              f"double charges {tally['double_charges']}, lost fees {tally['lost_fees']}, faults injected {faults}, "
+              f"Lambda errors retried by Step Functions {dict(errors)}, {invocations} Lambda invocations, "
+              f"virtual days {days:.1f}, real seconds {seconds:.0f}")
+
+    assert failures == [], "\n".join(failures[:50])
+    assert (tally["double_charges"], tally["lost_fees"]) == (0, 0)
+    assert tally["trials"] == TRIALS >= 1000 or "MEDSPA_FAULT_TRIALS" in os.environ
+    assert tally["charged"] + tally["outstanding"] == TRIALS
+    assert misfires == 0, "an armed Stripe fault hit a request it was not meant for"
+    least = max(1, TRIALS // 200)
+    untried = {kind: n for kind, n in faults.items() if n < least}
+    assert not untried, f"fault kinds injected fewer than {least} times: {untried}"
