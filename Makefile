@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml layers/shared/requiremen
 export TZ := UTC
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: venv test demo bench lint clean
+.PHONY: venv test demo bench faults lint clean
 
 venv: $(STAMP)
 
@@ -35,3 +35,6 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+faults: venv
+	MEDSPA_FAULT_TRIALS=1000 $(PY) -m pytest tests/e2e/test_fault_injection.py -q -s
