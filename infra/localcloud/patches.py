@@ -12,6 +12,10 @@ changes it. Bumping moto means re-reading each target below and ``../shared/note
    executing backend with ``DefinitionSubstitutions`` applied (moto ignores them).
 6. ``StepFunctionResponse.stop_execution``  keep StopExecution's ``error`` and ``cause`` (moto drops them),
    so a superseded run says in the console why it was stopped.
+7. ``Timestamp._get_wait_seconds``     round a Timestamp wait up, not down: moto truncates to whole seconds,
+   so from a fractional now (a retry's FULL jitter) a Wait ended up to a second *before* its timestamp, and
+   a message deferred to the end of quiet hours was retried, deferred again, forever at one instant. On
+   AWS a Timestamp wait never ends early.
 
 Two reads of moto state, no code replaced: ``Queue.lambda_event_source_mappings`` is emptied so the local
 cloud's poller, not SendMessage, delivers SQS batches; ``Message.visible_at`` tells the poller when a
@@ -21,6 +25,8 @@ failed message comes back.
 from __future__ import annotations
 
 import json
+from datetime import datetime
+import math
 import threading
 from importlib.metadata import version
 from types import SimpleNamespace
@@ -30,6 +36,8 @@ from moto.awslambda.models import LambdaFunction
 from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.responses import StepFunctionResponse
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.utils import TMP_THREADS
@@ -68,6 +76,15 @@ def _clock() -> "VirtualClock":
 def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
     if wait_seconds > 0 and env.is_running():
         _clock().sleep(wait_seconds)
+
+
+def _timestamp_wait_seconds(self: Timestamp, env: Any) -> int:
+    self.string.eval(env=env)
+    text = env.stack.pop()
+    stamp = self._from_timestamp_string(timestamp=text)
+    if stamp is None:
+        raise FailureEventException(self._create_failure_event(env, text))
+    return math.ceil((stamp - datetime.now()).total_seconds())
 
 
 def _start(self: ExecutionWorker) -> None:
@@ -168,7 +185,9 @@ def install() -> None:
             invoke=LambdaFunction._invoke_lambda,
             sm_cfn=StateMachine.__dict__["create_from_cloudformation_json"],
             stop_response=StepFunctionResponse.stop_execution,
+            timestamp_wait=Timestamp._get_wait_seconds,
         )
+        Timestamp._get_wait_seconds = _timestamp_wait_seconds
         WaitFunction._wait_interval = _wait_interval
         retrier_decl.time = SimpleNamespace(sleep=lambda seconds: _clock().sleep(seconds))
         ExecutionWorker.start = _start
@@ -189,4 +208,5 @@ def uninstall() -> None:
         LambdaFunction._invoke_lambda = _originals["invoke"]
         StateMachine.create_from_cloudformation_json = _originals["sm_cfn"]
         StepFunctionResponse.stop_execution = _originals["stop_response"]
+        Timestamp._get_wait_seconds = _originals["timestamp_wait"]
         _originals.clear()

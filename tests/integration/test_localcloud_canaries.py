@@ -102,6 +102,12 @@ def test_sns_still_delivers_to_lambda_through_the_seam_and_cloudformation_still_
     assert "AWS::SNS::Subscription" not in get_model_map()
 
 
+def test_timestamp_waits_are_still_truncated_to_whole_seconds():
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
+
+    assert "delta_sec = int(delta.total_seconds())" in _source(Timestamp._get_wait_seconds)
+
+
 def test_install_replaces_exactly_the_documented_targets_and_uninstall_restores_them():
     originals = (WaitFunction._wait_interval, ExecutionWorker.start, ExecutionWorker.stop,
                  LambdaFunction._invoke_lambda, retrier_decl.time)
@@ -111,6 +117,8 @@ def test_install_replaces_exactly_the_documented_targets_and_uninstall_restores_
         assert ExecutionWorker.start is patches._start
         assert LambdaFunction._invoke_lambda is patches._invoke_lambda
         assert retrier_decl.time is not originals[-1]
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
+        assert Timestamp._get_wait_seconds is patches._timestamp_wait_seconds
     finally:
         patches.uninstall()
     assert (WaitFunction._wait_interval, ExecutionWorker.start, ExecutionWorker.stop,

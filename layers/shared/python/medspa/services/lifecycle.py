@@ -156,11 +156,12 @@ class LifecycleService:
     def _fee_reasons(stored: Appointment, include_waived: bool = True) -> list[str]:
         """Violations of this visit, in the order they happened; a same-day reschedule's waived fee is
         charged nothing (and is no strike) but is still recorded as settled-with-no-fee. Once the system
-        has auto-cancelled the visit or called it a no-show, a cancel the booking site sends afterwards
-        is bookkeeping, not a second violation."""
+        has auto-cancelled the visit or called it a no-show, a cancel the booking site delivers afterwards
+        is bookkeeping, not a second violation, even when the client acted earlier: one missed visit is
+        one fee."""
         decided = stored.outcome if stored.outcome and stored.outcome.status != "attended" else None
         reasons = [v.reason for v in stored.facts.violations if (include_waived or not v.fee_waived)
-                   and (decided is None or v.decided_at < decided.at)]
+                   and (decided is None or v.reason in stored.fees)]
         if stored.status is AppointmentStatus.NO_SHOW or decided is not None and decided.status == "no_show":
             reasons.append("no_show")
         return reasons
