@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml layers/shared/requiremen
 export TZ := UTC
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: venv test demo bench faults lint clean
+.PHONY: venv test demo bench faults fuzz lint clean
 
 venv: $(STAMP)
 
@@ -38,3 +38,7 @@ clean:
 
 faults: venv
 	MEDSPA_FAULT_TRIALS=1000 $(PY) -m pytest tests/e2e/test_fault_injection.py -q -s
+
+# Hostile input: 10,000 events at the parser and a few hundred through the real intake; prints the figures.
+fuzz: venv
+	MEDSPA_FUZZ_EVENTS=10000 $(PY) -m pytest tests/unit/test_event_fuzz.py tests/e2e/test_hostile_intake.py -q -s -p no:cacheprovider

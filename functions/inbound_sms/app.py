@@ -3,23 +3,32 @@
 SNS invokes this function asynchronously: an exception makes Lambda retry the whole event twice and
 then hand it to the function's dead-letter queue. So a message that can never be handled (not
 JSON, not an End User Messaging payload) is logged by field name only and skipped, while a failure
-that may pass (DynamoDB throttled) is raised and retried; replaying a handled message changes
-nothing (see medspa.services.inbound_sms).
+that may pass (DynamoDB throttled, SNS refusing the reply) is raised and retried; replaying a handled
+message changes nothing and texts nothing twice (see medspa.services.inbound_sms).
 """
 
 import os
 from datetime import UTC, datetime
 
+import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from medspa.adapters.messaging import SnsSmsSender
 from medspa.adapters.store import Store
 from medspa.policy.loader import load_packs
 from medspa.services.inbound_sms import InboundSmsService, InvalidInboundSms, parse_inbound_message
 
 logger = Logger()
-service = InboundSmsService(Store.from_env(os.environ), load_packs())
+service = InboundSmsService(Store.from_env(os.environ), load_packs(), replies=SnsSmsSender(boto3.client("sns")))
+
+
+def _received_at(timestamp: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(timestamp).astimezone(UTC) if timestamp else None
+    except ValueError:
+        return None
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -33,6 +42,7 @@ def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict:
             logger.warning("inbound sms skipped", extra={"reason": str(error), "sns_message_id": record.sns.message_id})
             skipped += 1
             continue
-        service.handle(message, now=datetime.now(UTC))
+        service.handle(message, now=datetime.now(UTC), delivery_id=record.sns.message_id,
+                       received_at=_received_at(record.sns.timestamp))
         handled += 1
     return {"handled": handled, "skipped": skipped}

@@ -1,14 +1,20 @@
 """Booking-site events from the intake queue: quarantine the invalid, converge on the valid.
 
 An invalid event goes to the quarantine (the intake DLQ) at once with the reason naming the field, and
-is acknowledged; it would fail the same way on every retry. Any other failure (DynamoDB throttled, an
-event that arrived before its booking) is reported as a batch item failure, so SQS redelivers that one
-record and, after the queue's maxReceiveCount, moves it to the same DLQ: a valid event is never dropped.
+is acknowledged; it would fail the same way on every retry. A failure that may pass (DynamoDB or Step
+Functions throttled, an event naming a record its booking has not created yet) is reported as a batch
+item failure, so SQS redelivers that one record; on the queue's last receive (``maxReceiveCount``, the
+template's one number) it is quarantined with its reason rather than moved to the DLQ by SQS without
+one. Anything else is a bug, which a retry would only repeat: quarantined at once, with the exception's
+class and where it was raised, never its message, which may quote the event. A valid event is never
+dropped, and nothing reaches the DLQ without a reason.
 """
 
 import json
 import os
+import traceback
 from datetime import UTC, datetime
+from pathlib import Path
 
 import boto3
 from aws_lambda_powertools import Logger
@@ -16,35 +22,69 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from medspa.adapters.executions import LifecycleExecutions
-from medspa.adapters.store import ConflictingEvent, Store
-from medspa.events import InvalidBookingEvent, parse_booking_event
+from medspa.adapters.executions import ExecutionsUnavailable, LifecycleExecutions
+from medspa.adapters.privacy import InvokedPrivacyDesk, PrivacyDeskUnavailable
+from medspa.adapters.store import ConflictingEvent, Store, StoreUnavailable
+from medspa.events import InvalidBookingEvent, parse_booking_envelope
+from medspa.events.personal import as_erased
 from medspa.policy.loader import load_packs
-from medspa.services.ingest import IngestService
+from medspa.policy.tenants import load_tenants
+from medspa.services.ingest import ClientErased, EventRefused, IngestService, NotKnownHere
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)
 sqs = boto3.client("sqs")
+packs = load_packs()
 service = IngestService(
     Store.from_env(os.environ),
     LifecycleExecutions(boto3.client("stepfunctions"), os.environ["LIFECYCLE_STATE_MACHINE_ARN"]),
-    load_packs(),
+    packs,
+    load_tenants(packs),
+    privacy=InvokedPrivacyDesk(boto3.client("lambda"), os.environ["PRIVACY_FUNCTION_NAME"]),
 )
 QUARANTINE_URL = os.environ["QUARANTINE_QUEUE_URL"]
+MAX_RECEIVES = int(os.environ["INTAKE_MAX_RECEIVE_COUNT"])
+RETRIED = (StoreUnavailable, ExecutionsUnavailable, PrivacyDeskUnavailable, NotKnownHere)
 
 
 def record_handler(record: SQSRecord) -> None:
+    detail_type = "an unparsed event"
     try:
-        event = parse_booking_event(json.loads(record.body))
-        outcome = service.ingest(event, now=datetime.now(UTC))
-    except (InvalidBookingEvent, ConflictingEvent, json.JSONDecodeError) as error:
-        quarantine(record, str(error)[:1024])
-        return
-    logger.info("booking event applied", extra=outcome.model_dump())
+        envelope = parse_booking_envelope(record.body)
+        detail_type = envelope.detail.detail_type
+        outcome = service.ingest(envelope.detail, source=envelope.source, now=datetime.now(UTC))
+    except ClientErased as error:
+        quarantine(record, str(error), body=erased_body(record.body))
+    except (InvalidBookingEvent, EventRefused) as error:
+        quarantine(record, str(error))
+    except ConflictingEvent:
+        quarantine(record, f"{detail_type}: detail.booking_version: already held by another event of this appointment")
+    except RETRIED as error:
+        reason = (error.reason if isinstance(error, NotKnownHere)
+                  else f"{type(error).__name__} while ingesting {detail_type}")
+        receives = int(record.attributes.approximate_receive_count)
+        if receives < MAX_RECEIVES:
+            logger.warning("booking event will be retried", extra={"reason": reason, "receives": receives,
+                                                                   "message_id": record.message_id})
+            raise
+        quarantine(record, f"{reason}; still failing on receive {receives} of {MAX_RECEIVES}")
+    except Exception as error:  # a bug: retrying would repeat it, and str(error) may quote the event
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        quarantine(record, f"internal error: {type(error).__name__} at {Path(frame.filename).name}:{frame.lineno} "
+                           f"in {frame.name} while ingesting {detail_type}")
+    else:
+        logger.info("booking event applied", extra=outcome.model_dump())
 
 
-def quarantine(record: SQSRecord, reason: str) -> None:
-    sqs.send_message(QueueUrl=QUARANTINE_URL, MessageBody=record.body, MessageAttributes={
+def erased_body(body: str) -> str:
+    """The quarantined copy of an event about an erased client keeps its ids, not what it says about them."""
+    event = json.loads(body)
+    return json.dumps({**event, "detail": as_erased(event.get("detail") or {})})
+
+
+def quarantine(record: SQSRecord, reason: str, body: str | None = None) -> None:
+    reason = reason[:1024]
+    sqs.send_message(QueueUrl=QUARANTINE_URL, MessageBody=body or record.body, MessageAttributes={
         "rejection_reason": {"DataType": "String", "StringValue": reason},
         "source_message_id": {"DataType": "String", "StringValue": record.message_id},
     })

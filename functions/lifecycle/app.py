@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import boto3
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medspa.adapters.booking_site import EventBridgeBookingSite
@@ -15,16 +16,28 @@ from medspa.messages.templates import load_templates
 from medspa.policy.loader import load_packs
 from medspa.services.lifecycle import LifecycleService, StepRequest
 from medspa.services.notifications import NotificationService
+from medspa.services.unsubscribe import EmailUnsubscribe
 
 logger = Logger()
 packs = load_packs()
+store = Store.from_env(os.environ)
+
+
+def unsubscribe_signing_key() -> bytes:
+    """Fetched when the first email is sent, inside an invocation (and its retry), cached five minutes."""
+    return parameters.get_parameter(os.environ["UNSUBSCRIBE_SIGNING_KEY_PARAMETER"], decrypt=True, max_age=300).encode()
+
+
 service = LifecycleService(
-    Store.from_env(os.environ),
+    store,
     packs,
     NotificationService(
         AwsMessenger(SnsSmsSender(boto3.client("sns")), SesEmailSender(boto3.client("sesv2"), os.environ["EMAIL_FROM"])),
         load_templates(),
         packs,
+        consent=store.consent,
+        unsubscribe=EmailUnsubscribe(store.consent, unsubscribe_signing_key, os.environ["UNSUBSCRIBE_URL"],
+                                     {p.spa.id: p.spa.name for p in packs.values()}),
     ),
     EventBridgeBookingSite(boto3.client("events"), os.environ["BOOKING_EVENTS_BUS"]),
     LifecycleExecutions(boto3.client("stepfunctions"), os.environ["LIFECYCLE_STATE_MACHINE_ARN"]),

@@ -1,6 +1,7 @@
 """Step Functions task of the AppointmentLifecycle for money: settle, retry or waive a fee.
 
-The only function that holds the Stripe key (read from SSM Parameter Store, cached five minutes).
+The only function that moves money through Stripe; it reads the key from SSM Parameter Store (cached five
+minutes). The privacy function reads it too, only to delete an erased client's Stripe customer.
 """
 
 import os

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from .api import ApiError
 from .cards import CARDS, Decline, TestCard
-from .client import client_for
+from .client import client_for, save_test_card
 from .server import FakeStripe, ManualClock, RecordedRequest, WebhookDelivery, parse_form, sign
 
 __all__ = [
     "CARDS", "ApiError", "Decline", "FakeStripe", "ManualClock", "RecordedRequest", "TestCard",
-    "WebhookDelivery", "client_for", "parse_form", "sign",
+    "WebhookDelivery", "client_for", "parse_form", "save_test_card", "sign",
 ]

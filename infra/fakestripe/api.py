@@ -143,9 +143,10 @@ class Account:
             stored=False,
         )
 
-    def get(self, kind: str, ident: str, param: str | None = None) -> Obj:
+    def get(self, kind: str, ident: str, param: str | None = None, *, deleted_too: bool = False) -> Obj:
+        """A deleted object is missing to every request but its own retrieval, as in Stripe."""
         obj = self.objects[kind].get(ident)
-        if obj is None:
+        if obj is None or obj.get("deleted") and not deleted_too:
             raise missing(kind, ident, param)
         return obj
 
@@ -237,7 +238,7 @@ class Account:
 
     @route("GET", r"customers/(cus_\w+)")
     def retrieve_customer(self, ctx: Ctx, params: Obj, ident: str) -> Obj:
-        return self.get("customer", ident)
+        return self.get("customer", ident, deleted_too=True)
 
     @route("POST", r"customers/(cus_\w+)")
     def update_customer(self, ctx: Ctx, params: Obj, ident: str) -> Obj:

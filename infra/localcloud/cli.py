@@ -5,6 +5,9 @@ template.yaml deployed in the local cloud and prints, per appointment, a timelin
 time (events received, executions, states entered, messages, ledger entries), then a summary per
 location; ``--report`` writes the full JSON report.
 
+``medspa privacy export|correct|erase`` serves a client's privacy request against the deployed stack
+(``localcloud.privacy_cli``).
+
 ``medspa demo`` runs every scenario in ``samples/scenarios/`` (one per seed spa), one after another,
 each in its own local cloud, prints each one the same way, and ends with the totals: appointments
 simulated, state transitions, real seconds and appointments per second. (Scenarios in parallel processes
@@ -32,9 +35,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from localcloud.privacy_cli import app as privacy_app
 from localcloud.simulate import SCENARIOS_DIR, ScenarioError, run_scenario
 
 app = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
+app.add_typer(privacy_app, name="privacy")
 console = Console(width=120)
 
 

@@ -10,15 +10,28 @@ Usage (tests, the demo, ``medspa simulate``)::
 The driver (the thread that opened the cloud) never polls an execution in a loop: it calls
 ``run_until``/``run_for``/``run_until_idle`` and reads the results afterwards, because executions only
 run while the driver hands them the clock.
+
+The HTTP API: moto serves no execute-api endpoint, so ``cloud.http("GET", url_or_path)`` plays API
+Gateway's part for an HTTP API (payload format 2.0): it finds the route moto's ApiGatewayV2 holds for
+the request (imported from the template's API at deploy), builds the v2 event and invokes the route's
+function through the Lambda Invoke API, so the handler runs in-process like every other function.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import re
+import secrets
 import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import boto3
 from moto import mock_aws
@@ -42,6 +55,17 @@ _ENVIRONMENT = {
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
     "AWS_LAMBDA_FUNCTION_NAME": "",
 }
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+
+
+# API Gateway HTTP APIs pass these bodies as text; any other content type arrives base64-encoded.
+_TEXT_TYPES = re.compile(r"^(text/|application/(json|xml|javascript))")
 
 
 class LocalCloud:
@@ -107,6 +131,9 @@ class LocalCloud:
                                              Type="SecureString", Overwrite=True)
         if "EmailFromAddress" in declared:
             self.client("sesv2").create_email_identity(EmailIdentity=value("EmailFromAddress"))
+        if "UnsubscribeSigningKeyParameter" in declared:  # in AWS: the operator puts a random secret once
+            self.client("ssm").put_parameter(Name=value("UnsubscribeSigningKeyParameter"),
+                                             Value=secrets.token_urlsafe(48), Type="SecureString", Overwrite=True)
         self.deployment = deploy(self.template, runtime=self.runtime, parameters=parameters, region=self.region)
         sqs_poller = SqsEventSourcePoller(self.client("sqs"), self.client("lambda"), self.region)
         sqs_poller.discover()
@@ -152,6 +179,85 @@ class LocalCloud:
     def state_machine_arn(self, logical_id: str) -> str:
         assert self.deployment is not None, "deploy() first"
         return self.deployment.state_machines[logical_id]
+
+    # ------------------------------------------------------------------ the HTTP API
+    def http_api_url(self, logical_id: str = "HttpApi") -> str:
+        """The API's public address, as the template's ``HttpApiUrl`` output and the email links give it."""
+        assert self.deployment is not None, "deploy() first"
+        return f"https://{self.deployment.http_apis[logical_id]}.execute-api.{self.region}.amazonaws.com"
+
+    def http(self, method: str, url: str, *, body: str | bytes | None = None,
+             headers: Mapping[str, str] | None = None, api: str = "HttpApi") -> HttpResponse:
+        """One request to the deployed HTTP API, answered as API Gateway would.
+
+        ``url`` is a path (``/unsubscribe?token=...``) or a full address, which must be this API's
+        (a link that points elsewhere is a bug worth failing on). No route: 404 ``Not Found``; the
+        function failed: 500 ``Internal Server Error``, as API Gateway answers.
+        """
+        assert self.deployment is not None, "deploy() first"
+        api_id = self.deployment.http_apis[api]
+        parts = urlsplit(url)
+        if parts.scheme or parts.netloc:
+            expected = urlsplit(self.http_api_url(api)).netloc
+            if parts.scheme != "https" or parts.netloc != expected:
+                raise ValueError(f"{url!r} is not an address of the {api} API ({expected})")
+        method, path = method.upper(), parts.path or "/"
+        apigw = self.client("apigatewayv2")
+        routes = {r["RouteKey"]: r for r in apigw.get_routes(ApiId=api_id)["Items"]}
+        route = routes.get(f"{method} {path}") or routes.get(f"ANY {path}") or routes.get("$default")
+        if route is None:
+            return HttpResponse(404, {"content-type": "application/json"}, json.dumps({"message": "Not Found"}))
+        integration = apigw.get_integration(ApiId=api_id, IntegrationId=route["Target"].removeprefix("integrations/"))
+        function = re.search(r"/functions/(.+)/invocations$", integration["IntegrationUri"])
+        if integration["IntegrationType"].upper() != "AWS_PROXY" or function is None:
+            raise NotImplementedError(f"the local cloud serves only Lambda proxy routes, not {route['RouteKey']}")
+        event = self._http_event(api_id, route["RouteKey"], method, path, parts.query, body, headers or {})
+        response = self.client("lambda").invoke(FunctionName=function.group(1), Payload=json.dumps(event))
+        payload = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            return HttpResponse(500, {"content-type": "application/json"},
+                                json.dumps({"message": "Internal Server Error"}))
+        if not isinstance(payload, dict) or "statusCode" not in payload:  # format 2.0: a bare value is the body
+            return HttpResponse(200, {"content-type": "application/json"}, json.dumps(payload))
+        text = payload.get("body") or ""
+        if payload.get("isBase64Encoded"):
+            text = base64.b64decode(text).decode()
+        return HttpResponse(int(payload["statusCode"]),
+                            {k.lower(): str(v) for k, v in (payload.get("headers") or {}).items()}, text)
+
+    def _http_event(self, api_id: str, route_key: str, method: str, path: str, query: str,
+                    body: str | bytes | None, headers: Mapping[str, str]) -> dict[str, Any]:
+        host = f"{api_id}.execute-api.{self.region}.amazonaws.com"
+        lowered = {"host": host, "user-agent": "localcloud", **{k.lower(): v for k, v in headers.items()}}
+        params: dict[str, str] = {}
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            params[key] = f"{params[key]},{value}" if key in params else value  # API Gateway joins repeats
+        raw = body.encode() if isinstance(body, str) else body
+        encoded = raw is not None and not _TEXT_TYPES.match(lowered.get("content-type", ""))
+        now = self.now()
+        return {
+            "version": "2.0",
+            "routeKey": route_key,
+            "rawPath": path,
+            "rawQueryString": query,
+            "headers": lowered,
+            **({"queryStringParameters": params} if params else {}),
+            "requestContext": {
+                "accountId": "123456789012", "apiId": api_id, "domainName": host,
+                "domainPrefix": host.partition(".")[0], "requestId": str(uuid.uuid4()), "routeKey": route_key,
+                "stage": "$default", "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "timeEpoch": int(now.timestamp() * 1000),
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                         "userAgent": lowered["user-agent"]},
+            },
+            **({"body": base64.b64encode(raw).decode() if encoded else raw.decode(), "isBase64Encoded": encoded}
+               if raw is not None else {"isBase64Encoded": False}),
+        }
+
+    @staticmethod
+    def form(fields: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+        """A form body and its content type, as a browser or a mail provider's one-click POST sends it."""
+        return urlencode(dict(fields)), {"content-type": "application/x-www-form-urlencoded"}
 
     def _stop_running_executions(self) -> None:
         """Threads left behind would keep running outside the mock; stop every execution and let it end."""

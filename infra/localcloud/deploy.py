@@ -10,6 +10,19 @@ moto 5.2.5's CloudFormation has no model for ``AWS::SNS::Subscription`` (what SA
 (through ``LambdaFunction._invoke_lambda``, so in-process here). Such a resource is created after the
 stack through the SNS ``Subscribe`` API, from its translated properties; it is listed in
 ``Deployment.completed``. Any other skipped resource still fails the deploy.
+
+moto 5.2.5's CloudFormation has no ``AWS::ApiGatewayV2::*`` models either (what SAM makes of an
+``AWS::Serverless::HttpApi``: an ``Api`` whose OpenAPI ``Body`` holds the routes, and its ``$default``
+``Stage``), while its ApiGatewayV2 backend creates APIs, imports OpenAPI bodies into routes and
+integrations, and creates stages. Other resources refer to the API (``!Ref HttpApi`` in a function's
+environment, the Lambda permissions' ``SourceArn``), and moto would resolve a reference to a skipped
+resource to ``None`` without a word. So, before the stack, each API is created through the
+ApiGatewayV2 API and its id written into every reference (``Ref``, ``${HttpApi}`` in ``Fn::Sub``,
+``GetAtt ApiId/ApiEndpoint``); after the stack, once the functions exist, its ``Body`` is resolved and
+imported (routes and integrations) and its stages are created. Both are listed in
+``Deployment.completed``; ``Deployment.http_apis`` maps the API's logical id to its id, which
+``LocalCloud.http`` uses to route a request to the integration's function (moto serves no
+execute-api endpoint).
 """
 
 from __future__ import annotations
@@ -36,13 +49,20 @@ ARTIFACT_BUCKET = "localcloud-artifacts"
 # Any other skipped resource fails the deploy: a missing queue or table must never pass silently.
 NOT_EMULATED = {
     "AWS::SQS::QueuePolicy": "resource policy: moto does not enforce access policies",
+    "AWS::Events::EventBusPolicy": "resource policy: moto does not enforce access policies",
 }
 
 
 # Resource types moto's CloudFormation skips that the local cloud creates itself after the stack.
 COMPLETED_BY_LOCALCLOUD = {
     "AWS::SNS::Subscription": "no moto CloudFormation model: created through SNS Subscribe",
+    "AWS::ApiGatewayV2::Api": "no moto CloudFormation model: created through ApiGatewayV2 CreateApi + ReimportApi",
+    "AWS::ApiGatewayV2::Stage": "no moto CloudFormation model: created through ApiGatewayV2 CreateStage",
 }
+_HTTP_API = "AWS::ApiGatewayV2::Api"
+_HTTP_STAGE = "AWS::ApiGatewayV2::Stage"
+_API_PROPERTIES = {"Body", "Description", "Tags"}
+_STAGE_PROPERTIES = {"ApiId", "StageName", "AutoDeploy", "DefaultRouteSettings", "Description", "Tags"}
 _SUBSCRIPTION_ATTRIBUTES = ("FilterPolicy", "FilterPolicyScope", "RawMessageDelivery", "RedrivePolicy")
 
 
@@ -60,6 +80,7 @@ class Deployment:
     completed: dict[str, str] = field(default_factory=dict)
     functions: dict[str, str] = field(default_factory=dict)
     state_machines: dict[str, str] = field(default_factory=dict)
+    http_apis: dict[str, str] = field(default_factory=dict)
 
     def physical(self, logical_id: str) -> str:
         return self.resources[logical_id]
@@ -131,12 +152,14 @@ def deploy(
     cfn = boto3.client("cloudformation", region_name=region)
     packaged, sources = package(load_template(template_path), root, s3)
     translated = transform(packaged, dict(parameters or {}), _ManagedPolicies())
+    http_apis = _create_http_apis(translated, stack_name, region)
+    stack_template = _without_http_apis(translated, http_apis, region)
     with warnings.catch_warnings():  # moto warns about each type it skips; these are created below
         for kind in COMPLETED_BY_LOCALCLOUD:
             warnings.filterwarnings("ignore", f"Tried to parse {re.escape(kind)} but", UserWarning)
         cfn.create_stack(
             StackName=stack_name,
-            TemplateBody=json.dumps(translated),
+            TemplateBody=json.dumps(stack_template),
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()],
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
@@ -144,7 +167,7 @@ def deploy(
         if stack["StackStatus"] != "CREATE_COMPLETE":
             raise DeployFailed(f"{stack_name}: {stack['StackStatus']} {stack.get('StackStatusReason', '')}")
         summaries = cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
-    skipped = set(translated["Resources"]) - {s["LogicalResourceId"] for s in summaries}
+    skipped = set(stack_template["Resources"]) - {s["LogicalResourceId"] for s in summaries}
     types = {r: translated["Resources"][r]["Type"] for r in skipped}
     tolerated = {r: t for r, t in types.items() if t in NOT_EMULATED}
     to_complete = {r: t for r, t in types.items() if t in COMPLETED_BY_LOCALCLOUD}
@@ -163,6 +186,7 @@ def deploy(
         deployment.resources[logical_id] = arn
         deployment.resource_types[logical_id] = to_complete[logical_id]
         deployment.completed[logical_id] = to_complete[logical_id]
+    _complete_http_apis(translated, http_apis, deployment, region)
     for logical_id, source in sources.items():
         name = deployment.physical(logical_id)
         deployment.functions[logical_id] = name
@@ -208,3 +232,117 @@ def _resolve(value: Any, logical_id: str, deployment: Deployment, region: str) -
                 FunctionName=deployment.physical(target))["Configuration"]
             return configuration["FunctionArn"]
     raise DeployFailed(f"{logical_id}: the local cloud cannot resolve {value!r}")
+
+
+# ---------------------------------------------------------------------- HTTP APIs (API Gateway v2)
+
+
+def _create_http_apis(translated: dict[str, Any], stack_name: str, region: str) -> dict[str, str]:
+    """Create each ``AWS::ApiGatewayV2::Api`` (empty) so its id exists before anything refers to it."""
+    apigw = boto3.client("apigatewayv2", region_name=region)
+    created: dict[str, str] = {}
+    for logical_id, resource in translated["Resources"].items():
+        if resource["Type"] != _HTTP_API:
+            continue
+        props = resource.get("Properties", {})
+        unknown = set(props) - _API_PROPERTIES
+        if unknown or "Body" not in props:
+            raise DeployFailed(f"{logical_id}: the local cloud creates an HTTP API only from a SAM Body, not {sorted(unknown)}")
+        api = apigw.create_api(Name=f"{stack_name}-{logical_id}", ProtocolType="HTTP",
+                               Description=props.get("Description") or props["Body"].get("info", {}).get("description", ""))
+        created[logical_id] = api["ApiId"]
+    return created
+
+
+def _without_http_apis(translated: dict[str, Any], http_apis: dict[str, str], region: str) -> dict[str, Any]:
+    """The template moto's CloudFormation gets: the APIs and their stages taken out, references to them
+    replaced by the ids created above. A reference of any other form fails the deploy."""
+    removed = {r for r, res in translated["Resources"].items() if res["Type"] in (_HTTP_API, _HTTP_STAGE)}
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"Ref"} and node["Ref"] in http_apis:
+                return http_apis[node["Ref"]]
+            if set(node) == {"Fn::GetAtt"} and node["Fn::GetAtt"][0] in http_apis:
+                api_id = http_apis[node["Fn::GetAtt"][0]]
+                attribute = node["Fn::GetAtt"][1]
+                if attribute == "ApiId":
+                    return api_id
+                if attribute == "ApiEndpoint":
+                    return f"https://{api_id}.execute-api.{region}.amazonaws.com"
+                raise DeployFailed(f"the local cloud cannot resolve GetAtt {node['Fn::GetAtt']}")
+            if set(node) == {"Fn::Sub"}:
+                sub = node["Fn::Sub"]
+                text, variables = (sub, {}) if isinstance(sub, str) else (sub[0], sub[1])
+                for logical_id, api_id in http_apis.items():
+                    text = text.replace("${" + logical_id + "}", api_id)
+                return {"Fn::Sub": text if isinstance(sub, str) else [text, resolve(variables)]}
+            if set(node) == {"Ref"} and node["Ref"] in removed or set(node) == {"Fn::GetAtt"} and node["Fn::GetAtt"][0] in removed:
+                raise DeployFailed(f"the local cloud cannot resolve {node!r}: a stage is created after the stack")
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    template = copy.deepcopy(translated)
+    template["Resources"] = {r: res for r, res in template["Resources"].items() if r not in removed}
+    for resource in template["Resources"].values():
+        depends = resource.get("DependsOn")
+        if depends:
+            kept = [d for d in ([depends] if isinstance(depends, str) else depends) if d not in removed]
+            if kept:
+                resource["DependsOn"] = kept
+            else:
+                resource.pop("DependsOn")
+    return resolve(template)
+
+
+def _complete_http_apis(translated: dict[str, Any], http_apis: dict[str, str], deployment: Deployment,
+                        region: str) -> None:
+    """Import each API's routes and integrations (its ``Body``, references resolved) and create its stages."""
+    apigw = boto3.client("apigatewayv2", region_name=region)
+    for logical_id, api_id in sorted(http_apis.items()):
+        body = _resolve_body(translated["Resources"][logical_id]["Properties"]["Body"], logical_id, deployment, region)
+        apigw.reimport_api(ApiId=api_id, Body=json.dumps(body), FailOnWarnings=True)
+        deployment.resources[logical_id] = api_id
+        deployment.resource_types[logical_id] = _HTTP_API
+        deployment.completed[logical_id] = _HTTP_API
+        deployment.http_apis[logical_id] = api_id
+    for logical_id, resource in sorted(translated["Resources"].items()):
+        if resource["Type"] != _HTTP_STAGE:
+            continue
+        props = resource.get("Properties", {})
+        unknown = set(props) - _STAGE_PROPERTIES
+        api = props.get("ApiId")
+        if unknown or not (isinstance(api, dict) and api.get("Ref") in http_apis):
+            raise DeployFailed(f"{logical_id}: the local cloud cannot create a stage with {sorted(unknown) or api!r}")
+        settings = {k: v for k, v in props.items() if k in ("AutoDeploy", "DefaultRouteSettings", "Description")}
+        apigw.create_stage(ApiId=http_apis[api["Ref"]], StageName=props["StageName"], **settings)
+        deployment.resources[logical_id] = props["StageName"]
+        deployment.resource_types[logical_id] = _HTTP_STAGE
+        deployment.completed[logical_id] = _HTTP_STAGE
+
+
+def _resolve_body(node: Any, logical_id: str, deployment: Deployment, region: str) -> Any:
+    """An OpenAPI body as SAM writes it: ``Fn::Sub`` over pseudo parameters and ``<Function>.Arn``,
+    ``Ref AWS::StackName``. Anything else fails the deploy rather than import a route to nowhere."""
+    if isinstance(node, list):
+        return [_resolve_body(item, logical_id, deployment, region) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"Ref"} and node["Ref"] == "AWS::StackName":
+        return deployment.stack_name
+    if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            pseudo = {"AWS::Partition": "aws", "AWS::Region": region, "AWS::URLSuffix": "amazonaws.com"}
+            if name in pseudo:
+                return pseudo[name]
+            target, _, attribute = name.partition(".")
+            if attribute == "Arn" and deployment.resource_types.get(target) == "AWS::Lambda::Function":
+                return _resolve({"Fn::GetAtt": [target, "Arn"]}, logical_id, deployment, region)
+            raise DeployFailed(f"{logical_id}: the local cloud cannot resolve ${{{name}}} in the API body")
+        return re.sub(r"\$\{([^}]+)\}", value, node["Fn::Sub"])
+    if any(key.startswith("Fn::") or key == "Ref" for key in node):
+        raise DeployFailed(f"{logical_id}: the local cloud cannot resolve {node!r} in the API body")
+    return {key: _resolve_body(value, logical_id, deployment, region) for key, value in node.items()}

@@ -6,7 +6,9 @@ changes it. Bumping moto means re-reading each target below and ``../shared/note
 
 1. ``WaitFunction._wait_interval``     Wait states sleep on the virtual clock instead of wall time.
 2. ``retrier_decl.time``               Retry back-offs sleep on the virtual clock.
-3. ``ExecutionWorker.start/stop``      each execution thread is an actor of the clock; a stop wakes it.
+3. ``ExecutionWorker.start/stop``      each execution thread is an actor of the clock; a stop wakes it. A
+   stop that arrives before the thread has had its turn (moto: ``AttributeError`` on ``env`` None) is kept
+   and applied as the run reaches its first state, so it ends ABORTED without running one, as on AWS.
 4. ``LambdaFunction._invoke_lambda``   the one seam every invoke path uses: run the handler in-process.
 5. ``StateMachine.create_from_cloudformation_json``  CloudFormation-created state machines go to the
    executing backend with ``DefinitionSubstitutions`` applied (moto ignores them).
@@ -105,10 +107,29 @@ def _start(self: ExecutionWorker) -> None:
 
 
 def _stop(self: ExecutionWorker, stop_date: Any, error: str | None, cause: str | None) -> None:
-    _originals["stop"](self, stop_date, error, cause)
+    if self.env is None:
+        self._get_evaluation_environment = _stopped_at_start(self._get_evaluation_environment, stop_date, error,
+                                                             cause)
+    else:
+        _originals["stop"](self, stop_date, error, cause)
     actor = getattr(self, "_clock_actor", None)
     if actor is not None:
         _clock().interrupt(actor)
+
+
+def _stopped_at_start(environment: Any, stop_date: Any, error: str | None, cause: str | None) -> Any:
+    """The run's environment, stopped the first time the program asks whether it is running."""
+    def stopped() -> Any:
+        env = environment()
+
+        def is_running() -> bool:
+            env.set_stop(stop_date=stop_date, cause=cause, error=error)
+            del env.is_running
+            return env.is_running()
+
+        env.is_running = is_running
+        return env
+    return stopped
 
 
 def _invoke_lambda(self: LambdaFunction, event: str | None = None) -> tuple[str, bool, str]:

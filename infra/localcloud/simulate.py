@@ -15,9 +15,8 @@ Decisions:
   site are created at run time, never in ``template.yaml``.
 * Stripe ids are not known when a scenario is written (the fake generates them), so the scenario names a
   test card per client and the runner fills ``stripe_customer_id``/``stripe_payment_method_id`` into that
-  client's events. Stripe's declining test cards already fail when attached; for them the card is created
-  but left unattached, standing for "a card that was good when saved and declines now" (as the settlement
-  tests do), because the catalogue accepts only real-looking ``pm_...`` ids.
+  client's events. Stripe's declining test cards already fail when attached; for them the test token
+  itself stands for "a card that was good when saved and declines now" (``fakestripe.save_test_card``).
 * What happens during the run is recorded as it happens, by idle hooks of the virtual clock:
   :class:`SentMessageTap` stamps each SMS and email moto records with the virtual instant it appeared, and
   :class:`QueueRecorder` reads the outbox and the intake DLQ before SQS retention (which the virtual
@@ -28,6 +27,8 @@ Decisions:
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import time
 import uuid
@@ -40,8 +41,10 @@ from typing import Any
 
 import stripe
 
+from fakestripe import save_test_card
 from localcloud.cloud import REPO_ROOT, LocalCloud
 from medspa.adapters.store import Store, TableNames
+from medspa.domain.keys import spa_of, split_key
 from medspa.events import InvalidBookingEvent, parse_booking_event
 from medspa.policy.loader import load_packs
 
@@ -116,7 +119,7 @@ def load_scenario(source: Path | str | Mapping[str, Any]) -> Scenario:
             raise ScenarioError(f"{where}: needs spa_id and id; allowed keys: spa_id, id, card, "
                                 f"{', '.join(_CONTACT_KEYS)}")
         card = item.get("card")
-        if card is not None and _card_token(card) is None:
+        if card is not None and not _known_card(card):
             raise ScenarioError(f"{where}.card: {card!r} is not a fake Stripe test card")
         clients.append(ScenarioClient(item["spa_id"], item["id"], card,
                                       {k: item[k] for k in _CONTACT_KEYS if k in item}))
@@ -138,7 +141,7 @@ def load_scenario(source: Path | str | Mapping[str, Any]) -> Scenario:
                                     f"expect_rejected?}}" + (f"; unknown {sorted(extra)}" if extra else ""))
             if entry.get("card") is not None and entry["detail_type"] != "CardUpdated":
                 raise ScenarioError(f"{where}.card: only a CardUpdated event names a new card")
-            if entry.get("card") is not None and _card_token(entry["card"]) is None:
+            if entry.get("card") is not None and not _known_card(entry["card"]):
                 raise ScenarioError(f"{where}.card: {entry['card']!r} is not a fake Stripe test card")
         entries.append({**entry, "index": i, "at_utc": at})
     entries.sort(key=lambda e: (e["at_utc"], e["index"]))  # stable: same-instant entries keep file order
@@ -153,12 +156,11 @@ def load_scenario(source: Path | str | Mapping[str, Any]) -> Scenario:
                     entries=tuple(entries), file=file)
 
 
-def _card_token(card: str) -> str | None:
-    """``visa`` or ``pm_card_visa`` -> ``tok_visa`` (a card the fake knows), else None."""
+def _known_card(card: str) -> bool:
+    """``visa`` or ``pm_card_visa``: a test card the fake Stripe knows."""
     from fakestripe.cards import BY_PM_TOKEN
 
-    name = card.removeprefix("pm_card_")
-    return f"tok_{name}" if f"pm_card_{name}" in BY_PM_TOKEN else None
+    return f"pm_card_{card.removeprefix('pm_card_')}" in BY_PM_TOKEN
 
 
 # ====================================================================== inputs, filled and validated
@@ -246,7 +248,7 @@ class _Visits:
         self._visits: dict[str, tuple[str, datetime]] = {}  # appointment -> (client key, starts_at)
 
     def track(self, detail_type: str, detail: Mapping[str, Any]) -> None:
-        appointment = detail.get("appointment_id")
+        appointment = f"{detail.get('spa_id')}#{detail.get('appointment_id')}"
         if detail_type == "AppointmentBooked":
             key = f"{detail['spa_id']}#{detail['client']['id']}"
             if detail["client"].get("phone"):
@@ -260,7 +262,7 @@ class _Visits:
     def next_for(self, phone: str, at: datetime) -> str | None:
         client = self._phone_client.get(phone)
         upcoming = sorted((start, a) for a, (key, start) in self._visits.items() if key == client and start > at)
-        return upcoming[0][1] if upcoming else None
+        return split_key(upcoming[0][1])[1] if upcoming else None
 
 
 def _fill_client(entry: Mapping[str, Any], detail: dict[str, Any], clients: Mapping[str, ScenarioClient],
@@ -314,26 +316,14 @@ def create_stripe_ids(client: stripe.StripeClient, scenario: Scenario,
     customers, cards, new_cards = {}, {}, {}
     for c in scenario.clients:
         customers[c.key] = call(lambda: client.v1.customers.create()).id
-        cards[c.key] = _card(call, client, c.card, customers[c.key]) if c.card else None
+        cards[c.key] = save_test_card(client, customers[c.key], c.card, call) if c.card else None
     for entry in scenario.entries:
         if entry.get("card"):
             key = f"{entry['detail'].get('spa_id')}#{entry['detail'].get('client_id')}"
             if key not in customers:
                 raise ScenarioError(f"events[{entry['index']}]: client {key} is not in the clients section")
-            new_cards[entry["index"]] = _card(call, client, entry["card"], customers[key])
+            new_cards[entry["index"]] = save_test_card(client, customers[key], entry["card"], call)
     return StripeIds(customers, cards, new_cards)
-
-
-def _card(call: Callable[[Callable[[], Any]], Any], client: stripe.StripeClient, card: str, customer: str) -> str:
-    """A PaymentMethod attached to the customer. Stripe's declining cards fail at attach; such a card stays
-    unattached and stands for a card that was good when saved and declines now."""
-    params = {"type": "card", "card": {"token": _card_token(card)}}
-    pm = call(lambda: client.v1.payment_methods.create(params=params)).id
-    try:
-        call(lambda: client.v1.payment_methods.attach(pm, params={"customer": customer}))
-    except stripe.CardError:
-        pass
-    return pm
 
 
 # ====================================================================== capture: messages, outbound events
@@ -366,9 +356,14 @@ class SentMessageTap:
         for message in emails[self._seen_email:]:
             to = (getattr(message, "destinations", None) or {})
             to = to.get("ToAddresses", [None])[0] if isinstance(to, dict) else (to or [None])[0]
+            subject, text = getattr(message, "subject", None), getattr(message, "body", None)
+            raw = getattr(message, "raw_data", None)
+            if raw is not None:  # the system sends MIME (List-Unsubscribe headers): read it as a mail client would
+                mime = email.message_from_string(raw, policy=email.policy.default)
+                part = mime.get_body(("plain",))
+                to, subject, text = mime["To"] or to, mime["Subject"], part.get_content() if part else raw
             self.sent.append({"at": now, "channel": "email", "message_id": message.id, "to": to,
-                              "subject": getattr(message, "subject", None),
-                              "text": getattr(message, "body", None) or getattr(message, "raw_data", None)})
+                              "subject": subject, "text": text})
         self._seen_sms, self._seen_email = len(sms), len(emails)
         return False
 
@@ -599,12 +594,12 @@ def _collect(cloud: LocalCloud, scenario: Scenario, inputs: list[dict[str, Any]]
     packs = load_packs()
     executions = _executions(cloud)
     appointments = [_appointment(a, packs, executions.pop(a.appointment_id, [])) for a in stored]
-    appointments.sort(key=lambda a: (a["starts_at"], a["appointment_id"]))
+    appointments.sort(key=lambda a: (a["starts_at"], a["spa_id"], a["appointment_id"]))
     ledger = [store.ledger.get(i) for i in _scan_keys(dynamodb, tables.ledger, "entry_id")]
     ledger_lines = sorted((_ledger_line(e) for e in ledger if e is not None), key=lambda e: (e["created_at"], e["entry_id"]))
     clients = [store.clients.get(i) for i in _scan_keys(dynamodb, tables.clients, "client_id")]
     cards = {c.key: c.card for c in scenario.clients}
-    client_lines = [_client_line(c, cards, ids) for c in clients if c is not None]
+    client_lines = [_client_line(c, cards, ids, store.consent) for c in clients if c is not None]
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "scenario": {"name": scenario.name, "description": scenario.description, "file": scenario.file},
@@ -619,7 +614,8 @@ def _collect(cloud: LocalCloud, scenario: Scenario, inputs: list[dict[str, Any]]
         "quarantined": _quarantined(recorders.dlq),
     }
     if executions:  # executions whose appointment is not in the table (should not happen): keep them visible
-        report["appointments"] += [{"appointment_id": k, "status": None, "executions": v} for k, v in executions.items()]
+        report["appointments"] += [{"appointment_id": _site_id(k), "spa_id": spa_of(k), "status": None, "executions": v}
+                                   for k, v in executions.items()]
     report["summary"] = summarize(report)
     return report
 
@@ -637,9 +633,9 @@ def _appointment(a: Any, packs: Mapping[str, Any], executions: list[dict[str, An
     pack = packs.get(a.location_id)
     zone = pack.zone if pack else UTC
     line = {
-        "appointment_id": a.appointment_id,
+        "appointment_id": _site_id(a.appointment_id),
         "client_id": a.client_id,
-        "spa_id": a.client_id.partition("#")[0],
+        "spa_id": a.spa_id,
         "location_id": a.location_id,
         "time_zone": str(getattr(zone, "key", "UTC")),
         "service": {"name": a.service.name, "category": a.service.category,
@@ -715,7 +711,7 @@ _END_DETAILS = {"ExecutionAborted": "executionAbortedEventDetails", "ExecutionFa
 
 def _ledger_line(e: Any) -> dict[str, Any]:
     return {
-        "entry_id": e.entry_id, "appointment_id": e.appointment_id, "client_id": e.client_id,
+        "entry_id": e.entry_id, "appointment_id": _site_id(e.appointment_id), "client_id": e.client_id,
         "purpose": e.purpose, "kind": str(e.kind), "amount": _money(e.amount), "status": str(e.status),
         "attempt": e.attempt, "stripe_payment_intent_id": e.stripe_payment_intent_id,
         "stripe_refund_id": e.stripe_refund_id, "decline_code": e.decline_code,
@@ -723,16 +719,26 @@ def _ledger_line(e: Any) -> dict[str, Any]:
     }
 
 
-def _client_line(c: Any, cards: Mapping[str, str | None], ids: StripeIds) -> dict[str, Any]:
+def _opted_out(consent: Any, channel: str, address: str | None, spa_id: str) -> bool:
+    """Opt-outs belong to the address (medspa.domain.consent), so the report reads the consent record."""
+    try:
+        return bool(address) and consent.opted_out(channel, address, spa_id)
+    except ValueError:
+        return False
+
+
+def _client_line(c: Any, cards: Mapping[str, str | None], ids: StripeIds, consent: Any) -> dict[str, Any]:
     return {
         "client_id": c.client_id, "spa_id": c.spa_id, "card": cards.get(c.client_id),
         "stripe_customer_id": c.stripe_customer_id or ids.customers.get(c.client_id),
-        "strikes": [{"reason": s.reason, "appointment_id": s.appointment_id, "at": _iso(s.at)} for s in c.strikes],
+        "strikes": [{"reason": s.reason, "appointment_id": _site_id(s.appointment_id), "at": _iso(s.at)}
+                    for s in c.strikes],
         "prepay_required": c.prepay_required, "prepay_set_at": _iso(c.prepay_set_at),
         "prepay_cleared_by": c.prepay_cleared_by, "prepay_cleared_at": _iso(c.prepay_cleared_at),
         "outstanding": {k: v for k, v in sorted(c.outstanding.items()) if v},
         "credit": {k: v for k, v in sorted(c.credit.items()) if v},
-        "sms_opt_out": c.sms_opt_out, "email_opt_out": c.email_opt_out,
+        "sms_opt_out": c.sms_opt_out or _opted_out(consent, "sms", c.phone, c.spa_id),
+        "email_opt_out": c.email_opt_out or _opted_out(consent, "email", c.email, c.spa_id),
     }
 
 
@@ -777,7 +783,7 @@ def messages_from(appointments: Iterable[Any], recorded: Iterable[Mapping[str, A
     for a in appointments:
         for entry in map(_plain, getattr(a, "messages", None) or ()):
             for result in map(_plain, entry.get("results") or ()):
-                line = {"appointment_id": a.appointment_id, "client_id": a.client_id, "kind": entry.get("kind"),
+                line = {"appointment_id": _site_id(a.appointment_id), "client_id": a.client_id, "kind": entry.get("kind"),
                         "key": entry.get("key"), "at": _iso(entry.get("sent_at")) or _iso(entry.get("due_at")),
                         "channel": str(result.get("channel")), "status": str(result.get("status")),
                         "error": result.get("error")}
@@ -814,8 +820,7 @@ def mask(contact: str | None) -> str | None:
 
 def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
     """Per location, from the report's own sections (so the summary never disagrees with them)."""
-    appointments = {a["appointment_id"]: a for a in report["appointments"]}
-    location_of = {k: a.get("location_id") for k, a in appointments.items()}
+    location_of = {(a.get("spa_id"), a["appointment_id"]): a.get("location_id") for a in report["appointments"]}
     home: dict[str, str] = {}  # a client's location: that of their first appointment in the scenario
     for a in sorted(report["appointments"], key=lambda a: a.get("starts_at") or ""):
         home.setdefault(a.get("client_id"), a.get("location_id"))
@@ -842,22 +847,23 @@ def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
         r["no_shows"] += status == "no_show"
         r["completed"] += status == "completed"
         r["state_transitions"] += sum(e["state_transitions"] for e in a.get("executions", []))
-    notified: set[tuple[str, str]] = set()
+    notified: set[tuple[tuple[str | None, str | None], str]] = set()
     for m in report["messages"]:
         if m["status"] != "sent":
             continue
-        r = row(location_of.get(m["appointment_id"]) or home.get(m["client_id"]))
+        visit = _visit(m)
+        r = row(location_of.get(visit) or home.get(m["client_id"]))
         r["messages_sent"] += 1
         kind = m.get("kind") or ""
-        if (m["appointment_id"], kind) in notified:
+        if (visit, kind) in notified:
             continue  # one notification on two channels counts once
-        notified.add((m["appointment_id"], kind))
+        notified.add((visit, kind))
         r["reminders_sent"] += kind.startswith("reminder")
         r["confirmation_requests"] += kind == "confirmation_request"
     for e in report["ledger"]:
         if "fee" not in e["purpose"].split("_"):
             continue
-        r = row(location_of.get(e["appointment_id"]))
+        r = row(location_of.get(_visit(e)))
         if e["status"] == "succeeded" and e["kind"] in ("charge", "forfeit", "deduction"):
             moved = r["fees_charged" if e["kind"] == "charge" else "fees_covered"]
             moved["count"] += 1
@@ -866,7 +872,7 @@ def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
             r["fees_declined"] += 1
     for c in report["clients"]:
         for strike in c["strikes"]:
-            row(location_of.get(strike["appointment_id"]) or home.get(c["client_id"]))["strikes"] += 1
+            row(location_of.get((c["spa_id"], strike["appointment_id"])) or home.get(c["client_id"]))["strikes"] += 1
         r = row(home.get(c["client_id"]))
         r["prepay_flags"] += bool(c["prepay_required"])
         for currency, amount in c["outstanding"].items():
@@ -884,6 +890,17 @@ def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- values
+
+
+def _site_id(key: str) -> str:
+    """The report names a visit as its booking site does (``apt-1``) beside its ``spa_id``, not by the stored key."""
+    return split_key(key)[1]
+
+
+def _visit(line: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(spa, appointment) of a message or ledger line: two spas may both have an appointment ``apt-1``."""
+    client = line.get("client_id")
+    return (spa_of(client) if client else None), line.get("appointment_id")
 
 
 def _iso(value: Any) -> str | None:

@@ -11,11 +11,11 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-import stripe
 
-from fakestripe import client_for
+from fakestripe import client_for, save_test_card
 from localcloud.cloud import LocalCloud
-from medspa.adapters.store import Store, TableNames
+from medspa.adapters.store import Appointment, Store, TableNames
+from medspa.domain.keys import appointment_key
 from medspa.policy.loader import load_packs
 
 PACKS = load_packs()
@@ -28,6 +28,7 @@ class BookingSite:
         self.stripe = client_for(cloud.stripe)
         self.versions: dict[str, int] = defaultdict(int)
         self.clients: dict[str, dict[str, Any]] = {}
+        self.spa_of: dict[str, str] = {}  # appointment id -> the spa whose booking site named it
         self.sent = 0
         self._inbox = self._subscribe_to_the_system()
 
@@ -37,11 +38,7 @@ class BookingSite:
         payment: dict[str, Any] = {"card_on_file": card is not None}
         if card is not None:
             customer = self.stripe.v1.customers.create().id
-            token = f"pm_card_{card}"
-            try:
-                method = self.stripe.v1.payment_methods.attach(token, params={"customer": customer}).id
-            except stripe.CardError:  # a declining card fails Stripe's check at attach: the token stands for it
-                method = token
+            method = save_test_card(self.stripe, customer, card)
             payment |= {"stripe_customer_id": customer, "stripe_payment_method_id": method}
         self.clients[client_id] = {"spa_id": spa_id, "payment": payment,
                                    "client": {"id": client_id, "phone": phone, "email": email,
@@ -69,21 +66,28 @@ class BookingSite:
                                 "spa_id": spa_id or self._spa_of(appointment_id), **detail}
         if appointment_id is not None:
             body["appointment_id"] = appointment_id
+            self.spa_of.setdefault(appointment_id, body["spa_id"])
             if detail_type not in ("FeeWaived",):
                 self.versions[appointment_id] += 1
                 body["booking_version"] = self.versions[appointment_id]
         self.publish(detail_type, body)
 
-    def publish(self, detail_type: str, body: dict[str, Any]) -> None:
+    def publish(self, detail_type: str, body: dict[str, Any], source: str = "booking-site") -> None:
         bus = self.cloud.deployment.outputs["BookingEventsBusName"]
-        entry = {"Source": "booking-site", "DetailType": detail_type, "Detail": json.dumps(body), "EventBusName": bus}
+        entry = {"Source": source, "DetailType": detail_type, "Detail": json.dumps(body), "EventBusName": bus}
         assert self.cloud.client("events").put_events(Entries=[entry])["FailedEntryCount"] == 0
 
     def _spa_of(self, appointment_id: str | None) -> str:
-        stored = self.store.appointments.get(appointment_id) if appointment_id else None
-        if stored is not None:
-            return stored.client_id.partition("#")[0]
+        if appointment_id in self.spa_of:
+            return self.spa_of[appointment_id]
         return next(iter(self.clients.values()))["spa_id"]
+
+    def key(self, appointment_id: str) -> str:
+        """The stored key of a visit this site booked: ``<spa>#<appointment>``."""
+        return appointment_key(self._spa_of(appointment_id), appointment_id)
+
+    def stored(self, appointment_id: str) -> Appointment | None:
+        return self.store.appointments.get(self.key(appointment_id))
 
     def _subscribe_to_the_system(self) -> str:
         """What a real booking site does to hear back: a rule on ``source: medspa.*`` to its own queue."""
@@ -110,7 +114,8 @@ class BookingSite:
     def executions(self, appointment_id: str) -> list[dict[str, Any]]:
         sfn = self.cloud.client("stepfunctions")
         listed = sfn.list_executions(stateMachineArn=self.cloud.state_machine_arn("AppointmentLifecycleStateMachine"))
-        return sorted((e for e in listed["executions"] if e["name"].startswith(f"{appointment_id}-")),
+        prefix = f"{self._spa_of(appointment_id)}.{appointment_id}-"
+        return sorted((e for e in listed["executions"] if e["name"].startswith(prefix)),
                       key=lambda e: e["startDate"])
 
     def states_entered(self, execution_arn: str) -> list[tuple[datetime, str]]:
@@ -119,12 +124,12 @@ class BookingSite:
                 if "stateEnteredEventDetails" in e]
 
     def messages(self, appointment_id: str) -> list[tuple[str, str, datetime | None]]:
-        stored = self.store.appointments.get(appointment_id)
+        stored = self.stored(appointment_id)
         return [(m.kind, m.status, m.sent_at) for m in stored.messages]
 
     def ledger(self, appointment_id: str) -> list[tuple[str, str, int, str]]:
         return [(e.purpose, e.kind.value, e.amount.amount, e.status.value)
-                for e in sorted(self.store.ledger.for_appointment(appointment_id), key=lambda e: e.entry_id)]
+                for e in sorted(self.store.ledger.for_appointment(self.key(appointment_id)), key=lambda e: e.entry_id)]
 
     # ------------------------------------------------------------------ events built now, delivered later
     # (tests/e2e/test_fault_injection.py: a test decides when, how often and in which order each event
@@ -149,6 +154,7 @@ class BookingSite:
         """An appointment event with the next ``booking_version`` and an explicit ``occurred_at``."""
         self.sent += 1
         self.versions[appointment_id] += 1
+        self.spa_of.setdefault(appointment_id, spa_id)
         return detail_type, {"event_id": f"evt-{self.sent}", "occurred_at": occurred_at.isoformat(),
                              "spa_id": spa_id, **detail, "appointment_id": appointment_id,
                              "booking_version": self.versions[appointment_id]}

@@ -53,10 +53,10 @@ def _executions(cloud) -> dict[str, str]:
 def test_a_booking_starts_one_execution_named_after_the_appointment_version(cloud, store):
     _put(cloud, _booked())
     cloud.run_for(timedelta(minutes=1))
-    stored = store.appointments.get("apt-77")
-    assert (stored.booking_version, stored.execution_name, stored.policy_version) == (1, "apt-77-v1",
+    stored = store.appointments.get("bijoux#apt-77")
+    assert (stored.booking_version, stored.execution_name, stored.policy_version) == (1, "bijoux.apt-77-v1",
                                                                                        "bijoux-2024-04-01.1")
-    assert _executions(cloud) == {"apt-77-v1": "RUNNING"}
+    assert _executions(cloud) == {"bijoux.apt-77-v1": "RUNNING"}
     assert store.clients.get("bijoux#c-1234").stripe_customer_id == "cus_Q1w2E3r4T5y6U7"
 
 
@@ -65,17 +65,17 @@ def test_a_reschedule_stops_the_old_run_with_a_cause_and_starts_the_new_version(
     cloud.run_for(timedelta(hours=1))
     _put(cloud, _rescheduled(2, "2026-03-20T11:00:00-04:00"))
     cloud.run_for(timedelta(minutes=1))
-    assert _executions(cloud) == {"apt-77-v1": "ABORTED", "apt-77-v2": "RUNNING"}
+    assert _executions(cloud) == {"bijoux.apt-77-v1": "ABORTED", "bijoux.apt-77-v2": "RUNNING"}
     sfn = cloud.client("stepfunctions")
     old = next(e for e in sfn.list_executions(
         stateMachineArn=cloud.state_machine_arn("AppointmentLifecycleStateMachine"))["executions"]
-        if e["name"] == "apt-77-v1")
+        if e["name"] == "bijoux.apt-77-v1")
     aborted = next(e for e in sfn.get_execution_history(executionArn=old["executionArn"])["events"]
                    if e["type"] == "ExecutionAborted")["executionAbortedEventDetails"]
     assert aborted["error"] == "Superseded"
     assert aborted["cause"].startswith("Superseded by booking version 2: rescheduled at the booking site")
     assert "(visit 2026-03-20 15:00 UTC)" in aborted["cause"]
-    assert store.appointments.get("apt-77").starts_at == utc(2026, 3, 20, 15)
+    assert store.appointments.get("bijoux#apt-77").starts_at == utc(2026, 3, 20, 15)
 
 
 def test_duplicates_and_out_of_order_deliveries_converge_on_the_newest_version(cloud, store):
@@ -85,12 +85,12 @@ def test_duplicates_and_out_of_order_deliveries_converge_on_the_newest_version(c
     _put(cloud, _booked(), _rescheduled(2, "2026-03-20T11:00:00-04:00"))
     cloud.run_for(timedelta(minutes=10))
 
-    stored = store.appointments.get("apt-77")
+    stored = store.appointments.get("bijoux#apt-77")
     assert (stored.booking_version, stored.starts_at) == (3, utc(2026, 3, 21, 14))
     statuses = _executions(cloud)
     # v1 + v3 folded first (v3's run), then v2 arrived late: the same newest version, refolded as revision 3.
-    assert [name for name, status in statuses.items() if status == "RUNNING"] == ["apt-77-v3-r3"]
-    assert statuses["apt-77-v3"] != "RUNNING"  # stopped, or it woke first and saw itself superseded
+    assert [name for name, status in statuses.items() if status == "RUNNING"] == ["bijoux.apt-77-v3-r3"]
+    assert statuses["bijoux.apt-77-v3"] != "RUNNING"  # stopped, or it woke first and saw itself superseded
     dlq = cloud.deployment.outputs["IntakeDeadLetterQueueUrl"]
     assert cloud.client("sqs").receive_message(QueueUrl=dlq).get("Messages", []) == []
 
@@ -101,9 +101,9 @@ def test_a_cancellation_stops_the_run_and_records_who_cancelled(cloud, store):
     _put(cloud, _event("AppointmentCancelled", booking_version=2, appointment_id="apt-77", by="client",
                        event_id="evt-cancel"))
     cloud.run_for(timedelta(minutes=1))
-    assert store.appointments.get("apt-77").status == AppointmentStatus.CANCELLED
+    assert store.appointments.get("bijoux#apt-77").status == AppointmentStatus.CANCELLED
     # The cancelled revision gets its own run: it settles a late cancel if there is one, here nothing.
-    assert _executions(cloud) == {"apt-77-v1": "ABORTED", "apt-77-v2": "SUCCEEDED"}
+    assert _executions(cloud) == {"bijoux.apt-77-v1": "ABORTED", "bijoux.apt-77-v2": "SUCCEEDED"}
 
 
 def test_an_invalid_event_is_quarantined_with_the_field_named_and_nothing_else_is_lost(cloud, store):
@@ -118,4 +118,4 @@ def test_an_invalid_event_is_quarantined_with_the_field_named_and_nothing_else_i
     reason = messages[0]["MessageAttributes"]["rejection_reason"]["StringValue"]
     assert "detail.service.price.amount" in reason
     assert "+14075550123" not in reason and "jamie" not in reason.lower()
-    assert store.appointments.get("apt-77").last_event_id == "evt-good"
+    assert store.appointments.get("bijoux#apt-77").last_event_id == "evt-good"

@@ -150,6 +150,11 @@ class Plan:
         return f"fi{self.n}"
 
     @property
+    def key(self) -> str:
+        """The stored key: ``<spa>#<appointment>``."""
+        return f"{self.spa}#{self.appointment_id}"
+
+    @property
     def spa(self) -> str:
         return LOCATIONS[self.location][0]
 
@@ -243,7 +248,7 @@ class Injector:
 
     def add(self, live: Live) -> None:
         self.by_customer[live.customer] = live
-        self.by_appointment[live.plan.appointment_id] = live
+        self.by_appointment[live.plan.key] = live
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         injector = self
@@ -286,8 +291,8 @@ class Injector:
             return entry
 
         def record_outcome(self: LedgerRepository, entry_id: str, *args: Any, **kwargs: Any) -> Any:
-            appointment_id, purpose, _ = entry_id.split("#")
-            live = injector.by_appointment.get(appointment_id)
+            spa, appointment_id, purpose, _ = entry_id.split("#")
+            live = injector.by_appointment.get(f"{spa}#{appointment_id}")
             if live is None or purpose not in CARD_PURPOSES:
                 return real_outcome(self, entry_id, *args, **kwargs)
             if live.crash_after_stripe:
@@ -450,10 +455,10 @@ def _observe(cloud: LocalCloud, site: Any, lives: list[Live], counts: Counter, e
         paid = succeeded_by_customer.get(live.customer, [])
         charges = charges_by_customer.get(live.customer, 0)
         tally["double_charges"] += max(0, len(paid) - 1, charges - 1)
-        ledger = site.store.ledger.for_appointment(aid)
+        ledger = site.store.ledger.for_appointment(plan.key)
         cards = sorted((e for e in ledger if e.purpose in CARD_PURPOSES), key=lambda e: e.attempt)
         client = site.store.clients.get(f"{plan.spa}#{plan.client_id}")
-        stored = site.store.appointments.get(aid)
+        stored = site.store.appointments.get(plan.key)
         owed = client.outstanding.get(plan.currency, 0)
         amounts = [(pi["amount"], pi["currency"].upper()) for pi in paid]
         collected = sum(amount for amount, currency in amounts if currency == plan.currency)
@@ -490,11 +495,11 @@ def _observe(cloud: LocalCloud, site: Any, lives: list[Live], counts: Counter, e
         wanted = 1 if strikes is not None and reason in strikes.counts else 0
         if client.strike_count != wanted:
             problems.append(f"{client.strike_count} strikes, expected {wanted}")
-        runs = {e["name"]: e["status"] for e in executions.get(aid, [])}
+        runs = {e["name"]: e["status"] for e in executions.get(f"{plan.spa}.{aid}", [])}
         if runs.get(stored.execution_name) != "SUCCEEDED" or any(
                 status not in ("SUCCEEDED", "ABORTED") for status in runs.values()):
             problems.append(f"executions {runs}, the appointment's own: {stored.execution_name}")
-        first_ref = stripe_idempotency_key(ledger_entry_id(aid, f"{plan.violation}_fee", 1)).rsplit("-")[-1]
+        first_ref = stripe_idempotency_key(ledger_entry_id(plan.key, f"{plan.violation}_fee", 1)).rsplit("-")[-1]
         first_calls = [when for when, _, ref, _ in live.calls if ref == first_ref]
         if live.first_charge_at and first_calls and first_calls[-1] - live.first_charge_at > KEY_TTL:
             tally["retry_after_24h"] += 1

@@ -39,19 +39,18 @@ def client_with_a_visit(cloud, store: Store) -> str:
         store.clients.save_profile(ClientProfile(client_id=client_id, spa_id=client_id.split("#")[0], phone=PHONE,
                                                  email="ana@example.com"), now)
     store.appointments.upsert_from_booking(AppointmentBooking(
-        appointment_id="apt-406-1", client_id="406medicalspa#c-4", location_id="406medicalspa",
+        appointment_id="406medicalspa#apt-406-1", client_id="406medicalspa#c-4", location_id="406medicalspa",
         policy_version="406medicalspa-2025.1",
         service=Service(name="Facial", category="esthetician", duration_minutes=60,
                         price=Money(amount=15_000, currency="USD")),
         starts_at=now + timedelta(hours=20), booking_version=1, event_id="evt-1",
     ), now)
-    return "apt-406-1"
+    return "406medicalspa#apt-406-1"
 
 
 def test_the_subscription_is_created_and_points_at_the_function(cloud) -> None:
     deployment = cloud.deployment
-    [(logical_id, kind)] = deployment.completed.items()
-    assert kind == "AWS::SNS::Subscription"
+    [logical_id] = [r for r, kind in deployment.completed.items() if kind == "AWS::SNS::Subscription"]
     [subscription] = cloud.client("sns").list_subscriptions_by_topic(
         TopicArn=deployment.outputs["InboundSmsTopicArn"])["Subscriptions"]
     assert subscription["Protocol"] == "lambda"
@@ -69,10 +68,10 @@ def test_a_confirm_reply_records_the_clients_confirmation(cloud, store: Store, c
 
 
 def test_stop_opts_the_number_out_at_every_spa_and_start_back_in(cloud, store: Store, client_with_a_visit: str) -> None:
-    _publish(cloud, messageBody="STOP")
-    assert [c.sms_opt_out for c in store.clients.find_by_phone(PHONE)] == [True, True]
-    _publish(cloud, messageBody="start")
-    assert [c.sms_opt_out for c in store.clients.find_by_phone(PHONE)] == [False, False]
+    _publish(cloud, messageBody="STOP", inboundMessageId="in-stop")
+    assert [store.consent.opted_out("sms", PHONE, c.spa_id) for c in store.clients.find_by_phone(PHONE)] == [True, True]
+    _publish(cloud, messageBody="start", inboundMessageId="in-start")
+    assert [store.consent.opted_out("sms", PHONE, c.spa_id) for c in store.clients.find_by_phone(PHONE)] == [False, False]
     assert store.appointments.get(client_with_a_visit).client_confirmed_at is None
 
 
@@ -80,4 +79,4 @@ def test_a_malformed_message_is_skipped_not_failed(cloud, store: Store, client_w
     cloud.client("sns").publish(TopicArn=cloud.deployment.outputs["InboundSmsTopicArn"], Message="STOP")
     _publish(cloud, originationNumber="not-a-number", messageBody="STOP")
     assert [i.errored for i in _inbound_invocations(cloud)] == [False, False]
-    assert not any(c.sms_opt_out for c in store.clients.find_by_phone(PHONE))
+    assert store.consent.get("sms", PHONE, "bijoux") is None

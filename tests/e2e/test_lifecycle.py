@@ -63,7 +63,7 @@ def test_a_no_show_at_bijoux_is_charged_50_dollars_to_the_card_and_counts_a_stri
     site.book("apt-2", "c-ben", "bijoux", VISIT, **INJECTION)
     cloud.run_until_idle()
 
-    stored = site.store.appointments.get("apt-2")
+    stored = site.stored("apt-2")
     assert stored.status is AppointmentStatus.NO_SHOW
     assert site.ledger("apt-2") == [("no_show_fee", "charge", 5000, "succeeded")]
     assert cloud.stripe.charges_total() == 5000
@@ -87,7 +87,7 @@ def test_406_auto_cancels_an_unconfirmed_visit_tells_the_client_and_the_booking_
               price=20000)
     cloud.run_until_idle()
 
-    stored = site.store.appointments.get("apt-3")
+    stored = site.stored("apt-3")
     assert stored.status is AppointmentStatus.AUTO_CANCELLED
     assert [(kind, status) for kind, status, _ in site.messages("apt-3")] == [
         ("confirmation_request", "sent"), ("auto_cancelled", "sent")]
@@ -106,7 +106,7 @@ def test_406_a_confirmed_visit_is_not_cancelled(cloud, site):
     cloud.run_until(utc(2026, 3, 9, 16))
     site.send("AppointmentConfirmed", "apt-4", channel="sms")
     cloud.run_until(visit - timedelta(minutes=1))
-    assert site.store.appointments.get("apt-4").status is AppointmentStatus.CONFIRMED
+    assert site.stored("apt-4").status is AppointmentStatus.CONFIRMED
     assert site.inbox() == []
 
 
@@ -206,7 +206,7 @@ def test_a_declined_card_leaves_the_fee_outstanding_is_retried_with_new_keys_and
     assert site.ledger("apt-g") == [("no_show_fee", "charge", 5000, "declined"),  # the no-show itself
                                     ("no_show_fee", "charge", 5000, "declined"),  # +24 h, the old card
                                     ("no_show_fee", "charge", 5000, "succeeded")]  # +72 h, the new card
-    entries = sorted(site.store.ledger.for_appointment("apt-g"), key=lambda e: e.attempt)
+    entries = sorted(site.store.ledger.for_appointment(site.key("apt-g")), key=lambda e: e.attempt)
     assert len({e.stripe_idempotency_key for e in entries}) == 3
     assert [e.created_at for e in entries] == [decided, decided + timedelta(hours=24), decided + timedelta(hours=72)]
     assert site.store.clients.get("bijoux#c-gus").outstanding == {"USD": 0}
@@ -224,7 +224,7 @@ def test_an_admins_waiver_refunds_a_charged_fee(cloud, site):
                                     ("no_show_fee_refund", "refund", 5000, "succeeded")]
     assert cloud.stripe.refunds_total() == 5000
     assert ("fee_waived", "sent") in [m[:2] for m in site.messages("apt-h")]
-    assert [e["name"] for e in site.executions("apt-h")][-1] == "apt-h-waive-no_show_fee"
+    assert [e["name"] for e in site.executions("apt-h")][-1] == "bijoux.apt-h-waive-no_show_fee"
 
 
 @pytest.mark.parametrize("cloud", [utc(2026, 3, 2, 2)], indirect=True)
@@ -254,7 +254,7 @@ def test_massageluxe_charges_the_full_price_of_a_missed_massage_at_the_end_of_th
               minutes=60, price=12900)
     cloud.run_until_idle()
 
-    [charge] = site.store.ledger.for_appointment("apt-k")
+    [charge] = site.store.ledger.for_appointment(site.key("apt-k"))
     assert (charge.purpose, charge.amount.amount, charge.created_at) == ("no_show_fee", 12900,
                                                                          visit + timedelta(minutes=60))
 
@@ -266,7 +266,7 @@ def test_a_client_who_gave_no_sms_consent_gets_no_sms_and_the_log_says_why(cloud
 
     assert [m[:2] for m in site.messages("apt-l")] == [("reminder_48h", "skipped"), ("reminder_morning_of", "skipped")]
     assert sms_texts() == []
-    [log, _] = site.store.appointments.get("apt-l").messages
+    [log, _] = site.stored("apt-l").messages
     assert [(r.channel, r.status) for r in log.results] == [("sms", "skipped_opted_out"), ("email", "skipped_no_contact")]
 
 
@@ -278,15 +278,15 @@ def test_a_visit_booked_more_than_a_year_ahead_continues_in_a_new_execution_and_
     cloud.run_until(START + timedelta(days=351))
     first, second = site.executions("apt-m")
     assert (first["name"], first["status"], second["name"], second["status"]) == (
-        "apt-m-v1", "SUCCEEDED", "apt-m-v1-c1", "RUNNING")
+        "bijoux.apt-m-v1", "SUCCEEDED", "bijoux.apt-m-v1-c1", "RUNNING")
     assert site.states_entered(first["executionArn"])[-1] == (START + timedelta(days=350),
                                                               "Continued in a new execution")
-    assert site.store.appointments.get("apt-m").execution_name == "apt-m-v1-c1"
+    assert site.stored("apt-m").execution_name == "bijoux.apt-m-v1-c1"
 
     site.send("AppointmentConfirmed", "apt-m", channel="web")  # a later event still stops the continuation
     cloud.run_until(visit - timedelta(hours=1))
     runs = {e["name"]: e["status"] for e in site.executions("apt-m")}
-    assert runs == {"apt-m-v1": "SUCCEEDED", "apt-m-v1-c1": "ABORTED", "apt-m-v2": "RUNNING"}
+    assert runs == {"bijoux.apt-m-v1": "SUCCEEDED", "bijoux.apt-m-v1-c1": "ABORTED", "bijoux.apt-m-v2": "RUNNING"}
     assert [m[:2] for m in site.messages("apt-m")] == [("reminder_48h", "sent"), ("reminder_morning_of", "sent")]
 
 

@@ -150,7 +150,7 @@ def test_every_appointment_has_its_executions_and_a_reschedule_stops_the_old_one
     assert appointment["starts_at"] == "2026-03-12T18:00:00Z"
     assert appointment["starts_at_local"] == "2026-03-12T14:00:00-04:00"
     old, new = appointment["executions"]
-    assert (old["name"], new["name"]) == ("apt-s1-v1", "apt-s1-v2")
+    assert (old["name"], new["name"]) == ("bijoux.apt-s1-v1", "bijoux.apt-s1-v2")
     assert old["status"] == "ABORTED" and old["error"] and old["cause"]
     assert old["stopped_at"] == "2026-03-06T15:00:00Z"
     assert new["state_transitions"] == len(new["states"]) > 0
@@ -225,13 +225,13 @@ def test_messages_join_the_appointment_log_by_message_id_and_keep_unlogged_ones(
     log = [{"key": "reminder_48h", "kind": "reminder_48h", "due_at": at, "status": "sent", "sent_at": at,
             "results": [{"channel": "sms", "status": "sent", "message_id": "m-1", "error": None},
                         {"channel": "email", "status": "skipped_no_contact", "message_id": None, "error": None}]}]
-    appointment = SimpleNamespace(appointment_id="apt-1", client_id="bijoux#c-1", messages=log)
+    appointment = SimpleNamespace(appointment_id="bijoux#apt-1", client_id="bijoux#c-1", messages=log)
     logged, unlogged, skipped = sorted(messages_from([appointment], recorded), key=lambda m: m["message_id"] or "~")
     assert (logged["appointment_id"], logged["kind"], logged["to"], logged["status"]) == (
         "apt-1", "reminder_48h", "+1******0123", "sent")
     assert (unlogged["appointment_id"], unlogged["kind"], unlogged["text"]) == (None, None, "Hi")
     assert (skipped["channel"], skipped["status"], skipped["text"]) == ("email", "skipped_no_contact", None)
-    before_the_log = messages_from([SimpleNamespace(appointment_id="apt-1", client_id="bijoux#c-1")], recorded)
+    before_the_log = messages_from([SimpleNamespace(appointment_id="bijoux#apt-1", client_id="bijoux#c-1")], recorded)
     assert [m["kind"] for m in before_the_log] == [None, None]
 
 

@@ -90,6 +90,27 @@ def test_customer_default_payment_method_set_then_cleared_by_detach(
     assert stripe_client.v1.payment_methods.list(params={"customer": customer.id, "type": "card"}).data == []
 
 
+def test_a_deleted_customer_is_a_stub_to_retrieve_and_missing_to_everything_else(
+    stripe_client: stripe.StripeClient, customer: stripe.Customer
+) -> None:
+    """docs.stripe.com/api/customers/delete returns ``{"id", "object": "customer", "deleted": true}``; a
+    retrieve then returns the same stub ("a subset of the customer's information ... including a deleted
+    property"); any other use, deleting again included, is 404 ``resource_missing`` ("No such customer")."""
+    pm_id = card_on_file(stripe_client, customer)
+    deleted = stripe_client.v1.customers.delete(customer.id)
+    assert (deleted.id, deleted.object, deleted.deleted) == (customer.id, "customer", True)
+    retrieved = stripe_client.v1.customers.retrieve(customer.id)
+    assert retrieved.deleted is True and "email" not in retrieved
+    assert stripe_client.v1.payment_methods.retrieve(pm_id).customer is None  # its cards go with it
+    for attempt in (lambda: stripe_client.v1.customers.delete(customer.id),
+                    lambda: stripe_client.v1.customers.update(customer.id, params={"email": "x@example.com"}),
+                    lambda: charge(stripe_client, customer.id, pm_id)):
+        with pytest.raises(stripe.InvalidRequestError) as caught:
+            attempt()
+        assert (caught.value.http_status, caught.value.code) == (404, "resource_missing")
+    assert customer.id not in [c.id for c in stripe_client.v1.customers.list().data]
+
+
 def test_setup_intent_off_session_confirm_attaches_card(
     stripe_client: stripe.StripeClient, customer: stripe.Customer
 ) -> None:

@@ -54,6 +54,13 @@ def test_executions_still_start_one_thread_running_execution_logic():
     assert "self._evaluation_details.execution_details.name" in _source(ExecutionWorker)
 
 
+def test_a_run_still_makes_its_environment_on_its_own_thread_and_first_asks_if_it_is_running():
+    """A stop before the run's first turn is applied through these three lines (patches._stopped_at_start)."""
+    assert "self.env = None" in _source(ExecutionWorker.__init__)
+    assert "self.env = self._get_evaluation_environment()" in _source(ExecutionWorker._execution_logic)
+    assert "while env.is_running():" in _source(Program._eval_body)
+
+
 def test_the_program_still_runs_on_a_child_thread_of_the_execution():
     """The clock attributes child threads to the baton holder; this is the child thread it expects."""
     assert "threading.Thread(target=super().eval, args=(env,), daemon=True)" in _source(Program.eval)
@@ -100,6 +107,21 @@ def test_sns_still_delivers_to_lambda_through_the_seam_and_cloudformation_still_
     assert "get_backend(self.account_id, region).send_sns_message(" in _source(Subscription.publish)
     assert "func.invoke(json.dumps(event), {}, {})" in _source(LambdaBackend.send_sns_message)
     assert "AWS::SNS::Subscription" not in get_model_map()
+
+
+def test_cloudformation_still_skips_http_apis_and_reimport_still_turns_the_body_into_routes():
+    """deploy.py creates AWS::ApiGatewayV2::Api and ::Stage itself (COMPLETED_BY_LOCALCLOUD) and imports the SAM
+    OpenAPI body with ReimportApi; LocalCloud.http reads the routes and integrations that import makes. When
+    moto's CloudFormation learns these types, let the stack create them (and keep reading the routes)."""
+    from moto.apigatewayv2.models import Api
+    from moto.cloudformation.parsing import get_model_map
+
+    assert not {"AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage"} & set(get_model_map())
+    source = _source(Api.import_api)
+    assert 'route_key = f"{method.upper()} {path}"' in source
+    assert 'if int_type == "x-amazon-apigateway-integration":' in source
+    assert 'integration_uri=type_details.get("uri"),' in source
+    assert 'target=f"integrations/{integration.id}",' in source
 
 
 def test_timestamp_waits_are_still_truncated_to_whole_seconds():

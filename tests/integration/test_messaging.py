@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -14,8 +16,10 @@ from medspa.adapters.messaging import (
     SnsSmsSender,
 )
 from medspa.adapters.store.clients import Channel, Client
+from medspa.adapters.store.consent import InMemoryConsent
 from medspa.messages import AppointmentContext, load_templates
 from medspa.services.notifications import NotificationService
+from medspa.services.unsubscribe import EmailUnsubscribe
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
@@ -27,6 +31,7 @@ REGION = "us-east-1"
 SENDER = "appointments@bijouxmedspa.example"
 START = datetime(2026, 3, 10, 18, 0, tzinfo=UTC)  # Tue 10 Mar 2:00 PM EDT
 NOON_EDT = datetime(2026, 3, 9, 16, 0, tzinfo=UTC)
+UNSUBSCRIBE = "https://api.example.com/unsubscribe?token=v1." + "s" * 43
 
 
 @pytest.fixture
@@ -51,8 +56,21 @@ def sms_sent() -> list[tuple[str, str]]:
     return list(sns_backends[DEFAULT_ACCOUNT_ID][REGION].sms_messages.values())
 
 
-def mail_sent() -> list:
-    return list(ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages)
+def mail_sent() -> list[email.message.EmailMessage]:
+    """What SES received, parsed: the senders send MIME (``Content.Raw``), which moto keeps as sent."""
+    return [email.message_from_string(m.raw_data, policy=email.policy.default)
+            for m in ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages]
+
+
+def text_of(mail: email.message.EmailMessage) -> str:
+    return mail.get_body(("plain",)).get_content()
+
+
+def notifications(messenger: AwsMessenger) -> NotificationService:
+    consent = InMemoryConsent()
+    links = EmailUnsubscribe(consent, lambda: b"integration-test-secret-32-bytes!!", "https://api.example.com/unsubscribe",
+                             {p.spa.id: p.spa.name for p in PACKS.values()})
+    return NotificationService(messenger, load_templates(), PACKS, consent=consent, unsubscribe=links)
 
 
 def client(pack, **overrides) -> Client:
@@ -72,8 +90,7 @@ def ctx(pack, **extra) -> AppointmentContext:
 
 @pytest.fixture
 def service(sns, sesv2) -> NotificationService:
-    messenger = AwsMessenger(SnsSmsSender(sns), SesEmailSender(sesv2, SENDER))
-    return NotificationService(messenger, load_templates(), PACKS)
+    return notifications(AwsMessenger(SnsSmsSender(sns), SesEmailSender(sesv2, SENDER)))
 
 
 def test_sms_lands_in_sns_with_the_e164_number_and_text(sns) -> None:
@@ -90,12 +107,28 @@ def test_sns_sender_refuses_a_number_that_is_not_e164(sns) -> None:
 
 
 def test_email_lands_in_ses_after_verifying_the_identity(sesv2) -> None:
-    message_id = SesEmailSender(sesv2, SENDER).send_email("ana@example.com", "Subject", "Body text")
+    message_id = SesEmailSender(sesv2, SENDER).send_email("ana@example.com", "Subject", "Body text",
+                                                          unsubscribe_url=UNSUBSCRIBE)
     assert message_id
+    [record] = ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages
+    assert record.source == SENDER and record.destinations == ["ana@example.com"]  # one copy, from the To header
     [sent] = mail_sent()
-    assert sent.source == SENDER
-    assert "ana@example.com" in sent.destinations["ToAddresses"]
-    assert sent.subject == "Subject" and sent.body == "Body text"
+    assert (sent["From"], sent["To"], sent["Subject"]) == (SENDER, "ana@example.com", "Subject")
+    assert text_of(sent).strip() == "Body text"
+
+
+def test_every_email_has_one_click_unsubscribe_headers(sesv2) -> None:
+    SesEmailSender(sesv2, SENDER).send_email("ana@example.com", "Réservation 預約", "Body", unsubscribe_url=UNSUBSCRIBE)
+    [sent] = mail_sent()
+    assert sent["List-Unsubscribe"] == f"<{UNSUBSCRIBE}>"
+    assert sent["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert sent["Subject"] == "Réservation 預約"  # encoded on the wire (RFC 2047), intact when read
+
+
+def test_an_unsubscribe_link_must_be_https(sesv2) -> None:
+    with pytest.raises(ValueError, match="https"):
+        SesEmailSender(sesv2, SENDER).send_email("ana@example.com", "S", "B", unsubscribe_url="http://x.example/u")
+    assert mail_sent() == []
 
 
 def test_a_reminder_is_one_sms(service: NotificationService) -> None:
@@ -115,9 +148,12 @@ def test_a_fee_notice_goes_by_sms_and_email(service: NotificationService) -> Non
     [(phone, text)] = sms_sent()
     assert phone == "+85291234567" and "HK$500.00" in text and "Wed 11 Mar at 2:00 AM HKT" in text
     [mail] = mail_sent()
-    assert mail.subject == "Missed-appointment fee of HK$500.00"
-    assert "HK$500.00" in mail.body and "unsubscribe" in mail.body.casefold()
-    assert {r.message_id for r in results} >= {mail.id}
+    assert mail["Subject"] == "Missed-appointment fee of HK$500.00"
+    body = text_of(mail)
+    assert "HK$500.00" in body and "unsubscribe" in body.casefold()
+    link = mail["List-Unsubscribe"].strip("<>")
+    assert link.startswith("https://api.example.com/unsubscribe?token=v1.") and link in body
+    assert {r.message_id for r in results} >= {ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages[0].id}
 
 
 def test_an_opted_out_client_gets_nothing(service: NotificationService) -> None:
@@ -131,7 +167,7 @@ def test_sms_opt_out_still_allows_email(service: NotificationService) -> None:
     service.notify(client(BIJOUX, sms_opt_out=True), "reminder_morning_of", ctx(BIJOUX), NOON_EDT)
     assert sms_sent() == []
     [mail] = mail_sent()
-    assert mail.subject == "Reminder: your appointment on Tue 10 Mar at 2:00 PM EDT"
+    assert mail["Subject"] == "Reminder: your appointment on Tue 10 Mar at 2:00 PM EDT"
 
 
 def test_nothing_is_sent_in_quiet_hours(service: NotificationService) -> None:
@@ -144,8 +180,7 @@ def test_nothing_is_sent_in_quiet_hours(service: NotificationService) -> None:
 def test_an_unverified_sender_fails_per_channel_and_sms_still_goes(sns, aws) -> None:
     unverified = AwsMessenger(SnsSmsSender(sns), SesEmailSender(boto3.client("sesv2", region_name=REGION),
                                                                 "nobody@unverified.example"))
-    results = NotificationService(unverified, load_templates(), PACKS).notify(
-        client(BIJOUX), "prepay_required", ctx(BIJOUX), NOON_EDT)
+    results = notifications(unverified).notify(client(BIJOUX), "prepay_required", ctx(BIJOUX), NOON_EDT)
     assert [(r.channel, r.status) for r in results] == [(Channel.SMS, "sent"), (Channel.EMAIL, "failed")]
     assert results[1].error == "MessageRejected"
     assert len(sms_sent()) == 1 and mail_sent() == []

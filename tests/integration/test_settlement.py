@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 import stripe
+from fakestripe import save_test_card
 from fakestripe.server import FakeStripe, ManualClock
 from medspa.adapters.payments import (
     PaymentProviderUnavailable,
@@ -91,30 +92,22 @@ class Spa:
         customer = pm = None
         if card is not None:
             customer = self.stripe.v1.customers.create().id
-            pm = self._attach(card, customer)
+            pm = save_test_card(self.stripe, customer, card)
         client_id = f"{location}#{ident}"
         self.store.clients.save_profile(ClientProfile(client_id=client_id, spa_id=location, phone=PHONE, email=EMAIL,
                                                       stripe_customer_id=customer, default_payment_method_id=pm),
                                         self.now)
         return client_id
 
-    def _attach(self, card: str, customer: str) -> str:
-        """Attach a test card. Stripe's decline cards (other than ..0341) already fail the check at attach
-        time, so for them the test PaymentMethod token itself stands for "a card that was good when saved
-        and declines now": the fake accepts a token wherever a PaymentMethod id goes, like Stripe."""
-        try:
-            return self.stripe.v1.payment_methods.attach(card, params={"customer": customer}).id
-        except stripe.CardError:
-            return card
-
     def new_card(self, client_id: str, card: str) -> None:
         record = self.store.clients.get(client_id)
-        pm = self._attach(card, record.stripe_customer_id)
+        pm = save_test_card(self.stripe, record.stripe_customer_id, card)
         self.store.clients.save_profile(ClientProfile(client_id=client_id, spa_id=record.spa_id,
                                                       default_payment_method_id=pm), self.now)
 
     def book(self, appointment_id: str, client_id: str, location: str, service: Service,
              payment: PaymentContext | None = None) -> str:
+        appointment_id = f"{client_id.split('#')[0]}#{appointment_id}"
         booking = AppointmentBooking(
             appointment_id=appointment_id, client_id=client_id, location_id=location,
             policy_version=PACKS[location].policy_version, service=service,
@@ -209,7 +202,7 @@ def test_nothing_about_the_visit_or_the_client_reaches_stripe(spa: Spa, visit) -
     for word in (*TREATMENT_WORDS, "ada", "lovelace", PHONE, EMAIL, appointment_id, "no_show"):
         assert f'"{word}' not in sent and word not in sent.replace('"', " ").split(), word
     for request in spa.fake.requests:
-        assert set(request.params.get("metadata", {})) <= {"ledger_ref", "location_id"}
+        assert set(request.params.get("metadata", {})) <= {"ledger_ref", "spa_id", "location_id"}
         assert "description" not in request.params and "receipt_email" not in request.params
 
 
@@ -478,7 +471,7 @@ def _seed_client(spa: Spa, trial: Trial) -> None:
     """A fresh Stripe account holding only this trial's customer and card, and the client row (a plain put)."""
     spa.fake.reset()
     trial.customer = spa.stripe.v1.customers.create().id
-    payment_method = spa._attach(trial.card, trial.customer)
+    payment_method = save_test_card(spa.stripe, trial.customer, trial.card)
     bind(ClientRecord, spa.store.tables.clients, REGION)(
         trial.client_id, spa_id="406medicalspa", phone=PHONE, email=EMAIL, stripe_customer_id=trial.customer,
         default_payment_method_id=payment_method, created_at=spa.now, updated_at=spa.now,

@@ -45,7 +45,7 @@ def usd(cents: int) -> Money:
     return Money(amount=cents, currency="USD")
 
 
-def booking(version: int, appointment_id: str = "appt-1", **changes) -> AppointmentBooking:
+def booking(version: int, appointment_id: str = "bijoux#appt-1", **changes) -> AppointmentBooking:
     """A booking whose every field depends on its version, so the winner is recognisable."""
     fields = dict(
         appointment_id=appointment_id,
@@ -76,7 +76,7 @@ def add_client(store: Store, client_id: str = CLIENT) -> None:
 
 def intent(store: Store, amount: Money = usd(5_000), attempt: int = 1, purpose: str = Purpose.NO_SHOW_FEE,
            now: datetime = T0):
-    return store.ledger.record_intent(appointment_id="appt-1", client_id=CLIENT, purpose=purpose,
+    return store.ledger.record_intent(appointment_id="bijoux#appt-1", client_id=CLIENT, purpose=purpose,
                                       kind=EntryKind.CHARGE, amount=amount, now=now, attempt=attempt)
 
 
@@ -99,9 +99,9 @@ def test_each_table_is_created_from_its_template_definition(dynamo_tables, logic
 
 def test_table_names_are_configuration_not_environment_lookups():
     environ = {"CLIENTS_TABLE": "c-tbl", "APPOINTMENTS_TABLE": "a-tbl", "LEDGER_TABLE": "l-tbl",
-               "IDEMPOTENCY_TABLE": "i-tbl", "AWS_REGION": "eu-west-1"}
+               "CONSENT_TABLE": "k-tbl", "IDEMPOTENCY_TABLE": "i-tbl", "AWS_REGION": "eu-west-1"}
     assert TableNames.from_env(environ) == TableNames(clients="c-tbl", appointments="a-tbl", ledger="l-tbl",
-                                                      idempotency="i-tbl")
+                                                      consent="k-tbl", idempotency="i-tbl")
     assert Store.from_env(environ).tables.ledger == "l-tbl"
     with pytest.raises(KeyError, match="LEDGER_TABLE"):
         TableNames.from_env({k: v for k, v in environ.items() if k != "LEDGER_TABLE"})
@@ -135,7 +135,7 @@ def test_recording_an_intent_twice_returns_the_first_entry_and_never_a_second(st
 
     assert again == first
     assert again.amount == usd(5_000) and again.status is EntryStatus.PENDING
-    assert again.stripe_idempotency_key == stripe_idempotency_key(ledger_entry_id("appt-1", "no_show_fee", 1))
+    assert again.stripe_idempotency_key == stripe_idempotency_key(ledger_entry_id("bijoux#appt-1", "no_show_fee", 1))
     assert boto3.client("dynamodb").scan(TableName=store.tables.ledger)["Count"] == 1
 
 
@@ -165,20 +165,20 @@ def test_requires_action_is_not_final_until_the_client_authenticates(store):
     with pytest.raises(ValueError):
         store.ledger.record_outcome(entry.entry_id, EntryStatus.PENDING, T0)
     with pytest.raises(LedgerEntryNotFound):
-        store.ledger.record_outcome("appt-x#no_show_fee#1", EntryStatus.SUCCEEDED, T0)
+        store.ledger.record_outcome("bijoux#appt-x#no_show_fee#1", EntryStatus.SUCCEEDED, T0)
 
 
 def test_a_retry_after_a_decline_is_a_new_entry_listed_by_appointment_and_client(store):
     declined = intent(store, attempt=1)
     store.ledger.record_outcome(declined.entry_id, EntryStatus.DECLINED, T0, decline_code="insufficient_funds")
     retry = intent(store, attempt=2, now=T0 + timedelta(days=1))
-    refund = store.ledger.record_intent(appointment_id="appt-2", client_id=CLIENT, purpose=Purpose.REFUND,
+    refund = store.ledger.record_intent(appointment_id="bijoux#appt-2", client_id=CLIENT, purpose=Purpose.REFUND,
                                         kind=EntryKind.REFUND, amount=usd(2_500), now=T0 + timedelta(days=2))
 
     assert retry.entry_id != declined.entry_id
     assert retry.stripe_idempotency_key != declined.stripe_idempotency_key
-    assert [e.entry_id for e in store.ledger.for_appointment("appt-1")] == [declined.entry_id, retry.entry_id]
-    assert [e.status for e in store.ledger.for_appointment("appt-1")] == [EntryStatus.DECLINED, EntryStatus.PENDING]
+    assert [e.entry_id for e in store.ledger.for_appointment("bijoux#appt-1")] == [declined.entry_id, retry.entry_id]
+    assert [e.status for e in store.ledger.for_appointment("bijoux#appt-1")] == [EntryStatus.DECLINED, EntryStatus.PENDING]
     assert [e.entry_id for e in store.ledger.for_client(CLIENT)] == [declined.entry_id, retry.entry_id, refund.entry_id]
 
 
@@ -202,7 +202,7 @@ def test_amounts_are_stored_and_read_as_integer_minor_units(store):
 
 def test_only_a_newer_booking_version_is_applied(store):
     assert store.appointments.upsert_from_booking(booking(2), T0).applied
-    store.appointments.set_execution("appt-1", 2, "appt-1-v2", "arn:aws:states:us-east-1:1:execution:x:appt-1-v2", T0)
+    store.appointments.set_execution("bijoux#appt-1", 2, "bijoux.appt-1-v2", "arn:aws:states:us-east-1:1:execution:x:appt-1-v2", T0)
 
     for stale in (booking(2), booking(1)):
         result = store.appointments.upsert_from_booking(stale, T0 + timedelta(minutes=1))
@@ -210,7 +210,7 @@ def test_only_a_newer_booking_version_is_applied(store):
 
     newer = store.appointments.upsert_from_booking(booking(3), T0 + timedelta(minutes=2))
     assert newer.applied and as_booking(newer.appointment) == booking(3)
-    assert newer.appointment.execution_name == "appt-1-v2", "the lifecycle's own fields survive a reschedule"
+    assert newer.appointment.execution_name == "bijoux.appt-1-v2", "the lifecycle's own fields survive a reschedule"
     assert newer.appointment.created_at == T0
 
 
@@ -218,7 +218,7 @@ def test_only_a_newer_booking_version_is_applied(store):
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.integers(0, 40), min_size=1, max_size=5, unique=True), st.data())
 def test_duplicate_and_out_of_order_deliveries_converge_on_the_highest_version(store, versions, data):
-    appointment_id = f"appt-prop-{next(_ids)}"
+    appointment_id = f"bijoux#appt-prop-{next(_ids)}"
     snapshots = [booking(v, appointment_id) for v in versions]
     duplicates = data.draw(st.lists(st.sampled_from(snapshots), max_size=6))
     deliveries = data.draw(st.permutations(snapshots + duplicates))
@@ -234,47 +234,47 @@ def test_duplicate_and_out_of_order_deliveries_converge_on_the_highest_version(s
 
 def test_of_two_concurrent_writers_only_one_wins(store):
     store.appointments.upsert_from_booking(booking(1), T0)
-    seen_by_reminder = store.appointments.get("appt-1")
-    seen_by_deadline = store.appointments.get("appt-1")
+    seen_by_reminder = store.appointments.get("bijoux#appt-1")
+    seen_by_deadline = store.appointments.get("bijoux#appt-1")
 
-    confirmed = store.appointments.mark_status("appt-1", AppointmentStatus.CONFIRMED,
+    confirmed = store.appointments.mark_status("bijoux#appt-1", AppointmentStatus.CONFIRMED,
                                                seen_by_reminder.record_version, T0 + timedelta(hours=1))
     with pytest.raises(ConcurrentUpdate):
-        store.appointments.mark_status("appt-1", AppointmentStatus.AUTO_CANCELLED,
+        store.appointments.mark_status("bijoux#appt-1", AppointmentStatus.AUTO_CANCELLED,
                                        seen_by_deadline.record_version, T0 + timedelta(hours=1))
 
-    stored = store.appointments.get("appt-1")
+    stored = store.appointments.get("bijoux#appt-1")
     assert stored.status is AppointmentStatus.CONFIRMED and stored.confirmed_at == T0 + timedelta(hours=1)
     assert stored.record_version == confirmed.record_version == seen_by_reminder.record_version + 1
 
 
 def test_a_newer_booking_makes_older_readers_and_executions_stale(store):
     store.appointments.upsert_from_booking(booking(1), T0)
-    read_before_reschedule = store.appointments.get("appt-1")
+    read_before_reschedule = store.appointments.get("bijoux#appt-1")
     store.appointments.upsert_from_booking(booking(2), T0 + timedelta(minutes=1))
 
     with pytest.raises(StaleVersion):
-        store.appointments.set_execution("appt-1", 1, "appt-1-v1", "arn:v1", T0 + timedelta(minutes=2))
+        store.appointments.set_execution("bijoux#appt-1", 1, "bijoux.appt-1-v1", "arn:v1", T0 + timedelta(minutes=2))
     with pytest.raises(ConcurrentUpdate):
-        store.appointments.mark_status("appt-1", AppointmentStatus.NO_SHOW, read_before_reschedule.record_version,
+        store.appointments.mark_status("bijoux#appt-1", AppointmentStatus.NO_SHOW, read_before_reschedule.record_version,
                                        T0 + timedelta(minutes=2))
-    current = store.appointments.set_execution("appt-1", 2, "appt-1-v2", "arn:v2", T0 + timedelta(minutes=2))
-    assert (current.execution_name, current.execution_arn) == ("appt-1-v2", "arn:v2")
+    current = store.appointments.set_execution("bijoux#appt-1", 2, "bijoux.appt-1-v2", "arn:v2", T0 + timedelta(minutes=2))
+    assert (current.execution_name, current.execution_arn) == ("bijoux.appt-1-v2", "arn:v2")
     with pytest.raises(AppointmentNotFound):
-        store.appointments.mark_status("appt-missing", AppointmentStatus.CONFIRMED, 1, T0)
+        store.appointments.mark_status("bijoux#appt-missing", AppointmentStatus.CONFIRMED, 1, T0)
 
 
 def test_check_in_time_and_client_schedule(store):
     for n, days in enumerate([9, 2, 5]):
         store.appointments.upsert_from_booking(
-            booking(1, f"appt-{n}", starts_at=T0 + timedelta(days=days)), T0)
-    v = store.appointments.get("appt-1").record_version
-    checked_in = store.appointments.mark_status("appt-1", "checked_in", v, T0 + timedelta(days=2, minutes=-5))
+            booking(1, f"bijoux#appt-{n}", starts_at=T0 + timedelta(days=days)), T0)
+    v = store.appointments.get("bijoux#appt-1").record_version
+    checked_in = store.appointments.mark_status("bijoux#appt-1", "checked_in", v, T0 + timedelta(days=2, minutes=-5))
 
     assert checked_in.checked_in_at == T0 + timedelta(days=2, minutes=-5)
-    assert [a.appointment_id for a in store.appointments.for_client(CLIENT)] == ["appt-1", "appt-2", "appt-0"]
+    assert [a.appointment_id for a in store.appointments.for_client(CLIENT)] == ["bijoux#appt-1", "bijoux#appt-2", "bijoux#appt-0"]
     assert [a.appointment_id for a in store.appointments.for_client(CLIENT, T0 + timedelta(days=4))] == [
-        "appt-2", "appt-0"]
+        "bijoux#appt-2", "bijoux#appt-0"]
 
 
 def test_naive_times_are_refused(store):
@@ -282,23 +282,23 @@ def test_naive_times_are_refused(store):
         booking(1, starts_at=datetime(2025, 3, 6, 15, 0))
     store.appointments.upsert_from_booking(booking(1), T0)
     with pytest.raises(ValueError, match="naive"):
-        store.appointments.mark_status("appt-1", AppointmentStatus.CONFIRMED, 1, datetime(2025, 3, 4))
+        store.appointments.mark_status("bijoux#appt-1", AppointmentStatus.CONFIRMED, 1, datetime(2025, 3, 4))
 
 
 # ------------------------------------------------------------------ clients
 
 def test_the_same_strike_counts_once(store):
     add_client(store)
-    assert store.clients.add_strike(CLIENT, "appt-1", "no_show", T0) == 1
-    assert store.clients.add_strike(CLIENT, "appt-1", "no_show", T0 + timedelta(minutes=5)) == 1
-    assert store.clients.add_strike(CLIENT, "appt-1", "late_cancel", T0) == 2
-    assert store.clients.add_strike(CLIENT, "appt-2", "no_show", T0 + timedelta(days=7)) == 3
+    assert store.clients.add_strike(CLIENT, "bijoux#appt-1", "no_show", T0) == 1
+    assert store.clients.add_strike(CLIENT, "bijoux#appt-1", "no_show", T0 + timedelta(minutes=5)) == 1
+    assert store.clients.add_strike(CLIENT, "bijoux#appt-1", "late_cancel", T0) == 2
+    assert store.clients.add_strike(CLIENT, "bijoux#appt-2", "no_show", T0 + timedelta(days=7)) == 3
 
     client = store.clients.get(CLIENT)
     assert client.strike_count == 3
-    assert [(s.appointment_id, s.reason, s.at) for s in client.strikes][0] == ("appt-1", "late_cancel", T0)
+    assert [(s.appointment_id, s.reason, s.at) for s in client.strikes][0] == ("bijoux#appt-1", "late_cancel", T0)
     with pytest.raises(ClientNotFound):
-        store.clients.add_strike("bijoux#nobody", "appt-1", "no_show", T0)
+        store.clients.add_strike("bijoux#nobody", "bijoux#appt-1", "no_show", T0)
     with pytest.raises(ValueError):
         store.clients.add_strike(CLIENT, "appt", "1#no_show", T0)
 
@@ -344,7 +344,7 @@ def test_balance_movements_apply_once_per_ledger_entry_and_never_go_negative(sto
 def test_profile_refresh_keeps_opt_outs_strikes_and_balances(store):
     add_client(store)
     store.clients.set_opt_out(CLIENT, Channel.SMS, True, T0)
-    store.clients.add_strike(CLIENT, "appt-1", "no_show", T0)
+    store.clients.add_strike(CLIENT, "bijoux#appt-1", "no_show", T0)
     store.clients.add_outstanding(CLIENT, usd(3_000), "fee-1", T0)
 
     refreshed = store.clients.save_profile(ClientProfile(client_id=CLIENT, spa_id="bijoux", stripe_customer_id="cus_1",

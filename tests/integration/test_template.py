@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -47,8 +48,64 @@ def test_runtime_pins_are_the_same_in_pyproject_and_the_lambda_layer():
 def test_the_whole_template_deploys_into_the_local_cloud_with_nothing_skipped():
     with LocalCloud(utc(2026, 1, 1)) as cloud:
         deployment = cloud.deploy()
-    assert set(deployment.not_emulated.values()) <= {"AWS::SQS::QueuePolicy"}
+    assert set(deployment.not_emulated.values()) <= {"AWS::SQS::QueuePolicy", "AWS::Events::EventBusPolicy"}
     assert set(deployment.functions) == set(_of_type("AWS::Serverless::Function"))
     assert set(deployment.state_machines) == {f"{n}" for n in _of_type("AWS::Serverless::StateMachine")}
     tables = {n for n, t in deployment.resource_types.items() if t == "AWS::DynamoDB::Table"}
     assert tables == set(_of_type("AWS::DynamoDB::Table"))
+
+
+def test_the_http_api_is_deployed_with_its_routes_stage_and_permissions():
+    """moto's CloudFormation skips AWS::ApiGatewayV2::*; the local cloud creates them, and every reference
+    to the API (a function's environment, the invoke permissions) gets its real id, never ``None``."""
+    with LocalCloud(utc(2026, 1, 1)) as cloud:
+        deployment = cloud.deploy()
+        api_id = deployment.http_apis["HttpApi"]
+        apigw = cloud.client("apigatewayv2")
+        routes = {r["RouteKey"]: r["Target"] for r in apigw.get_routes(ApiId=api_id)["Items"]}
+        targets = {apigw.get_integration(ApiId=api_id, IntegrationId=t.removeprefix("integrations/"))["IntegrationUri"]
+                   for t in routes.values()}
+        stages = [s["StageName"] for s in apigw.get_stages(ApiId=api_id)["Items"]]
+        function = deployment.functions["HttpApiFunction"]
+        policy = json.loads(cloud.client("lambda").get_policy(FunctionName=function)["Policy"])
+        unsubscribe_url = cloud.function_environment("LifecycleFunction")["UNSUBSCRIBE_URL"]
+    assert set(routes) == {"GET /unsubscribe", "POST /unsubscribe"}
+    [uri] = targets
+    assert uri.endswith(f":function:{function}/invocations")
+    assert stages == ["$default"]
+    assert {deployment.completed[r] for r in ("HttpApi", "HttpApiApiGatewayDefaultStage")} == {
+        "AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage"}
+    arns = sorted(s["Condition"]["ArnLike"]["AWS:SourceArn"] for s in policy["Statement"])
+    assert arns == [f"arn:aws:execute-api:us-east-1:123456789012:{api_id}/*/{m}/unsubscribe" for m in ("GET", "POST")]
+    assert unsubscribe_url == deployment.outputs["HttpApiUrl"] + "/unsubscribe"
+    assert unsubscribe_url == f"https://{api_id}.execute-api.us-east-1.amazonaws.com/unsubscribe"
+
+
+def _consent_grants() -> dict[str, dict[str, set[str]]]:
+    """Function -> DynamoDB action on ConsentTable -> the key prefixes it is limited to ("*" if none)."""
+    grants: dict[str, dict[str, set[str]]] = {}
+    for name, props in _of_type("AWS::Serverless::Function").items():
+        for policy in props["Policies"]:
+            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+                resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                if {"Fn::GetAtt": ["ConsentTable", "Arn"]} not in resources:
+                    continue
+                condition = statement.get("Condition", {}).get("ForAllValues:StringLike", {})
+                prefixes = set(condition.get("dynamodb:LeadingKeys", ["*"]))
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                for action in actions:
+                    grants.setdefault(name, {}).setdefault(action, set()).update(prefixes)
+    return grants
+
+
+def test_each_function_reaches_only_its_own_kind_of_consent_item():
+    assert _consent_grants() == {
+        "LifecycleFunction": {"dynamodb:GetItem": {"sms#*", "email#*"}, "dynamodb:UpdateItem": {"link#*"}},
+        "InboundSmsFunction": {"dynamodb:GetItem": {"sms#*"}, "dynamodb:UpdateItem": {"sms#*", "reply#*"},
+                               "dynamodb:PutItem": {"reply#*"}, "dynamodb:DeleteItem": {"reply#*"}},
+        "HttpApiFunction": {"dynamodb:GetItem": {"link#*", "email#*"}, "dynamodb:UpdateItem": {"email#*"}},
+        # Erasure: an address's consent and every unsubscribe link sent to it. Links are found by a scan, not
+        # by recomputing their signature, because links signed before a key rotation still hold the address.
+        "PrivacyFunction": {"dynamodb:GetItem": {"sms#*", "email#*", "link#*"},
+                            "dynamodb:DeleteItem": {"sms#*", "email#*", "link#*"}, "dynamodb:Scan": {"*"}},
+    }

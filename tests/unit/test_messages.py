@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from medspa.adapters.messaging import InMemoryMessenger
 from medspa.adapters.store.clients import Channel, Client
+from medspa.adapters.store.consent import InMemoryConsent
 from medspa.domain.money import Money
 from medspa.messages import (
     BASE_KINDS,
@@ -29,12 +30,14 @@ from medspa.messages import (
 )
 from medspa.messages.templates import TEMPLATES_DIR
 from medspa.services.notifications import NotificationService
+from medspa.services.unsubscribe import EmailUnsubscribe
 
 from tests.support.packs import AUSTIN, BIJOUX, GLOW, PACKS, SPA406
 
 LIBRARY = load_templates()
 LONG_NAME = "Maximiliana-Josephine Alexandrova-Worthington"
 LINK = "https://pay.example.com/" + "x" * 76  # a 100-character payment link
+UNSUBSCRIBE = "https://api.example.com/unsubscribe?token=v1." + "s" * 43
 
 
 def kinds_for(pack) -> list[str]:
@@ -72,12 +75,12 @@ def test_every_kind_renders_for_every_location(location: str, kind: str) -> None
     templates = LIBRARY.for_location(location)
     ctx = context(pack, START)
     sms = render_sms(templates, pack, kind, ctx)
-    opt_out_line = f"Reply {pack.messaging.keywords.opt_out[0]} to opt out."
+    opt_out_line = f"Reply {pack.messaging.keywords.opt_out_word} to opt out."
     assert sms.endswith(opt_out_line)
     assert len(sms) <= SMS_MAX_CHARS
-    email = render_email(templates, pack, kind, ctx)
+    email = render_email(templates, pack, kind, ctx, unsubscribe_link=UNSUBSCRIBE)
     assert email.subject and "\n" not in email.subject
-    assert "unsubscribe" in email.body.casefold()
+    assert "unsubscribe" in email.body.casefold() and email.body.rstrip().endswith(UNSUBSCRIBE)
     for text in (sms, email.subject + email.body):
         assert "${" not in text
     if kind in FEE_KINDS:
@@ -123,7 +126,7 @@ def test_glow_says_hong_kong_dollars_once_and_correctly(kind: str) -> None:
     ctx = context(GLOW, datetime(2026, 3, 10, 6, 30, tzinfo=UTC), fee=GLOW.money(50000))
     templates = LIBRARY.for_location("glow-hk")
     sms = render_sms(templates, GLOW, kind, ctx)
-    email = render_email(templates, GLOW, kind, ctx)
+    email = render_email(templates, GLOW, kind, ctx, unsubscribe_link=UNSUBSCRIBE)
     for text in (sms, email.subject, email.body):
         assert "HK$500.00" in text
         assert "HK$HK$" not in text and "$HK" not in text and "HKD" not in text and " $500" not in text
@@ -257,7 +260,7 @@ def test_fee_declined_renders_without_a_payment_link() -> None:
         assert ctx.payment_link is None
         for kind in PAYABLE_KINDS:
             render_sms(LIBRARY.for_location(location), pack, kind, ctx)
-            render_email(LIBRARY.for_location(location), pack, kind, ctx)
+            render_email(LIBRARY.for_location(location), pack, kind, ctx, unsubscribe_link=UNSUBSCRIBE)
 
 
 DECLINED_WITH_LINK = ('[fee_declined]\nsms = "Pay ${fee_amount} at ${payment_link}"\n'
@@ -276,7 +279,8 @@ def test_payment_link_from_the_location_settings_is_rendered(tmp_path: Path) -> 
     templates = library.for_location("bijoux")
     sms = render_sms(templates, BIJOUX, "fee_declined", context(BIJOUX, START))
     assert sms.startswith("Pay $500.00 at https://pay.example.com/bijoux\n")
-    email = render_email(templates, BIJOUX, "fee_declined", context(BIJOUX, START, payment_link=LINK))
+    email = render_email(templates, BIJOUX, "fee_declined", context(BIJOUX, START, payment_link=LINK),
+                         unsubscribe_link=UNSUBSCRIBE)
     assert LINK in email.body  # a per-fee link from the caller wins over the location's page
     assert "payment_link" not in library.for_location("glow-hk").settings
 
@@ -325,17 +329,19 @@ def test_a_missing_default_file_fails(tmp_path: Path) -> None:
     ("stop", "opt_out"), ("STOP", "opt_out"), ("  Unsubscribe\n", "opt_out"), ("Stop.", "opt_out"),
     (" Yes ", "confirm"), ("CONFIRM", "confirm"), ("confirm!", "confirm"), ("c", "confirm"), ("y", "confirm"),
     ("start", "opt_in"), ("UNSTOP", "opt_in"), ("help", "help"), ("Info", "help"),
-    ("yes but I'll be late", "unknown"), ("cancel", "unknown"), ("", "unknown"), ("   ", "unknown"),
+    ("cancel", "opt_out"), ("Revoke", "opt_out"), ("opt out", "opt_out"), ("S.T.O.P", "opt_out"),
+    ("yes but I'll be late", "unknown"), ("please stop texting", "unknown"), ("", "unknown"), ("   ", "unknown"),
 ])
 def test_inbound_keywords(text: str, intent: str) -> None:
     assert parse_inbound_sms(text, BIJOUX) == intent
 
 
-def test_inbound_keywords_come_from_the_pack() -> None:
+def test_inbound_keywords_are_the_base_words_plus_the_packs_own() -> None:
     assert parse_inbound_sms("退訂", GLOW) == "opt_out"
     assert parse_inbound_sms("退訂", BIJOUX) == "unknown"
-    assert parse_inbound_sms("end", BIJOUX) == "opt_out"
-    assert parse_inbound_sms("end", GLOW) == "unknown"
+    assert parse_inbound_sms("end", GLOW) == "opt_out"  # base: GLOW's pack does not list it
+    assert parse_inbound_sms("yes", None) == "unknown"  # confirm words are a pack's
+    assert parse_inbound_sms("退訂", None, also=[GLOW]) == "opt_out"
 
 
 # --- the notification service -------------------------------------------------------------------
@@ -343,8 +349,14 @@ def test_inbound_keywords_come_from_the_pack() -> None:
 NOON_EDT = datetime(2026, 3, 9, 16, 0, tzinfo=UTC)
 
 
-def service(messenger: InMemoryMessenger, **kw) -> NotificationService:
-    return NotificationService(messenger, LIBRARY, PACKS, **kw)
+SECRET = b"unit-test-signing-secret-of-32-bytes!"
+
+
+def service(messenger: InMemoryMessenger, consent: InMemoryConsent | None = None, **kw) -> NotificationService:
+    consent = consent if consent is not None else InMemoryConsent()
+    links = EmailUnsubscribe(consent, lambda: SECRET, "https://api.example.com/unsubscribe",
+                             {p.spa.id: p.spa.name for p in PACKS.values()})
+    return NotificationService(messenger, LIBRARY, PACKS, consent=consent, unsubscribe=links, **kw)
 
 
 def test_reminder_goes_by_sms_only_when_sms_is_possible() -> None:
@@ -479,3 +491,46 @@ def test_confirmation_uses_a_confirm_keyword_from_the_pack() -> None:
     service(messenger).notify(client(SPA406), "confirmation_request",
                               context(SPA406, START + timedelta(days=1)), NOON_EDT)
     assert "replying CONFIRM" in messenger.sms[0].body
+
+
+# --- consent belongs to the address, checked at send time -----------------------------------------
+
+def test_a_number_that_opted_out_is_not_texted_whichever_client_has_it() -> None:
+    consent = InMemoryConsent()
+    consent.record("sms", "+14075550123", "glow", opted_out=True, how="keyword", at=NOON_EDT)
+    messenger = InMemoryMessenger()
+    later_client = client(BIJOUX, client_id="bijoux#c-new")  # another spa, created after the STOP
+    results = service(messenger, consent).notify(later_client, "no_show_fee_charged", context(BIJOUX, START), NOON_EDT)
+    assert [(r.channel, r.status) for r in results] == [(Channel.SMS, "skipped_opted_out"), (Channel.EMAIL, "sent")]
+    assert not messenger.sms
+
+
+def test_an_email_unsubscribe_holds_at_its_spa_only() -> None:
+    consent = InMemoryConsent()
+    consent.record("email", "Client@Example.com ", "bijoux", opted_out=True, how="link", at=NOON_EDT)
+    messenger = InMemoryMessenger()
+    bijoux = service(messenger, consent).notify(client(BIJOUX), "no_show_fee_charged", context(BIJOUX, START), NOON_EDT)
+    spa406 = service(messenger, consent).notify(client(SPA406), "no_show_fee_charged", context(SPA406, START), NOON_EDT)
+    assert {(r.channel, r.status) for r in bijoux} == {(Channel.SMS, "sent"), (Channel.EMAIL, "skipped_opted_out")}
+    assert {(r.channel, r.status) for r in spa406} == {(Channel.SMS, "sent"), (Channel.EMAIL, "sent")}
+    assert [e.to_address for e in messenger.emails] == ["client@example.com"]
+
+
+def test_opting_back_in_is_honoured_at_the_next_send() -> None:
+    consent = InMemoryConsent()
+    consent.record("sms", "+14075550123", "bijoux", opted_out=True, how="keyword", at=NOON_EDT)
+    consent.record("sms", "+14075550123", "bijoux", opted_out=False, how="keyword", at=NOON_EDT + timedelta(minutes=1))
+    results = service(InMemoryMessenger(), consent).notify(client(BIJOUX), "reminder_48h", context(BIJOUX, START),
+                                                           NOON_EDT)
+    assert [r.status for r in results] == ["sent"]
+
+
+def test_every_email_carries_its_signed_link_in_the_body_and_the_header() -> None:
+    consent, messenger = InMemoryConsent(), InMemoryMessenger()
+    service(messenger, consent).notify(client(SPA406), "prepay_required", context(SPA406, START), NOON_EDT)
+    [email] = messenger.emails
+    assert email.unsubscribe_url.startswith("https://api.example.com/unsubscribe?token=v1.")
+    assert email.unsubscribe_url in email.body
+    assert "client@example.com" not in email.unsubscribe_url and "406" not in email.unsubscribe_url
+    [(spa, address)] = consent.links.values()
+    assert (spa, address) == ("406medicalspa", "client@example.com")

@@ -189,17 +189,38 @@ def test_glow_prepaid_services_expire_and_defer():
     assert prepaid.book_next_session_on_completion
 
 
-def test_opt_out_keywords_include_the_seed_words_and_never_cancel():
+def test_opt_out_keywords_include_the_seed_words_and_every_carrier_word():
     assert {"STOP", "UNSUBSCRIBE"} <= set(PACKS["406medicalspa"].messaging.keywords.opt_out)
     for pack in PACKS.values():
-        assert "CANCEL" not in pack.messaging.keywords.opt_out
+        assert {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"} <= set(
+            pack.messaging.keywords.words("opt_out"))
+        assert {"START", "UNSTOP"} <= set(pack.messaging.keywords.words("opt_in"))
 
 
 def test_keyword_groups_are_disjoint():
     keywords = PACKS["bijoux"].messaging.keywords.model_dump()
-    keywords["confirm"] = ["stop"]
+    keywords["confirm"] = ["SI"]
+    keywords["opt_in"] = ["si"]
     with pytest.raises(ValueError, match="one group only"):
         type(PACKS["bijoux"].messaging.keywords).model_validate(keywords)
+    keywords["opt_in"], keywords["confirm"] = [], ["stop"]
+    with pytest.raises(ValueError, match="base opt_out keyword"):
+        type(PACKS["bijoux"].messaging.keywords).model_validate(keywords)
+
+
+def test_every_location_has_a_contact_line_for_help_replies():
+    lines = {k: p.contact.line for k, p in PACKS.items()}
+    assert lines["bijoux"] == "Bijoux Med Spa: 407-213-GLOW, info@bijouxmedspa.com"
+    assert lines["406medicalspa"] == "406MedicalSpa: 406-287-6565, hello@406medicalspa.com"
+    assert lines["massageluxe-austin"] == "MassageLuXe Austin: massageluxe.com"
+    placeholders = [k for k, p in PACKS.items() if ".example" in p.contact.line]
+    assert placeholders == ["glow-hk"] and "placeholder" in PACKS["glow-hk"].contact.source.assumption
+
+
+def test_a_contact_needs_a_way_to_reach_someone(tmp_path):
+    path = _broken_copy(tmp_path, "bijoux.toml", 'phone = "407-213-GLOW"\nemail = "info@bijouxmedspa.com"\n', "")
+    with pytest.raises(PolicyPackError, match=r"bijoux\.toml: contact: .*phone number, an email address or a web"):
+        load_pack(path)
 
 
 def test_pack_roundtrips_through_json_for_state_machine_payloads():

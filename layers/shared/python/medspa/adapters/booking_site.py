@@ -33,13 +33,3 @@ class EventBridgeBookingSite:
 
 class BookingSiteUnavailable(Exception):
     """PutEvents refused the entry; the state machine retries the step (the event id is the same)."""
-
-
-class RecordingBookingSite:
-    """In-memory stand-in for unit tests."""
-
-    def __init__(self) -> None:
-        self.published: list[tuple[str, str, dict[str, Any]]] = []
-
-    def publish(self, detail_type: str, event_id: str, detail: dict[str, Any]) -> None:
-        self.published.append((detail_type, event_id, detail))

@@ -3,6 +3,14 @@
 The notification service depends only on the protocol, so unit tests use
 :class:`InMemoryMessenger` and production wires :class:`AwsMessenger`. Logs never carry a body, a
 phone number or an address (PII): only the channel and the provider's message id.
+
+Every email carries its unsubscribe link twice: in the body (the template's footer) and as the
+``List-Unsubscribe`` header with ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058), which
+mail providers turn into their own "Unsubscribe" button and POST to without opening the page. The
+message is built here as MIME and sent as SES v2 ``Content.Raw``: botocore 1.44's ``Content.Simple``
+accepts ``Headers`` too, but the local cloud's SES (moto 5.2.5) drops them, and a header no test can
+see is a header that can silently disappear. (SES signs with DKIM after the headers are set, so the
+providers that require one-click unsubscribe for bulk senders accept them.)
 """
 
 from __future__ import annotations
@@ -10,6 +18,8 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import SMTP
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
@@ -28,8 +38,8 @@ class SmsSender(Protocol):
 
 
 class EmailSender(Protocol):
-    def send_email(self, to_address: str, subject: str, body: str) -> str:
-        """Send and return the provider's message id."""
+    def send_email(self, to_address: str, subject: str, body: str, *, unsubscribe_url: str) -> str:
+        """Send with ``List-Unsubscribe`` pointing at ``unsubscribe_url``; return the provider's message id."""
         ...
 
 
@@ -66,24 +76,37 @@ class SnsSmsSender:
         return message_id
 
 
+def _require_https(url: str) -> None:
+    if not url.startswith("https://") or any(c.isspace() or c in "<>" for c in url):
+        raise ValueError("the unsubscribe link must be an https:// address")
+
+
+def mime_email(from_address: str, to_address: str, subject: str, body: str, unsubscribe_url: str) -> bytes:
+    """A plain-text UTF-8 message with the one-click unsubscribe headers (RFC 2369, RFC 8058)."""
+    _require_https(unsubscribe_url)
+    message = EmailMessage(policy=SMTP)
+    message["From"] = from_address
+    message["To"] = to_address
+    message["Subject"] = subject
+    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(body)
+    return message.as_bytes()
+
+
 class SesEmailSender:
-    """SES v2 ``SendEmail`` with a plain-text body (the sender identity must be verified)."""
+    """SES v2 ``SendEmail`` of a MIME message (``Content.Raw``); the sender identity must be verified."""
 
     def __init__(self, sesv2_client: Any, from_address: str) -> None:
         _require_address(from_address)
         self._ses = sesv2_client
         self._from = from_address
 
-    def send_email(self, to_address: str, subject: str, body: str) -> str:
+    def send_email(self, to_address: str, subject: str, body: str, *, unsubscribe_url: str) -> str:
         _require_address(to_address)
-        response = self._ses.send_email(
-            FromEmailAddress=self._from,
-            Destination={"ToAddresses": [to_address]},
-            Content={"Simple": {
-                "Subject": {"Data": subject, "Charset": "UTF-8"},
-                "Body": {"Text": {"Data": body, "Charset": "UTF-8"}},
-            }},
-        )
+        raw = mime_email(self._from, to_address, subject, body, unsubscribe_url)
+        # Recipients come from the To header: naming them again in Destination would be a second copy.
+        response = self._ses.send_email(FromEmailAddress=self._from, Content={"Raw": {"Data": raw}})
         message_id = response["MessageId"]
         logger.info("email sent", extra={"channel": "email", "message_id": message_id})
         return message_id
@@ -99,8 +122,8 @@ class AwsMessenger:
     def send_sms(self, phone: str, body: str) -> str:
         return self._sms.send_sms(phone, body)
 
-    def send_email(self, to_address: str, subject: str, body: str) -> str:
-        return self._email.send_email(to_address, subject, body)
+    def send_email(self, to_address: str, subject: str, body: str, *, unsubscribe_url: str) -> str:
+        return self._email.send_email(to_address, subject, body, unsubscribe_url=unsubscribe_url)
 
 
 @dataclass(frozen=True)
@@ -116,6 +139,7 @@ class RecordedEmail:
     to_address: str
     subject: str
     body: str
+    unsubscribe_url: str
 
 
 @dataclass
@@ -139,10 +163,11 @@ class InMemoryMessenger:
         self.sms.append(RecordedSms(message_id, phone, body))
         return message_id
 
-    def send_email(self, to_address: str, subject: str, body: str) -> str:
+    def send_email(self, to_address: str, subject: str, body: str, *, unsubscribe_url: str) -> str:
         _require_address(to_address)
+        _require_https(unsubscribe_url)
         if self.fail_email:
             raise ConnectionError("fake email provider unavailable")
         message_id = self._next_id()
-        self.emails.append(RecordedEmail(message_id, to_address, subject, body))
+        self.emails.append(RecordedEmail(message_id, to_address, subject, body, unsubscribe_url))
         return message_id

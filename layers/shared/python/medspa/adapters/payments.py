@@ -34,8 +34,8 @@ __all__ = [
     "StripePayments",
 ]
 
-# The only metadata keys the adapter lets through: both hold opaque ids, never words about a visit.
-METADATA_KEYS = frozenset({"ledger_ref", "location_id"})
+# The only metadata keys the adapter lets through: all hold opaque ids, never words about a visit.
+METADATA_KEYS = frozenset({"ledger_ref", "spa_id", "location_id"})
 
 
 class PaymentProviderUnavailable(Exception):
@@ -231,6 +231,26 @@ class StripePayments:
                 raise PaymentProviderUnavailable(f"listing refunds: HTTP {error.http_status}") from error
             raise
         return None
+
+
+    def delete_customer(self, customer_id: str) -> bool:
+        """Delete the client's Stripe customer (and with it the cards saved on it), for an erasure.
+
+        Stripe keeps the charges and refunds themselves (a business's payment records), detached from
+        any customer. ``False`` when Stripe no longer has the customer: already deleted, so a retried
+        erasure finishes. Raises ``PaymentProviderUnavailable`` when Stripe cannot answer.
+        """
+        try:
+            deleted = self._stripe.v1.customers.delete(customer_id)
+        except stripe.InvalidRequestError as error:
+            if error.code == "resource_missing":
+                return False
+            raise
+        except stripe.StripeError as error:
+            if _transient(error):
+                raise PaymentProviderUnavailable(f"deleting a customer: HTTP {error.http_status}") from error
+            raise
+        return bool(_field(deleted, "deleted"))
 
 
 def _refund_result(refund: Any) -> RefundResult:

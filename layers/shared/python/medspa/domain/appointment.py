@@ -10,28 +10,38 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from medspa.domain.money import Money
+
+MAX_AMOUNT = 99_999_999
+"""Stripe's largest charge is eight digits of minor units ($999,999.99); a price or payment above it
+could never be settled, and it stays far inside the integers DynamoDB and JSON readers hold exactly."""
+
+MAX_VISIT_MINUTES = 24 * 60
+"""A visit longer than a day is not a med-spa visit but a typo; the reminder and no-show times use it."""
 
 
 class _Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def _non_negative(money: Money) -> Money:
+def _chargeable(money: Money) -> Money:
     if money.amount < 0:
         raise ValueError("must not be negative")
+    if money.amount > MAX_AMOUNT:
+        raise ValueError(f"must be at most {MAX_AMOUNT} minor units (the largest charge a card can take)")
     return money
 
 
-Amount = Annotated[Money, AfterValidator(_non_negative)]
+Amount = Annotated[Money, AfterValidator(_chargeable)]
 
 
 class Service(_Value):
-    name: str
-    category: str = Field(description="The booking site's category; a pack may pin some names to another")
-    duration_minutes: Annotated[int, Field(gt=0)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    category: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="The booking site's category; a pack may pin some names to another")
+    duration_minutes: Annotated[int, Field(gt=0, le=MAX_VISIT_MINUTES)]
     price: Amount = Field(description="The booked price of this appointment, for the whole party")
 
 

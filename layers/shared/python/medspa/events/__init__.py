@@ -1,4 +1,4 @@
-"""Booking-site events: the catalogue (models, parsing, JSON Schemas) and their mapping to the store.
+"""Booking-site events: the catalogue (models, parsing, JSON Schemas) and the fold of an appointment's events.
 
 ``BookingNotYetKnown`` and ``payment_context`` are loaded lazily so that parsing an event never imports
 the data layer.
@@ -25,10 +25,14 @@ from .catalogue import (
     BookingPayment,
     CardUpdated,
     ClientCheckedIn,
+    ClientContactCorrected,
+    ClientDataExportRequested,
+    ClientErasureRequested,
     ConfirmationChannel,
     FeeWaived,
     InvalidBookingEvent,
     PrepayRequirementCleared,
+    PrivacyRequest,
     parse_booking_envelope,
     parse_booking_event,
 )
@@ -51,10 +55,14 @@ __all__ = [
     "BookingPayment",
     "CardUpdated",
     "ClientCheckedIn",
+    "ClientContactCorrected",
+    "ClientDataExportRequested",
+    "ClientErasureRequested",
     "ConfirmationChannel",
     "FeeWaived",
     "InvalidBookingEvent",
     "PrepayRequirementCleared",
+    "PrivacyRequest",
     "parse_booking_envelope",
     "parse_booking_event",
 ]
@@ -62,7 +70,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in {"BookingNotYetKnown", "payment_context"}:
-        from . import mapping
+        from . import history
 
-        return getattr(mapping, name)
+        return getattr(history, name)
     raise AttributeError(name)

@@ -20,17 +20,28 @@ Decisions (also in ``docs/events/README.md``):
   ``booking_version``: a card belongs to a client, not to a booking, and a waiver is an admin action
   on one ledger entry, not a change to the booking. Both are idempotent by ``event_id`` (and, for a
   waiver, by the ledger entry it names), and a later card simply replaces the earlier one.
+* Every accepted value is bounded, so nothing a booking site sends can overflow what comes after the
+  parser: strings have a maximum length, integers a range (``booking_version`` a signed 32-bit
+  integer, ``party_size`` at most 50, money at most Stripe's largest charge, a visit at most a day),
+  every time lies in the years 2000 to 2100 with an offset between -12:00 and +14:00, so it converts
+  to UTC, and the event as a whole is checked for depth, size and JSON-ness before pydantic reads it
+  (:data:`DETAIL_MAX_BYTES` says why the sizes are what they are).
+* An unknown ``detail-type`` or a ``source`` that is not a booking site is refused by field name; the
+  value is never repeated, since it is whatever the sender put there.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -43,8 +54,47 @@ from pydantic import (
 
 from medspa.domain.appointment import Amount, Service
 
-SOURCE_PATTERN = r"^booking-site(\.[a-z0-9][a-z0-9-]*)?$"
+SOURCE_PATTERN = r"^booking-site(\.[a-z0-9][a-z0-9-]{0,62})?$"
 
+DETAIL_MAX_BYTES = 16 * 1024
+"""The largest ``detail`` accepted, as compact UTF-8 JSON.
+
+EventBridge takes entries up to 256 KB and SQS messages up to 256 KiB, but the binding limit is
+DynamoDB's 400 KB item: an appointment keeps its whole event history in one item, beside its messages
+and fees, so one event must stay a small fraction of it. The field bounds keep the largest valid detail
+under 7 KiB even in four-byte characters (a unit test builds it), so 16 KiB never refuses an honest
+event; it stops a padded one before pydantic reads it.
+"""
+
+EVENT_MAX_BYTES = 64 * 1024
+"""The whole event: the detail plus AWS's envelope, with room for keys AWS may add; well under the
+256 KiB an SQS message may be, so the quarantine can re-send the body with its reason attached."""
+
+MAX_DEPTH = 8
+"""Objects and lists nested deeper than this are refused before parsing: twice the catalogue's own
+depth (``detail.payment.deposit.amount``), so a wrong but honest event still gets pydantic's precise
+error, and a hostile one cannot exhaust the recursion of the JSON encoder or the validator."""
+
+MAX_JSON_INTEGER = 2**63
+ROOT = "(event)"
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2101, 1, 1, tzinfo=UTC)
+
+
+def _instant(value: datetime) -> datetime:
+    """A time the system can convert to UTC, compare and schedule: zone offsets in use, years 2000-2100.
+
+    Checked on the local year before converting, because ``astimezone`` overflows near year 1 or 9999.
+    """
+    offset = value.utcoffset()
+    if offset is None or not timedelta(hours=-12) <= offset <= timedelta(hours=14) or offset % timedelta(minutes=1):
+        raise ValueError("the offset must be whole minutes between -12:00 and +14:00")
+    if not 2000 <= value.year <= 2100 or not EARLIEST <= value.astimezone(UTC) < LATEST:
+        raise ValueError("must lie in the years 2000 to 2100 (UTC)")
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_instant)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{1,14}$")]
 Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
@@ -60,11 +110,13 @@ PII_FIELDS = frozenset({"phone", "email", "name", "reason"})
 class InvalidBookingEvent(ValueError):
     """A booking-site event that does not match the catalogue; the message is safe to log.
 
-    ``field`` is the dotted path of the first offending field (``detail.service.price.amount``),
-    ``reason`` lists every problem as ``path: message``; neither contains an input value.
+    ``field`` is the dotted path of the first offending field (``detail.service.price.amount``), or
+    ``(event)`` when the event as a whole is at fault (not JSON, not an object); ``reason`` lists every
+    problem as ``path: message``; neither contains an input value. ``detail_type`` is set only when it
+    is one of the catalogue's, so it is never the sender's text either.
     """
 
-    def __init__(self, reason: str, field: str | None = None, detail_type: str | None = None) -> None:
+    def __init__(self, reason: str, field: str = ROOT, detail_type: str | None = None) -> None:
         self.reason = reason
         self.field = field
         self.detail_type = detail_type
@@ -116,7 +168,7 @@ class _BookingSiteDetail(_Strict):
     detail_type: ClassVar[str]
 
     event_id: Id = Field(description="Unique per event at the booking site; the deduplication key")
-    occurred_at: AwareDatetime = Field(description="When it happened at the booking site; with an offset")
+    occurred_at: Instant = Field(description="When it happened at the booking site; with an offset")
     spa_id: Id
 
 
@@ -124,6 +176,7 @@ class _AppointmentDetail(_BookingSiteDetail):
     appointment_id: Id
     booking_version: int = Field(
         ge=1,
+        le=2**31 - 1,
         description="Strictly increasing per appointment at the booking site; newer versions win",
     )
 
@@ -133,9 +186,9 @@ class AppointmentBooked(_AppointmentDetail):
 
     client: BookingClient
     service: Service
-    starts_at: AwareDatetime
+    starts_at: Instant
     location_id: Id
-    party_size: int = Field(default=1, ge=1)
+    party_size: int = Field(default=1, ge=1, le=50, description="At most 50: a group, not an event venue")
     payment: BookingPayment = BookingPayment()
 
     @model_validator(mode="after")
@@ -151,7 +204,7 @@ class AppointmentBooked(_AppointmentDetail):
 class AppointmentRescheduled(_AppointmentDetail):
     detail_type: ClassVar[str] = "AppointmentRescheduled"
 
-    starts_at: AwareDatetime = Field(description="The new start")
+    starts_at: Instant = Field(description="The new start")
     service: Service | None = Field(default=None, description="The new service, if it changed")
 
 
@@ -171,7 +224,7 @@ class AppointmentConfirmed(_AppointmentDetail):
 class ClientCheckedIn(_AppointmentDetail):
     detail_type: ClassVar[str] = "ClientCheckedIn"
 
-    arrived_at: AwareDatetime
+    arrived_at: Instant
 
 
 class AppointmentCompleted(_AppointmentDetail):
@@ -225,7 +278,52 @@ class PrepayRequirementCleared(_BookingSiteDetail):
     reason: FreeText | None = None
 
 
-_MODELS = (*_APPOINTMENT_MODELS, CardUpdated, FeeWaived, PrepayRequirementCleared)
+RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
+class _PrivacyRequest(_BookingSiteDetail):
+    """A client's privacy right exercised through the spa's admin (``medspa.services.privacy``).
+
+    No ``booking_version``: it acts on the client, not on a booking. ``request_id`` is the spa's own
+    reference (its ticket), so it may name a file and an audit record: letters, digits, ``._-`` only.
+    """
+
+    client_id: Id
+    admin_id: Id = Field(description="The spa's staff member acting on the client's request")
+    request_id: RequestId = Field(description="The spa's reference for the request, e.g. its ticket number")
+
+
+class ClientDataExportRequested(_PrivacyRequest):
+    """The client asked for everything held about them; answered with ``ClientDataExported``."""
+
+    detail_type: ClassVar[str] = "ClientDataExportRequested"
+
+
+class ClientContactCorrected(_PrivacyRequest):
+    """The client's phone or email was wrong and the admin corrected it; a field left out is unchanged."""
+
+    detail_type: ClassVar[str] = "ClientContactCorrected"
+
+    phone: E164 | None = Field(default=None, description="E.164, e.g. +12125550123")
+    email: Email | None = None
+
+    @model_validator(mode="after")
+    def _corrects_something(self) -> ClientContactCorrected:
+        if self.phone is None and self.email is None:
+            raise ValueError("give phone, email or both")
+        return self
+
+
+class ClientErasureRequested(_PrivacyRequest):
+    """The client asked to be erased; answered with ``ClientErased``. Later events naming them are refused."""
+
+    detail_type: ClassVar[str] = "ClientErasureRequested"
+
+
+_PRIVACY_MODELS = (ClientDataExportRequested, ClientContactCorrected, ClientErasureRequested)
+PrivacyRequest = Union[_PRIVACY_MODELS]  # noqa: UP007
+
+_MODELS = (*_APPOINTMENT_MODELS, CardUpdated, FeeWaived, PrepayRequirementCleared, *_PRIVACY_MODELS)
 
 DETAIL_MODELS: dict[str, type[_BookingSiteDetail]] = {model.detail_type: model for model in _MODELS}
 DETAIL_TYPES: tuple[str, ...] = tuple(DETAIL_MODELS)
@@ -237,18 +335,21 @@ AppointmentEvent = Union[_APPOINTMENT_MODELS]  # noqa: UP007
 # --- the EventBridge envelope --------------------------------------------------------------------
 
 
+_AwsText = Annotated[str, StringConstraints(max_length=256)]
+
+
 class _Envelope(BaseModel):
     """The event as EventBridge delivers it. AWS owns these keys, so unknown ones are ignored."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", strict=True, populate_by_name=True)
 
-    version: str | None = None
-    id: str | None = Field(default=None, description="EventBridge's id (not the booking site's event_id)")
+    version: _AwsText | None = None
+    id: _AwsText | None = Field(default=None, description="EventBridge's id (not the booking site's event_id)")
     source: Annotated[str, StringConstraints(pattern=SOURCE_PATTERN)]
-    account: str | None = None
-    time: str | None = None
-    region: str | None = None
-    resources: list[str] = []
+    account: _AwsText | None = None
+    time: _AwsText | None = None
+    region: _AwsText | None = None
+    resources: Annotated[list[Annotated[str, StringConstraints(max_length=2048)]], Field(max_length=10)] = []
 
     @property
     def vendor(self) -> str | None:
@@ -277,12 +378,35 @@ BookingEnvelope = Annotated[
 
 # --- parsing -------------------------------------------------------------------------------------
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+Loc = tuple[str | int, ...]
 
-def _path(loc: tuple[str | int, ...]) -> str:
+
+def _path(loc: Loc) -> tuple[str, bool]:
+    """The dotted path of ``loc``, and whether it had to stop short.
+
+    A key is the sender's text as much as a value is, so a path is spelled only as far as its keys look
+    like field names; past that, the problem is reported at the object that holds the odd key.
+    """
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(event)"
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _NAME.fullmatch(part):
+            out += f".{part}" if out else part
+        else:
+            return out or ROOT, True
+    return out or ROOT, False
+
+
+def _problem(loc: Loc, message: str) -> tuple[str, str]:
+    path, short = _path(loc)
+    return path, f"{path}: {message}" + (" (inside a key whose name is not repeated)" if short else "")
+
+
+def _refused(loc: Loc, message: str, detail_type: str | None = None) -> InvalidBookingEvent:
+    path, reason = _problem(loc, message)
+    return InvalidBookingEvent(reason, field=path, detail_type=detail_type)
 
 
 def _json_default(value: Any) -> Any:
@@ -293,39 +417,163 @@ def _json_default(value: Any) -> Any:
 
 def _invalid(error: ValidationError, detail_type: str) -> InvalidBookingEvent:
     # Built from loc and msg only: pydantic's own str() would echo each "input" value (PII).
-    problems = [(_path(e["loc"]), e["msg"]) for e in error.errors(include_url=False, include_input=False)]
-    reason = "; ".join(f"{path}: {msg}" for path, msg in problems[:10])
+    problems = [_problem(e["loc"], e["msg"]) for e in error.errors(include_url=False, include_input=False)]
+    reason = "; ".join(text for _, text in problems[:10])
     if len(problems) > 10:
         reason += f"; and {len(problems) - 10} more"
-    return InvalidBookingEvent(reason, field=problems[0][0] if problems else None, detail_type=detail_type)
+    return InvalidBookingEvent(reason, field=problems[0][0] if problems else ROOT, detail_type=detail_type)
 
 
-def parse_booking_envelope(eventbridge_event: Mapping[str, Any]) -> _Envelope:
-    """Validate a whole EventBridge event; ``.detail`` is the typed detail, ``.vendor`` the vendor."""
-    if not isinstance(eventbridge_event, Mapping):
-        raise InvalidBookingEvent("the event must be a JSON object", field=None)
-    detail_type = eventbridge_event.get("detail-type")
-    if not isinstance(detail_type, str):
-        raise InvalidBookingEvent("detail-type: Field required (a string)", field="detail-type")
-    model = ENVELOPE_MODELS.get(detail_type)
-    if model is None:
-        shown = detail_type if len(detail_type) <= 80 else detail_type[:80] + "..."
-        raise InvalidBookingEvent(
-            f"detail-type: unknown detail-type {shown!r}; expected one of {', '.join(DETAIL_TYPES)}",
-            field="detail-type",
-            detail_type=shown,
-        )
+class _Object(dict):  # type: ignore[type-arg]
+    """A JSON object decoded from text that remembers a key given twice: JSON readers disagree on
+    which of the two wins, so the event would mean different things to different readers."""
+
+    repeated: str | None = None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    decoded = _Object()
+    for key, value in pairs:
+        if key in decoded and decoded.repeated is None:
+            decoded.repeated = key
+        decoded[key] = value
+    return decoded
+
+
+class _HugeInteger:
+    """An integer literal too long for any field, kept (not converted) so it is refused by its path."""
+
+
+def _integer(literal: str) -> int | _HugeInteger:
+    return int(literal) if len(literal) <= 20 else _HugeInteger()
+
+
+MAX_TEXT = 1024 * 1024
+"""JSON text longer than this is refused unread: four times what SQS or EventBridge can carry, so only
+a caller outside the intake can send it; anything shorter is read, so its refusal can name the field."""
+
+
+def _decode(text: str | bytes | bytearray) -> Any:
+    if len(text) > MAX_TEXT:
+        raise InvalidBookingEvent(f"{ROOT}: longer than {MAX_TEXT} characters", field=ROOT)
     try:
-        text = json.dumps(eventbridge_event, default=_json_default, allow_nan=False)
-    except (TypeError, ValueError):
-        raise InvalidBookingEvent("the event is not JSON-serialisable", field=None, detail_type=detail_type) from None
+        return json.loads(text, object_pairs_hook=_object, parse_int=_integer)
+    except (ValueError, RecursionError):
+        raise InvalidBookingEvent(f"{ROOT}: not a JSON document", field=ROOT) from None
+
+
+def _utf8_size(text: str) -> int | None:
+    if len(text) > EVENT_MAX_BYTES:
+        return len(text)
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+
+
+def _shape_problem(event: dict[str, Any]) -> tuple[Loc, str] | None:
+    """What pydantic should never be handed, found by walking the event once without recursion.
+
+    Depth, size, keys that are not strings or are given twice, text that is not Unicode, numbers JSON
+    cannot carry (NaN, infinity, integers past 64 bits) and values that are not JSON at all. Sizes are
+    counted as compact UTF-8 JSON without escapes, and the walk stops as soon as a limit is passed, so a
+    huge event costs no more than the limit to refuse.
+    """
+    total = detail = 0
+    stack: list[tuple[Any, Loc]] = [(event, ())]
+    while stack:
+        value, loc = stack.pop()
+        children: list[tuple[Any, Loc]] = []
+        if isinstance(value, dict | list | tuple):
+            if len(loc) > MAX_DEPTH:
+                return loc, f"nested deeper than {MAX_DEPTH} levels"
+            if isinstance(value, _Object) and value.repeated is not None:
+                return (*loc, value.repeated), "given twice in one object"
+            size = 1 + len(value)
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        return loc, "every key must be a string"
+                    if (key_size := _utf8_size(key)) is None:
+                        return loc, "a key is not valid Unicode"
+                    size += key_size + 2
+                    children.append((item, (*loc, key)))
+            else:
+                children = [(item, (*loc, index)) for index, item in enumerate(value)]
+        elif isinstance(value, str):
+            if (text_size := _utf8_size(value)) is None:
+                return loc, "not valid Unicode (a lone surrogate)"
+            size = text_size + 2
+        elif value is None or isinstance(value, bool):
+            size = 5
+        elif isinstance(value, int):
+            if not -MAX_JSON_INTEGER < value < MAX_JSON_INTEGER:
+                return loc, "a number larger than any field can hold"
+            size = len(str(value))
+        elif isinstance(value, _HugeInteger):
+            return loc, "a number larger than any field can hold"
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return loc, "not a JSON number (NaN or infinity)"
+            size = len(repr(value))
+        elif isinstance(value, datetime | date):
+            size = 34
+        else:
+            return loc, "not a JSON value"
+        total += size
+        if loc[:1] == ("detail",):
+            detail += size
+            if detail > DETAIL_MAX_BYTES:
+                return ("detail",), f"larger than {DETAIL_MAX_BYTES} bytes"
+        if total > EVENT_MAX_BYTES:
+            return loc[:1], f"makes the event larger than {EVENT_MAX_BYTES} bytes"
+        stack.extend(reversed(children))
+    return None
+
+
+def _check_source(event: Mapping[str, Any], detail_type: str | None) -> None:
+    if "source" not in event:
+        raise _refused(("source",), "Field required", detail_type)
+    source = event["source"]
+    if not isinstance(source, str) or not re.fullmatch(SOURCE_PATTERN, source):
+        raise _refused(("source",), "not a booking-site source (booking-site or booking-site.<vendor>)", detail_type)
+
+
+def _detail_model(event: Mapping[str, Any]) -> tuple[str, type[_Envelope]]:
+    if "detail-type" not in event:
+        raise _refused(("detail-type",), "Field required")
+    detail_type = event["detail-type"]
+    model = ENVELOPE_MODELS.get(detail_type) if isinstance(detail_type, str) else None
+    if model is None:
+        raise _refused(("detail-type",),
+                       f"not a detail-type of the catalogue; expected one of {', '.join(DETAIL_TYPES)}")
+    return detail_type, model
+
+
+def parse_booking_envelope(eventbridge_event: Mapping[str, Any] | str | bytes) -> _Envelope:
+    """Validate a whole EventBridge event, as a mapping or as the JSON text SQS delivers.
+
+    ``.detail`` is the typed detail, ``.vendor`` the vendor. The shape, the ``source`` and the
+    ``detail-type`` are checked before pydantic sees the event, so every refusal names a field.
+    """
+    if isinstance(eventbridge_event, str | bytes | bytearray):
+        eventbridge_event = _decode(eventbridge_event)
+    if not isinstance(eventbridge_event, Mapping):
+        raise InvalidBookingEvent(f"{ROOT}: the event must be a JSON object", field=ROOT)
+    event = dict(eventbridge_event)
+    named = event.get("detail-type")
+    known = named if isinstance(named, str) and named in DETAIL_MODELS else None
+    if (problem := _shape_problem(event)) is not None:
+        raise _refused(*problem, detail_type=known)
+    _check_source(event, known)
+    detail_type, model = _detail_model(event)
     try:
         # JSON mode + strict: ISO strings become datetimes, but 50.0 is not an int and "true" not a bool.
-        return model.model_validate_json(text, strict=True)
+        return model.model_validate_json(json.dumps(event, default=_json_default), strict=True)
     except ValidationError as error:
         raise _invalid(error, detail_type) from None
 
 
-def parse_booking_event(eventbridge_event: Mapping[str, Any]) -> BookingEvent:
+def parse_booking_event(eventbridge_event: Mapping[str, Any] | str | bytes) -> BookingEvent:
     """The one entry point: an EventBridge event in, the typed detail out, or InvalidBookingEvent."""
     return parse_booking_envelope(eventbridge_event).detail  # type: ignore[attr-defined, no-any-return]

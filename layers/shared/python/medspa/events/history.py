@@ -30,9 +30,16 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from medspa.adapters.store.appointments import AppointmentBooking, AppointmentStatus, BookingFacts, Violation
-from medspa.adapters.store.clients import client_key
+from medspa.adapters.store.appointments import (
+    OPEN_STATUSES,
+    AppointmentBooking,
+    AppointmentStatus,
+    BookingFacts,
+    Violation,
+)
 from medspa.domain import engine
+from medspa.domain.appointment import PaymentContext
+from medspa.domain.keys import appointment_key, client_key
 from medspa.policy.schema import PolicyPack
 
 from .catalogue import (
@@ -43,12 +50,29 @@ from .catalogue import (
     AppointmentEvent,
     AppointmentMarkedNoShow,
     AppointmentRescheduled,
+    BookingPayment,
     ClientCheckedIn,
 )
-from .mapping import BookingNotYetKnown, payment_context
+
+
+class BookingNotYetKnown(LookupError):
+    """Events arrived for an appointment whose ``AppointmentBooked`` has not: there is nothing to fold yet.
+
+    The intake keeps the events and acknowledges them; the fold that includes them runs when the booking
+    arrives.
+    """
+
+    def __init__(self, appointment_id: str) -> None:
+        self.appointment_id = appointment_id
+        super().__init__(f"no booking yet for appointment {appointment_id}")
+
+
+def payment_context(payment: BookingPayment) -> PaymentContext:
+    """Stripe ids stay out: they belong on the client profile, not on the appointment."""
+    return PaymentContext(**payment.model_dump(exclude={"stripe_customer_id", "stripe_payment_method_id"}))
+
 
 FINAL = {AppointmentStatus.CANCELLED, AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW}
-OPEN = {AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED}
 
 
 class FoldedBooking(BaseModel):
@@ -88,7 +112,8 @@ def fold(events: Iterable[AppointmentEvent], packs: dict[str, PolicyPack] | None
             pack = packs.get(event.location_id)
             accepted = state.policy_version if state is not None else (pack.policy_version if pack else "unknown")
             state = AppointmentBooking(
-                appointment_id=event.appointment_id, client_id=client_key(event.spa_id, event.client.id),
+                appointment_id=appointment_key(event.spa_id, event.appointment_id),
+                client_id=client_key(event.spa_id, event.client.id),
                 location_id=event.location_id, policy_version=accepted, service=event.service,
                 starts_at=event.starts_at, party_size=event.party_size, status=AppointmentStatus.BOOKED,
                 booking_version=event.booking_version, event_id=event.event_id,
@@ -106,7 +131,7 @@ def fold(events: Iterable[AppointmentEvent], packs: dict[str, PolicyPack] | None
                         "status": AppointmentStatus.BOOKED}
             facts = facts.model_copy(update={"confirmed_at": None, "arrived_at": None})
         elif isinstance(event, AppointmentCancelled):
-            if status in OPEN:
+            if status in OPEN_STATUSES:
                 facts = _judge(facts, packs.get(state.location_id), state, event, "cancel")
                 changes["status"] = AppointmentStatus.CANCELLED
                 facts = facts.model_copy(update={"cancelled_at": event.occurred_at, "cancelled_by": event.by})
@@ -122,7 +147,7 @@ def fold(events: Iterable[AppointmentEvent], packs: dict[str, PolicyPack] | None
             if status is not AppointmentStatus.CANCELLED:
                 changes["status"] = AppointmentStatus.COMPLETED
         elif isinstance(event, AppointmentMarkedNoShow):
-            if status in OPEN:
+            if status in OPEN_STATUSES:
                 changes["status"] = AppointmentStatus.NO_SHOW
                 facts = facts.model_copy(update={"no_show_marked_by": event.marked_by})
         state = state.model_copy(update=changes)
@@ -137,7 +162,7 @@ def fold(events: Iterable[AppointmentEvent], packs: dict[str, PolicyPack] | None
 def _judge(facts: BookingFacts, pack: PolicyPack | None, state: AppointmentBooking,
            event: AppointmentRescheduled | AppointmentCancelled, kind: Literal["cancel", "reschedule"]) -> BookingFacts:
     """Record the violation (or the prepaid credit) this change causes under the pack in force."""
-    if pack is None or state.status not in OPEN:
+    if pack is None or state.status not in OPEN_STATUSES:
         return facts
     appointment = state.to_domain()
     by = event.by if isinstance(event, AppointmentCancelled) else "client"
@@ -156,4 +181,4 @@ def _judge(facts: BookingFacts, pack: PolicyPack | None, state: AppointmentBooki
     return facts
 
 
-__all__ = ["FoldedBooking", "fold"]
+__all__ = ["BookingNotYetKnown", "FoldedBooking", "fold", "payment_context"]

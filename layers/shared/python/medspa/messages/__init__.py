@@ -5,7 +5,7 @@ only turns a message kind plus facts about a visit into text. See :mod:`.templat
 format and :mod:`.render` for the placeholder values.
 """
 
-from .inbound import InboundIntent, parse_inbound_sms
+from .inbound import InboundIntent, keyword_reply, parse_inbound_sms
 from .render import (
     DEFAULT_SERVICE_LABEL,
     SMS_MAX_CHARS,
@@ -49,6 +49,7 @@ __all__ = [
     "TemplateLibrary",
     "format_money",
     "format_visit_time",
+    "keyword_reply",
     "load_templates",
     "parse_inbound_sms",
     "render_email",

@@ -108,7 +108,7 @@ def _values(names: set[str], pack: PolicyPack, templates: LocationTemplates, ctx
         elif name == "confirm_keyword":
             values[name] = _confirm_keyword(pack)
         elif name == "opt_out_keyword":
-            values[name] = pack.messaging.keywords.opt_out[0]
+            values[name] = pack.messaging.keywords.opt_out_word
         elif name == "fee_amount":
             if ctx.fee is None:
                 raise MissingMessageValue(f"{ctx.appointment_id}: the message needs a fee amount")
@@ -141,13 +141,18 @@ def render_sms(templates: LocationTemplates, pack: PolicyPack, kind: str, ctx: A
     return text
 
 
-def render_email(templates: LocationTemplates, pack: PolicyPack, kind: str, ctx: AppointmentContext) -> EmailMessage:
-    """Subject plus plain-text body ending with the location's unsubscribe footer."""
+def render_email(templates: LocationTemplates, pack: PolicyPack, kind: str, ctx: AppointmentContext, *,
+                 unsubscribe_link: str) -> EmailMessage:
+    """Subject plus plain-text body ending with the location's unsubscribe footer, which carries
+    ``unsubscribe_link`` (signed per spa and address by the caller; the same link goes in the
+    ``List-Unsubscribe`` header)."""
     _check(pack, templates, ctx)
+    if not unsubscribe_link.startswith("https://"):
+        raise MissingMessageValue(f"{ctx.appointment_id}: the email needs an https:// unsubscribe link")
     template = templates.template(kind)
     names = {n for t in (template.email_subject, template.email_body, templates.footer_email)
              for n in t.get_identifiers()}
-    values = _values(names, pack, templates, ctx)
+    values = _values(names - {"unsubscribe_link"}, pack, templates, ctx) | {"unsubscribe_link": unsubscribe_link}
     subject = " ".join(template.email_subject.substitute(values).split())
     body = f"{template.email_body.substitute(values).strip()}\n\n--\n{templates.footer_email.substitute(values).strip()}\n"
     return EmailMessage(subject=subject, body=body)

@@ -15,7 +15,7 @@ File format::
 
     [footer]                         # appended to every message of this location
     sms = "Reply ${opt_out_keyword} to opt out."       # must contain $opt_out_keyword
-    email = "To unsubscribe from these emails, ..."
+    email = "To unsubscribe from these emails, open ${unsubscribe_link}"   # must contain $unsubscribe_link
 
     [reminder]                       # one table per kind: all three fields
     sms = "..."
@@ -79,7 +79,7 @@ _REMINDER_KIND = re.compile(r"^reminder_([a-z0-9][a-z0-9_-]*)$")
 COMMON_PLACEHOLDERS = frozenset(
     {"client_first_name", "spa_name", "visit_time", "service_label", "spa_phone", "confirm_keyword"}
 )
-FOOTER_PLACEHOLDERS = frozenset({"spa_name", "spa_phone", "opt_out_keyword"})
+FOOTER_PLACEHOLDERS = frozenset({"spa_name", "spa_phone", "opt_out_keyword", "unsubscribe_link"})
 _FIELDS = ("sms", "email_subject", "email_body")
 _SETTINGS = frozenset({"service_label", "spa_name", "spa_phone", "payment_link"})
 # A setting a template may use as a placeholder only when the location (or default.toml) defines it.
@@ -197,6 +197,10 @@ def _parse(path: Path) -> _Parsed:
                 footer[key] = _compile(value, FOOTER_PLACEHOLDERS, f"{name}: footer.{key}")
             if "sms" in footer and "opt_out_keyword" not in footer["sms"].get_identifiers():
                 raise TemplateError(f"{name}: footer.sms: must contain $opt_out_keyword")
+            if "email" in footer and "unsubscribe_link" not in footer["email"].get_identifiers():
+                raise TemplateError(f"{name}: footer.email: must contain $unsubscribe_link (the signed link)")
+            if "sms" in footer and "unsubscribe_link" in footer["sms"].get_identifiers():
+                raise TemplateError(f"{name}: footer.sms: $unsubscribe_link is for emails; texts opt out by keyword")
         else:
             base = _base_kind(table)
             if base is None or table == "reminder_":

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from medspa.domain.money import Currency, Money
+from medspa.policy.keywords import BASE_KEYWORDS, KeywordGroup, keyword_form
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 Hours = Annotated[int, Field(ge=0)]
@@ -133,23 +134,83 @@ class QuietHours(Rule):
 
 
 class Keywords(Rule):
-    """Inbound SMS words, matched case-insensitively on the whole trimmed message."""
+    """Inbound SMS words this location adds to the base words every location honours
+    (:mod:`medspa.policy.keywords`); matched on the whole message, see :func:`keyword_form`.
 
-    opt_out: list[str] = Field(min_length=1)
+    A pack can add, never take away: a word may belong to one group only, base words included, so a
+    pack that made STOP (or CANCEL, or START) its confirm word fails to load. Listing a base word in
+    its own group is allowed (406's seed names STOP and UNSUBSCRIBE) and changes nothing.
+    """
+
+    opt_out: list[str] = []
     opt_in: list[str] = []
     confirm: list[str] = []
+    help: list[str] = []
 
     @model_validator(mode="after")
     def _disjoint(self) -> Keywords:
-        groups = [{w.casefold() for w in g} for g in (self.opt_out, self.opt_in, self.confirm)]
-        if sum(map(len, groups)) != len(set().union(*groups)):
+        owner: dict[str, str] = {keyword_form(w): group for group, words in BASE_KEYWORDS.items() for w in words}
+        for group in ("opt_out", "opt_in", "confirm", "help"):
+            seen: set[str] = set()
+            for word in getattr(self, group):
+                form = keyword_form(word)
+                if not form:
+                    raise ValueError(f"{group}: {word!r} has no letters or digits, so no reply can match it")
+                base = owner.get(form)
+                if base is not None and base != group:
+                    raise ValueError(f"{group}: {word!r} is a base {base} keyword at every location; "
+                                     "a pack may add keywords, never take one over")
+                if form in seen:
+                    raise ValueError(f"{group}: {word!r} is listed twice")
+                seen.add(form)
+        forms = [{keyword_form(w) for w in getattr(self, g)} for g in ("opt_out", "opt_in", "confirm", "help")]
+        if sum(map(len, forms)) != len(set().union(*forms)):
             raise ValueError("a keyword may belong to one group only")
         return self
+
+    def words(self, group: KeywordGroup) -> tuple[str, ...]:
+        """The base words of ``group`` followed by this pack's own, as written (for display)."""
+        base = BASE_KEYWORDS[group]
+        own = [w for w in getattr(self, group) if keyword_form(w) not in {keyword_form(b) for b in base}]
+        return (*base, *own)
+
+    @property
+    def opt_out_word(self) -> str:
+        """The word messages tell clients to reply: the pack's first, else STOP."""
+        return self.opt_out[0] if self.opt_out else BASE_KEYWORDS["opt_out"][0]
+
+    @property
+    def opt_in_word(self) -> str:
+        return self.opt_in[0] if self.opt_in else BASE_KEYWORDS["opt_in"][0]
 
 
 class Messaging(_Strict):
     quiet_hours: QuietHours
     keywords: Keywords
+
+
+class Contact(Rule):
+    """How a client reaches this location: the HELP reply and the footer of texts quote it.
+
+    Carriers require a HELP reply to name the program and how to reach a person, so a pack must
+    give at least one of a phone number, an email address and a web address.
+    """
+
+    name: str = Field(min_length=1, description="What texts call the spa, e.g. 'Bijoux Med Spa'")
+    phone: str | None = None
+    email: str | None = None
+    web: str | None = Field(None, description="A web address that lists how to reach the location")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Contact:
+        if not (self.phone or self.email or self.web):
+            raise ValueError("give a phone number, an email address or a web address")
+        return self
+
+    @property
+    def line(self) -> str:
+        """``Bijoux Med Spa: 407-213-GLOW, info@bijouxmedspa.com``."""
+        return f"{self.name}: {', '.join(v for v in (self.phone, self.email, self.web) if v)}"
 
 
 class Reminder(Rule):
@@ -356,6 +417,7 @@ class PolicyPack(_Strict):
     policy_version: Annotated[str, StringConstraints(min_length=1)]
     spa: Spa
     location: Location
+    contact: Contact
     business_hours: BusinessHours
     messaging: Messaging
     reminders: list[Reminder] = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from medspa.adapters.store import Appointment, AppointmentNotFound, FeeState, Store
+from medspa.domain.money import Money
 from medspa.services.lifecycle import LifecycleService, StepResult, message_key
 from medspa.services.settlement import SettlementReport, SettlementService
 
@@ -74,7 +75,7 @@ class FeeSteps:
             self._lifecycle.notify_later(stored, "fee_waived", now, fee=report.refunded or report.outstanding_waived,
                                          key=notice)
         self._lifecycle.publish("FeeWaived", f"{appointment_id}:{reason}:waived", {
-            "appointment_id": appointment_id, "reason": reason, "admin_id": admin_id,
+            **stored.booking_site_ids, "reason": reason, "admin_id": admin_id,
             "refunded": _money(report.refunded), "outstanding_waived": _money(report.outstanding_waived)})
         return StepResult(done=f"{reason} fee waived by {admin_id}", detail={
             **_detail(report), "notice": notice, "booking_version": stored.booking_version,
@@ -97,7 +98,7 @@ class FeeSteps:
         self._lifecycle.notify_later(stored, kind, now, fee=fee, key=message_key(f"{kind}#{reason}"))
         event = "FeeCharged" if report.outcome == "settled" else "FeeOutstanding"
         self._lifecycle.publish(event, f"{stored.appointment_id}:{reason}:{event}:{report.attempt}", {
-            "appointment_id": stored.appointment_id, "reason": reason, "fee": _money(report.fee),
+            **stored.booking_site_ids, "reason": reason, "fee": _money(report.fee),
             "charged": _money(report.charged), "outstanding": _money(report.outstanding),
             "sessions_deducted": report.sessions_deducted, "client_action": report.client_action,
             "ledger_entries": [s.entry_id for s in report.steps],
@@ -113,8 +114,8 @@ class FeeSteps:
         return stored
 
 
-def _money(value: object) -> dict[str, object] | None:
-    return value.model_dump() if value is not None else None  # type: ignore[attr-defined]
+def _money(value: Money | None) -> dict[str, object] | None:
+    return value.model_dump() if value is not None else None
 
 
 def _summary(report: SettlementReport) -> str:

@@ -11,6 +11,21 @@ with the same name and input is idempotent).
 An event that arrives before its booking is kept and acknowledged: the fold that includes it runs when
 the ``AppointmentBooked`` arrives, so nothing waits in the queue.
 
+Tenants: every key is ``<spa_id>#<booking site's id>`` (``medspa.domain.keys``), so an event can only
+ever address its own spa's records. Before anything is written, the event must come from a source its
+spa authorised (``medspa.policy.tenants``) and book at one of that spa's locations; otherwise it is
+refused (:class:`EventRefused`) and changes nothing. An admin event (waiver, prepay clear, card) that
+names a client, appointment or ledger entry this spa does not have is :class:`NotKnownHere`: it may
+only have overtaken the booking that creates it, so the intake lets SQS retry it and quarantines it with
+that reason on the last receive.
+
+Privacy requests (``ClientDataExportRequested``, ``ClientContactCorrected``, ``ClientErasureRequested``)
+pass the same checks and go to the privacy desk (``medspa.services.privacy``). Once a client is erased,
+every event naming them (as the booking's client, by ``client_id``, or through an appointment of
+theirs) is refused, so nothing about them is stored again; only a repeated erasure request passes, so
+one that was interrupted can finish. An appointment's history keeps each event without the client's
+contact details and Stripe ids (``medspa.events.personal``): the profile holds the only copy.
+
 Every revision gets an execution, closed ones included: a late cancel is charged, a no-show marked by
 the front desk is settled, and a completed visit is recorded, each in the console under the
 appointment's name. ``FeeWaived`` starts a waiver run of its own (``<appointment>-waive-<purpose>``)
@@ -19,25 +34,54 @@ so it is audited beside the appointment's runs and reaches an execution that may
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
 from medspa.adapters.executions import LifecycleExecutions, run_name, runs_for
-from medspa.adapters.store import Appointment, ClientProfile, StaleVersion, Store, client_key
+from medspa.adapters.store import Appointment, ClientProfile, StaleVersion, Store
 from medspa.events import (
     DETAIL_MODELS,
     AppointmentBooked,
     BookingEvent,
     BookingNotYetKnown,
     CardUpdated,
+    ClientContactCorrected,
+    ClientDataExportRequested,
+    ClientErasureRequested,
     FeeWaived,
     PrepayRequirementCleared,
+    PrivacyRequest,
 )
+from medspa.domain.keys import appointment_key, belongs_to, client_key
 from medspa.events.history import fold
+from medspa.events.personal import as_kept
 from medspa.policy.schema import PolicyPack
+from medspa.policy.tenants import Tenant
+
+
+class Refusal(Exception):
+    """Why an event may not act here; ``reason`` names the field, never a value, so it is safe to log."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = f"{field}: {reason}"
+        super().__init__(self.reason)
+
+
+class EventRefused(Refusal):
+    """Wrong source, spa or location: it will never be allowed, so it is quarantined at once."""
+
+
+class ClientErased(EventRefused):
+    """The event names a client erased at their request: quarantined, but without what it says about them."""
+
+
+class NotKnownHere(Refusal):
+    """The event names a record its spa does not hold (yet): retried, then quarantined with this reason."""
 
 
 class IngestOutcome(BaseModel):
@@ -45,36 +89,93 @@ class IngestOutcome(BaseModel):
     booking_version: int | None = None
     applied: bool
     action: Literal["started", "superseded", "unchanged", "held_until_booked", "card_updated", "waiver_started",
-                    "prepay_cleared"]
+                    "prepay_cleared", "exported", "contact_corrected", "erased"]
     execution_name: str | None = None
 
 
+PRIVACY_REQUESTS = (ClientDataExportRequested, ClientContactCorrected, ClientErasureRequested)
+ERASED = "this client's data was erased at their request"
+
+
+class PrivacyDesk(Protocol):
+    """Serves a privacy request (``medspa.services.privacy.PrivacyService``, or the function that runs it)."""
+
+    def handle(self, event: PrivacyRequest, now: datetime) -> str: ...
+
+
 class IngestService:
-    def __init__(self, store: Store, executions: LifecycleExecutions, packs: Mapping[str, PolicyPack]) -> None:
+    def __init__(self, store: Store, executions: LifecycleExecutions, packs: Mapping[str, PolicyPack],
+                 tenants: Mapping[str, Tenant], privacy: PrivacyDesk | None = None) -> None:
         self._store = store
         self._executions = executions
         self._packs = dict(packs)
+        self._tenants = dict(tenants)
+        self._privacy = privacy
 
-    def ingest(self, event: BookingEvent, now: datetime) -> IngestOutcome:
+    def ingest(self, event: BookingEvent, source: str, now: datetime) -> IngestOutcome:
+        """Apply one booking-site event that ``source`` published; refuse it if it may not act here."""
+        self._authorise(event, source)
+        self._refuse_if_erased(event)
+        if isinstance(event, PRIVACY_REQUESTS):
+            return self._privacy_request(event, now)
         if isinstance(event, CardUpdated):
             return self._card(event, now)
         if isinstance(event, FeeWaived):
             return self._waive(event)
         if isinstance(event, PrepayRequirementCleared):
-            self._store.clients.clear_prepay_required(client_key(event.spa_id, event.client_id), event.admin_id, now)
+            self._store.clients.clear_prepay_required(self._known_client(event.spa_id, event.client_id),
+                                                      event.admin_id, now)
             return IngestOutcome(applied=True, action="prepay_cleared")
         return self._appointment_event(event, now)
 
+    def _authorise(self, event: BookingEvent, source: str) -> None:
+        tenant = self._tenants.get(event.spa_id)
+        if tenant is None:
+            raise EventRefused("detail.spa_id", "no spa with this id is served here")
+        if not tenant.may_speak(source):
+            raise EventRefused("source", "this source is not authorised to speak for the spa in detail.spa_id")
+        if isinstance(event, AppointmentBooked) and event.location_id not in tenant.locations:
+            raise EventRefused("detail.location_id", "not a location of the spa in detail.spa_id")
+
+    def _refuse_if_erased(self, event: BookingEvent) -> None:
+        """Nothing about an erased client is stored again; a repeated erasure may pass, to finish the job."""
+        if isinstance(event, ClientErasureRequested):
+            return
+        if isinstance(event, AppointmentBooked):
+            named, field = client_key(event.spa_id, event.client.id), "detail.client.id"
+        elif isinstance(event, CardUpdated | PrepayRequirementCleared | ClientDataExportRequested
+                        | ClientContactCorrected):
+            named, field = client_key(event.spa_id, event.client_id), "detail.client_id"
+        else:
+            stored = self._store.appointments.get(appointment_key(event.spa_id, event.appointment_id))
+            named, field = (stored.client_id if stored else None), "detail.appointment_id"
+        client = self._store.clients.get(named) if named else None
+        if client is not None and client.erased:
+            through = "the appointment's client: " if field == "detail.appointment_id" else ""
+            raise ClientErased(field, through + ERASED)
+
+    def _privacy_request(self, event: PrivacyRequest, now: datetime) -> IngestOutcome:
+        if self._privacy is None:
+            raise EventRefused("detail-type", "privacy requests are not served by this deployment")
+        self._known_client(event.spa_id, event.client_id)
+        return IngestOutcome(applied=True, action=self._privacy.handle(event, now))  # type: ignore[arg-type]
+
+    def _known_client(self, spa_id: str, booking_client_id: str) -> str:
+        key = client_key(spa_id, booking_client_id)
+        if self._store.clients.get(key) is None:
+            raise NotKnownHere("detail.client_id", "no client with this id at the spa in detail.spa_id")
+        return key
+
     def _appointment_event(self, event: BookingEvent, now: datetime) -> IngestOutcome:
         appointments = self._store.appointments
-        appointments.record_event(event.appointment_id, event.booking_version, event.detail_type, event.event_id,
-                                  event.model_dump_json(), now)
-        history = [DETAIL_MODELS[kind].model_validate_json(detail) for kind, detail in
-                   appointments.history(event.appointment_id)]
+        key = appointment_key(event.spa_id, event.appointment_id)
+        appointments.record_event(key, event.booking_version, event.detail_type, event.event_id,
+                                  json.dumps(as_kept(event.model_dump(mode="json"))), now)
+        history = [DETAIL_MODELS[kind].model_validate_json(detail) for kind, detail in appointments.history(key)]
         try:
             folded = fold(history, self._packs)
         except BookingNotYetKnown:
-            return IngestOutcome(appointment_id=event.appointment_id, booking_version=event.booking_version,
+            return IngestOutcome(appointment_id=key, booking_version=event.booking_version,
                                  applied=False, action="held_until_booked")
         if isinstance(event, AppointmentBooked):
             self._store.clients.save_profile(ClientProfile(
@@ -108,12 +209,19 @@ class IngestService:
     def _card(self, event: CardUpdated, now: datetime) -> IngestOutcome:
         """The newest card replaces the old one; a declined fee's next dunning attempt charges it."""
         self._store.clients.save_profile(ClientProfile(
-            client_id=client_key(event.spa_id, event.client_id), spa_id=event.spa_id,
+            client_id=self._known_client(event.spa_id, event.client_id), spa_id=event.spa_id,
             stripe_customer_id=event.stripe_customer_id, default_payment_method_id=event.stripe_payment_method_id,
         ), now)
         return IngestOutcome(applied=True, action="card_updated")
 
     def _waive(self, event: FeeWaived) -> IngestOutcome:
-        started = self._executions.start_waiver(event.appointment_id, event.purpose, event.admin_id)
-        return IngestOutcome(appointment_id=event.appointment_id, applied=not started.already_running,
+        key = appointment_key(event.spa_id, event.appointment_id)
+        if self._store.appointments.get(key) is None:
+            raise NotKnownHere("detail.appointment_id", "no appointment with this id at the spa in detail.spa_id")
+        if event.ledger_entry_id is not None:
+            entry = self._store.ledger.get(event.ledger_entry_id)
+            if entry is None or entry.appointment_id != key or not belongs_to(entry.entry_id, event.spa_id):
+                raise NotKnownHere("detail.ledger_entry_id", "no ledger entry with this id for this appointment")
+        started = self._executions.start_waiver(key, event.purpose, event.admin_id)
+        return IngestOutcome(appointment_id=key, applied=not started.already_running,
                              action="waiver_started", execution_name=started.name)

@@ -31,6 +31,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from medspa.adapters.booking_site import BookingSiteEvents
 from medspa.adapters.executions import LifecycleExecutions, run_name
 from medspa.adapters.store import (
+    OPEN_STATUSES,
     Appointment,
     AppointmentNotFound,
     AppointmentStatus,
@@ -48,7 +49,6 @@ from medspa.messages.render import AppointmentContext
 from medspa.policy.schema import PolicyPack
 from medspa.services.notifications import NotificationService
 
-OPEN_STATUSES = {AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED}
 Action = Literal["send_message", "auto_cancel", "decide_attendance", "settle_fee", "retry_fee", "count_strike",
                  "credit_prepayment", "continue_as_new"]
 MAX_RUN = timedelta(days=350)  # a Standard execution may live a year; hand over well before
@@ -119,7 +119,7 @@ class LifecycleService:
         if stored is None:
             latest = self._store.appointments.get(request.appointment_id)
             return Plan(current=False, status=latest.status if latest else AppointmentStatus.CANCELLED)
-        upcoming = self._money_due(stored) or self._next_timed(stored, now)
+        upcoming = self._money_due(stored, now) or self._next_timed(stored)
         if upcoming is None:
             return Plan(current=True, status=stored.status, why_done=self._why_done(stored))
         started = request.execution_started_at
@@ -135,21 +135,20 @@ class LifecycleService:
             return None
         return stored
 
-    def _money_due(self, stored: Appointment) -> NextAction | None:
-        now_ = stored.updated_at
+    def _money_due(self, stored: Appointment, now: datetime) -> NextAction | None:
         for reason in self._fee_reasons(stored):
             if reason not in stored.fees:
-                return NextAction(action="settle_fee", at=now_, reason=reason)
+                return NextAction(action="settle_fee", at=now, reason=reason)
         pack = self._packs[stored.location_id]
         client = self._store.clients.get(stored.client_id)
         counted = {(s.appointment_id, s.reason) for s in client.strikes} if client else set()
         for reason in self._fee_reasons(stored, include_waived=False):
             if engine.strike_for(pack, reason) and (stored.appointment_id, reason) not in counted:
-                return NextAction(action="count_strike", at=now_, reason=reason)
+                return NextAction(action="count_strike", at=now, reason=reason)
         credit = stored.facts.prepaid_credit
         if credit is not None and not credit.is_zero and self._store.ledger.get(
                 ledger_entry_id(stored.appointment_id, PREPAYMENT_CREDIT)) is None:
-            return NextAction(action="credit_prepayment", at=now_)
+            return NextAction(action="credit_prepayment", at=now)
         return None
 
     @staticmethod
@@ -166,18 +165,18 @@ class LifecycleService:
             reasons.append("no_show")
         return reasons
 
-    def _next_timed(self, stored: Appointment, now: datetime) -> NextAction | None:
-        candidates = [
-            NextAction(action="send_message", at=m.due_at, key=m.key, kind=m.kind)
-            for m in stored.messages if m.status == "due"
-        ]
-        candidates += [
+    def _next_timed(self, stored: Appointment) -> NextAction | None:
+        retries = [
             NextAction(action="retry_fee", at=fee.next_retry_at, reason=reason, attempt=fee.attempt + 1)
             for reason, fee in stored.fees.items() if fee.outcome == "outstanding" and fee.next_retry_at
         ]
-        if stored.status in OPEN_STATUSES:
-            candidates += self._visit_steps(stored)
-        return min(candidates, key=lambda c: c.at, default=None)
+        return min(self._timed_steps(stored) + retries, key=lambda c: c.at, default=None)
+
+    def _timed_steps(self, stored: Appointment, logged: tuple[str, ...] = ("due",)) -> list[NextAction]:
+        """Logged messages in one of the ``logged`` statuses, plus an open visit's steps."""
+        steps = [NextAction(action="send_message", at=m.due_at, key=m.key, kind=m.kind)
+                 for m in stored.messages if m.status in logged]
+        return steps + (self._visit_steps(stored) if stored.status in OPEN_STATUSES else [])
 
     def _visit_steps(self, stored: Appointment) -> list[NextAction]:
         """Reminders, the confirmation request, the auto-cancel deadline and the attendance decision.
@@ -233,12 +232,9 @@ class LifecycleService:
         raise ValueError(f"{request.action} is not a lifecycle step (the settlement function takes fees)")
 
     def _wanted_message(self, stored: Appointment, key: str) -> NextAction | None:
-        return next((c for c in self._next_candidates(stored) if c.action == "send_message" and c.key == key), None)
-
-    def _next_candidates(self, stored: Appointment) -> list[NextAction]:
-        steps = [NextAction(action="send_message", at=m.due_at, key=m.key, kind=m.kind)
-                 for m in stored.messages if m.status in ("due", "sending")]
-        return steps + (self._visit_steps(stored) if stored.status in OPEN_STATUSES else [])
+        """The message ``key`` if the plan still wants it sent (a "sending" one included, to settle it)."""
+        return next((c for c in self._timed_steps(stored, logged=("due", "sending"))
+                     if c.action == "send_message" and c.key == key), None)
 
     def _send_message(self, stored: Appointment, key: str, now: datetime) -> StepResult:
         wanted = self._wanted_message(stored, key)
@@ -295,7 +291,7 @@ class LifecycleService:
             return StepResult(done="superseded before the cancel was recorded")
         self.notify_later(updated, "auto_cancelled", now)
         self.publish("AppointmentAutoCancelled", f"{stored.appointment_id}:auto-cancelled:r{stored.revision}", {
-            "appointment_id": stored.appointment_id, "booking_version": stored.booking_version,
+            **stored.booking_site_ids, "booking_version": stored.booking_version,
             "reason": "not_confirmed_by_deadline", "cancelled_at": now.isoformat(),
             "fee": None, "strike": False,
         })
@@ -316,10 +312,9 @@ class LifecycleService:
             stored.outcome.at if stored.outcome else now)
         clients = self._store.clients
         count = clients.add_strike(stored.client_id, stored.appointment_id, reason, at)
-        spa_id, _, booking_client = stored.client_id.partition("#")
         self.publish("ClientStrikeRecorded", f"{stored.appointment_id}:strike:{reason}", {
-            "spa_id": spa_id, "client_id": booking_client, "appointment_id": stored.appointment_id,
-            "reason": reason, "strike_count": count, "threshold": pack.strikes.threshold if pack.strikes else None,
+            **stored.booking_site_ids, "reason": reason, "strike_count": count,
+            "threshold": pack.strikes.threshold if pack.strikes else None,
         })
         consequences = engine.strike_consequences(pack, count)
         if not consequences:
@@ -328,8 +323,9 @@ class LifecycleService:
         if "prepay_required" in consequences and client is not None and not client.prepay_required:
             clients.set_prepay_required(stored.client_id, now)
             self.notify_later(stored, "prepay_required", now)
+        site = stored.booking_site_ids
         self.publish("ClientBookingRestricted", f"{stored.client_id}:restricted:{count}", {
-            "spa_id": spa_id, "client_id": booking_client, "strike_count": count,
+            "spa_id": site["spa_id"], "client_id": site["client_id"], "strike_count": count,
             "prepay_required": "prepay_required" in consequences,
             "restrict_booking_times": "restrict_booking_times" in consequences,
         })

@@ -8,10 +8,16 @@ Decisions (written down because the seeds are silent):
   outstanding, waived, declined) and prepay (required, cleared) notices concern the client's
   booking or money, so they go to EVERY channel the client can be reached on (the email doubles as
   a receipt).
-* Opt-outs are absolute: no SMS with ``sms_opt_out`` (STOP), without the consent the booking site
-  recorded (``sms_opt_in``), or without a phone, no email with
-  ``email_opt_out`` or without an address. Each skipped channel is reported, so the audit shows why
-  a client heard nothing.
+* Opt-outs are absolute and belong to the address, not the client: before anything is sent, the
+  phone's and the email address's consent records are read (consistent reads, at send time, so a
+  client the booking site created after the number replied STOP is not texted; see
+  :mod:`medspa.domain.consent`). No SMS to a number that opted out, without the consent the booking
+  site recorded (``sms_opt_in``), or without a phone; no email to an address unsubscribed from this
+  spa, without ``email_opt_in``, or without an address. The per-client ``sms_opt_out`` /
+  ``email_opt_out`` flags that older releases set are still honoured. Each skipped channel is
+  reported, so the audit shows why a client heard nothing.
+* Every email carries a signed unsubscribe link for its (spa, address), in the body and as the
+  ``List-Unsubscribe`` header (:class:`UnsubscribeLinks`).
 * Quiet hours. Nothing is sent while the location's quiet hours are in force (the pack says "no
   client messages"); the result is ``deferred_quiet_hours`` with ``send_after`` = the end of quiet
   hours, and the caller (a Wait state) re-invokes then. The engine already schedules reminders
@@ -30,12 +36,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from medspa.adapters.messaging import Messenger
 from medspa.adapters.store.clients import Channel, Client
+from medspa.adapters.store.consent import ConsentBook
 from medspa.domain.wallclock import end_of_quiet_hours, in_quiet_hours
 from medspa.messages.render import AppointmentContext, render_email, render_sms
 from medspa.messages.templates import TemplateLibrary, reminder_name, template_key
@@ -64,6 +71,12 @@ class SentMessage(BaseModel):
         return self.status == "sent"
 
 
+class UnsubscribeLinks(Protocol):
+    def link_for(self, spa_id: str, email: str, now: datetime) -> str:
+        """The https:// link that unsubscribes ``email`` from ``spa_id``'s emails."""
+        ...
+
+
 class NotificationService:
     def __init__(
         self,
@@ -71,11 +84,16 @@ class NotificationService:
         templates: TemplateLibrary,
         packs: Mapping[str, PolicyPack],
         urgent_kinds: Iterable[str] = (),
+        *,
+        consent: ConsentBook,
+        unsubscribe: UnsubscribeLinks,
     ) -> None:
         self._messenger = messenger
         self._templates = templates
         self._packs = packs
         self._urgent = frozenset(urgent_kinds)
+        self._consent = consent
+        self._unsubscribe = unsubscribe
 
     def _pack(self, location_id: str) -> PolicyPack:
         try:
@@ -90,8 +108,7 @@ class NotificationService:
         if name is not None and name not in {r.name for r in pack.reminders}:
             raise ValueError(f"{pack.location_id} has no reminder named {name!r}")
 
-    @staticmethod
-    def _reachable(client: Client) -> tuple[list[Channel], list[tuple[Channel, Status]]]:
+    def _reachable(self, client: Client) -> tuple[list[Channel], list[tuple[Channel, Status]]]:
         usable: list[Channel] = []
         skipped: list[tuple[Channel, Status]] = []
         for channel, address, opted_out in ((Channel.SMS, client.phone, client.sms_opt_out or not client.sms_consent),
@@ -99,7 +116,13 @@ class NotificationService:
                                              client.email_opt_out or not client.email_consent)):
             if not address:
                 skipped.append((channel, "skipped_no_contact"))
-            elif opted_out:
+                continue
+            try:
+                withdrawn = self._consent.opted_out(channel.value, address, client.spa_id)
+            except ValueError:  # not a phone number / email address: nothing could be delivered
+                skipped.append((channel, "skipped_no_contact"))
+                continue
+            if opted_out or withdrawn:
                 skipped.append((channel, "skipped_opted_out"))
             else:
                 usable.append(channel)
@@ -131,14 +154,18 @@ class NotificationService:
         # Render everything before sending anything, so a template error never half-notifies.
         templates = self._templates.for_location(pack.location_id)
         sms = render_sms(templates, pack, kind, ctx) if Channel.SMS in usable else None
-        email = render_email(templates, pack, kind, ctx) if Channel.EMAIL in usable else None
+        unsubscribe_link = (self._unsubscribe.link_for(client.spa_id, client.email or "", now)
+                            if Channel.EMAIL in usable else "")
+        email = (render_email(templates, pack, kind, ctx, unsubscribe_link=unsubscribe_link)
+                 if Channel.EMAIL in usable else None)
         for channel in usable:
             try:
                 if channel is Channel.SMS:
                     message_id = self._messenger.send_sms(client.phone or "", sms or "")
                 else:
                     assert email is not None
-                    message_id = self._messenger.send_email(client.email or "", email.subject, email.body)
+                    message_id = self._messenger.send_email(client.email or "", email.subject, email.body,
+                                                            unsubscribe_url=unsubscribe_link)
             except Exception as err:  # noqa: BLE001 - reported per channel; the other may still go
                 results.append(SentMessage(kind=kind, channel=channel, status="failed", error=type(err).__name__))
                 continue

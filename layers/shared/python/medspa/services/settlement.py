@@ -51,6 +51,7 @@ from medspa.adapters.store import (
     ledger_entry_id,
 )
 from medspa.domain import engine
+from medspa.domain.keys import spa_of
 from medspa.domain.money import Money
 from medspa.policy.schema import FeeReason, PolicyPack, SettlementSource
 
@@ -90,6 +91,11 @@ def card_purpose(reason: FeeReason) -> str:
 
 def _purpose(reason: FeeReason, source: SettlementSource) -> str:
     return card_purpose(reason) if source == "card_on_file" else f"{reason}_fee_{source}"
+
+
+def _metadata(entry: LedgerEntry, location_id: str) -> dict[str, str]:
+    """Opaque ids only; the spa lets one Stripe account's dashboard be filtered by tenant."""
+    return {"ledger_ref": ledger_ref(entry), "spa_id": spa_of(entry.entry_id), "location_id": location_id}
 
 
 def ledger_ref(entry: LedgerEntry) -> str:
@@ -235,7 +241,7 @@ class SettlementService:
             result = self._payments.charge_off_session(
                 client.stripe_customer_id, client.default_payment_method_id, entry.amount,
                 idempotency_key=entry.stripe_idempotency_key,
-                metadata={"ledger_ref": ledger_ref(entry), "location_id": location_id},
+                metadata=_metadata(entry, location_id),
             )
         if result.status is ChargeStatus.TRANSIENT:
             raise PaymentProviderUnavailable(f"ledger entry {entry.entry_id} stays pending: {result.message}")
@@ -360,7 +366,7 @@ class SettlementService:
             result = self._payments.find_refund(paid.stripe_payment_intent_id, ledger_ref(entry))
         if result is None:
             result = self._payments.refund(paid.stripe_payment_intent_id, entry.amount, entry.stripe_idempotency_key,
-                                           metadata={"ledger_ref": ledger_ref(entry), "location_id": location_id})
+                                           metadata=_metadata(entry, location_id))
         if result.status is RefundStatus.TRANSIENT:
             raise PaymentProviderUnavailable(f"ledger entry {entry.entry_id} stays pending: {result.message}")
         if result.status in (RefundStatus.SUCCEEDED, RefundStatus.PENDING):

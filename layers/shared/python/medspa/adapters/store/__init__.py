@@ -19,6 +19,7 @@ from .appointments import (
     LifecycleOutcome,
     MessageLog,
     MessageResult,
+    OPEN_STATUSES,
     Violation,
     AppointmentBooking,
     AppointmentRepository,
@@ -28,6 +29,7 @@ from .appointments import (
 from .clients import Channel, Client, ClientProfile, ClientRepository, Strike, client_key
 from .errors import (
     AppointmentNotFound,
+    ClientErased,
     ClientNotFound,
     ConcurrentUpdate,
     ConflictingEvent,
@@ -39,8 +41,9 @@ from .errors import (
     StoreError,
     StoreUnavailable,
 )
+from .consent import Consent, ConsentBook, ConsentRepository, InMemoryConsent
 from .ledger import EntryKind, EntryStatus, LedgerEntry, LedgerRepository, Purpose, ledger_entry_id, stripe_idempotency_key
-from .models import AppointmentRecord, ClientRecord, LedgerRecord, bind
+from .models import AppointmentRecord, ClientRecord, ConsentItem, LedgerRecord, bind
 
 
 class TableNames(BaseModel):
@@ -49,10 +52,11 @@ class TableNames(BaseModel):
     clients: str = Field(min_length=3)
     appointments: str = Field(min_length=3)
     ledger: str = Field(min_length=3)
+    consent: str = Field(min_length=3, description="Consent by contact address, unsubscribe links, keyword replies.")
     idempotency: str = Field(min_length=3, description="Powertools idempotency; no model here.")
 
     ENV: ClassVar[Mapping[str, str]] = {"clients": "CLIENTS_TABLE", "appointments": "APPOINTMENTS_TABLE",
-           "ledger": "LEDGER_TABLE", "idempotency": "IDEMPOTENCY_TABLE"}
+           "ledger": "LEDGER_TABLE", "consent": "CONSENT_TABLE", "idempotency": "IDEMPOTENCY_TABLE"}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "TableNames":
@@ -70,6 +74,7 @@ class Store:
         self.clients = ClientRepository(bind(ClientRecord, tables.clients, region, endpoint_url))
         self.appointments = AppointmentRepository(bind(AppointmentRecord, tables.appointments, region, endpoint_url))
         self.ledger = LedgerRepository(bind(LedgerRecord, tables.ledger, region, endpoint_url))
+        self.consent = ConsentRepository(bind(ConsentItem, tables.consent, region, endpoint_url))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "Store":
@@ -81,8 +86,8 @@ class Store:
 
 __all__ = [
     "Appointment", "AppointmentBooking", "BookingFacts", "FeeState", "LifecycleOutcome", "MessageLog",
-    "MessageResult", "Violation", "AppointmentNotFound", "AppointmentRepository", "AppointmentStatus",
-    "Channel", "Client", "ClientNotFound", "ClientProfile", "ClientRepository", "ConcurrentUpdate", "ConflictingEvent", "EntryKind",
+    "MessageResult", "OPEN_STATUSES", "Violation", "AppointmentNotFound", "AppointmentRepository", "AppointmentStatus",
+    "Channel", "Client", "ClientErased", "ClientNotFound", "Consent", "ConsentBook", "ConsentRepository", "InMemoryConsent", "ClientProfile", "ClientRepository", "ConcurrentUpdate", "ConflictingEvent", "EntryKind",
     "EntryStatus", "InsufficientBalance", "LedgerConflict", "LedgerEntry", "LedgerEntryNotFound",
     "LedgerRepository", "NotFound", "Purpose", "StaleVersion", "Store", "StoreUnavailable",
     "StoreError", "Strike", "TableNames", "UpsertResult", "client_key", "ledger_entry_id",

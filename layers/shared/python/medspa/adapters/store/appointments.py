@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from enum import StrEnum
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
 
 from medspa.domain.appointment import Appointment as PolicyAppointment
 from medspa.domain.appointment import PaymentContext, Service
+from medspa.domain.keys import belongs_to, split_key
 from medspa.domain.money import Money
 
 from .errors import AppointmentNotFound, ConcurrentUpdate, ConflictingEvent, StaleVersion, transient_errors_named
@@ -31,6 +33,10 @@ class AppointmentStatus(StrEnum):
     CANCELLED = "cancelled"
     NO_SHOW = "no_show"
     AUTO_CANCELLED = "auto_cancelled"
+
+
+OPEN_STATUSES = frozenset({AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED})
+"""A visit still ahead: reminders, confirmation and the attendance decision apply; a cancel can be late."""
 
 
 class _Frozen(BaseModel):
@@ -108,6 +114,16 @@ class _DomainView:
     party_size: int
     payment: PaymentContext
 
+    @property
+    def spa_id(self) -> str:
+        return split_key(self.appointment_id)[0]
+
+    @property
+    def booking_site_ids(self) -> dict[str, str]:
+        """How the spa's booking site names this visit and its client (keys here carry the spa)."""
+        spa_id, appointment = split_key(self.appointment_id)
+        return {"spa_id": spa_id, "appointment_id": appointment, "client_id": split_key(self.client_id)[1]}
+
     def to_domain(self) -> PolicyAppointment:
         """The facts the policy engine decides on, without what only the store and the lifecycle track."""
         return PolicyAppointment(
@@ -133,6 +149,13 @@ class AppointmentBooking(_DomainView, _Frozen):
     payment: PaymentContext = PaymentContext()
     revision: NonNegativeInt = Field(0, description="Events folded into this snapshot; 0 = not from a history")
     facts: BookingFacts = BookingFacts()
+
+    @model_validator(mode="after")
+    def _one_spa(self) -> AppointmentBooking:
+        spa_id, _ = split_key(self.appointment_id)
+        if not belongs_to(self.client_id, spa_id):
+            raise ValueError("appointment_id and client_id must be namespaced by the same spa ('<spa_id>#<id>')")
+        return self
 
 
 class Appointment(_DomainView, _Frozen):
@@ -430,6 +453,43 @@ class AppointmentRepository:
         if record is None:
             raise AppointmentNotFound(appointment_id)
         return _to_appointment(record)
+
+    def erase_personal_data(self, appointment_id: str, scrub: Callable[[dict[str, Any]], dict[str, Any]],
+                            now: datetime) -> tuple[int, int]:
+        """Rewrite every kept booking-site event through ``scrub`` and skip every message still due; returns
+        (events changed, messages skipped). What the erasure keeps, and why: ``medspa.services.privacy``.
+
+        One conditional write on top of the version read, re-read and redone if a lifecycle step wrote in
+        between; a second run finds nothing left to change and writes nothing.
+        """
+        m = self._model
+        for _ in range(5):
+            try:
+                with transient_errors_named():
+                    record = m.get(appointment_id, consistent_read=True)
+            except m.DoesNotExist:
+                return 0, 0
+            events, changed = {}, 0
+            for version, text in _json_map(record.events).items():
+                entry = json.loads(text)
+                scrubbed = scrub(entry["detail"])
+                changed += scrubbed != entry["detail"]
+                events[version] = json.dumps({**entry, "detail": scrubbed})
+            messages, skipped = {}, 0
+            for key, text in _json_map(record.messages).items():
+                log = MessageLog.model_validate_json(text)
+                if log.status == "due":
+                    skipped += 1
+                    log = log.model_copy(update={"status": "skipped", "results": (
+                        MessageResult(channel="any", status="skipped_client_erased"),)})
+                messages[key] = log.model_dump_json(exclude_defaults=True)
+            if not changed and not skipped:
+                return 0, 0
+            actions = [m.events.set(events), m.messages.set(messages), m.updated_at.set(now),
+                       m.record_version.set(m.record_version + 1)]
+            if update_if(m, appointment_id, actions, m.record_version == record.record_version) is not None:
+                return changed, skipped
+        raise ConcurrentUpdate(f"appointment {appointment_id} kept changing while its client's data was erased")
 
     def for_client(self, client_id: str, starting_from: datetime | None = None) -> list[Appointment]:
         """A client's appointments in start order (index reads are eventually consistent)."""

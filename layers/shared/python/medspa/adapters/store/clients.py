@@ -15,9 +15,10 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from medspa.domain.keys import belongs_to, client_key
 from medspa.domain.money import Money
 
-from .errors import ClientNotFound, InsufficientBalance
+from .errors import ClientErased, ClientNotFound, InsufficientBalance
 from .models import ClientRecord, update_if, utc_iso
 
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{1,14}$")]
@@ -28,11 +29,6 @@ _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 class Channel(StrEnum):
     SMS = "sms"
     EMAIL = "email"
-
-
-def client_key(spa_id: str, booking_client_id: str) -> str:
-    """Client ids are namespaced by spa: two spas' booking sites may both have a client "c-123"."""
-    return f"{spa_id}#{booking_client_id}"
 
 
 class _Frozen(BaseModel):
@@ -53,7 +49,7 @@ class ClientProfile(_Frozen):
 
     @model_validator(mode="after")
     def _namespaced(self) -> "ClientProfile":
-        if not self.client_id.startswith(f"{self.spa_id}#") or self.client_id == f"{self.spa_id}#":
+        if not belongs_to(self.client_id, self.spa_id):
             raise ValueError(f"client_id {self.client_id!r} must be namespaced as '{self.spa_id}#<id>'")
         return self
 
@@ -84,6 +80,13 @@ class Client(_Frozen):
     credit: dict[str, int] = Field(description="currency -> integer minor units held")
     created_at: AwareDatetime
     updated_at: AwareDatetime
+    erased_at: AwareDatetime | None = Field(None, description="Erased at their request: a tombstone, nothing personal")
+    stripe_customers: tuple[str, ...] = Field((), description="Every Stripe customer ever named for the client")
+    known_contacts: tuple[tuple[Channel, str], ...] = Field((), description="Every address ever held, current ones too")
+
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None
 
     @property
     def strike_count(self) -> int:
@@ -126,7 +129,15 @@ def _to_client(record: ClientRecord) -> Client:
         credit={c: int(a) for c, a in _plain(record.credit).items()},
         created_at=record.created_at,
         updated_at=record.updated_at,
+        erased_at=record.erased_at,
+        stripe_customers=tuple(sorted(record.stripe_customer_ids or ())),
+        known_contacts=tuple(sorted((Channel(channel), address) for channel, _, address
+                                    in (k.partition("#") for k in record.known_contacts or ()))),
     )
+
+
+def _contacts(phone: str | None, email: str | None) -> set[str]:
+    return {f"{channel}#{address}" for channel, address in ((Channel.SMS, phone), (Channel.EMAIL, email)) if address}
 
 
 class ClientRepository:
@@ -164,6 +175,10 @@ class ClientRepository:
         m = self._model
         details = profile.model_dump(exclude={"client_id"}, exclude_none=True)
         actions = [getattr(m, name).set(value) for name, value in details.items()]
+        if profile.stripe_customer_id:
+            actions.append(m.stripe_customer_ids.add({profile.stripe_customer_id}))
+        if contacts := _contacts(profile.phone, profile.email):
+            actions.append(m.known_contacts.add(contacts))
         actions += [
             m.sms_opt_out.set(m.sms_opt_out | False),
             m.email_opt_out.set(m.email_opt_out | False),
@@ -240,3 +255,54 @@ class ClientRepository:
             if entry_id not in (record.applied_entries or set()):
                 raise InsufficientBalance(f"{client_id} holds less {balance} than {amount}")
         return Money(amount=int(_plain(getattr(record, balance)).get(amount.currency, 0)), currency=amount.currency)
+
+    # ---------------------------------------------------------------- privacy requests (medspa.services.privacy)
+
+    def with_email(self, spa_id: str, email: str) -> list[Client]:
+        """Every client of ``spa_id`` with this address, compared case-blind.
+
+        A scan: there is no email index, and only an erasure asks (is this address anyone else's?),
+        rarely enough that an index every booking would pay for is not worth it.
+        """
+        m, wanted = self._model, email.strip().lower()
+        return sorted((_to_client(r) for r in m.scan(m.spa_id == spa_id)
+                       if r.email and r.email.strip().lower() == wanted), key=lambda c: c.client_id)
+
+    def correct_contact(self, client_id: str, *, phone: str | None, email: str | None, now: datetime) -> Client:
+        """Replace a wrong phone or email (``None`` leaves it); never for an erased client."""
+        if phone is not None and not _E164.match(phone):
+            raise ValueError("phone must be E.164")
+        m = self._model
+        actions = [m.updated_at.set(now)]
+        actions += [m.phone.set(phone)] if phone is not None else []
+        actions += [m.email.set(email)] if email is not None else []
+        actions += [m.known_contacts.add(contacts)] if (contacts := _contacts(phone, email)) else []
+        record = update_if(m, client_id, actions, m.client_id.exists() & m.erased_at.does_not_exist())
+        if record is None:
+            if self._require(client_id).erased_at is not None:
+                raise ClientErased(client_id)
+        return _to_client(record or self._require(client_id))
+
+    def mark_erased(self, client_id: str, now: datetime) -> Client:
+        """The tombstone, set first: from here on every event naming the client is refused. The first
+        erasure's time is kept, so a retried request finishes the job without rewriting history."""
+        m = self._model
+        record = update_if(m, client_id, [m.erased_at.set(m.erased_at | now), m.updated_at.set(now)],
+                           m.client_id.exists())
+        return _to_client(record or self._require(client_id))
+
+    def forget(self, client_id: str, now: datetime) -> Client:
+        """Remove everything that reaches or describes the person; keep the key, the erasure time and the
+        balances (money owed either way is the business's record, not the person's profile)."""
+        m = self._model
+        actions = [m.phone.remove(), m.email.remove(), m.stripe_customer_id.remove(), m.stripe_customer_ids.remove(),
+                   m.known_contacts.remove(),
+                   m.default_payment_method_id.remove(), m.sms_consent.remove(), m.email_consent.remove(),
+                   m.sms_opt_out.set(False), m.email_opt_out.set(False), m.strikes.set({}),
+                   m.prepay_required.set(False), m.prepay_set_at.remove(), m.prepay_cleared_by.remove(),
+                   m.prepay_cleared_at.remove(), m.updated_at.set(now)]
+        record = update_if(m, client_id, actions, m.erased_at.exists())
+        if record is None:
+            self._require(client_id)
+            raise ValueError(f"{client_id} is not marked erased: mark_erased comes first")
+        return _to_client(record)

@@ -26,6 +26,10 @@ class LedgerEntryNotFound(NotFound):
     pass
 
 
+class ClientErased(StoreError):
+    """The client's data was erased at their request: nothing may be written about them as a person again."""
+
+
 class StaleVersion(StoreError):
     """A newer booking version already won: the writer acts on an appointment that no longer exists as it saw it."""
 

@@ -16,6 +16,7 @@ from pynamodb.attributes import (
     BooleanAttribute,
     MapAttribute,
     NumberAttribute,
+    TTLAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
     VersionAttribute,
@@ -166,6 +167,11 @@ class ClientRecord(Model):
     email_consent = BooleanAttribute(null=True)
     stripe_customer_id = UnicodeAttribute(null=True)
     default_payment_method_id = UnicodeAttribute(null=True)
+    # Every Stripe customer the booking site has named for this client: a replaced one is deleted at erasure too.
+    stripe_customer_ids = UnicodeSetAttribute(null=True)
+    # Every address the client has been reached at ("sms#<phone>", "email#<address>"): an erasure also deletes the
+    # consent recorded for a former one.
+    known_contacts = UnicodeSetAttribute(null=True)
     # "<appointment_id>#<reason>" -> {appointment_id, reason, at}: the key makes a repeated strike a no-op.
     strikes = MapAttribute(default=dict)
     prepay_required = BooleanAttribute(default=False)
@@ -177,6 +183,9 @@ class ClientRecord(Model):
     credit = MapAttribute(default=dict)
     # ledger entry ids whose balance movement has been applied: a retried movement is a no-op.
     applied_entries = UnicodeSetAttribute(null=True)
+    # Set when the client's data was erased at their request: the record stays as a tombstone (no contact,
+    # no Stripe ids) so a later event naming the client is refused, and balances owed stay accountable.
+    erased_at = UtcTime(null=True)
     created_at = UtcTime()
     updated_at = UtcTime()
 
@@ -221,6 +230,33 @@ class LedgerRecord(Model):
 
     by_appointment = LedgerByAppointment()
     by_client = LedgerByClient()
+
+
+class ConsentItem(Model):
+    """The consent table holds three kinds of item, told apart by the ``subject`` prefix
+    (see :mod:`medspa.adapters.store.consent`):
+
+    * ``sms#<E.164>`` / ``email#<address>`` with ``scope`` ``*`` or a spa id: a consent record;
+    * ``link#<token reference>`` (scope ``email``): which spa and address an unsubscribe link is for;
+    * ``reply#<inbound message id>`` (scope ``sms``): the confirmation text a keyword got, kept so a
+      redelivered message is not answered twice; expires after a while (``expires_at``, the table's TTL).
+    """
+
+    subject = UnicodeAttribute(hash_key=True)
+    scope = UnicodeAttribute(range_key=True)
+    opted_out = BooleanAttribute(null=True)
+    changed_at = UtcTime(null=True)
+    how = UnicodeAttribute(null=True)
+    evidence = UnicodeAttribute(null=True)
+    spa_id = UnicodeAttribute(null=True)
+    address = UnicodeAttribute(null=True)
+    purpose = UnicodeAttribute(null=True)
+    intent = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    message_id = UnicodeAttribute(null=True)
+    created_at = UtcTime(null=True)
+    updated_at = UtcTime(null=True)
+    expires_at = TTLAttribute(null=True)
 
 
 @cache

@@ -1,0 +1,77 @@
+"""The system's HTTP API (API Gateway HTTP API, Powertools event handler). Today: email unsubscribe.
+
+``GET /unsubscribe?token=...`` shows a confirmation page with one button; ``POST /unsubscribe?token=...``
+(the button, or a mail provider's one-click ``List-Unsubscribe=One-Click``) records the opt-out. A link
+this system did not issue gets 400 with the reason and without the token. Why GET never unsubscribes,
+and what the token is: medspa.services.unsubscribe and medspa.domain.consent. Routes are public: the
+signed token is the authorisation.
+"""
+
+import os
+from datetime import UTC, datetime
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from medspa.adapters.store import Store
+from medspa.domain.consent import InvalidUnsubscribeLink
+from medspa.messages.unsubscribe_page import confirm_page, done_page, refused_page
+from medspa.policy.loader import load_packs
+from medspa.services.unsubscribe import EmailUnsubscribe
+
+logger = Logger()
+app = APIGatewayHttpResolver()
+store = Store.from_env(os.environ)
+# Links come back with the token the page may not repeat anywhere else: no caching, no referrer, no framing.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+}
+
+
+def signing_key() -> bytes:
+    return parameters.get_parameter(os.environ["UNSUBSCRIBE_SIGNING_KEY_PARAMETER"], decrypt=True, max_age=300).encode()
+
+
+unsubscribe = EmailUnsubscribe(store.consent, signing_key, None, {p.spa.id: p.spa.name for p in load_packs().values()})
+
+
+def _html(status: int, body: str) -> Response:
+    return Response(status_code=status, content_type="text/html; charset=utf-8", body=body, headers=PAGE_HEADERS)
+
+
+def _refused(error: InvalidUnsubscribeLink) -> Response:
+    logger.info("unsubscribe link refused", extra={"reason": str(error)})
+    return _html(400, refused_page(str(error)))
+
+
+@app.get("/unsubscribe")
+def unsubscribe_page() -> Response:
+    token = app.current_event.get_query_string_value("token")
+    try:
+        target = unsubscribe.read(token)
+    except InvalidUnsubscribeLink as error:
+        return _refused(error)
+    logger.info("unsubscribe page shown", extra={"spa_id": target.spa_id})
+    return _html(200, confirm_page(target.spa_name, target.masked_email, token or ""))
+
+
+@app.post("/unsubscribe")
+def unsubscribe_now() -> Response:
+    try:
+        target = unsubscribe.unsubscribe(app.current_event.get_query_string_value("token"), datetime.now(UTC))
+    except InvalidUnsubscribeLink as error:
+        return _refused(error)
+    logger.info("unsubscribed by link", extra={"spa_id": target.spa_id})
+    return _html(200, done_page(target.spa_name, target.masked_email))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

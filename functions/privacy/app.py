@@ -1,0 +1,47 @@
+"""Privacy requests a spa's admin made on the bus, handed over by the intake once it has checked them.
+
+The only function that holds the exports bucket and the privacy audit table, and the second (after the
+settlement function) that may read the Stripe key: to delete an erased client's Stripe customer. The
+intake invokes it synchronously; an error it raises goes back to the intake, which retries a passing
+failure with its queue and quarantines anything else. What each request does: medspa.services.privacy.
+Nothing personal is logged: the request, the spa and the action, never the client's details.
+"""
+
+import json
+import os
+from datetime import UTC, datetime
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict
+
+from medspa.events import DETAIL_MODELS, PrivacyRequest
+from medspa.services.privacy import privacy_service_from
+
+logger = Logger()
+service = privacy_service_from(
+    os.environ, boto3.client,
+    lambda: parameters.get_parameter(os.environ["STRIPE_API_KEY_PARAMETER"], decrypt=True, max_age=300))
+
+
+class Handover(BaseModel):
+    """What the intake sends: an event it already parsed and authorised."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detail_type: str
+    detail: dict
+    received_at: datetime
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    handover = Handover.model_validate(event)
+    request: PrivacyRequest = DETAIL_MODELS[handover.detail_type].model_validate_json(
+        json.dumps(handover.detail))  # type: ignore[assignment]
+    logger.append_keys(spa_id=request.spa_id, request_id=request.request_id, detail_type=request.detail_type)
+    done = service.handle(request, datetime.now(UTC))
+    logger.info("privacy request served", extra={"done": done})
+    return {"done": done}

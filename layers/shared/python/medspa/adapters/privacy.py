@@ -1,0 +1,113 @@
+"""What privacy requests need beyond the store: the exports bucket, Stripe, and the privacy function.
+
+The intake parses whatever a booking site sends, so it is the function least worth trusting with the
+Stripe key, the exports bucket or the audit table. It only checks a privacy event (spa, source, client)
+and hands it to the privacy function with a synchronous Invoke (:class:`InvokedPrivacyDesk`); that
+function alone holds those grants. A failure the privacy function may get past (Stripe, DynamoDB or
+S3 throttled or down) comes back as :class:`PrivacyDeskUnavailable`, which the intake retries like its
+own; anything else is a bug and is quarantined as one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from medspa.events import PrivacyRequest
+
+# Error types the privacy function raises for a failure that may pass; the intake retries these.
+TRANSIENT_ERRORS = frozenset({"StoreUnavailable", "PaymentProviderUnavailable", "ExecutionsUnavailable",
+                              "BookingSiteUnavailable", "ExportsUnavailable", "PrivacyDeskUnavailable"})
+
+
+class ExportsUnavailable(RuntimeError):
+    """S3 throttled or failed: the same request may succeed later."""
+
+
+class PrivacyDeskUnavailable(RuntimeError):
+    """The privacy function could not finish for a reason that may pass; the intake retries the event."""
+
+
+def _s3_errors_named(error: ClientError) -> Exception:
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    code = error.response.get("Error", {}).get("Code", "")
+    if status >= 500 or status == 429 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
+        return ExportsUnavailable(f"S3 {code or status}")
+    return error
+
+
+class S3Exports:
+    """Exports waiting for the spa's admin: one JSON object each, encrypted at rest by the bucket's default
+    (SSE-KMS), deleted by the bucket's lifecycle rule after ``kept_for``; an erasure deletes them at once."""
+
+    def __init__(self, s3: Any, bucket: str, kept_for: timedelta) -> None:
+        self._s3 = s3
+        self.bucket = bucket
+        self.kept_for = kept_for
+
+    def put(self, key: str, document: Mapping[str, Any]) -> None:
+        try:
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(document, indent=2).encode(),
+                                ContentType="application/json", ServerSideEncryption="aws:kms")
+        except ClientError as error:
+            raise _s3_errors_named(error) from error
+
+    def remove_under(self, prefix: str) -> int:
+        removed = 0
+        try:
+            for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if keys:
+                    self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                    removed += len(keys)
+        except ClientError as error:
+            raise _s3_errors_named(error) from error
+        return removed
+
+    def get(self, key: str) -> dict[str, Any]:
+        return json.loads(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+
+class StripeCustomers:
+    """Deletes Stripe customers, with the key fetched on first use: inside an invocation (and its retry),
+    and never for a request that needs no Stripe call."""
+
+    def __init__(self, api_key: Callable[[], str], api_base: str | None = None) -> None:
+        self._api_key = api_key
+        self._api_base = api_base
+        self._payments: Any = None
+
+    def delete_customer(self, customer_id: str) -> bool:
+        if self._payments is None:
+            from medspa.adapters.payments import StripePayments
+
+            self._payments = StripePayments.from_settings(self._api_key(), self._api_base)
+        return bool(self._payments.delete_customer(customer_id))
+
+
+class InvokedPrivacyDesk:
+    """The intake's side of the privacy function: the checked event in, what was done out."""
+
+    def __init__(self, lambda_client: Any, function_name: str) -> None:
+        self._lambda = lambda_client
+        self._function = function_name
+
+    def handle(self, event: PrivacyRequest, now: datetime) -> str:
+        payload = {"detail_type": event.detail_type, "detail": event.model_dump(mode="json"),
+                   "received_at": now.isoformat()}
+        try:
+            response = self._lambda.invoke(FunctionName=self._function, Payload=json.dumps(payload).encode())
+        except ClientError as error:
+            code = error.response["Error"].get("Code")
+            raise PrivacyDeskUnavailable(f"invoking the privacy function: {code}") from error
+        body = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            error_type = body.get("errorType", "") if isinstance(body, dict) else ""
+            if error_type in TRANSIENT_ERRORS:
+                raise PrivacyDeskUnavailable(f"{error_type} in the privacy function")
+            raise RuntimeError(f"the privacy function failed: {error_type or 'unknown error'}")
+        return str(body["done"])
