@@ -29,7 +29,7 @@ from medspa.events import InvalidBookingEvent, parse_booking_envelope
 from medspa.events.personal import as_erased
 from medspa.policy.loader import load_packs
 from medspa.policy.tenants import load_tenants
-from medspa.services.ingest import ClientErased, EventRefused, IngestService, NotKnownHere
+from medspa.services.ingest import ErasedClientRefused, EventRefused, IngestService, NotKnownHere
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -53,7 +53,7 @@ def record_handler(record: SQSRecord) -> None:
         envelope = parse_booking_envelope(record.body)
         detail_type = envelope.detail.detail_type
         outcome = service.ingest(envelope.detail, source=envelope.source, now=datetime.now(UTC))
-    except ClientErased as error:
+    except ErasedClientRefused as error:
         quarantine(record, str(error), body=erased_body(record.body))
     except (InvalidBookingEvent, EventRefused) as error:
         quarantine(record, str(error))

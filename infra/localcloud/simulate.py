@@ -390,16 +390,13 @@ class QueueRecorder:
                     ["Attributes"]["ApproximateNumberOfMessages"])
         if count == 0 or (not self._consume and count == self._seen_count):
             return False
-        read = _receive_all(self._sqs, self.url)
+        read = _receive_all(self._sqs, self.url, hidden_for=None if self._consume else 1)
         for message in read:
             self.messages.setdefault(message["MessageId"], message)
-        handles = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(read)]
-        for batch in (handles[i:i + 10] for i in range(0, len(handles), 10)):
-            if self._consume:
+        if self._consume:
+            handles = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(read)]
+            for batch in (handles[i:i + 10] for i in range(0, len(handles), 10)):
                 self._sqs.delete_message_batch(QueueUrl=self.url, Entries=batch)
-            else:
-                self._sqs.change_message_visibility_batch(
-                    QueueUrl=self.url, Entries=[entry | {"VisibilityTimeout": 0} for entry in batch])
         self._seen_count = 0 if self._consume else count
         return False
 
@@ -432,13 +429,19 @@ class BookingSiteOutbox(QueueRecorder):
         return sorted(out, key=lambda e: e["at"] or "")
 
 
-def _receive_all(sqs: Any, url: str) -> list[dict[str, Any]]:
+def _receive_all(sqs: Any, url: str, hidden_for: int | None = None) -> list[dict[str, Any]]:
     """Everything visible now. A received message stays invisible for the visibility timeout, which on the
-    virtual clock does not pass while we read, so the loop ends."""
+    virtual clock does not pass while we read, so the loop ends.
+
+    ``hidden_for`` (seconds) lets a queue that is only watched show its messages again a second later,
+    without ChangeMessageVisibility: SQS refuses that on a message sent more than 12 hours ago, and a
+    quarantine may hold a message for days before the next one arrives.
+    """
     out: list[dict[str, Any]] = []
+    timeout = {} if hidden_for is None else {"VisibilityTimeout": hidden_for}
     while True:
         batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
-                                    AttributeNames=["SentTimestamp"]).get("Messages", [])
+                                    AttributeNames=["SentTimestamp"], **timeout).get("Messages", [])
         if not batch:
             return out
         out += batch

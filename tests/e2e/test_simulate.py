@@ -240,3 +240,19 @@ def test_contacts_are_masked():
     assert mask("+85290000101") == "+8******0101"
     assert mask("ana.morales@example.com") == "a***@example.com"
     assert mask(None) is None
+
+
+def test_quarantines_days_apart_are_all_reported():
+    """The runner watches the quarantine without ChangeMessageVisibility, which SQS refuses on a message sent
+    more than 12 hours before: a second malformed event days after the first once crashed the runner."""
+    bad = {"name": "Botox", "category": "injection_laser", "duration_minutes": 30,
+           "price": {"amount": 420.5, "currency": "USD"}}
+    scenario = {
+        "name": "two-quarantines", "start": "2026-03-05T15:00:00Z", "until": "2026-03-12T00:00:00Z",
+        "clients": [{"spa_id": "bijoux", "id": "c-1", "card": "visa"}],
+        "events": [{"at": at, "detail_type": "AppointmentBooked", "expect_rejected": True,
+                    "detail": _booked(f"apt-q{i}", event_id=f"bad-{i}", occurred_at=at, service=bad)}
+                   for i, at in enumerate(("2026-03-05T16:00:00Z", "2026-03-07T16:00:00Z", "2026-03-10T09:00:00Z"))],
+    }
+    report = run_scenario(scenario)
+    assert [q["appointment_id"] for q in report["quarantined"]] == ["apt-q0", "apt-q1", "apt-q2"]

@@ -76,7 +76,7 @@ class EventRefused(Refusal):
     """Wrong source, spa or location: it will never be allowed, so it is quarantined at once."""
 
 
-class ClientErased(EventRefused):
+class ErasedClientRefused(EventRefused):
     """The event names a client erased at their request: quarantined, but without what it says about them."""
 
 
@@ -152,7 +152,7 @@ class IngestService:
         client = self._store.clients.get(named) if named else None
         if client is not None and client.erased:
             through = "the appointment's client: " if field == "detail.appointment_id" else ""
-            raise ClientErased(field, through + ERASED)
+            raise ErasedClientRefused(field, through + ERASED)
 
     def _privacy_request(self, event: PrivacyRequest, now: datetime) -> IngestOutcome:
         if self._privacy is None:

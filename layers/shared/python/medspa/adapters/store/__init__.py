@@ -12,6 +12,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medspa.domain.keys import client_key
+
 from .appointments import (
     Appointment,
     BookingFacts,
@@ -26,7 +28,7 @@ from .appointments import (
     AppointmentStatus,
     UpsertResult,
 )
-from .clients import Channel, Client, ClientProfile, ClientRepository, Strike, client_key
+from .clients import Channel, Client, ClientProfile, ClientRepository, Strike
 from .errors import (
     AppointmentNotFound,
     ClientErased,

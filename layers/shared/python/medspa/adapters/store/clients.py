@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from medspa.domain.keys import belongs_to, client_key
+from medspa.domain.keys import belongs_to
 from medspa.domain.money import Money
 
 from .errors import ClientErased, ClientNotFound, InsufficientBalance
