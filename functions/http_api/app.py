@@ -1,25 +1,34 @@
-"""The system's HTTP API (API Gateway HTTP API, Powertools event handler). Today: email unsubscribe.
+"""The system's HTTP API (API Gateway HTTP API, Powertools event handler): email unsubscribe and the
+confirm link of a confirmation request email.
 
 ``GET /unsubscribe?token=...`` shows a confirmation page with one button; ``POST /unsubscribe?token=...``
 (the button, or a mail provider's one-click ``List-Unsubscribe=One-Click``) records the opt-out. A link
 this system did not issue gets 400 with the reason and without the token. Why GET never unsubscribes,
 and what the token is: medspa.services.unsubscribe and medspa.domain.consent. Routes are public: the
 signed token is the authorisation.
+
+``GET /confirm?token=...`` shows the visit (spa, local time) with a Confirm button; ``POST`` records the
+client's confirmation and tells the booking site (medspa.services.confirm_link says why GET never confirms).
 """
 
 import os
 from datetime import UTC, datetime
 
+import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from medspa.adapters.booking_site import EventBridgeBookingSite
 from medspa.adapters.store import Store
+from medspa.domain.confirm_link import InvalidConfirmLink
 from medspa.domain.consent import InvalidUnsubscribeLink
+from medspa.messages.confirm_page import confirm_refused_page, confirm_visit_page, visit_closed_page, visit_confirmed_page
 from medspa.messages.unsubscribe_page import confirm_page, done_page, refused_page
 from medspa.policy.loader import load_packs
+from medspa.services.confirm_link import EmailConfirmation
 from medspa.services.unsubscribe import EmailUnsubscribe
 
 logger = Logger()
@@ -39,7 +48,10 @@ def signing_key() -> bytes:
     return parameters.get_parameter(os.environ["UNSUBSCRIBE_SIGNING_KEY_PARAMETER"], decrypt=True, max_age=300).encode()
 
 
-unsubscribe = EmailUnsubscribe(store.consent, signing_key, None, {p.spa.id: p.spa.name for p in load_packs().values()})
+packs = load_packs()
+unsubscribe = EmailUnsubscribe(store.consent, signing_key, None, {p.spa.id: p.spa.name for p in packs.values()})
+confirmation = EmailConfirmation(store, packs, signing_key, None,
+                                 EventBridgeBookingSite(boto3.client("events"), os.environ["BOOKING_EVENTS_BUS"]))
 
 
 def _html(status: int, body: str) -> Response:
@@ -70,6 +82,38 @@ def unsubscribe_now() -> Response:
         return _refused(error)
     logger.info("unsubscribed by link", extra={"spa_id": target.spa_id})
     return _html(200, done_page(target.spa_name, target.masked_email))
+
+
+def _confirm_refused(error: InvalidConfirmLink) -> Response:
+    logger.info("confirm link refused", extra={"reason": str(error)})
+    return _html(400, confirm_refused_page(str(error)))
+
+
+@app.get("/confirm")
+def confirm_visit_form() -> Response:
+    token = app.current_event.get_query_string_value("token")
+    try:
+        target = confirmation.read(token, datetime.now(UTC))
+    except InvalidConfirmLink as error:
+        return _confirm_refused(error)
+    logger.info("confirm page shown", extra={"spa_id": target.spa_id, "state": target.state})
+    if target.state == "closed":
+        return _html(200, visit_closed_page(target.spa_name, target.visit_time))
+    if target.state == "confirmed":
+        return _html(200, visit_confirmed_page(target.spa_name, target.visit_time))
+    return _html(200, confirm_visit_page(target.spa_name, target.visit_time, token or ""))
+
+
+@app.post("/confirm")
+def confirm_visit() -> Response:
+    try:
+        target = confirmation.confirm(app.current_event.get_query_string_value("token"), datetime.now(UTC))
+    except InvalidConfirmLink as error:
+        return _confirm_refused(error)
+    logger.info("visit confirmed by link", extra={"spa_id": target.spa_id, "state": target.state})
+    if target.state == "closed":
+        return _html(200, visit_closed_page(target.spa_name, target.visit_time))
+    return _html(200, visit_confirmed_page(target.spa_name, target.visit_time))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

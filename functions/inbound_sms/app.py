@@ -15,13 +15,15 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from medspa.adapters.booking_site import EventBridgeBookingSite
 from medspa.adapters.messaging import SnsSmsSender
 from medspa.adapters.store import Store
 from medspa.policy.loader import load_packs
 from medspa.services.inbound_sms import InboundSmsService, InvalidInboundSms, parse_inbound_message
 
 logger = Logger()
-service = InboundSmsService(Store.from_env(os.environ), load_packs(), replies=SnsSmsSender(boto3.client("sns")))
+service = InboundSmsService(Store.from_env(os.environ), load_packs(), replies=SnsSmsSender(boto3.client("sns")),
+                            booking_site=EventBridgeBookingSite(boto3.client("events"), os.environ["BOOKING_EVENTS_BUS"]))
 
 
 def _received_at(timestamp: str | None) -> datetime | None:

@@ -14,6 +14,7 @@ from medspa.adapters.messaging import AwsMessenger, SesEmailSender, SnsSmsSender
 from medspa.adapters.store import Store
 from medspa.messages.templates import load_templates
 from medspa.policy.loader import load_packs
+from medspa.services.confirm_link import EmailConfirmation
 from medspa.services.lifecycle import LifecycleService, StepRequest
 from medspa.services.notifications import NotificationService
 from medspa.services.unsubscribe import EmailUnsubscribe
@@ -38,6 +39,8 @@ service = LifecycleService(
         consent=store.consent,
         unsubscribe=EmailUnsubscribe(store.consent, unsubscribe_signing_key, os.environ["UNSUBSCRIBE_URL"],
                                      {p.spa.id: p.spa.name for p in packs.values()}),
+        # The same signing key: the signed text names the link's purpose, so neither link passes for the other.
+        confirm_links=EmailConfirmation(store, packs, unsubscribe_signing_key, os.environ["CONFIRM_URL"]),
     ),
     EventBridgeBookingSite(boto3.client("events"), os.environ["BOOKING_EVENTS_BUS"]),
     LifecycleExecutions(boto3.client("stepfunctions"), os.environ["LIFECYCLE_STATE_MACHINE_ARN"]),

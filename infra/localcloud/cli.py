@@ -1,9 +1,11 @@
 """``medspa``: run the system in the local cloud from the command line.
 
-``medspa simulate SCENARIO [--report FILE]`` plays one scenario (``docs/simulate.md``) against
-template.yaml deployed in the local cloud and prints, per appointment, a timeline in the location's own
-time (events received, executions, states entered, messages, ledger entries), then a summary per
-location; ``--report`` writes the full JSON report.
+``medspa simulate SCENARIO [--report FILE] [--html FILE]`` plays one scenario (``docs/simulate.md``)
+against template.yaml deployed in the local cloud and prints, per appointment, a timeline in the
+location's own time (events received, executions, states entered, messages, ledger entries), then a
+summary per location and where its fees went; ``--report`` writes the full JSON report, ``--html`` the
+page a spa owner opens in a browser. A scenario that cannot be played as written is refused before
+anything is deployed, with one line naming the entry and the field, and exit status 2.
 
 ``medspa privacy export|correct|erase`` serves a client's privacy request against the deployed stack
 (``localcloud.privacy_cli``).
@@ -27,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import typer
@@ -53,24 +55,36 @@ def simulate(
     scenario: Annotated[Path, typer.Argument(help="Scenario file (JSON, see docs/simulate.md)", exists=True,
                                              dir_okay=False)],
     report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report to this file")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write the report as an HTML page (money per "
+                                                             "location, table and chart) to this file")] = None,
 ) -> None:
     """Play a scenario of booking-site events in the local cloud and print what the system did."""
     _quiet_moto()
     try:
         with _held_function_logs() as logs:
-            result = run_scenario(scenario, report)
+            result = run_scenario(scenario, report, html=html)
     except ScenarioError as error:
-        console.print(f"[red]{scenario}: {error}[/]")
-        raise typer.Exit(2) from None
+        _scenario_error(scenario, error)
     print_report(result, logs.getvalue())
     if report is not None:
         console.print(f"report written to {report}")
+    if html is not None:
+        console.print(f"HTML page written to {html}")
+
+
+def _scenario_error(scenario: Path, error: ScenarioError) -> NoReturn:
+    """One plain line on stderr, exit 2: the scenario is checked whole before anything is deployed, and a
+    spa owner fixing a file wants the entry and the field, not a traceback or a line wrapped at 120."""
+    typer.echo(f"{scenario}: {' '.join(str(error).split())}", err=True)
+    raise typer.Exit(2)
 
 
 @app.command()
 def demo(
     scenarios: Annotated[Path, typer.Option(help="Directory of scenario files")] = SCENARIOS_DIR,
     reports: Annotated[Path | None, typer.Option(help="Write each JSON report into this directory")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write each report as an HTML page into this "
+                                                             "directory")] = None,
 ) -> None:
     """Run every sample scenario (one per seed spa) and print each timeline, summary and the totals."""
     _quiet_moto()
@@ -78,13 +92,18 @@ def demo(
     if not files:
         console.print(f"[red]no scenarios in {scenarios}[/]")
         raise typer.Exit(2)
-    if reports is not None:
-        reports.mkdir(parents=True, exist_ok=True)
+    for directory in (reports, html):
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     results = []
     for file in files:
-        with _held_function_logs() as logs:
-            result = run_scenario(file, reports / f"{file.stem}.report.json" if reports else None)
+        try:
+            with _held_function_logs() as logs:
+                result = run_scenario(file, reports / f"{file.stem}.report.json" if reports else None,
+                                      html=html / f"{file.stem}.html" if html else None)
+        except ScenarioError as error:
+            _scenario_error(file, error)
         print_report(result, logs.getvalue())
         results.append(result)
     print_totals(results, time.perf_counter() - began)
@@ -286,12 +305,42 @@ def _print_summary(report: Mapping[str, Any]) -> None:
             cells.append(str(value))
         table.add_row(label, *cells)
     console.print(table)
+    _print_money(report)
+    counts = summary.get("inputs") or {}
+    if counts:
+        console.print("inputs: " + ", ".join(f"{n} {outcome.replace('_', ' ')}" for outcome, n in counts.items() if n)
+                      + f" (of {len(report['inputs'])})")
     console.print(
         f"{summary['appointments_simulated']} appointments, {summary['executions']} executions, "
         f"{summary['state_transitions']} state transitions, {summary['messages_sent']} messages, "
         f"{summary['events_to_booking_site']} events to the booking site, {summary['quarantined']} quarantined; "
         f"real {report['real_seconds']:.2f}s (deploy {report['deploy_seconds']:.2f}s, "
         f"run {report['run_seconds']:.2f}s); fake Stripe: {report['fake_stripe']}\n")
+
+
+_MONEY_ROWS = (("fees assessed", "assessed"), ("collected on the card", "collected"),
+               ("covered (deposit, prepayment, course)", "covered"), ("waived", "waived"),
+               ("outstanding", "outstanding"), ("forfeited (deposits, prepayments kept)", "forfeited"))
+_FEE_LABELS = {"late_cancel": "late cancels", "no_show": "no-shows", "late_reschedule": "late reschedules"}
+
+
+def _print_money(report: Mapping[str, Any]) -> None:
+    """Where the fees went, one column per location: the same figures as ``summary.locations[].money``."""
+    locations = [r for r in report["summary"]["locations"] if r.get("money")]
+    if not locations:
+        return
+    table = Table(title=f"money: {report['scenario']['name']}", title_justify="left")
+    table.add_column("")
+    for r in locations:
+        table.add_column(r["location_id"], justify="right")
+    reasons = list(dict.fromkeys(reason for r in locations for reason in r["money"]["fees"]))
+    for reason in reasons:
+        fees = [r["money"]["fees"].get(reason, {"count": 0, "total": {}}) for r in locations]
+        table.add_row(_FEE_LABELS.get(reason, reason.replace("_", " ")),
+                      *(f"{fee['count']}" + (f" ({_totals(fee['total'])})" if fee["total"] else "") for fee in fees))
+    for label, key in _MONEY_ROWS:
+        table.add_row(label, *(_totals(r["money"][key]) or "0" for r in locations))
+    console.print(table)
 
 
 def print_totals(results: list[Mapping[str, Any]], real_seconds: float) -> None:

@@ -134,6 +134,11 @@ class LocalCloud:
         if "UnsubscribeSigningKeyParameter" in declared:  # in AWS: the operator puts a random secret once
             self.client("ssm").put_parameter(Name=value("UnsubscribeSigningKeyParameter"),
                                              Value=secrets.token_urlsafe(48), Type="SecureString", Overwrite=True)
+        # Powertools caches parameters process-wide, by name and until a time on the (virtual) clock: a cloud that
+        # starts earlier than the last one ended would read the last cloud's secrets until then.
+        from aws_lambda_powertools.utilities import parameters as powertools_parameters
+
+        powertools_parameters.clear_caches()
         self.deployment = deploy(self.template, runtime=self.runtime, parameters=parameters, region=self.region)
         sqs_poller = SqsEventSourcePoller(self.client("sqs"), self.client("lambda"), self.region)
         sqs_poller.discover()

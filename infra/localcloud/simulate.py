@@ -7,10 +7,21 @@ the fake Stripe, delivers each event through the real path (EventBridge ``PutEve
 or the inbound SMS topic) when the virtual clock reaches it, runs on until the scenario's ``until`` (or
 until nothing is left to do), and returns the report: every message sent, every ledger entry, each
 appointment's final state and lifecycle executions, each client's strikes, flags and balances, the events
-sent back to the booking site, the quarantined inputs, and a summary per location.
+sent back to the booking site, the quarantined inputs, what became of each input, and a summary per
+location with where its fees went.
 
 Decisions:
 
+* The whole scenario is checked before anything is deployed, as the intake will check it (catalogue,
+  the spa's authorised sources and locations, the clients and appointments an event names, rising
+  booking versions): the scenario is the spa owner's own file, and a problem found after the deploy
+  and a month of virtual time, or as a traceback, does not tell them which line to fix. The error is
+  one line naming the entry and the field (:class:`ScenarioError`).
+* The report accounts for every input from what the run left behind: the quarantine and the intake
+  queue hold each event's EventBridge id, so an input is quarantined, still pending, held or applied
+  by evidence, not by what the runner expected (``inputs[].outcome``).
+* Money in the summary is derived from the report's own ledger lines (:func:`money_summary`), so the
+  summary, the HTML page and the ledger cannot disagree.
 * The runner is harness, not product: the rule and queue that capture the system's events to the booking
   site are created at run time, never in ``template.yaml``.
 * Stripe ids are not known when a scenario is written (the fake generates them), so the scenario names a
@@ -30,6 +41,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -45,8 +57,18 @@ from fakestripe import save_test_card
 from localcloud.cloud import REPO_ROOT, LocalCloud
 from medspa.adapters.store import Store, TableNames
 from medspa.domain.keys import spa_of, split_key
-from medspa.events import InvalidBookingEvent, parse_booking_event
+from medspa.events import (
+    DETAIL_MODELS,
+    DETAIL_TYPES,
+    AppointmentBooked,
+    BookingEvent,
+    ClientErasureRequested,
+    FeeWaived,
+    InvalidBookingEvent,
+    parse_booking_event,
+)
 from medspa.policy.loader import load_packs
+from medspa.policy.tenants import Tenant, load_tenants
 
 SCENARIOS_DIR = REPO_ROOT / "samples" / "scenarios"
 REPORT_FORMAT = "medspa.simulate.report/1"
@@ -56,7 +78,8 @@ OUTBOX_RULE = "medspa-simulate-to-booking-site"
 
 
 class ScenarioError(ValueError):
-    """The scenario file is malformed; the message names the entry and the field."""
+    """The scenario cannot be played as written. One line that names the entry and the field
+    (``events[3].detail.location_id: ...``), so the owner can fix the file without reading a traceback."""
 
 
 # ====================================================================== the scenario
@@ -86,74 +109,168 @@ class Scenario:
 
 
 _CONTACT_KEYS = ("phone", "email", "sms_opt_in", "email_opt_in")
+_TOP_KEYS = ("name", "description", "start", "until", "clients", "events")
+_CLIENT_KEYS = ("spa_id", "id", "card", *_CONTACT_KEYS)
+_EVENT_KEYS = ("at", "detail_type", "detail", "source", "card", "expect_rejected")
+_SMS_KEYS = ("from", "to", "body")
+_EXAMPLE_TIME = "an ISO-8601 time with an offset, e.g. 2026-03-05T15:00:00Z"
+
+
+def _shown(value: Any) -> str:
+    """A value of the owner's own file, quoted in an error: short, and on one line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _time(value: Any, where: str) -> datetime:
+    if value is None:
+        raise ScenarioError(f"{where}: required, {_EXAMPLE_TIME}")
+    if not isinstance(value, str):
+        raise ScenarioError(f"{where}: {_shown(value)} is not a string; expected {_EXAMPLE_TIME}")
     try:
         moment = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise ScenarioError(f"{where}: {value!r} is not an ISO-8601 time") from None
+    except ValueError:
+        raise ScenarioError(f"{where}: {_shown(value)} is not {_EXAMPLE_TIME}") from None
     if moment.tzinfo is None:
-        raise ScenarioError(f"{where}: {value!r} has no offset (use Z or +hh:mm)")
+        raise ScenarioError(f"{where}: {_shown(value)} has no offset (use Z or +hh:mm)")
     return moment.astimezone(UTC)
 
 
+def _unknown_keys(where: str, given: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    extra = sorted(str(k) for k in set(given) - set(allowed))
+    if extra:
+        keys = f"key{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}; allowed: {', '.join(allowed)}"
+        raise ScenarioError(f"{where}: unknown {keys}" if where else f"unknown top-level {keys}")
+
+
+def _read(source: Path | str) -> Any:
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ScenarioError(f"cannot read the file: {error.strerror or type(error).__name__}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError("not JSON: the file is not UTF-8 text") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ScenarioError(f"not JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
+
+
 def load_scenario(source: Path | str | Mapping[str, Any]) -> Scenario:
-    """A scenario from a file or an already-parsed dict; structural errors raise :class:`ScenarioError`."""
+    """A scenario from a file or an already-parsed dict, checked for shape; raises :class:`ScenarioError`.
+
+    The events themselves (catalogue, tenancy, references) are checked by :func:`prepare_inputs`;
+    :func:`validate_scenario` does both, as :func:`run_scenario` does before it deploys anything.
+    """
     file = None
     if isinstance(source, (str, Path)):
         file = Path(source).name
-        spec = json.loads(Path(source).read_text())
+        spec = _read(source)
     else:
         spec = source
-    unknown = set(spec) - {"name", "description", "start", "until", "clients", "events"}
-    if unknown:
-        raise ScenarioError(f"unknown top-level keys: {', '.join(sorted(unknown))}")
+    if not isinstance(spec, Mapping):
+        raise ScenarioError(f"a scenario is a JSON object {{start, events, ...}}, not {_json_type(spec)}")
+    _unknown_keys("", spec, _TOP_KEYS)
+    for key in ("name", "description"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise ScenarioError(f"{key}: must be a string")
+    start = _time(spec.get("start"), "start")
+    until = _time(spec["until"], "until") if spec.get("until") is not None else None
     if not isinstance(spec.get("events"), list):
-        raise ScenarioError("events: a list of entries is required")
+        raise ScenarioError("events: required, a list of entries" if "events" not in spec
+                            else f"events: must be a list of entries, not {_json_type(spec['events'])}")
+    clients = _clients(spec.get("clients") or [])
+    entries = [_entry(entry, f"events[{i}]", i) for i, entry in enumerate(spec["events"])]
+    listed = {c.key for c in clients}
+    for e in entries:
+        if e.get("card") is not None and f"{e['detail'].get('spa_id')}#{e['detail'].get('client_id')}" not in listed:
+            raise ScenarioError(f"events[{e['index']}].card: client {_shown(e['detail'].get('client_id'))} of "
+                                f"{e['detail'].get('spa_id')} is not in the clients section, so the runner "
+                                "has no Stripe customer to save the card on")
+    entries.sort(key=lambda e: (e["at_utc"], e["index"]))  # stable: same-instant entries keep file order
+    early = min((e for e in entries if e["at_utc"] < start), key=lambda e: e["index"], default=None)
+    if early is not None:
+        raise ScenarioError(f"events[{early['index']}].at: before the scenario's start")
+    if until is not None and entries and until < entries[-1]["at_utc"]:
+        raise ScenarioError(f"until: before events[{entries[-1]['index']}].at, the last entry")
+    return Scenario(name=spec.get("name") or (Path(file).stem if file else "scenario"),
+                    description=spec.get("description") or "", start=start, until=until, clients=tuple(clients),
+                    entries=tuple(entries), file=file)
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), "a value")
+
+
+def _clients(items: Any) -> list[ScenarioClient]:
+    if not isinstance(items, list):
+        raise ScenarioError(f"clients: must be a list of clients, not {_json_type(items)}")
+    tenants = _tenants()
     clients = []
-    for i, item in enumerate(spec.get("clients", [])):
+    for i, item in enumerate(items):
         where = f"clients[{i}]"
-        extra = set(item) - {"spa_id", "id", "card", *_CONTACT_KEYS}
-        if extra or not item.get("spa_id") or not item.get("id"):
-            raise ScenarioError(f"{where}: needs spa_id and id; allowed keys: spa_id, id, card, "
-                                f"{', '.join(_CONTACT_KEYS)}")
+        if not isinstance(item, Mapping):
+            raise ScenarioError(f"{where}: a client is a JSON object {{spa_id, id, card?, phone?, ...}}")
+        _unknown_keys(where, item, _CLIENT_KEYS)
+        for key in ("spa_id", "id"):
+            if not isinstance(item.get(key), str) or not item[key]:
+                raise ScenarioError(f"{where}.{key}: required, a non-empty string")
+        if item["spa_id"] not in tenants:
+            raise ScenarioError(f"{where}.spa_id: {_shown(item['spa_id'])} is not a spa served here "
+                                f"(spas: {', '.join(sorted(tenants))})")
         card = item.get("card")
-        if card is not None and not _known_card(card):
-            raise ScenarioError(f"{where}.card: {card!r} is not a fake Stripe test card")
+        if card is not None and (not isinstance(card, str) or not _known_card(card)):
+            raise ScenarioError(f"{where}.card: {_shown(card)} is not a fake Stripe test card (e.g. visa, mastercard, "
+                                "visa_chargeDeclined; infra/fakestripe/cards.py)")
         clients.append(ScenarioClient(item["spa_id"], item["id"], card,
                                       {k: item[k] for k in _CONTACT_KEYS if k in item}))
-    if len({c.key for c in clients}) != len(clients):
-        raise ScenarioError("clients: the same spa_id + id appears twice")
-    entries = []
-    for i, entry in enumerate(spec["events"]):
-        where = f"events[{i}]"
-        at = _time(entry.get("at"), f"{where}.at")
-        if "inbound_sms" in entry:
-            sms = entry["inbound_sms"]
-            if set(entry) - {"at", "inbound_sms"} or not {"from", "body"} <= set(sms) or set(sms) - {"from", "to",
-                                                                                                        "body"}:
-                raise ScenarioError(f"{where}: an inbound SMS is {{at, inbound_sms: {{from, to?, body}}}}")
-        else:
-            extra = set(entry) - {"at", "detail_type", "source", "detail", "card", "expect_rejected"}
-            if extra or "detail_type" not in entry or not isinstance(entry.get("detail"), dict):
-                raise ScenarioError(f"{where}: an event is {{at, detail_type, detail, source?, card?, "
-                                    f"expect_rejected?}}" + (f"; unknown {sorted(extra)}" if extra else ""))
-            if entry.get("card") is not None and entry["detail_type"] != "CardUpdated":
-                raise ScenarioError(f"{where}.card: only a CardUpdated event names a new card")
-            if entry.get("card") is not None and not _known_card(entry["card"]):
-                raise ScenarioError(f"{where}.card: {entry['card']!r} is not a fake Stripe test card")
-        entries.append({**entry, "index": i, "at_utc": at})
-    entries.sort(key=lambda e: (e["at_utc"], e["index"]))  # stable: same-instant entries keep file order
-    start = _time(spec.get("start"), "start")
-    if entries and entries[0]["at_utc"] < start:
-        raise ScenarioError(f"events[{entries[0]['index']}].at is before the scenario start")
-    until = _time(spec["until"], "until") if spec.get("until") else None
-    if until is not None and entries and until < entries[-1]["at_utc"]:
-        raise ScenarioError(f"until is before events[{entries[-1]['index']}].at")
-    return Scenario(name=spec.get("name") or (Path(file).stem if file else "scenario"),
-                    description=spec.get("description", ""), start=start, until=until, clients=tuple(clients),
-                    entries=tuple(entries), file=file)
+        if len({c.key for c in clients}) != len(clients):
+            raise ScenarioError(f"{where}: {item['spa_id']}#{item['id']} is already listed (spa_id + id twice)")
+    return clients
+
+
+def _entry(entry: Any, where: str, index: int) -> dict[str, Any]:
+    """The shape of one entry; what its detail says is checked by :func:`prepare_inputs`."""
+    if not isinstance(entry, Mapping):
+        raise ScenarioError(f"{where}: an entry is a JSON object {{at, detail_type, detail}} or {{at, inbound_sms}}")
+    at = _time(entry.get("at"), f"{where}.at")
+    if "inbound_sms" in entry:
+        _unknown_keys(where, entry, ("at", "inbound_sms"))
+        sms = entry["inbound_sms"]
+        if not isinstance(sms, Mapping):
+            raise ScenarioError(f"{where}.inbound_sms: a JSON object {{from, to?, body}}")
+        _unknown_keys(f"{where}.inbound_sms", sms, _SMS_KEYS)
+        for key in ("from", "body"):
+            if not isinstance(sms.get(key), str):
+                raise ScenarioError(f"{where}.inbound_sms.{key}: required, a string")
+        if sms.get("to") is not None and not isinstance(sms["to"], str):
+            raise ScenarioError(f"{where}.inbound_sms.to: must be a string")
+        return {**entry, "index": index, "at_utc": at}
+    _unknown_keys(where, entry, _EVENT_KEYS)
+    rejected = entry.get("expect_rejected", False)
+    if not isinstance(rejected, bool):
+        raise ScenarioError(f"{where}.expect_rejected: must be true or false")
+    kind = entry.get("detail_type")
+    if not isinstance(kind, str):
+        sms = "; or inbound_sms for an SMS reply" if kind is None else ""
+        raise ScenarioError(f"{where}.detail_type: required, a detail-type of the catalogue "
+                            f"({', '.join(DETAIL_TYPES)}){sms}")
+    if kind not in DETAIL_MODELS and not rejected:
+        raise ScenarioError(f"{where}.detail_type: {_shown(kind)} is not a detail-type of the catalogue "
+                            f"({', '.join(DETAIL_TYPES)})")
+    if not isinstance(entry.get("detail"), Mapping):
+        raise ScenarioError(f"{where}.detail: required, a JSON object (the detail as the catalogue defines it)")
+    source = entry.get("source", "booking-site")
+    if not isinstance(source, str) or not source.startswith("booking-site"):
+        raise ScenarioError(f"{where}.source: {_shown(source)} does not start with booking-site, so the bus would "
+                            "not route it to the intake at all")
+    card = entry.get("card")
+    if card is not None and kind != "CardUpdated":
+        raise ScenarioError(f"{where}.card: only a CardUpdated event names a new card")
+    if card is not None and (not isinstance(card, str) or not _known_card(card)):
+        raise ScenarioError(f"{where}.card: {_shown(card)} is not a fake Stripe test card")
+    return {**entry, "index": index, "at_utc": at}
 
 
 def _known_card(card: str) -> bool:
@@ -161,6 +278,11 @@ def _known_card(card: str) -> bool:
     from fakestripe.cards import BY_PM_TOKEN
 
     return f"pm_card_{card.removeprefix('pm_card_')}" in BY_PM_TOKEN
+
+
+def _tenants() -> Mapping[str, Tenant]:
+    """The spas this deployment serves, as the intake reads them (``medspa.policy.tenants``)."""
+    return load_tenants(load_packs())
 
 
 # ====================================================================== inputs, filled and validated
@@ -202,15 +324,24 @@ class Input:
 
 
 def prepare_inputs(scenario: Scenario, ids: StripeIds) -> list[Input]:
-    """Fill what a scenario may leave out, then validate every event against the catalogue.
+    """Fill what a scenario may leave out, then check every event as the deployed system will.
 
     Filled when absent: ``occurred_at`` (the entry's ``at``), ``event_id`` (``<scenario>-<index>``), the
     client's contact details in an AppointmentBooked ``client`` (from the ``clients`` section), and the
     client's Stripe ids in an AppointmentBooked ``payment`` whose ``card_on_file`` is true and in a
-    CardUpdated. An event marked ``expect_rejected`` must fail validation and is delivered as written.
+    CardUpdated. Then each event must pass what the intake checks (the catalogue, the spa's sources and
+    locations), name only clients and appointments booked before it, and raise its appointment's
+    ``booking_version``: otherwise the run would quarantine it, hold it or fail later, far from the
+    line of the file that caused it. An event marked ``expect_rejected`` must fail one of the intake's
+    checks instead, and is delivered as written.
+
+    Every problem is collected; the error names the first in file order and counts the rest.
     """
     clients = {c.key: c for c in scenario.clients}
+    tenants = _tenants()
     visits = _Visits()
+    known = _Known()
+    problems: list[tuple[int, str]] = []
     inputs = []
     for entry in scenario.entries:
         index, at = entry["index"], entry["at_utc"]
@@ -218,6 +349,7 @@ def prepare_inputs(scenario: Scenario, ids: StripeIds) -> list[Input]:
             sms = entry["inbound_sms"]
             inputs.append(Input(index, at, "inbound_sms", sms=sms, appointment_id=visits.next_for(sms["from"], at)))
             continue
+        where = f"events[{index}]"
         detail = json.loads(json.dumps(entry["detail"]))
         envelope = {"source": entry.get("source", "booking-site"), "detail-type": entry["detail_type"],
                     "detail": detail}
@@ -225,19 +357,147 @@ def prepare_inputs(scenario: Scenario, ids: StripeIds) -> list[Input]:
         if not rejected:
             detail.setdefault("occurred_at", entry["at"])
             detail.setdefault("event_id", f"{scenario.name}-{index}")
+            problem = _spa_problem(detail, tenants) or _stripe_problem(entry, detail, clients, ids)
+            if problem is not None:
+                problems.append((index, f"{where}.{problem}"))
+                continue
             _fill_client(entry, detail, clients, ids)
+        refusals: list[str] = []  # each "<field path>: <why>", as the intake would say it
         try:
-            parse_booking_event(envelope)
+            event = parse_booking_event(envelope)
         except InvalidBookingEvent as error:
-            if not rejected:
-                raise ScenarioError(f"events[{index}] ({entry['detail_type']}): {error.reason}") from None
+            refusals.append(error.reason)
         else:
-            if rejected:
-                raise ScenarioError(f"events[{index}] is marked expect_rejected but the catalogue accepts it")
-        if not rejected:
-            visits.track(entry["detail_type"], detail)
-        inputs.append(Input(index, at, "event", envelope=envelope, expect_rejected=rejected))
+            refusals += _tenancy_refusals(event, envelope["source"], tenants) + known.refusals(event)
+        if rejected:
+            if not refusals:
+                problems.append((index, f"{where}.expect_rejected: true, but the intake would accept this event (it "
+                                        "passes the catalogue, the spa's sources and locations, and its references)"))
+            inputs.append(Input(index, at, "event", envelope=envelope, expect_rejected=True))
+            continue
+        if refusals:
+            problems.append((index, _at(where, refusals[0])))
+            continue
+        version = known.version_problem(event)
+        if version is not None:
+            problems.append((index, f"{where}.detail.booking_version: {version}"))
+        known.track(event, index)
+        visits.track(entry["detail_type"], detail)
+        inputs.append(Input(index, at, "event", envelope=envelope))
+    if problems:
+        problems.sort()
+        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        raise ScenarioError(" ".join(problems[0][1].split()) + more)
     return inputs
+
+
+def _at(where: str, refusal: str) -> str:
+    """``events[3]`` + ``detail.location_id: ...`` -> ``events[3].detail.location_id: ...``."""
+    return f"{where} {refusal}" if refusal.startswith("(") else f"{where}.{refusal}"
+
+
+def _spa_problem(detail: Mapping[str, Any], tenants: Mapping[str, Tenant]) -> str | None:
+    """Said first: a spa this deployment does not serve makes every other check of the event moot."""
+    spa = detail.get("spa_id")
+    if isinstance(spa, str) and spa not in tenants:
+        return f"detail.spa_id: {_shown(spa)} is not a spa served here (spas: {', '.join(sorted(tenants))})"
+    return None
+
+
+def _tenancy_refusals(event: BookingEvent, source: str, tenants: Mapping[str, Tenant]) -> list[str]:
+    """What the intake refuses for tenancy (``IngestService._authorise``), said for the scenario's author."""
+    tenant = tenants.get(event.spa_id)
+    if tenant is None:
+        return [_spa_problem({"spa_id": event.spa_id}, tenants) or "detail.spa_id: not a spa served here"]
+    refusals = []
+    if not tenant.may_speak(source):
+        refusals.append(f"source: {_shown(source)} is not authorised to speak for {event.spa_id} "
+                        f"(its sources: {', '.join(tenant.event_sources)})")
+    if isinstance(event, AppointmentBooked) and event.location_id not in tenant.locations:
+        owner = next((t.spa_id for t in tenants.values() if event.location_id in t.locations), None)
+        refusals.append(f"detail.location_id: {_shown(event.location_id)} is "
+                        + (f"a location of {owner}, not of {event.spa_id}" if owner else
+                           f"not a location of {event.spa_id}")
+                        + f" (its locations: {', '.join(sorted(tenant.locations))})")
+    return refusals
+
+
+class _Known:
+    """What the scenario has booked (and erased) so far, in delivery order, as the intake will see it: an
+    admin event naming a client or appointment not booked yet is retried, then quarantined; an event
+    naming an erased client is quarantined; and a booking version that does not rise is stale to the fold
+    (or a conflict, at the same version), so the run would not show it."""
+
+    def __init__(self) -> None:
+        self._clients: set[tuple[str, str]] = set()
+        self._erased: set[tuple[str, str]] = set()
+        self._appointments: dict[tuple[str, str], str] = {}  # appointment -> its client's booking-site id
+        self._versions: dict[tuple[str, str], tuple[int, int]] = {}  # appointment -> (version, entry index)
+
+    def refusals(self, event: BookingEvent) -> list[str]:
+        spa = event.spa_id
+        client_id, field = getattr(event, "client_id", None), "detail.client_id"
+        if isinstance(event, AppointmentBooked):
+            client_id, field = event.client.id, "detail.client.id"
+        elif client_id is None and getattr(event, "appointment_id", None) is not None:
+            client_id, field = self._appointments.get((spa, event.appointment_id)), "detail.appointment_id"
+        if (spa, client_id) in self._erased and not isinstance(event, ClientErasureRequested):
+            return [f"{field}: names client {_shown(client_id)} of {spa}, erased by an earlier entry, so the "
+                    "intake would refuse it"]
+        if isinstance(event, FeeWaived) and (spa, event.appointment_id) not in self._appointments:
+            return [f"detail.appointment_id: {_shown(event.appointment_id)} is not booked by an earlier entry, "
+                    "so the intake would quarantine this waiver"]
+        named = getattr(event, "client_id", None)
+        if named is not None and (spa, named) not in self._clients:
+            return [f"detail.client_id: {_shown(named)} has no booking at {spa} before this entry, "
+                    "so the intake would not know the client and would quarantine the event"]
+        return []
+
+    def version_problem(self, event: BookingEvent) -> str | None:
+        version = getattr(event, "booking_version", None)
+        if version is None:
+            return None
+        before = self._versions.get((event.spa_id, event.appointment_id))
+        if before is not None and version <= before[0]:
+            return (f"{version} does not increase on events[{before[1]}] (version {before[0]}) of appointment "
+                    f"{event.appointment_id}")
+        return None
+
+    def track(self, event: BookingEvent, index: int) -> None:
+        if isinstance(event, AppointmentBooked):
+            self._clients.add((event.spa_id, event.client.id))
+            self._appointments[(event.spa_id, event.appointment_id)] = event.client.id
+        if isinstance(event, ClientErasureRequested):
+            self._erased.add((event.spa_id, event.client_id))
+        version = getattr(event, "booking_version", None)
+        if version is not None:
+            self._versions[(event.spa_id, event.appointment_id)] = (version, index)
+
+
+def _stripe_problem(entry: Mapping[str, Any], detail: Mapping[str, Any], clients: Mapping[str, ScenarioClient],
+                    ids: StripeIds) -> str | None:
+    """A card the runner is asked to fill in but cannot: the client, or their card, is not in ``clients``."""
+    spa = detail.get("spa_id")
+    if entry["detail_type"] == "AppointmentBooked":
+        client = detail.get("client") if isinstance(detail.get("client"), Mapping) else {}
+        payment = detail.get("payment") if isinstance(detail.get("payment"), Mapping) else {}
+        if payment.get("card_on_file") is True and "stripe_payment_method_id" not in payment:
+            key = f"{spa}#{client.get('id')}"
+            if key not in clients:
+                return (f"detail.payment.card_on_file: true, but client {_shown(client.get('id'))} of {spa} is not in "
+                        "the clients section, so the runner has no card to fill in")
+            if not ids.cards.get(key):
+                return (f"detail.payment.card_on_file: true, but client {_shown(client.get('id'))} of {spa} has no "
+                        "card in the clients section")
+    elif entry["detail_type"] == "CardUpdated":
+        key = f"{spa}#{detail.get('client_id')}"
+        if "stripe_customer_id" not in detail and key not in clients:
+            return (f"detail.client_id: {_shown(detail.get('client_id'))} of {spa} is not in the clients section, "
+                    "so the runner has no Stripe customer to fill in")
+        if ("stripe_payment_method_id" not in detail and not entry.get("card") and key in clients
+                and not ids.cards.get(key)):
+            return "card: required here (a test card name): the client has no card in the clients section either"
+    return None
 
 
 class _Visits:
@@ -376,32 +636,54 @@ class QueueRecorder:
 
     Read at the end only, a long scenario would lose messages: SQS drops a message after its retention
     period (4 days by default, 14 at most), and the virtual clock makes that happen. ``consume`` deletes
-    what it read (a queue of the runner's own); otherwise the messages are made visible again at once, so
-    the queue is left as the system left it (only their receive count grows).
+    what it read (a queue of the runner's own). Otherwise (the intake DLQ, which is the system's) what it
+    read is hidden for :data:`WATCH_HIDDEN_FOR`, the longest SQS allows, and never deleted: so a read
+    receives only the messages not read yet, whether one arrived alone or dozens at the same instant,
+    and every 12 virtual hours the old ones show again and are read once more (kept once, by MessageId),
+    so only their receive count changes.
+
+    Whether to read at all is decided by the queue's newest message and its length (:func:`_arrivals`),
+    not by a count of visible messages: that count falls when a read hides messages and rises when they
+    show again, so it once matched by chance and a second quarantine at the same instant went unread.
     """
 
     def __init__(self, sqs: Any, url: str, *, consume: bool) -> None:
         self._sqs, self.url, self._consume = sqs, url, consume
-        self._seen_count = 0
+        self._read_at: tuple[int, str | None] | None = None  # _arrivals() when last read to the end
         self.messages: dict[str, dict[str, Any]] = {}  # MessageId -> message, in arrival order
 
     def poll(self, now: datetime) -> bool:
-        count = int(self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"])
-                    ["Attributes"]["ApproximateNumberOfMessages"])
-        if count == 0 or (not self._consume and count == self._seen_count):
+        arrivals = _arrivals(self._sqs, self.url)
+        if arrivals == self._read_at or arrivals[0] == 0:
             return False
-        read = _receive_all(self._sqs, self.url, hidden_for=None if self._consume else 1)
+        read = _receive_all(self._sqs, self.url, hidden_for=None if self._consume else WATCH_HIDDEN_FOR)
         for message in read:
             self.messages.setdefault(message["MessageId"], message)
         if self._consume:
             handles = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(read)]
             for batch in (handles[i:i + 10] for i in range(0, len(handles), 10)):
                 self._sqs.delete_message_batch(QueueUrl=self.url, Entries=batch)
-        self._seen_count = 0 if self._consume else count
+        self._read_at = _arrivals(self._sqs, self.url)
         return False
 
     def next_due(self, now: datetime) -> datetime | None:
         return None
+
+
+def _arrivals(sqs: Any, url: str) -> tuple[int, str | None]:
+    """How many messages the queue holds, visible or not, and the newest one's id: any arrival changes it.
+
+    Read from moto's queue: through the API every call costs moto a pass over every message for each
+    attribute (25 ms at 150 messages), and the recorders are polled at every idle moment of the clock.
+    """
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+
+    held = sqs_backends[DEFAULT_ACCOUNT_ID][sqs.meta.region_name].get_queue(url.rsplit("/", 1)[1])._messages
+    return len(held), (held[-1].id if held else None)
+
+
+WATCH_HIDDEN_FOR = 43200  # seconds: SQS's maximum visibility timeout (12 hours)
 
 
 class BookingSiteOutbox(QueueRecorder):
@@ -429,30 +711,48 @@ class BookingSiteOutbox(QueueRecorder):
         return sorted(out, key=lambda e: e["at"] or "")
 
 
-def _receive_all(sqs: Any, url: str, hidden_for: int | None = None) -> list[dict[str, Any]]:
-    """Everything visible now. A received message stays invisible for the visibility timeout, which on the
-    virtual clock does not pass while we read, so the loop ends.
+def _visible(sqs: Any, url: str) -> int:
+    return int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+               ["Attributes"]["ApproximateNumberOfMessages"])
 
-    ``hidden_for`` (seconds) lets a queue that is only watched show its messages again a second later,
-    without ChangeMessageVisibility: SQS refuses that on a message sent more than 12 hours ago, and a
-    quarantine may hold a message for days before the next one arrives.
+
+def _receive_all(sqs: Any, url: str, hidden_for: int | None = None) -> list[dict[str, Any]]:
+    """Everything visible now, ten at a time (SQS's most per receive). A received message stays invisible
+    for the visibility timeout, which on the virtual clock does not pass while we read, so the loop ends.
+
+    ``hidden_for`` (seconds) hides what was read for that long, without ChangeMessageVisibility: SQS
+    refuses that on a message sent more than 12 hours ago, and a quarantine may hold a message for days.
+    An empty answer while messages are still visible is moto meeting a message past its retention
+    period (it stops the receive there, and hides that message): reading on gets the ones behind it.
     """
     out: list[dict[str, Any]] = []
     timeout = {} if hidden_for is None else {"VisibilityTimeout": hidden_for}
+    left = None
     while True:
         batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
                                     AttributeNames=["SentTimestamp"], **timeout).get("Messages", [])
-        if not batch:
-            return out
         out += batch
+        if batch:
+            continue
+        visible = _visible(sqs, url)
+        if visible == 0 or visible == left:
+            return out
+        left = visible
 
 
 # ====================================================================== the run
 
 
-def run_scenario(source: Path | str | Mapping[str, Any], report: Path | str | None = None) -> dict[str, Any]:
-    """Run one scenario in its own local cloud; write the JSON report to ``report`` if given; return it."""
+def run_scenario(source: Path | str | Mapping[str, Any], report: Path | str | None = None, *,
+                 html: Path | str | None = None) -> dict[str, Any]:
+    """Run one scenario in its own local cloud; write the JSON report to ``report`` and the owner's HTML page
+    to ``html`` if given; return the report.
+
+    The whole scenario is checked first, with placeholder Stripe ids: a typo found after the deploy and
+    a month of virtual time would cost the owner the run, and a traceback would not say which line.
+    """
     scenario = load_scenario(source)
+    prepare_inputs(scenario, StripeIds.placeholders(scenario))
     began = time.perf_counter()
     with LocalCloud(scenario.start) as cloud:
         deployment = cloud.deploy({"LogLevel": "WARNING"})
@@ -488,6 +788,10 @@ def run_scenario(source: Path | str | Mapping[str, Any], report: Path | str | No
     result = {key: result[key] for key in REPORT_KEYS if key in result}
     if report is not None:
         Path(report).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    if html is not None:
+        from localcloud.report_html import write_html
+
+        write_html(result, html)
     return result
 
 
@@ -529,7 +833,7 @@ def _deliver(cloud: LocalCloud, scenario: Scenario, item: Input) -> dict[str, An
         cloud.client("sns").publish(TopicArn=topic, Message=json.dumps(inbound_sms_message(scenario, item)))
         return line
     envelope, detail = item.envelope or {}, item.detail
-    line |= {"source": envelope["source"], "detail_type": envelope["detail-type"],
+    line |= {"source": envelope["source"], "detail_type": envelope["detail-type"], "spa_id": detail.get("spa_id"),
              "appointment_id": detail.get("appointment_id"), "event_id": detail.get("event_id"),
              "booking_version": detail.get("booking_version"),
              "facts": {k: _fact(detail[k]) for k in _FACTS if detail.get(k) is not None}}
@@ -541,7 +845,12 @@ def _deliver(cloud: LocalCloud, scenario: Scenario, item: Input) -> dict[str, An
     }])
     if response["FailedEntryCount"]:
         line["not_delivered"] = response["Entries"][0].get("ErrorMessage", "PutEvents failed")
+    else:
+        line[_BUS_ID] = response["Entries"][0]["EventId"]  # the "id" the intake and its quarantine see
     return line
+
+
+_BUS_ID = "_event_bus_id"  # kept on an input's line until the report is collected, then removed
 
 
 # Detail fields shown in the report's inputs and the timeline: what happened, never who (no PII).
@@ -614,13 +923,65 @@ def _collect(cloud: LocalCloud, scenario: Scenario, inputs: list[dict[str, Any]]
         "appointments": appointments,
         "clients": client_lines,
         "events_to_booking_site": recorders.outbox.events(),
-        "quarantined": _quarantined(recorders.dlq),
+        "quarantined": _quarantined(recorders.dlq, {line[_BUS_ID]: line["index"] for line in inputs
+                                                     if line.get(_BUS_ID)}),
     }
+    booked = {(a["spa_id"], a["appointment_id"]) for a in appointments}
+    backlog = _intake_backlog(cloud, recorders.dlq.url) if recorders.dlq else set()
+    for line in inputs:
+        line["outcome"] = _outcome(line, report["quarantined"], backlog, booked)
+        line.pop(_BUS_ID, None)
     if executions:  # executions whose appointment is not in the table (should not happen): keep them visible
         report["appointments"] += [{"appointment_id": _site_id(k), "spa_id": spa_of(k), "status": None, "executions": v}
                                    for k, v in executions.items()]
     report["summary"] = summarize(report)
     return report
+
+
+OUTCOMES = ("applied", "held", "quarantined", "pending", "not_delivered", "delivered")
+
+
+def _outcome(line: Mapping[str, Any], quarantined: list[dict[str, Any]], backlog: set[str],
+             booked: set[tuple[Any, Any]]) -> str:
+    """What became of one input, from what the run left behind rather than from what the runner expected.
+
+    An event reaches the intake by its EventBridge id, which the quarantined copy and the intake queue's
+    message keep: so it is ``quarantined`` if the quarantine holds it, ``pending`` if the intake still
+    holds it (a retry the run's ``until`` cut short), and otherwise the intake took it: ``applied``, or
+    ``held`` for an appointment event whose booking never arrived (the intake keeps it for the fold).
+    An inbound SMS goes to its own function, which quarantines nothing: ``delivered``.
+    """
+    if line.get("not_delivered"):
+        return "not_delivered"
+    if line["kind"] == "inbound_sms":
+        return "delivered"
+    if any(q.get("input_index") == line["index"] for q in quarantined):
+        return "quarantined"
+    if line.get(_BUS_ID) in backlog:
+        return "pending"
+    if line.get("booking_version") is not None and (line.get("spa_id"), line.get("appointment_id")) not in booked:
+        return "held"
+    return "applied"
+
+
+def _intake_backlog(cloud: LocalCloud, dlq_url: str) -> set[str]:
+    """The EventBridge ids of the events still in the intake queue (the queue whose dead letters go to the
+    quarantine). SQS shows nobody the body of a message in flight, so this harness reads moto's queue."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+
+    dlq_arn = cloud.client("sqs").get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"]
+    ids: set[str] = set()
+    for queue in sqs_backends[DEFAULT_ACCOUNT_ID][cloud.region].queues.values():
+        if (queue.redrive_policy or {}).get("deadLetterTargetArn") != dlq_arn:
+            continue
+        for message in queue._messages:
+            try:
+                ids.add(json.loads(message.body)["id"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return ids
 
 
 def _scan_keys(dynamodb: Any, table: str, key: str) -> list[str]:
@@ -745,7 +1106,9 @@ def _client_line(c: Any, cards: Mapping[str, str | None], ids: StripeIds, consen
     }
 
 
-def _quarantined(dlq: QueueRecorder | None) -> list[dict[str, Any]]:
+def _quarantined(dlq: QueueRecorder | None, inputs: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Each quarantined message, with the input it came from (by EventBridge id, which the quarantined copy
+    keeps even when an erased client's details are taken out of it)."""
     out = []
     for message in (dlq.messages.values() if dlq else ()):
         try:
@@ -758,8 +1121,9 @@ def _quarantined(dlq: QueueRecorder | None) -> list[dict[str, Any]]:
         out.append({"at": _iso(datetime.fromtimestamp(sent, UTC)) if sent else None,
                     "detail_type": event.get("detail-type") if isinstance(event, dict) else None,
                     "appointment_id": detail.get("appointment_id"), "event_id": detail.get("event_id"),
-                    "rejection_reason": attributes.get("rejection_reason", {}).get("StringValue")})
-    return sorted(out, key=lambda q: q["at"] or "")
+                    "rejection_reason": attributes.get("rejection_reason", {}).get("StringValue"),
+                    "input_index": inputs.get(event.get("id")) if isinstance(event, dict) else None})
+    return sorted(out, key=lambda q: (q["at"] or "", q["input_index"] if q["input_index"] is not None else -1))
 
 
 # ---------------------------------------------------------------------- messages
@@ -880,9 +1244,19 @@ def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
         r["prepay_flags"] += bool(c["prepay_required"])
         for currency, amount in c["outstanding"].items():
             r["outstanding"][currency] = r["outstanding"].get(currency, 0) + amount
+    for location, money in money_summary(report["ledger"], location_of).items():
+        row(location)["money"] = money
+    for r in rows.values():
+        money = r.setdefault("money", _no_money())
+        for key in _MONEY_KEYS:
+            money[key] = dict(sorted(money[key].items()))
+        for fee in money["fees"].values():
+            fee["total"] = dict(sorted(fee["total"].items()))
     locations = sorted(rows.values(), key=lambda r: r["location_id"])
+    outcomes = [line.get("outcome") for line in report["inputs"]]
     return {
         "locations": locations,
+        "inputs": {outcome: outcomes.count(outcome) for outcome in OUTCOMES},
         "appointments_simulated": len(report["appointments"]),
         "executions": sum(len(a.get("executions", [])) for a in report["appointments"]),
         "state_transitions": sum(r["state_transitions"] for r in locations),
@@ -890,6 +1264,84 @@ def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
         "events_to_booking_site": len(report["events_to_booking_site"]),
         "quarantined": len(report["quarantined"]),
     }
+
+
+FEE_REASONS = ("late_cancel", "no_show", "late_reschedule")
+_FEE_PURPOSE = re.compile(r"^(?P<reason>[a-z][a-z0-9_]*?)_fee(?:_(?P<step>[a-z0-9_]+))?$")
+_MONEY_KEYS = ("assessed", "collected", "covered", "outstanding", "waived", "forfeited")
+
+
+def money_summary(ledger: Iterable[Mapping[str, Any]], location_of: Mapping[tuple[Any, Any], Any]
+                  ) -> dict[str, dict[str, Any]]:
+    """Where each location's fees went, by location and currency, from the report's ledger lines alone.
+
+    A fee is one (appointment, reason): ``no_show_fee`` is its card charge (attempt 1 the settlement,
+    later attempts dunning), ``no_show_fee_<source>`` what the policy took from a deposit, prepayment,
+    course session or gift certificate (``forfeit``, ``deduction``) or left owed (``outstanding``),
+    ``no_show_fee_refund`` and ``no_show_fee_waiver`` what staff forgave. So each fee splits exactly:
+    assessed = collected + covered + waived + outstanding, where
+
+    * assessed: the settlement's steps, each once (the card's attempt 1, whatever its status, plus the
+      other sources);
+    * collected: card charges that succeeded, on any attempt, less fee refunds;
+    * covered: deposits, prepayments, course sessions and gift certificates taken for the fee;
+    * waived: fee refunds plus owed balances staff cancelled;
+    * outstanding: the rest, still owed (a charge still pending counts here until Stripe answers).
+
+    ``forfeited`` is every deposit or prepayment kept (``forfeit`` entries that succeeded, for a fee or
+    not): the part of ``covered`` the client lost outright, plus any forfeit that was not a fee.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(location: Any) -> dict[str, Any]:
+        return rows.setdefault(location or "(none)", _no_money())
+
+    fees: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for e in ledger:
+        visit = _visit(e)
+        amount, currency, succeeded = e["amount"]["amount"], e["amount"]["currency"], e["status"] == "succeeded"
+        if e["kind"] == "forfeit" and succeeded:
+            _add(row(location_of.get(visit))["forfeited"], currency, amount)
+        matched = _FEE_PURPOSE.match(e["purpose"])
+        if matched is None:
+            continue
+        step = matched["step"]
+        fee = fees.setdefault((*visit, matched["reason"], currency), {
+            "location": location_of.get(visit), "reason": matched["reason"], "currency": currency,
+            "assessed": 0, "collected": 0, "covered": 0, "waived": 0})
+        if e["kind"] == "charge" and step is None:
+            fee["assessed"] += amount if e["attempt"] == 1 else 0
+            fee["collected"] += amount if succeeded else 0
+        elif e["kind"] in ("forfeit", "deduction") and step is not None:
+            fee["assessed"] += amount
+            fee["covered"] += amount if succeeded else 0
+        elif e["kind"] == "outstanding" and step is not None:
+            fee["assessed"] += amount
+        elif e["kind"] == "refund" and step == "refund" and succeeded:
+            fee["collected"] -= amount
+            fee["waived"] += amount
+        elif e["kind"] == "credit" and step == "waiver" and succeeded:
+            fee["waived"] += amount
+    for fee in fees.values():
+        r, currency = row(fee["location"]), fee["currency"]
+        if fee["assessed"]:
+            by_reason = r["fees"].setdefault(fee["reason"], {"count": 0, "total": {}})
+            by_reason["count"] += 1
+            _add(by_reason["total"], currency, fee["assessed"])
+        outstanding = fee["assessed"] - fee["collected"] - fee["covered"] - fee["waived"]
+        for key, value in (("assessed", fee["assessed"]), ("collected", fee["collected"]),
+                           ("covered", fee["covered"]), ("waived", fee["waived"]), ("outstanding", outstanding)):
+            if value:
+                _add(r[key], currency, value)
+    return rows
+
+
+def _no_money() -> dict[str, Any]:
+    return {"fees": {reason: {"count": 0, "total": {}} for reason in FEE_REASONS}, **{key: {} for key in _MONEY_KEYS}}
+
+
+def _add(totals: dict[str, int], currency: str, amount: int) -> None:
+    totals[currency] = totals.get(currency, 0) + amount
 
 
 # ---------------------------------------------------------------------- values

@@ -33,7 +33,8 @@ class BookingSite:
         self._inbox = self._subscribe_to_the_system()
 
     def client(self, spa_id: str, client_id: str, card: str | None = "visa", phone: str | None = "+14075550101",
-               email: str | None = None, sms_opt_in: bool | None = None) -> dict[str, Any]:
+               email: str | None = None, sms_opt_in: bool | None = None,
+               first_name: str | None = None) -> dict[str, Any]:
         """A client with a customer in Stripe; ``card`` is a test card name (``chargeDeclined``...)."""
         payment: dict[str, Any] = {"card_on_file": card is not None}
         if card is not None:
@@ -41,7 +42,7 @@ class BookingSite:
             method = save_test_card(self.stripe, customer, card)
             payment |= {"stripe_customer_id": customer, "stripe_payment_method_id": method}
         self.clients[client_id] = {"spa_id": spa_id, "payment": payment,
-                                   "client": {"id": client_id, "phone": phone, "email": email,
+                                   "client": {"id": client_id, "first_name": first_name, "phone": phone, "email": email,
                                               "sms_opt_in": phone is not None if sms_opt_in is None else sms_opt_in, "email_opt_in": email is not None}}
         return self.clients[client_id]
 

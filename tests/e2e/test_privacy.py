@@ -28,6 +28,7 @@ VISIT = utc(2026, 3, 10, 18)  # Tuesday 14:00 EDT
 LATER_VISIT = utc(2026, 3, 24, 18)
 INJECTION = dict(name="Botox forehead", category="injection_laser", minutes=30, price=45000)
 PHONE, NEW_PHONE, EMAIL = "+14075550101", "+14075550177", "jo.tester@example.com"
+FIRST_NAME = "Joanna-Marie"
 REASON = "Chemo appointment moved"
 
 
@@ -43,7 +44,7 @@ def cloud():
 @pytest.fixture
 def jo(cloud, site) -> dict:
     """Jo's history at Bijoux, up to the day after the late cancel; returns Jo's Stripe customer and card."""
-    known = site.client("bijoux", "c-jo", card="visa", phone=PHONE, email=EMAIL)
+    known = site.client("bijoux", "c-jo", card="visa", phone=PHONE, email=EMAIL, first_name=FIRST_NAME)
     site.book("apt-1", "c-jo", "bijoux", VISIT, **INJECTION)
     site.book("apt-2", "c-jo", "bijoux", LATER_VISIT, **INJECTION)
     cloud.run_until(VISIT - timedelta(hours=47, minutes=59))
@@ -56,6 +57,11 @@ def jo(cloud, site) -> dict:
     assert site.ledger("apt-1") == [("late_cancel_fee", "charge", 5000, "succeeded")]
     assert ("reminder_48h", "sent") in [m[:2] for m in site.messages("apt-1")]
     return known["payment"]
+
+
+def visits_booked(document: dict) -> dict:
+    """The client part of the first event kept in the export's first appointment history."""
+    return document["appointments"][0]["history"][0]["detail"]["client"]
 
 
 def _admin(site, detail_type: str, **detail) -> None:
@@ -76,7 +82,7 @@ def _everything_stored(cloud) -> str:
 
 
 def _personal_values(payment: dict) -> tuple[str, ...]:
-    return (PHONE, NEW_PHONE, EMAIL, REASON, "Chemo", payment["stripe_customer_id"],
+    return (PHONE, NEW_PHONE, EMAIL, FIRST_NAME, REASON, "Chemo", payment["stripe_customer_id"],
             payment["stripe_payment_method_id"])
 
 
@@ -115,6 +121,8 @@ def test_an_admin_exports_corrects_and_erases_a_client_through_the_bus(cloud, si
     document = json.loads(cloud.client("s3").get_object(Bucket=bucket, Key=exported["key"])["Body"].read())
     assert document["format"] == "medspa.client-export/1"
     assert (document["profile"]["phone"], document["profile"]["email"]) == (PHONE, EMAIL)
+    assert document["profile"]["first_name"] == FIRST_NAME
+    assert "first_name" not in visits_booked(document)  # the profile holds the only copy
     assert document["profile"]["stripe_customer_id"] == jo["stripe_customer_id"]
     visits = {a["appointment_id"]: a for a in document["appointments"]}
     assert set(visits) == {"apt-1", "apt-2"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -84,8 +84,9 @@ def client(pack, **overrides) -> Client:
 
 
 def ctx(pack, **extra) -> AppointmentContext:
+    terms = {"cancel_by": START - timedelta(hours=pack.cancellation.window_hours), "late_cancel_fee": pack.money(5000)}
     return AppointmentContext(appointment_id="a-1", location_id=pack.location_id, starts_at=START,
-                              client_first_name="Ana", **extra)
+                              client_first_name="Ana", **(terms | extra))
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 import stripe
 from fakestripe import save_test_card
@@ -49,11 +48,9 @@ from medspa.adapters.store.models import (
 from medspa.domain.appointment import PaymentContext, Service
 from medspa.domain.money import Money
 from medspa.services.settlement import SettlementReport, SettlementService
-from moto import mock_aws
 
-from tests.support.fixtures import REGION
+from tests.support.fixtures import REGION, module_store
 from tests.support.packs import PACKS
-from tests.support.tables import create_tables, table_names
 
 DAY = 24 * 3600
 PHONE, EMAIL, NAME = "+14065550142", "ada.lovelace@example.com", "Ada Lovelace"
@@ -140,16 +137,8 @@ def store() -> Iterator[Store]:
     """One set of template tables for the whole module (moto takes ~0.3 s to create them); every test
     here uses its own appointment and client ids, so no test sees another's rows. Same credentials
     hygiene as ``tests.support.fixtures``: fake keys, no endpoint override."""
-    with pytest.MonkeyPatch.context() as env:
-        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL",
-                    "AWS_ENDPOINT_URL_DYNAMODB"):
-            env.delenv(var, raising=False)
-        for var, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                           ("AWS_DEFAULT_REGION", REGION), ("AWS_REGION", REGION),
-                           ("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")):
-            env.setenv(var, value)
-        with mock_aws():
-            yield Store(table_names(create_tables(boto3.client("dynamodb", region_name=REGION))), REGION)
+    with module_store() as store:
+        yield store
 
 
 @pytest.fixture

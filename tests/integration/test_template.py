@@ -69,14 +69,15 @@ def test_the_http_api_is_deployed_with_its_routes_stage_and_permissions():
         function = deployment.functions["HttpApiFunction"]
         policy = json.loads(cloud.client("lambda").get_policy(FunctionName=function)["Policy"])
         unsubscribe_url = cloud.function_environment("LifecycleFunction")["UNSUBSCRIBE_URL"]
-    assert set(routes) == {"GET /unsubscribe", "POST /unsubscribe"}
+    assert set(routes) == {"GET /unsubscribe", "POST /unsubscribe", "GET /confirm", "POST /confirm"}
     [uri] = targets
     assert uri.endswith(f":function:{function}/invocations")
     assert stages == ["$default"]
     assert {deployment.completed[r] for r in ("HttpApi", "HttpApiApiGatewayDefaultStage")} == {
         "AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage"}
     arns = sorted(s["Condition"]["ArnLike"]["AWS:SourceArn"] for s in policy["Statement"])
-    assert arns == [f"arn:aws:execute-api:us-east-1:123456789012:{api_id}/*/{m}/unsubscribe" for m in ("GET", "POST")]
+    assert arns == sorted(f"arn:aws:execute-api:us-east-1:123456789012:{api_id}/*/{m}/{path}"
+                          for m in ("GET", "POST") for path in ("unsubscribe", "confirm"))
     assert unsubscribe_url == deployment.outputs["HttpApiUrl"] + "/unsubscribe"
     assert unsubscribe_url == f"https://{api_id}.execute-api.us-east-1.amazonaws.com/unsubscribe"
 

@@ -99,6 +99,35 @@ def test_a_prepaid_visit_cancelled_in_time_owes_the_prepayment_back_as_credit() 
     assert fold([prepaid, cancel], PACKS).booking.facts.prepaid_credit == Money(amount=42000, currency="USD")
 
 
+# A prepayment leaves the visit once (medspa.services.prepayment). The visit: Fri 14 Mar 2025 14:30 EDT.
+PREPAID = Money(amount=42000, currency="USD")
+
+
+def test_a_prepaid_visit_moved_exactly_24_hours_ahead_at_bijoux_becomes_store_credit_and_no_longer_prepaid() -> None:
+    moved = event("AppointmentRescheduled", 2, occurred_at="2025-03-13T14:30:00-04:00")
+    booking = fold([booked(prepaid=PREPAID.model_dump()), moved], PACKS).booking
+    assert (booking.facts.prepaid_credit, booking.payment.prepaid, booking.facts.violations) == (PREPAID, None, ())
+
+
+def test_a_prepaid_visit_moved_late_is_forfeited_by_that_move_and_a_second_late_move_cannot_reach_it() -> None:
+    late = event("AppointmentRescheduled", 2, occurred_at="2025-03-14T10:00:00-04:00")
+    later = event("AppointmentRescheduled", 3, occurred_at="2025-03-18T09:00:00-04:00",
+                  starts_at="2025-03-20T11:00:00-04:00")
+    on_time_cancel = event("AppointmentCancelled", 4, occurred_at="2025-03-18T09:30:00-04:00")
+    booking = fold([booked(prepaid=PREPAID.model_dump()), late, later, on_time_cancel], PACKS).booking
+    [violation] = booking.facts.violations
+    assert (violation.reason, violation.prepayment) == ("late_reschedule", PREPAID)
+    assert (booking.payment.prepaid, booking.facts.prepaid_credit) == (None, None)
+
+
+def test_a_late_move_within_the_same_day_keeps_the_prepayment_with_the_visit() -> None:
+    moved = event("AppointmentRescheduled", 2, occurred_at="2025-03-14T14:50:00-04:00",
+                  starts_at="2025-03-14T17:00:00-04:00")
+    booking = fold([booked(prepaid=PREPAID.model_dump()), moved], PACKS).booking
+    [violation] = booking.facts.violations
+    assert (violation.fee_waived, violation.prepayment, booking.payment.prepaid) == (True, None, PREPAID)
+
+
 def test_status_events_after_a_cancellation_do_not_reopen_the_visit() -> None:
     cancel = event("AppointmentCancelled", 2, occurred_at="2025-03-05T10:00:00-05:00")
     after = fold([booked(), cancel, event("AppointmentConfirmed", 3), event("AppointmentMarkedNoShow", 4)], PACKS)

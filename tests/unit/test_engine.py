@@ -379,7 +379,9 @@ def test_massageluxe_member_credit_is_used_up_instead_of_the_card():
         (AUSTIN, datetime(2026, 2, 14, 15, 0), 1, 72),
         (AUSTIN, datetime(2026, 4, 4, 15, 0), 1, 72),
         (AUSTIN, datetime(2026, 5, 9, 15, 0), 4, 96),
-        (AUSTIN, datetime(2026, 1, 1, 15, 0), 1, 48),
+        (AUSTIN, datetime(2026, 1, 1, 15, 0), 1, 72),  # New Year's Day: a holiday by rule (the dated list had none)
+        (AUSTIN, datetime(2026, 1, 7, 15, 0), 1, 48),
+        (SCOTTSDALE, datetime(2031, 11, 29, 15, 0), 1, 48),  # Thanksgiving Saturday, five years on
     ],
 )
 def test_massageluxe_windows_per_location_with_holiday_and_group_overrides(pack, local_start, party, hours):

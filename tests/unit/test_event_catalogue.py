@@ -295,6 +295,8 @@ EDGES = [
     ("detail.service.name", "n" * 200, "n" * 201),
     ("detail.service.category", "c" * 64, "c" * 65),
     ("detail.client.id", "i" * 128, "i" * 129),
+    ("detail.client.first_name", "f" * 100, "f" * 101),
+    ("detail.client.first_name", "A", ""),
     ("detail.starts_at", "2100-12-31T23:59:59Z", "2101-01-01T00:00:00Z"),
     ("detail.starts_at", "2000-01-01T00:00:00Z", "1999-12-31T23:59:59Z"),
     ("detail.starts_at", "2026-03-14T14:30:00+14:00", "2026-03-14T14:30:00+14:01"),
@@ -375,7 +377,8 @@ def test_the_largest_events_the_field_bounds_allow_parse_well_under_the_size_lim
     ids = {key: _widest(128) for key in ("event_id", "spa_id", "appointment_id", "location_id")}
     booked = example()
     booked["detail"].update(ids, booking_version=2**31 - 1, party_size=50)
-    booked["detail"]["client"].update(id=_widest(128), email=_widest(249) + "@e.co", phone="+123456789012345")
+    booked["detail"]["client"].update(id=_widest(128), email=_widest(249) + "@e.co", phone="+123456789012345",
+                                      first_name=_widest(100))
     booked["detail"]["service"].update(name=_widest(200), category=_widest(64), duration_minutes=1440)
     booked["detail"]["payment"].update(stripe_customer_id="cus_" + "C" * 251,
                                        stripe_payment_method_id="pm_" + "P" * 252, course_id=_widest(128), course_session_available=True,
@@ -428,6 +431,15 @@ def test_valid_contact_values_never_appear_when_something_else_fails(phone: str,
         parse_booking_event(event)
     message = str(caught.value)
     assert phone not in message and email not in message and name not in message
+
+
+@settings(max_examples=50, deadline=None)
+@given(name=st.text(min_size=101, max_size=140).filter(lambda s: len(set(s)) > 2).map(lambda s: f"Zq{s}qZ"))
+def test_a_first_name_is_not_echoed(name: str) -> None:
+    for wrong in (name, 42):  # too long, or not text
+        error = rejection(set_path(example(), "detail.client.first_name", wrong))
+        assert error.field == "detail.client.first_name"
+        assert name[:20] not in str(error) and name[:20] not in repr(error)
 
 
 @settings(max_examples=50, deadline=None)

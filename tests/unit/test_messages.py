@@ -12,6 +12,7 @@ import pytest
 from medspa.adapters.messaging import InMemoryMessenger
 from medspa.adapters.store.clients import Channel, Client
 from medspa.adapters.store.consent import InMemoryConsent
+from medspa.domain.fee_breakdown import FeeBreakdown, PaidFrom
 from medspa.domain.money import Money
 from medspa.messages import (
     BASE_KINDS,
@@ -28,7 +29,7 @@ from medspa.messages import (
     render_email,
     render_sms,
 )
-from medspa.messages.templates import TEMPLATES_DIR
+from medspa.messages.templates import BREAKDOWN_KINDS, TEMPLATES_DIR
 from medspa.services.notifications import NotificationService
 from medspa.services.unsubscribe import EmailUnsubscribe
 
@@ -38,6 +39,7 @@ LIBRARY = load_templates()
 LONG_NAME = "Maximiliana-Josephine Alexandrova-Worthington"
 LINK = "https://pay.example.com/" + "x" * 76  # a 100-character payment link
 UNSUBSCRIBE = "https://api.example.com/unsubscribe?token=v1." + "s" * 43
+CONFIRM = "https://api.example.com/confirm?token=c1.YS0x." + "c" * 43
 
 
 def kinds_for(pack) -> list[str]:
@@ -45,7 +47,8 @@ def kinds_for(pack) -> list[str]:
 
 
 def context(pack, starts_at: datetime, **extra) -> AppointmentContext:
-    values = {"fee": pack.money(50000), "client_first_name": LONG_NAME} | extra
+    values = {"fee": pack.money(50000), "client_first_name": LONG_NAME, "late_cancel_fee": pack.money(123456),
+              "cancel_by": starts_at - timedelta(hours=pack.cancellation.window_hours), "confirm_link": CONFIRM} | extra
     return AppointmentContext(appointment_id="a-1", location_id=pack.location_id, starts_at=starts_at, **values)
 
 
@@ -97,7 +100,7 @@ def test_the_kinds_the_lifecycle_sends_are_all_known() -> None:
     lifecycle_kinds = {
         "confirmation_request", "confirmation_received", "auto_cancelled", "late_cancel_fee_charged",
         "no_show_fee_charged", "late_reschedule_fee_charged", "fee_applied", "fee_outstanding", "fee_waived",
-        "fee_declined", "prepay_required", "prepay_cleared",
+        "fee_declined", "prepay_required", "prepay_cleared", "prepayment_credited",
     }
     assert set(BASE_KINDS) == lifecycle_kinds | {"reminder"}
     assert FEE_KINDS == CHARGED_FEE_KINDS | {"fee_applied", "fee_outstanding", "fee_waived", "fee_declined"}
@@ -111,14 +114,167 @@ def test_fee_kinds_name_what_happened_to_the_money() -> None:
     ctx = context(BIJOUX, START, client_first_name="Ana")
     templates = LIBRARY.for_location("bijoux")
     sms = {kind: render_sms(templates, BIJOUX, kind, ctx) for kind in FEE_KINDS}
-    assert "late-reschedule fee of $500.00 was charged to your card on file" in sms["late_reschedule_fee_charged"]
-    assert "applied from your booking deposit, prepayment, course or gift certificate" in sms["fee_applied"]
+    assert "late-reschedule fee of $500.00 applies: $500.00 charged to your card on file" in sms[
+        "late_reschedule_fee_charged"]
+    assert "$500.00 from your booking deposit, prepayment, course or gift certificate" in sms["fee_applied"]
     assert "due at your next visit" in sms["fee_outstanding"]
     assert "waived" in sms["fee_waived"] and "refunded" in sms["fee_waived"]
     assert "call us at 407-213-GLOW to update your card" in sms["fee_declined"]
     default = LIBRARY.for_location("massageluxe-austin")
     declined = render_sms(default, AUSTIN, "fee_declined", context(AUSTIN, START))
     assert "contact us to update your card" in declined
+
+
+# --- a fee notice states the whole fee and where each part came from (issue 11) ---------------------
+
+def breakdown(pack, fee: int, *, charged: int | None = None, outstanding: int | None = None,
+              **paid_from: int) -> FeeBreakdown:
+    money = pack.money
+    return FeeBreakdown(fee=money(fee), paid_from=tuple(PaidFrom(source=s, amount=money(a), sessions=int(
+        s == "course_session")) for s, a in paid_from.items()), charged=money(charged) if charged else None,
+        outstanding=money(outstanding) if outstanding else None)
+
+
+def test_406s_75_dollar_fee_paid_50_by_the_deposit_is_a_75_dollar_fee() -> None:
+    ctx = context(SPA406, START, fee=None, client_first_name="Ana",
+                  fee_breakdown=breakdown(SPA406, 7500, deposit=5000, charged=2500))
+    templates = LIBRARY.for_location("406medicalspa")
+    sms = render_sms(templates, SPA406, "late_cancel_fee_charged", ctx)
+    email = render_email(templates, SPA406, "late_cancel_fee_charged", ctx, unsubscribe_link=UNSUBSCRIBE)
+    stated = ("late-cancellation fee of $75.00 applies: $50.00 from your booking deposit and $25.00 charged to "
+              "your card on file")
+    assert stated in sms and stated in " ".join(email.body.split())
+    assert email.subject == "Late-cancellation fee of $75.00"
+    assert "$25.00 fee" not in sms + email.subject + email.body
+
+
+@pytest.mark.parametrize(("location", "kind"), [(loc, kind) for loc in sorted(PACKS) for kind in sorted(BREAKDOWN_KINDS)])
+def test_every_fee_notice_of_every_location_states_the_fee_and_each_part(location: str, kind: str) -> None:
+    pack = PACKS[location]
+    parts = {"charged": 2500} if kind in CHARGED_FEE_KINDS else {"outstanding": 2500}
+    if kind == "fee_applied":
+        parts = {"prepayment": 2500}
+    ctx = context(pack, START, fee=None, fee_breakdown=breakdown(pack, 7500, deposit=5000, **parts))
+    templates = LIBRARY.for_location(location)
+    sms = render_sms(templates, pack, kind, ctx)
+    email = render_email(templates, pack, kind, ctx, unsubscribe_link=UNSUBSCRIBE)
+    symbol = "HK$" if pack.currency == "HKD" else "$"
+    how = {"charged": "charged to your card on file", "outstanding": "still owed", "prepayment": "from your prepayment"}
+    [(part, _)] = parts.items()
+    for text in (sms, " ".join(email.body.split())):
+        assert f"{symbol}75.00" in text
+        assert f"{symbol}50.00 from your booking deposit and {symbol}25.00 {how[part]}" in text
+    assert f"{symbol}75.00" in email.subject
+
+
+@pytest.mark.parametrize("location", sorted(PACKS))
+def test_the_longest_breakdown_a_settlement_can_give_fits_the_sms(location: str) -> None:
+    """Two sources paid in advance and a card that declined the rest, with four-digit amounts and a long
+    name: the SMS sums what was paid in advance rather than run past its segments."""
+    pack = PACKS[location]
+    ctx = context(pack, START, fee=None, fee_breakdown=breakdown(
+        pack, 999999, deposit=123456, gift_certificate=123456, outstanding=753087))
+    for kind in sorted(BREAKDOWN_KINDS):
+        sms = render_sms(LIBRARY.for_location(location), pack, kind, ctx)
+        assert len(sms) <= SMS_MAX_CHARS
+        assert f"{format_money(pack.money(999999))}" in sms and format_money(pack.money(753087)) in sms
+        assert ("from what you paid in advance" in sms) or ("from your gift certificate" in sms)
+
+
+def test_glow_names_the_course_session_it_deducted() -> None:
+    ctx = context(GLOW, START, fee=None, fee_breakdown=breakdown(GLOW, 180000, course_session=180000))
+    sms = render_sms(LIBRARY.for_location("glow-hk"), GLOW, "fee_applied", ctx)
+    assert ("HK$1,800.00 was deducted from your course or account balance: HK$1,800.00 from your course "
+            "(1 session)") in sms
+
+
+def test_a_breakdown_in_another_currency_is_refused() -> None:
+    with pytest.raises(ValueError, match="HKD"):
+        render_sms(LIBRARY.for_location("glow-hk"), GLOW, "late_cancel_fee_charged",
+                   context(GLOW, START, fee=None, fee_breakdown=breakdown(BIJOUX, 7500, charged=7500)))
+    with pytest.raises(ValueError, match="must be in USD"):
+        FeeBreakdown(fee=Money(amount=7500, currency="USD"), charged=Money(amount=7500, currency="HKD"))
+
+
+def test_a_waiver_notice_is_given_no_breakdown(tmp_path: Path) -> None:
+    text = '[fee_waived]\nsms = "${fee_breakdown}"\nemail_subject = "x"\nemail_body = "y"\n'
+    with pytest.raises(TemplateError, match=r"fee_waived\.sms: unknown placeholder \$fee_breakdown"):
+        _library_with(tmp_path, "bijoux.toml", text)
+
+
+# --- greeted by first name when the booking site sends one (issue 11) -----------------------------------
+
+@pytest.mark.parametrize(("first_name", "greeting"), [("Ana", "Hi Ana, "), (None, "Hi there, "), ("  Ana   Sofia ", "Hi Ana Sofia, "),
+                                                      (LONG_NAME, "Hi Maximiliana-Josephin, ")])
+def test_every_location_greets_by_first_name_when_known(first_name: str | None, greeting: str) -> None:
+    for location, pack in PACKS.items():
+        ctx = context(pack, START, client_first_name=first_name)
+        for kind in kinds_for(pack):
+            assert render_sms(LIBRARY.for_location(location), pack, kind, ctx).startswith(greeting), (location, kind)
+
+
+# --- an email-only client confirms through a signed link (issue 11) ------------------------------------
+
+@pytest.mark.parametrize("location", sorted(PACKS))
+def test_the_confirmation_request_email_carries_the_confirm_link_and_the_text_does_not(location: str) -> None:
+    pack, templates = PACKS[location], LIBRARY.for_location(location)
+    email = render_email(templates, pack, "confirmation_request", context(pack, START), unsubscribe_link=UNSUBSCRIBE)
+    assert f"\n{CONFIRM}\n" in email.body
+    assert CONFIRM not in render_sms(templates, pack, "confirmation_request", context(pack, START))
+    with pytest.raises(ValueError, match="confirm link"):
+        render_email(templates, pack, "confirmation_request", context(pack, START, confirm_link=None),
+                     unsubscribe_link=UNSUBSCRIBE)
+
+
+def test_a_confirm_link_in_a_text_fails_at_load(tmp_path: Path) -> None:
+    text = '[confirmation_request]\nsms = "Confirm: ${confirm_link}"\nemail_subject = "x"\nemail_body = "y"\n'
+    with pytest.raises(TemplateError, match=r"confirmation_request\.sms: \$confirm_link is for emails"):
+        _library_with(tmp_path, "bijoux.toml", text)
+
+
+def test_a_confirm_link_is_only_for_the_confirmation_request(tmp_path: Path) -> None:
+    text = '[reminder]\nsms = "x"\nemail_subject = "x"\nemail_body = "${confirm_link}"\n'
+    with pytest.raises(TemplateError, match=r"reminder\.email_body: unknown placeholder \$confirm_link"):
+        _library_with(tmp_path, "bijoux.toml", text)
+
+
+# --- a reminder states the visit's local time, the cancel-by time and the fee at stake (issue 11) ------
+
+def test_bijouxs_reminder_counts_48_elapsed_hours_back_across_the_dst_change() -> None:
+    visit = datetime(2026, 3, 9, 14, 0, tzinfo=UTC)  # Monday 10:00 EDT; 48 hours earlier it is still EST
+    ctx = context(BIJOUX, visit, client_first_name="Ana", late_cancel_fee=BIJOUX.money(5000))
+    sms = render_sms(LIBRARY.for_location("bijoux"), BIJOUX, "reminder_48h", ctx)
+    assert "on Mon 9 Mar at 10:00 AM EDT" in sms
+    assert "cancellations or changes after Sat 7 Mar at 9:00 AM EST incur a $50.00 fee" in sms
+
+
+@pytest.mark.parametrize(("location", "kind"), [(loc, k) for loc, pack in sorted(PACKS.items())
+                                                for k in [f"reminder_{r.name}" for r in pack.reminders]
+                                                + ["confirmation_request"]])
+def test_every_reminder_states_the_visit_time_the_cancel_by_time_and_the_fee(location: str, kind: str) -> None:
+    pack = PACKS[location]
+    window = timedelta(hours=pack.cancellation.window_hours)
+    ctx = context(pack, START, late_cancel_fee=pack.money(7500), cancel_by=START - window)
+    templates = LIBRARY.for_location(location)
+    sms = render_sms(templates, pack, kind, ctx)
+    email = " ".join(render_email(templates, pack, kind, ctx, unsubscribe_link=UNSUBSCRIBE).body.split())
+    fee = "a HK$75.00 fee" if pack.currency == "HKD" else "a $75.00 fee"
+    cancel_by = format_visit_time(START - window, pack.zone)
+    assert f"after {cancel_by} incur" in sms
+    assert f"by {cancel_by}" in email and "after that time incur" in email
+    for text in (sms, email):
+        assert format_visit_time(START, pack.zone) in text and fee in text
+
+
+def test_a_visit_the_pack_names_no_fee_for_is_not_given_an_amount() -> None:
+    sms = render_sms(LIBRARY.for_location("bijoux"), BIJOUX, "reminder_48h",
+                     context(BIJOUX, START, late_cancel_fee=None))
+    assert "incur a fee under our cancellation policy" in sms and "$" not in sms
+
+
+def test_a_reminder_without_its_cancel_by_time_is_refused() -> None:
+    with pytest.raises(ValueError, match="cancel-by"):
+        render_sms(LIBRARY.for_location("bijoux"), BIJOUX, "reminder_48h", context(BIJOUX, START, cancel_by=None))
 
 
 @pytest.mark.parametrize("kind", sorted(FEE_KINDS))
@@ -479,7 +635,7 @@ def test_the_thanks_for_confirming_goes_to_one_channel() -> None:
 
 
 @pytest.mark.parametrize("kind", ["fee_applied", "fee_outstanding", "fee_waived", "prepay_cleared",
-                                  "late_reschedule_fee_charged"])
+                                  "late_reschedule_fee_charged", "prepayment_credited"])
 def test_money_and_prepay_notices_go_to_every_channel(kind: str) -> None:
     messenger = InMemoryMessenger()
     results = service(messenger).notify(client(SPA406), kind, context(SPA406, START), NOON_EDT)
@@ -523,6 +679,24 @@ def test_opting_back_in_is_honoured_at_the_next_send() -> None:
     results = service(InMemoryMessenger(), consent).notify(client(BIJOUX), "reminder_48h", context(BIJOUX, START),
                                                            NOON_EDT)
     assert [r.status for r in results] == ["sent"]
+
+
+class ConfirmLinksMade:
+    def __init__(self) -> None:
+        self.made: list[tuple[str, datetime]] = []
+
+    def link_for(self, appointment_id: str, starts_at: datetime) -> str:
+        self.made.append((appointment_id, starts_at))
+        return f"https://api.example.com/confirm?token=c1.{len(self.made)}"
+
+
+def test_an_email_only_client_is_asked_to_confirm_through_a_link_made_for_the_visit() -> None:
+    messenger, links = InMemoryMessenger(), ConfirmLinksMade()
+    results = service(messenger, confirm_links=links).notify(
+        client(SPA406, phone=None), "confirmation_request", context(SPA406, START, confirm_link=None), NOON_EDT)
+    assert [(r.channel, r.status) for r in results] == [(Channel.SMS, "skipped_no_contact"), (Channel.EMAIL, "sent")]
+    assert links.made == [("a-1", START)]
+    assert "https://api.example.com/confirm?token=c1.1" in messenger.emails[0].body
 
 
 def test_every_email_carries_its_signed_link_in_the_body_and_the_header() -> None:

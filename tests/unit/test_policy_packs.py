@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,45 @@ BROKEN = [
         "massageluxe-austin.toml: reminders[0]: Value error, set exactly one of hours_before and at_local_time",
     ),
     (
+        "massageluxe-austin.toml",
+        'country = "US", state = "TX"',
+        'country = "US", state = "TQ"',
+        "massageluxe-austin.toml: cancellation.overrides[0].calendar: Value error, the holidays library has no "
+        "calendar for US-TQ",
+    ),
+    (
+        "massageluxe-austin.toml",
+        'country = "US", state = "TX"',
+        'country = "US", state = "Texas"',
+        "massageluxe-austin.toml: cancellation.overrides[0].calendar: Value error, write the state as its code 'TX'",
+    ),
+    (
+        "massageluxe-austin.toml",
+        'country = "US", state = "TX", ',
+        "",
+        "massageluxe-austin.toml: cancellation.overrides[0].calendar: Value error, holidays and holiday_weekends "
+        "need the location's country",
+    ),
+    (
+        "massageluxe-austin.toml",
+        'named_days = ["mothers_day_weekend"]',
+        'named_days = ["mothers_day_brunch"]',
+        "massageluxe-austin.toml: cancellation.overrides[1].calendar.named_days[0]: Input should be ",
+    ),
+    (
+        "massageluxe-scottsdale.toml",
+        'window_hours = 48\ncalendar = {',
+        'window_hours = 48\nfirst = 2027-01-01\ncalendar = {',
+        "massageluxe-scottsdale.toml: cancellation.overrides[0]: Value error, set exactly one of calendar and first",
+    ),
+    (
+        "massageluxe-scottsdale.toml",
+        "[[cancellation.overrides]]",
+        "[[cancellation.date_overrides]]\nname = \"Thanksgiving weekend 2026\"\nfirst = 2026-11-26\nlast = 2026-11-29\n"
+        "window_hours = 48\nsource = { assumption = \"x\" }\n\n[[cancellation.overrides]]",
+        "massageluxe-scottsdale.toml: cancellation.date_overrides: Extra inputs are not permitted",
+    ),
+    (
         "bijoux.toml",
         "max_minutes = 30\namount = 5000",
         "max_minutes = 30\namount = 5000\nfull_service_price = true",
@@ -161,12 +201,70 @@ def test_the_file_name_must_be_the_location_id(tmp_path):
 def test_massageluxe_locations_differ_in_window_and_holidays():
     scottsdale, austin = PACKS["massageluxe-scottsdale"].cancellation, PACKS["massageluxe-austin"].cancellation
     assert (scottsdale.window_hours, austin.window_hours) == (24, 48)
-    assert {o.first for o in scottsdale.date_overrides} != {o.first for o in austin.date_overrides}
     assert scottsdale.party_size_override.min_party_size == austin.party_size_override.min_party_size == 4
     assert (scottsdale.party_size_override.window_hours, austin.party_size_override.window_hours) == (48, 72)
-    for overrides in (scottsdale.date_overrides, austin.date_overrides):
-        names = " ".join(o.name for o in overrides)
-        assert all(day in names for day in ("Valentine's", "Mother's", "Father's", "weekend"))
+    places = {(o.calendar.country, o.calendar.state) for c in (scottsdale, austin) for o in c.overrides
+              if o.calendar and o.calendar.holidays}
+    assert places == {("US", "AZ"), ("US", "TX")}
+    for rules in (scottsdale, austin):
+        assert all(o.calendar is not None for o in rules.overrides), "the seed's days come back every year"
+        calendars = [o.calendar for o in rules.overrides]
+        assert any(c.holidays for c in calendars) and any(c.holiday_weekends for c in calendars)
+        named = {n for c in calendars for n in c.named_days}
+        assert {"valentines_day", "fathers_day"} <= named and named & {"mothers_day", "mothers_day_weekend"}
+        weekend = [o for o in rules.overrides if o.calendar.holiday_weekends]
+        assert all("Friday or a Monday" in o.source.assumption and "Wednesday holiday makes none" in o.source.assumption
+                   for o in weekend), "the holiday-weekend reading is written in the pack"
+
+
+def test_every_shipped_pack_still_has_a_future():
+    """Judged against the real date: a pack whose dated overrides have all passed fails the build."""
+    assert set(load_packs(today=date.today())) == set(SEED_OF)
+
+
+def _dated_only(tmp_path: Path, *spans: tuple[str, str]) -> Path:
+    """Scottsdale's pack as it shipped in 2025: its special days typed as dates."""
+    text = (PACKS_DIR / "massageluxe-scottsdale.toml").read_text(encoding="utf-8")
+    start = text.index("[[cancellation.overrides]]")
+    dated = "".join(
+        f'[[cancellation.overrides]]\nname = "Holiday {first}"\nfirst = {first}\nlast = {last}\nwindow_hours = 48\n'
+        f'source = {{ assumption = "A holiday by date." }}\n\n' for first, last in spans)
+    target = tmp_path / "massageluxe-scottsdale.toml"
+    target.write_text(text[:start] + dated + text[text.index("[fees]"):], encoding="utf-8")
+    return target
+
+
+def test_a_pack_whose_dated_overrides_have_all_lapsed_fails_naming_the_file_and_field(tmp_path):
+    path = _dated_only(tmp_path, ("2025-12-24", "2025-12-25"), ("2026-11-26", "2026-11-29"))
+    with pytest.raises(PolicyPackError) as err:
+        load_pack(path, today=date(2026, 11, 30))
+    assert str(err.value).splitlines() == [
+        "massageluxe-scottsdale.toml: cancellation.overrides[0].last: 'Holiday 2025-12-24' ended on 2025-12-25, "
+        "and no dated override is still ahead of 2026-11-30; give days that come back every year a calendar rule "
+        "and remove the ones that are over",
+        "massageluxe-scottsdale.toml: cancellation.overrides[1].last: 'Holiday 2026-11-26' ended on 2026-11-29, "
+        "and no dated override is still ahead of 2026-11-30; give days that come back every year a calendar rule "
+        "and remove the ones that are over",
+    ]
+    with pytest.raises(PolicyPackError, match=r"^massageluxe-scottsdale\.toml: cancellation\.overrides\[0\]"):
+        load_packs(tmp_path, today=date(2026, 11, 30))
+
+
+def test_a_dated_override_still_ahead_keeps_the_pack_valid_and_the_running_system_never_judges_lapse(tmp_path):
+    path = _dated_only(tmp_path, ("2025-12-24", "2025-12-25"), ("2026-11-26", "2026-11-29"))
+    assert len(load_pack(path, today=date(2026, 11, 29)).cancellation.overrides) == 2  # its last day
+    assert len(load_pack(path).cancellation.overrides) == 2  # no ``today``: the Lambda functions' load
+    closure = _dated_only(tmp_path, ("2026-11-26", "2026-11-29"), ("2027-03-01", "2027-03-01"))
+    assert load_pack(closure, today=date(2027, 3, 1)).cancellation.lapsed_overrides(date(2027, 3, 1)) == []
+    with pytest.raises(PolicyPackError, match=r"overrides\[1\]\.last: 'Holiday 2027-03-01' ended on 2027-03-01"):
+        load_pack(closure, today=date(2027, 3, 2))
+
+
+def test_a_one_day_override_is_named_by_its_first_date(tmp_path):
+    text = _dated_only(tmp_path, ("2026-07-04", "2026-07-04")).read_text(encoding="utf-8")
+    (tmp_path / "massageluxe-scottsdale.toml").write_text(text.replace("last = 2026-07-04\n", ""), encoding="utf-8")
+    with pytest.raises(PolicyPackError, match=r"overrides\[0\]\.first: 'Holiday 2026-07-04' ended on 2026-07-04"):
+        load_pack(tmp_path / "massageluxe-scottsdale.toml", today=date(2026, 7, 5))
 
 
 def test_massageluxe_membership_terms_are_data():

@@ -16,8 +16,10 @@ Decisions taken where the seeds are silent (each also stated in the packs):
   before the deadline (the close of the last business day before the appointment's local date).
   When booked too late for that, the request goes out at once (outside quiet hours) and the
   appointment is never auto-cancelled.
-* Cancellation: late when notice is less than the window (exactly the window is on time). Date
-  and party-size overrides replace the base window; when several apply the longest wins. For a
+* Cancellation: late when notice is less than the window (exactly the window is on time). Special-
+  day overrides (holidays, holiday weekends and named days, worked out by rule for the visit's
+  local date in the location's zone) and party-size overrides replace the base window; when several
+  apply the longest wins. For a
   prepaid visit being rescheduled, the pack's prepaid-credit window replaces the window, because
   the seeds write that rule for exactly that client.
 """
@@ -222,7 +224,7 @@ def cancellation_window(
     _check(pack, appt)
     rules = pack.cancellation
     day = local_date(appt.starts_at, pack.zone)
-    overrides = [o.window_hours for o in rules.date_overrides if o.covers(day)]
+    overrides = [o.window_hours for o in rules.overrides if o.covers(day)]
     party = rules.party_size_override
     if party is not None and appt.party_size >= party.min_party_size:
         overrides.append(party.window_hours)
@@ -394,7 +396,8 @@ def booking_requirements(pack: PolicyPack, party_size: int, strike_count: int) -
 
 def early_reschedule_credit(pack: PolicyPack, appt: Appointment, rescheduled_at: datetime) -> Money | None:
     """The prepaid amount credited for future visits when a prepaid visit is moved early enough;
-    ``None`` means the prepayment stays with the visit's violation (forfeited)."""
+    ``None`` when the pack credits no reschedule or the notice is too short (the fold, which calls this
+    for every reschedule, then leaves the prepayment with the visit or lets the late reschedule forfeit it)."""
     _check(pack, appt)
     credit = pack.strikes.prepaid_reschedule_credit if pack.strikes else None
     prepaid = appt.payment.prepaid

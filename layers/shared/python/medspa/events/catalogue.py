@@ -99,12 +99,13 @@ Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{1,14}$")]
 Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 FreeText = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+FirstName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Purpose = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 StripeCustomerId = Annotated[str, StringConstraints(pattern=r"^cus_[A-Za-z0-9]+$", max_length=255)]
 StripePaymentMethodId = Annotated[str, StringConstraints(pattern=r"^(pm|card|src)_[A-Za-z0-9_]+$", max_length=255)]
 
 # Field names whose values are personal data: never echoed, even by a custom validator.
-PII_FIELDS = frozenset({"phone", "email", "name", "reason"})
+PII_FIELDS = frozenset({"phone", "email", "name", "first_name", "reason"})
 
 
 class InvalidBookingEvent(ValueError):
@@ -134,6 +135,9 @@ class BookingClient(_Strict):
     """The client as the booking site knows them; ``id`` is the site's id, unique within its spa."""
 
     id: Id
+    first_name: FirstName | None = Field(
+        default=None, description="What the client likes to be called, to greet them in messages ('Hi Ana,'); "
+                                  "kept on the client profile only, erased with it")
     phone: E164 | None = Field(default=None, description="E.164, e.g. +12125550123")
     email: Email | None = None
     sms_opt_in: bool = Field(default=False, description="Consent to SMS; absent means no consent")

@@ -40,6 +40,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "booking_version": 1,
             "client": {
                 "id": "c-1234",
+                "first_name": "Jamie",
                 "phone": "+14075550123",
                 "email": "jamie.rivera@example.com",
                 "sms_opt_in": True,

@@ -17,8 +17,11 @@ event: that is the notice the client actually gave, and it does not depend on de
 Decisions:
 * A visit is charged at most one late-cancel and one late-reschedule fee (the ledger keys fees by
   appointment and reason); moving it late twice counts once.
-* A prepaid visit cancelled on time by the client (or cancelled by the spa) turns the prepayment into
-  store credit; rescheduled on time, the prepayment simply stays with the visit at its new time.
+* A prepaid visit's prepayment leaves the visit once (``medspa.services.prepayment``): cancelled on
+  time by the client, cancelled by the spa, or rescheduled at least the pack's prepaid-credit hours
+  ahead (``engine.early_reschedule_credit``), it is owed back as store credit and the moved visit is no
+  longer prepaid; cancelled or rescheduled late, the violation forfeits it; a late reschedule whose fee
+  the policy waives (same day) and a pack that credits no reschedule leave it with the visit.
 * Status events after a final status (cancelled, completed, no-show) are kept in the history but do not
   reopen the visit; only a new ``AppointmentBooked`` or ``AppointmentRescheduled`` does.
 """
@@ -38,7 +41,7 @@ from medspa.adapters.store.appointments import (
     Violation,
 )
 from medspa.domain import engine
-from medspa.domain.appointment import PaymentContext
+from medspa.domain.appointment import Appointment, PaymentContext
 from medspa.domain.keys import appointment_key, client_key
 from medspa.policy.schema import PolicyPack
 
@@ -126,13 +129,13 @@ def fold(events: Iterable[AppointmentEvent], packs: dict[str, PolicyPack] | None
             continue
         status, changes = state.status, {"booking_version": event.booking_version, "event_id": event.event_id}
         if isinstance(event, AppointmentRescheduled):
-            facts = _judge(facts, packs.get(state.location_id), state, event, "reschedule")
+            facts, payment = _judge(facts, packs.get(state.location_id), state, event, "reschedule")
             changes |= {"starts_at": event.starts_at, "service": event.service or state.service,
-                        "status": AppointmentStatus.BOOKED}
+                        "status": AppointmentStatus.BOOKED, "payment": payment}
             facts = facts.model_copy(update={"confirmed_at": None, "arrived_at": None})
         elif isinstance(event, AppointmentCancelled):
             if status in OPEN_STATUSES:
-                facts = _judge(facts, packs.get(state.location_id), state, event, "cancel")
+                facts, changes["payment"] = _judge(facts, packs.get(state.location_id), state, event, "cancel")
                 changes["status"] = AppointmentStatus.CANCELLED
                 facts = facts.model_copy(update={"cancelled_at": event.occurred_at, "cancelled_by": event.by})
         elif isinstance(event, AppointmentConfirmed):
@@ -160,25 +163,47 @@ def fold(events: Iterable[AppointmentEvent], packs: dict[str, PolicyPack] | None
 
 
 def _judge(facts: BookingFacts, pack: PolicyPack | None, state: AppointmentBooking,
-           event: AppointmentRescheduled | AppointmentCancelled, kind: Literal["cancel", "reschedule"]) -> BookingFacts:
-    """Record the violation (or the prepaid credit) this change causes under the pack in force."""
+           event: AppointmentRescheduled | AppointmentCancelled,
+           kind: Literal["cancel", "reschedule"]) -> tuple[BookingFacts, PaymentContext]:
+    """Record the violation this change causes under the pack in force, and where the visit's prepayment goes.
+
+    Returns the facts and what the visit holds afterwards. The prepayment leaves the visit here, once,
+    to wherever the policy sends it (``medspa.services.prepayment``): into the violation that forfeits
+    it, or into the credit owed for a visit cancelled or moved in time. What the visit no longer holds,
+    a later change of it cannot forfeit or credit again.
+    """
     if pack is None or state.status not in OPEN_STATUSES:
-        return facts
+        return facts, state.payment
     appointment = state.to_domain()
     by = event.by if isinstance(event, AppointmentCancelled) else "client"
     new_start = event.starts_at if isinstance(event, AppointmentRescheduled) else None
     decision = engine.classify_cancellation(pack, appointment, event.occurred_at, by=by, kind=kind, new_start=new_start)
+    prepaid = state.payment.prepaid if state.payment.prepaid is not None and not state.payment.prepaid.is_zero else None
+    released = state.payment.model_copy(update={"prepaid": None})
     if decision.fee_reason is not None or decision.classification == "late":
         reason = decision.event
-        if reason not in {v.reason for v in facts.violations}:
-            facts = facts.model_copy(update={"violations": (*facts.violations, Violation(
-                reason=reason, booking_version=event.booking_version, decided_at=event.occurred_at,
-                fee_waived=decision.fee_waived, notice_minutes=int(decision.notice.total_seconds() // 60)))})
-        return facts
-    prepaid = state.payment.prepaid
-    if kind == "cancel" and prepaid is not None and not prepaid.is_zero:
-        return facts.model_copy(update={"prepaid_credit": prepaid})
-    return facts
+        if reason in {v.reason for v in facts.violations}:
+            return facts, state.payment  # moved late twice: counted (and paid for) once
+        paid_from_it = decision.fee_reason is not None and _fee_takes_prepayment(pack, appointment, reason)
+        forfeits = prepaid if paid_from_it else None
+        facts = facts.model_copy(update={"violations": (*facts.violations, Violation(
+            reason=reason, booking_version=event.booking_version, decided_at=event.occurred_at,
+            fee_waived=decision.fee_waived, notice_minutes=int(decision.notice.total_seconds() // 60),
+            prepayment=forfeits))})
+        return facts, released if forfeits is not None else state.payment
+    if prepaid is None:
+        return facts, state.payment
+    credit = prepaid if kind == "cancel" else engine.early_reschedule_credit(pack, appointment, event.occurred_at)
+    if credit is None:  # the pack credits no reschedule: the prepayment moves with the visit
+        return facts, state.payment
+    return facts.model_copy(update={"prepaid_credit": credit}), released
+
+
+def _fee_takes_prepayment(pack: PolicyPack, appointment: Appointment, reason: str) -> bool:
+    """Whether this violation's fee is paid from the prepayment at all (Glow and MassageLuXe deduct a course
+    session first; a pack may charge nothing for a reason): only then does the violation forfeit it."""
+    fee = engine.fee_for(pack, appointment, reason)  # type: ignore[arg-type]
+    return fee is not None and not engine.settlement_plan(pack, appointment, fee).amount_from("prepayment").is_zero
 
 
 __all__ = ["BookingNotYetKnown", "FoldedBooking", "fold", "payment_context"]

@@ -3,8 +3,8 @@
 An appointment keeps every booking-site event it was folded from (``medspa.events.history``), for as
 long as the appointment is kept. Two rules follow from that:
 
-* **A reference where a reference will do** (:func:`as_kept`). The client's phone, email and Stripe
-  ids arrive in every ``AppointmentBooked``, but they belong to the client profile, which the intake
+* **A reference where a reference will do** (:func:`as_kept`). The client's first name, phone, email
+  and Stripe ids arrive in every ``AppointmentBooked``, but they belong to the client profile, which the intake
   updates from the event as it arrives; the fold reads none of them. So the history keeps the
   booking without them: one copy of a contact detail, on the profile, that a correction reaches and
   an erasure removes.
@@ -26,6 +26,7 @@ from typing import Any
 Path = tuple[str, ...]
 
 COPIED_FROM_THE_PROFILE: frozenset[Path] = frozenset({
+    ("client", "first_name"),
     ("client", "phone"),
     ("client", "email"),
     ("payment", "stripe_customer_id"),

@@ -5,6 +5,18 @@ and money the same way: "Tue 10 Mar at 2:00 PM EDT" in the location's zone (the 
 follows DST), "$75.00" / "HK$500.00" from integer minor units. Month and weekday names are spelled
 out here rather than with ``strftime`` so the Lambda's locale cannot change them.
 
+A fee notice states the whole fee (``$fee_amount``) and where it came from (``$fee_breakdown``: "$50.00
+from your booking deposit and $25.00 charged to your card on file"), because naming only the card
+charge told 406's client their $75 fee was $25. A notice logged before breakdowns were stored is
+worded from its kind (a charged kind was paid by the card, a declined or outstanding one is owed).
+
+A reminder (and 406's confirmation request, which doubles as one) states the rule with its numbers:
+``$cancel_by`` is the visit's start minus the cancellation window the engine applies to it, in the
+location's zone ("Sun 8 Mar at 2:00 PM EDT": elapsed hours, so a DST change in between is counted as
+it happened), and ``$late_cancel_fee`` the fee a late cancel would cost ("a $50.00 fee"). Templates
+word it as a rule ("changes after $cancel_by incur $late_cancel_fee"), true both before that time
+and on the morning of, after it has passed.
+
 PHI: the context has no field for the treatment. ``service_label`` is a neutral phrase ("your
 appointment") from the location's settings; a caller may pass another neutral label, never the
 service name.
@@ -18,10 +30,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from medspa.domain.fee_breakdown import FeeBreakdown
 from medspa.domain.money import Money
 from medspa.policy.schema import PolicyPack
 
-from .templates import LocationTemplates
+from .templates import CHARGED_FEE_KINDS, LocationTemplates
 
 SMS_MAX_CHARS = 320  # two concatenated GSM-7 segments
 FIRST_NAME_MAX_CHARS = 20
@@ -50,6 +63,14 @@ class AppointmentContext(BaseModel):
     client_first_name: Annotated[str, Field(max_length=200)] | None = None
     service_label: str | None = Field(None, description="A neutral label; never the treatment name")
     fee: Money | None = None
+    fee_breakdown: FeeBreakdown | None = Field(
+        None, description="The whole fee and where each part came from; its fee is the notice's $fee_amount")
+    confirm_link: str | None = Field(
+        None, description="The signed https:// link that confirms this visit; a confirmation request email needs it")
+    cancel_by: AwareDatetime | None = Field(
+        None, description="The last moment a cancel is on time: the start minus the visit's cancellation window")
+    late_cancel_fee: Money | None = Field(
+        None, description="What a late cancel of this visit costs under its pack; None: the pack names no fee")
     payment_link: str | None = Field(
         None, description="Optional per-fee payment address; overrides the location's settings.payment_link. "
                           "Templates may use $payment_link only where the location defines one, so none is needed.")
@@ -79,6 +100,43 @@ def format_money(money: Money) -> str:
     return f"{sign}{symbol}{body}" if symbol else f"{sign}{code} {body}"
 
 
+_PAID_FROM = {"deposit": "from your booking deposit", "prepayment": "from your prepayment",
+              "course_session": "from your course", "gift_certificate": "from your gift certificate"}
+
+
+def _and(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
+def format_fee_breakdown(breakdown: FeeBreakdown, *, compact: bool = False) -> str:
+    """``$50.00 from your booking deposit and $25.00 charged to your card on file``: reads after
+    "a fee of $75.00 applies:", whichever parts there are. ``compact`` sums what was paid in advance
+    into one part, for an SMS that would otherwise run past its segments."""
+    parts = []
+    if compact and len(breakdown.paid_from) > 1:
+        paid_in_advance = sum((p.amount for p in breakdown.paid_from), Money.zero(breakdown.fee.currency))
+        parts.append(f"{format_money(paid_in_advance)} from what you paid in advance")
+    else:
+        for paid in breakdown.paid_from:
+            sessions = f" ({paid.sessions} session{'s' if paid.sessions > 1 else ''})" if paid.sessions else ""
+            parts.append(f"{format_money(paid.amount)} {_PAID_FROM[paid.source]}{sessions}")
+    if breakdown.charged is not None:
+        parts.append(f"{format_money(breakdown.charged)} charged to your card on file")
+    if breakdown.outstanding is not None:
+        parts.append(f"{format_money(breakdown.outstanding)} still owed")
+    return _and(parts) if parts else f"{format_money(breakdown.fee)} in total"
+
+
+def _breakdown_phrase(kind: str, fee: Money, breakdown: FeeBreakdown | None) -> str:
+    if breakdown is not None:
+        return format_fee_breakdown(breakdown)
+    if kind in CHARGED_FEE_KINDS:
+        return format_fee_breakdown(FeeBreakdown(fee=fee, charged=fee))
+    if kind == "fee_applied":
+        return f"{format_money(fee)} from your booking deposit, prepayment, course or gift certificate"
+    return format_fee_breakdown(FeeBreakdown(fee=fee, outstanding=fee))
+
+
 def _first_name(raw: str | None) -> str:
     name = " ".join((raw or "").split())
     return name[:FIRST_NAME_MAX_CHARS].rstrip() or "there"
@@ -91,7 +149,28 @@ def _confirm_keyword(pack: PolicyPack) -> str:
     return next((w for w in words if w.casefold() == "confirm"), words[0])
 
 
-def _values(names: set[str], pack: PolicyPack, templates: LocationTemplates, ctx: AppointmentContext) -> dict[str, str]:
+def _fee(pack: PolicyPack, ctx: AppointmentContext) -> Money:
+    fee = ctx.fee_breakdown.fee if ctx.fee_breakdown is not None else ctx.fee
+    if fee is None:
+        raise MissingMessageValue(f"{ctx.appointment_id}: the message needs a fee amount")
+    if fee.currency != pack.currency:
+        raise MissingMessageValue(f"{ctx.appointment_id}: fee in {fee.currency}, pack in {pack.currency}")
+    return fee
+
+
+def _fee_at_stake(pack: PolicyPack, ctx: AppointmentContext) -> str:
+    """``a $50.00 fee``; a visit whose pack names no fee for it gets the policy's general words, so a
+    reminder never invents an amount (nor promises there is none)."""
+    fee = ctx.late_cancel_fee
+    if fee is None:
+        return "a fee under our cancellation policy"
+    if fee.currency != pack.currency:
+        raise MissingMessageValue(f"{ctx.appointment_id}: fee in {fee.currency}, pack in {pack.currency}")
+    return f"a {format_money(fee)} fee"
+
+
+def _values(names: set[str], pack: PolicyPack, templates: LocationTemplates, ctx: AppointmentContext,
+            kind: str) -> dict[str, str]:
     """Compute only what the template uses, so a reminder never needs a fee."""
     values: dict[str, str] = {}
     for name in names:
@@ -109,12 +188,20 @@ def _values(names: set[str], pack: PolicyPack, templates: LocationTemplates, ctx
             values[name] = _confirm_keyword(pack)
         elif name == "opt_out_keyword":
             values[name] = pack.messaging.keywords.opt_out_word
+        elif name == "cancel_by":
+            if ctx.cancel_by is None:
+                raise MissingMessageValue(f"{ctx.appointment_id}: the message needs the cancel-by time")
+            values[name] = format_visit_time(ctx.cancel_by, pack.zone)
+        elif name == "late_cancel_fee":
+            values[name] = _fee_at_stake(pack, ctx)
         elif name == "fee_amount":
-            if ctx.fee is None:
-                raise MissingMessageValue(f"{ctx.appointment_id}: the message needs a fee amount")
-            if ctx.fee.currency != pack.currency:
-                raise MissingMessageValue(f"{ctx.appointment_id}: fee in {ctx.fee.currency}, pack in {pack.currency}")
-            values[name] = format_money(ctx.fee)
+            values[name] = format_money(_fee(pack, ctx))
+        elif name == "fee_breakdown":
+            values[name] = _breakdown_phrase(kind, _fee(pack, ctx), ctx.fee_breakdown)
+        elif name == "confirm_link":
+            if not (ctx.confirm_link or "").startswith("https://"):
+                raise MissingMessageValue(f"{ctx.appointment_id}: the message needs an https:// confirm link")
+            values[name] = ctx.confirm_link or ""
         elif name == "payment_link":
             link = ctx.payment_link or templates.settings.get("payment_link")
             if not link:  # load_templates refuses such a template; only a hand-built LocationTemplates gets here
@@ -134,8 +221,11 @@ def render_sms(templates: LocationTemplates, pack: PolicyPack, kind: str, ctx: A
     _check(pack, templates, ctx)
     template = templates.template(kind)
     names = set(template.sms.get_identifiers()) | set(templates.footer_sms.get_identifiers())
-    values = _values(names, pack, templates, ctx)
+    values = _values(names, pack, templates, ctx, kind)
     text = f"{template.sms.substitute(values).strip()}\n{templates.footer_sms.substitute(values).strip()}"
+    if len(text) > SMS_MAX_CHARS and "fee_breakdown" in values and ctx.fee_breakdown is not None:
+        values["fee_breakdown"] = format_fee_breakdown(ctx.fee_breakdown, compact=True)
+        text = f"{template.sms.substitute(values).strip()}\n{templates.footer_sms.substitute(values).strip()}"
     if len(text) > SMS_MAX_CHARS:
         raise MessageTooLong(f"{templates.location_id}: {kind} SMS is {len(text)} chars (max {SMS_MAX_CHARS})")
     return text
@@ -152,7 +242,7 @@ def render_email(templates: LocationTemplates, pack: PolicyPack, kind: str, ctx:
     template = templates.template(kind)
     names = {n for t in (template.email_subject, template.email_body, templates.footer_email)
              for n in t.get_identifiers()}
-    values = _values(names - {"unsubscribe_link"}, pack, templates, ctx) | {"unsubscribe_link": unsubscribe_link}
+    values = _values(names - {"unsubscribe_link"}, pack, templates, ctx, kind) | {"unsubscribe_link": unsubscribe_link}
     subject = " ".join(template.email_subject.substitute(values).split())
     body = f"{template.email_body.substitute(values).strip()}\n\n--\n{templates.footer_email.substitute(values).strip()}\n"
     return EmailMessage(subject=subject, body=body)

@@ -29,14 +29,23 @@ a table ``reminder_<name>`` (e.g. ``reminder_morning_of``) overrides it for that
 The kinds (every one must be renderable at every location, so ``default.toml`` words them all):
 
 * ``reminder`` / ``reminder_<name>``, ``confirmation_request``, ``confirmation_received`` (the client
-  replied CONFIRM), ``auto_cancelled``: about the visit.
-* Fee notices, all given ``$fee_amount`` (:data:`FEE_KINDS`). The reason is in the kind only when a
+  replied CONFIRM), ``auto_cancelled``: about the visit. Reminders and the confirmation request are
+  also given ``$cancel_by`` (the last on-time moment to cancel, local time) and ``$late_cancel_fee``
+  ("a $50.00 fee"), so the client reads the rule with its numbers. The confirmation request's email
+  may also use ``$confirm_link`` (a signed link that confirms the visit, for a client who cannot reply
+  by text); never its SMS, which is answered with the confirm keyword.
+* Fee notices, all given ``$fee_amount``, the whole fee (:data:`FEE_KINDS`), and all but ``fee_waived``
+  given ``$fee_breakdown``, where it came from ("$50.00 from your booking deposit and $25.00 charged
+  to your card on file"), to write after "applies:". The reason is in the kind only when a
   card was charged (``late_cancel_fee_charged``, ``no_show_fee_charged``,
   ``late_reschedule_fee_charged``); ``fee_applied`` (taken from a deposit, prepayment, course session
   or gift certificate), ``fee_outstanding`` (nothing to collect from: due at the next visit),
   ``fee_waived`` (an admin waived it; refunded if it had been charged) and ``fee_declined`` (the card
   was declined) are worded for any reason, so a message never misnames the violation.
 * ``prepay_required`` / ``prepay_cleared``: the strike consequence and its lifting by staff.
+* ``prepayment_credited`` (:data:`CREDIT_KINDS`): a prepaid visit cancelled or moved in time, its
+  prepayment now store credit (``medspa.services.prepayment``). Given ``$fee_amount``, here the amount
+  credited. A forfeited prepayment needs no kind of its own: the fee notice's breakdown names it.
 
 Payment links: the lifecycle has none to give, so ``fee_declined`` (and ``fee_outstanding``) ask the
 client to contact the spa. A location with a standing payment page may use ``$payment_link`` in those
@@ -59,6 +68,11 @@ REMINDER = "reminder"
 CHARGED_FEE_KINDS = frozenset({"late_cancel_fee_charged", "no_show_fee_charged", "late_reschedule_fee_charged"})
 FEE_KINDS = CHARGED_FEE_KINDS | {"fee_applied", "fee_outstanding", "fee_waived", "fee_declined"}
 PAYABLE_KINDS = frozenset({"fee_declined", "fee_outstanding"})  # may offer $payment_link (see above)
+# A waiver gives back what the card paid or cancels what was owed; deposits and course sessions are the
+# booking system's to restore, so its notice names the amount waived, not how the fee was first met.
+BREAKDOWN_KINDS = FEE_KINDS - {"fee_waived"}
+CANCEL_TERMS_KINDS = frozenset({REMINDER, "confirmation_request"})  # given $cancel_by and $late_cancel_fee
+CREDIT_KINDS = frozenset({"prepayment_credited"})  # given $fee_amount: the amount credited
 BASE_KINDS: tuple[str, ...] = (
     REMINDER,
     "confirmation_request",
@@ -73,6 +87,7 @@ BASE_KINDS: tuple[str, ...] = (
     "fee_declined",
     "prepay_required",
     "prepay_cleared",
+    "prepayment_credited",
 )
 _REMINDER_KIND = re.compile(r"^reminder_([a-z0-9][a-z0-9_-]*)$")
 
@@ -92,8 +107,14 @@ class TemplateError(ValueError):
 
 def allowed_placeholders(kind: str) -> frozenset[str]:
     allowed = COMMON_PLACEHOLDERS
-    if kind in FEE_KINDS:
+    if kind in FEE_KINDS or kind in CREDIT_KINDS:
         allowed |= {"fee_amount"}
+    if kind in BREAKDOWN_KINDS:
+        allowed |= {"fee_breakdown"}
+    if kind in CANCEL_TERMS_KINDS:
+        allowed |= {"cancel_by", "late_cancel_fee"}
+    if kind == "confirmation_request":
+        allowed |= {"confirm_link"}
     if kind in PAYABLE_KINDS:
         allowed |= {"payment_link"}
     return allowed
@@ -211,6 +232,8 @@ def _parse(path: Path) -> _Parsed:
                 raise TemplateError(f"{name}: {table}: needs exactly {', '.join(_FIELDS)} (missing {missing}, unknown {extra})")
             allowed = allowed_placeholders(base)
             compiled = {f: _compile(body[f], allowed, f"{name}: {table}.{f}") for f in _FIELDS}
+            if "confirm_link" in compiled["sms"].get_identifiers():
+                raise TemplateError(f"{name}: {table}.sms: $confirm_link is for emails; texts confirm by keyword")
             templates[table] = MessageTemplate(kind=table, source=name, **compiled)
     return _Parsed(name, settings, footer, templates)
 

@@ -19,6 +19,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from medspa.domain.money import Currency, Money
 from medspa.policy.keywords import BASE_KEYWORDS, KeywordGroup, keyword_form
+from medspa.policy.special_days import (
+    NamedDay,
+    check_place,
+    holiday_names,
+    holiday_weekend_days,
+    named_day_dates,
+    public_holidays,
+)
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 Hours = Annotated[int, Field(ge=0)]
@@ -92,6 +100,50 @@ class OpeningHours(_Strict):
         return self
 
 
+class SpecialDays(_Strict):
+    """Days that come back every year, as rules (:mod:`medspa.policy.special_days`): a list of dates
+    would lapse silently once its last date passed.
+
+    ``holidays`` and ``holiday_weekends`` follow the public holidays of ``country`` and ``state``
+    (the holidays library's codes, e.g. ``US`` and ``TX``); ``named_days`` need no place.
+    """
+
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = None
+    state: Annotated[str, StringConstraints(min_length=1)] | None = None
+    holidays: bool = False
+    only: list[str] = Field([], description="With holidays: only the public holidays of these names")
+    holiday_weekends: bool = False
+    named_days: list[NamedDay] = []
+
+    @model_validator(mode="after")
+    def _computable(self) -> SpecialDays:
+        if not (self.holidays or self.holiday_weekends or self.named_days):
+            raise ValueError("set holidays, holiday_weekends or named_days")
+        if len(set(self.named_days)) != len(self.named_days):
+            raise ValueError("a named day is listed twice")
+        if self.state is not None and self.country is None:
+            raise ValueError("a state needs its country")
+        if (self.holidays or self.holiday_weekends) and self.country is None:
+            raise ValueError("holidays and holiday_weekends need the location's country (and state)")
+        if self.country is not None:
+            check_place(self.country, self.state)
+        if self.only and not self.holidays:
+            raise ValueError("only narrows holidays: set holidays = true")
+        unknown = sorted(set(self.only) - holiday_names(self.country, self.state)) if self.only else []
+        if unknown:
+            raise ValueError(f"only: {unknown} are not holidays of {self.country}"
+                             f"{'-' + self.state if self.state else ''} in the holidays library")
+        return self
+
+    def includes(self, day: date) -> bool:
+        if any(day in named_day_dates(name, day.year) for name in self.named_days):
+            return True
+        if self.country is None:
+            return False
+        return (self.holidays and day in public_holidays(self.country, self.state, day.year, frozenset(self.only))) or (
+            self.holiday_weekends and day in holiday_weekend_days(self.country, self.state, day.year))
+
+
 class BusinessHours(Rule):
     """Needed for "end of business day before"; a weekday left out is closed."""
 
@@ -102,7 +154,7 @@ class BusinessHours(Rule):
     fri: OpeningHours | None = None
     sat: OpeningHours | None = None
     sun: OpeningHours | None = None
-    closed_dates: list[date] = []
+    closed_on: SpecialDays | None = Field(None, description="Days the spa is closed whatever the weekday, by rule")
 
     @model_validator(mode="after")
     def _open_some_day(self) -> BusinessHours:
@@ -111,7 +163,7 @@ class BusinessHours(Rule):
         return self
 
     def on(self, day: date) -> OpeningHours | None:
-        return None if day in self.closed_dates else getattr(self, WEEKDAYS[day.weekday()])
+        return None if self.closed_on and self.closed_on.includes(day) else getattr(self, WEEKDAYS[day.weekday()])
 
 
 class QuietHours(Rule):
@@ -236,25 +288,32 @@ class Confirmation(Rule):
     auto_cancel: bool
 
 
-class DateOverride(Rule):
-    """A cancellation window for appointments on these local dates (holidays, named days)."""
+class DayOverride(Rule):
+    """A cancellation window for visits on special local dates: by ``calendar`` rule for days that
+    come back every year, or from ``first`` to ``last`` for a one-off (a closure, an event)."""
 
     name: str
-    first: date
-    last: date | None = None
     window_hours: Hours
-
-    @property
-    def last_day(self) -> date:
-        return self.last or self.first
+    calendar: SpecialDays | None = None
+    first: date | None = None
+    last: date | None = None
 
     @model_validator(mode="after")
-    def _ordered(self) -> DateOverride:
-        if self.last_day < self.first:
-            raise ValueError("last is before first")
+    def _one_kind(self) -> DayOverride:
+        if (self.calendar is None) == (self.first is None):
+            raise ValueError("set exactly one of calendar and first")
+        if self.last is not None and (self.first is None or self.last < self.first):
+            raise ValueError("last needs a first on or before it")
         return self
 
+    @property
+    def last_day(self) -> date | None:
+        """The last date a dated override covers; ``None`` for a rule, which never ends."""
+        return self.last or self.first
+
     def covers(self, day: date) -> bool:
+        if self.calendar is not None:
+            return self.calendar.includes(day)
         return self.first <= day <= self.last_day
 
 
@@ -266,8 +325,16 @@ class PartySizeOverride(Rule):
 class Cancellation(Rule):
     window_hours: Hours
     covers: list[Literal["cancel", "reschedule"]] = Field(min_length=1)
-    date_overrides: list[DateOverride] = []
+    overrides: list[DayOverride] = []
     party_size_override: PartySizeOverride | None = None
+
+    def lapsed_overrides(self, today: date) -> list[int]:
+        """Indices of the dated overrides when every one of them ended before ``today``: a pack
+        whose special days are all behind it enforces nothing special any more, and says nothing."""
+        dated = [(i, o.last_day) for i, o in enumerate(self.overrides) if o.calendar is None]
+        if not dated or any(last >= today for _, last in dated):
+            return []
+        return [i for i, _ in dated]
 
 
 class ServiceCategory(Rule):

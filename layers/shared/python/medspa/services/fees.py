@@ -7,17 +7,20 @@ and tells the booking site. All three are safe to repeat: the ledger decides, th
 Which notice: a card charge gets ``<reason>_fee_charged``; a fee taken from a deposit, prepayment,
 course session or gift certificate gets ``fee_applied``; a card that declined or needs
 authentication gets ``fee_declined`` once (dunning retries are silent until one succeeds); a fee with
-no way to collect it (no card) gets ``fee_outstanding``.
+no way to collect it (no card) gets ``fee_outstanding``. Every notice but the waiver's states the whole
+fee and where each part came from (:class:`~medspa.domain.fee_breakdown.FeeBreakdown`), never only the
+card's share: a $75 fee paid $50 from the deposit is a $75 fee, not a $25 one.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from medspa.adapters.store import Appointment, AppointmentNotFound, FeeState, Store
+from medspa.adapters.store import Appointment, AppointmentNotFound, EntryStatus, FeeState, Store, ledger_entry_id
+from medspa.domain.fee_breakdown import PAID_FROM_SOURCES, FeeBreakdown, PaidFrom
 from medspa.domain.money import Money
 from medspa.services.lifecycle import LifecycleService, StepResult, message_key
-from medspa.services.settlement import SettlementReport, SettlementService
+from medspa.services.settlement import SettlementReport, SettlementService, card_purpose
 
 _CHARGED = {"late_cancel": "late_cancel_fee_charged", "no_show": "no_show_fee_charged",
             "late_reschedule": "late_reschedule_fee_charged"}
@@ -86,16 +89,18 @@ class FeeSteps:
         if report.outcome == "no_fee":
             return
         if report.charged is not None and report.outcome == "settled":
-            kind, fee = _CHARGED[reason], report.charged
+            kind = _CHARGED[reason]
         elif report.outcome == "settled":
-            kind, fee = "fee_applied", report.fee
+            kind = "fee_applied"
         elif report.client_action == "pay_at_next_visit":
-            kind, fee = "fee_outstanding", report.outstanding
+            kind = "fee_outstanding"
         elif first_attempt:
-            kind, fee = "fee_declined", report.outstanding
+            kind = "fee_declined"
         else:
             return
-        self._lifecycle.notify_later(stored, kind, now, fee=fee, key=message_key(f"{kind}#{reason}"))
+        breakdown = self._breakdown(stored, report, first_attempt)
+        self._lifecycle.notify_later(stored, kind, now, fee=breakdown.fee, key=message_key(f"{kind}#{reason}"),
+                                     fee_breakdown=breakdown)
         event = "FeeCharged" if report.outcome == "settled" else "FeeOutstanding"
         self._lifecycle.publish(event, f"{stored.appointment_id}:{reason}:{event}:{report.attempt}", {
             **stored.booking_site_ids, "reason": reason, "fee": _money(report.fee),
@@ -103,6 +108,25 @@ class FeeSteps:
             "sessions_deducted": report.sessions_deducted, "client_action": report.client_action,
             "ledger_entries": [s.entry_id for s in report.steps],
         })
+
+    def _breakdown(self, stored: Appointment, report: SettlementReport, first_attempt: bool) -> FeeBreakdown:
+        """The whole fee and its parts. A dunning retry's report knows only its card attempt, so the fee
+        and what the deposit, prepayment or course covered are read back from the first settlement's
+        record and ledger entries (written once, at attempt 1)."""
+        assert report.fee is not None
+        fee = report.fee
+        if not first_attempt:
+            state = stored.fees.get(report.reason)
+            fee = state.fee if state is not None and state.fee is not None else fee
+            ledger, purpose = self._store.ledger, card_purpose(report.reason)  # type: ignore[arg-type]
+            covered = [(source, ledger.get(ledger_entry_id(stored.appointment_id, f"{purpose}_{source}", 1)))
+                       for source in PAID_FROM_SOURCES]
+            paid_from = tuple(PaidFrom(source=source, amount=entry.amount) for source, entry in covered
+                              if entry is not None and entry.status is EntryStatus.SUCCEEDED)
+        else:
+            paid_from = tuple(PaidFrom(source=s.source, amount=s.amount, sessions=s.sessions) for s in report.steps
+                              if s.source in PAID_FROM_SOURCES and s.status is EntryStatus.SUCCEEDED)
+        return FeeBreakdown(fee=fee, paid_from=paid_from, charged=report.charged, outstanding=report.outstanding)
 
     def _record(self, stored: Appointment, state: FeeState) -> None:
         self._store.appointments.record_fee(stored.appointment_id, state)

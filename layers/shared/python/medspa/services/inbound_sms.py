@@ -39,6 +39,11 @@ The rules, written down because the seeds say only "reply STOP or UNSUBSCRIBE":
   no-op: it is never passed on to a later visit, so a duplicated delivery or a second "YES" cannot
   confirm a visit nobody asked about. The index read is re-checked with a consistent read before
   writing. No text answers a CONFIRM from here.
+* The booking site hears of it: a confirmation recorded here is published as
+  ``AppointmentConfirmedByClient`` (``channel`` ``sms``), so the spa's calendar shows what the client
+  said. Its ``event_id`` derives from the appointment and the recorded confirmation time, and the
+  event is published again whenever a CONFIRM finds the visit already confirmed by SMS: a delivery
+  retried after PutEvents failed completes the job, and the booking site deduplicates the rest.
 * Nothing here carries or logs a phone number or message text: the outcome (returned and logged)
   has the intent, what was done, how many clients matched, whether consent changed, whether a reply
   went, the confirmed appointment id and the provider's inbound message id.
@@ -56,11 +61,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from medspa.adapters.booking_site import BookingSiteEvents
 from medspa.adapters.messaging import SmsSender
 from medspa.adapters.store import Appointment, AppointmentStatus, Channel, Client, Store
 from medspa.domain.consent import EVERY_SPA
 from medspa.messages.inbound import InboundIntent, keyword_reply, parse_inbound_sms
 from medspa.policy.schema import PolicyPack
+from medspa.services.confirm_link import publish_client_confirmation
 
 logger = logging.getLogger(__name__)
 
@@ -133,10 +140,12 @@ class InboundOutcome(BaseModel):
 
 
 class InboundSmsService:
-    def __init__(self, store: Store, packs: Mapping[str, PolicyPack], *, replies: SmsSender) -> None:
+    def __init__(self, store: Store, packs: Mapping[str, PolicyPack], *, replies: SmsSender,
+                 booking_site: BookingSiteEvents | None = None) -> None:
         self._store = store
         self._packs = dict(packs)
         self._replies = replies
+        self._booking_site = booking_site
         self._spa_packs: dict[str, PolicyPack] = {}
         for location_id in sorted(self._packs):
             self._spa_packs.setdefault(self._packs[location_id].spa.id, self._packs[location_id])
@@ -226,8 +235,12 @@ class InboundSmsService:
             if current is None or current.status not in _ACTIVE or current.starts_at <= now:
                 continue
             if current.status is AppointmentStatus.BOOKED and current.client_confirmed_at is None:
-                self._store.appointments.record_client_confirmation(current.appointment_id, channel="sms", at=now)
+                confirmed = self._store.appointments.record_client_confirmation(current.appointment_id, channel="sms",
+                                                                                at=now)
+                publish_client_confirmation(self._booking_site, confirmed)
                 return self._done(context, "confirm", "confirmed", appointment_id=current.appointment_id)
+            if current.client_confirmed_via == "sms":
+                publish_client_confirmation(self._booking_site, current)  # same id: finishes a failed publish
             return self._done(context, "confirm", "already_confirmed")
         return self._done(context, "confirm", "nothing_to_confirm")
 

@@ -41,18 +41,19 @@ from medspa.adapters.store import (
     MessageLog,
     MessageResult,
     Store,
-    ledger_entry_id,
 )
 from medspa.domain import engine
+from medspa.domain.fee_breakdown import FeeBreakdown
 from medspa.domain.money import Money
 from medspa.messages.render import AppointmentContext
 from medspa.policy.schema import PolicyPack
+from medspa.services import prepayment
 from medspa.services.notifications import NotificationService
 
 Action = Literal["send_message", "auto_cancel", "decide_attendance", "settle_fee", "retry_fee", "count_strike",
                  "credit_prepayment", "continue_as_new"]
 MAX_RUN = timedelta(days=350)  # a Standard execution may live a year; hand over well before
-PREPAYMENT_CREDIT = "prepayment_credit"
+PREPAYMENT_CREDIT = prepayment.CREDIT
 
 
 class StepRequest(BaseModel):
@@ -145,9 +146,7 @@ class LifecycleService:
         for reason in self._fee_reasons(stored, include_waived=False):
             if engine.strike_for(pack, reason) and (stored.appointment_id, reason) not in counted:
                 return NextAction(action="count_strike", at=now, reason=reason)
-        credit = stored.facts.prepaid_credit
-        if credit is not None and not credit.is_zero and self._store.ledger.get(
-                ledger_entry_id(stored.appointment_id, PREPAYMENT_CREDIT)) is None:
+        if self._credit_owed(stored):
             return NextAction(action="credit_prepayment", at=now)
         return None
 
@@ -248,15 +247,15 @@ class LifecycleService:
             return StepResult(done="not resent: an earlier attempt was interrupted", detail={"key": key})
         kind = wanted.kind or key
         fee = logged.fee if logged is not None else None
-        sending = MessageLog(key=key, kind=kind, due_at=wanted.at, status="sending", fee=fee)
+        breakdown = logged.fee_breakdown if logged is not None else None
+        sending = MessageLog(key=key, kind=kind, due_at=wanted.at, status="sending", fee=fee, fee_breakdown=breakdown)
         self._store.appointments.record_message(stored.appointment_id, sending, now)
         assert self._notifications is not None, "the lifecycle function is built with a notifier"
         client = self._store.clients.get(stored.client_id)
         if client is None:
             results = []
         else:
-            context = AppointmentContext(appointment_id=stored.appointment_id, location_id=stored.location_id,
-                                         starts_at=stored.starts_at, fee=fee)
+            context = self._message_context(stored, fee, breakdown, first_name=client.first_name)
             results = self._notifications.notify(client, kind, context, now)
         deferred = [r.send_after for r in results if r.status == "deferred_quiet_hours" and r.send_after]
         if deferred:
@@ -274,13 +273,25 @@ class LifecycleService:
         return StepResult(done=f"{kind}: {status}", detail={"key": key, "channels": [
             f"{r.channel}:{r.status}" for r in results]})
 
+    def _message_context(self, stored: Appointment, fee: Money | None, breakdown: FeeBreakdown | None, *,
+                         first_name: str | None) -> AppointmentContext:
+        """The facts a message may state. The cancel-by time and the fee at stake come from the engine,
+        the same rules that will judge a cancel, so a reminder never promises what the system won't do."""
+        pack, appointment = self._packs[stored.location_id], stored.to_domain()
+        return AppointmentContext(
+            appointment_id=stored.appointment_id, location_id=stored.location_id, starts_at=stored.starts_at,
+            client_first_name=first_name, fee=fee, fee_breakdown=breakdown,
+            cancel_by=stored.starts_at - engine.cancellation_window(pack, appointment, "cancel"),
+            late_cancel_fee=engine.fee_for(pack, appointment, "late_cancel"))
+
     def notify_later(self, stored: Appointment, kind: str, now: datetime, fee: Money | None = None,
-                     key: str | None = None) -> None:
+                     key: str | None = None, fee_breakdown: FeeBreakdown | None = None) -> None:
         """Queue a notice; the plan sends it next (or after quiet hours). Queuing twice keeps the first."""
         key = key or message_key(kind)
         if stored.message(key) is None:
             self._store.appointments.record_message(
-                stored.appointment_id, MessageLog(key=key, kind=kind, due_at=now, status="due", fee=fee), now)
+                stored.appointment_id, MessageLog(key=key, kind=kind, due_at=now, status="due", fee=fee,
+                                                  fee_breakdown=fee_breakdown), now)
 
     def _auto_cancel(self, stored: Appointment, now: datetime) -> StepResult:
         if stored.confirmed:
@@ -332,16 +343,45 @@ class LifecycleService:
         return StepResult(done=f"strike {count} recorded ({reason}): {', '.join(consequences)}",
                           detail={"strike_count": count})
 
-    def _credit_prepayment(self, stored: Appointment, now: datetime) -> StepResult:
+    @staticmethod
+    def _credit_due(stored: Appointment) -> Money | None:
+        """The prepayment owed back as store credit: the fold's (cancelled or moved in time), or what a visit
+        the system auto-cancelled still holds (the spa's cancel, not the client's violation: like a spa
+        cancel at the booking site, it forfeits nothing)."""
         credit = stored.facts.prepaid_credit
-        assert credit is not None
+        if credit is None and stored.status is AppointmentStatus.AUTO_CANCELLED:
+            credit = stored.payment.prepaid
+        return credit if credit is not None and not credit.is_zero else None
+
+    def _credit_owed(self, stored: Appointment) -> bool:
+        """A credit is due and not yet finished (entry written, balance raised, client told). A fee that
+        forfeited the prepayment first (a refold after out-of-order events can owe a credit for money
+        already forfeited) leaves nothing to credit: it is taken once."""
+        if self._credit_due(stored) is None:
+            return False
+        taken = prepayment.movements(self._store, stored.appointment_id)
+        entry = taken.get(prepayment.CREDIT)
+        if entry is None:
+            return not taken
+        return entry.status is EntryStatus.PENDING or stored.message(prepayment.CREDITED_NOTICE) is None
+
+    def _credit_prepayment(self, stored: Appointment, now: datetime) -> StepResult:
+        """Store credit, ledger first: the entry, then the client's balance (keyed by the entry), then the
+        notice and the booking site, whose checkout is where the client spends it."""
+        credit = self._credit_due(stored)
+        if credit is None or not self._credit_owed(stored):
+            return StepResult(done="nothing to credit: the prepayment was already credited or forfeited")
         ledger = self._store.ledger
         entry = ledger.record_intent(appointment_id=stored.appointment_id, client_id=stored.client_id,
-                                     purpose=PREPAYMENT_CREDIT, kind=EntryKind.CREDIT, amount=credit, now=now)
+                                     purpose=prepayment.CREDIT, kind=EntryKind.CREDIT, amount=credit, now=now)
         self._store.clients.add_credit(stored.client_id, entry.amount, entry.entry_id, now)
         if entry.status is EntryStatus.PENDING:
             ledger.record_outcome(entry.entry_id, EntryStatus.SUCCEEDED, now)
-        return StepResult(done=f"prepayment {credit} credited for a future visit")
+        self.notify_later(stored, prepayment.CREDITED_NOTICE, now, fee=entry.amount)
+        self.publish("PrepaymentCredited", f"{stored.appointment_id}:prepayment:credited", {
+            **stored.booking_site_ids, "credit": entry.amount.model_dump(), "ledger_entry": entry.entry_id})
+        return StepResult(done=f"prepayment {entry.amount} credited for future services",
+                          detail={"ledger_entry": entry.entry_id})
 
     def _continue(self, stored: Appointment, continuation: int, now: datetime) -> StepResult:
         assert self._executions is not None, "the lifecycle function is built with the executions adapter"

@@ -5,9 +5,9 @@ Decisions (written down because the seeds are silent):
 * Channels. Reminders, confirmation requests and the thank-you for a confirmation go to ONE
   channel: SMS when the client has a phone and has not opted out (a reply keyword works there),
   otherwise email; if the SMS send fails the email is tried. Auto-cancel, fee (charged, applied,
-  outstanding, waived, declined) and prepay (required, cleared) notices concern the client's
-  booking or money, so they go to EVERY channel the client can be reached on (the email doubles as
-  a receipt).
+  outstanding, waived, declined), prepay (required, cleared) and prepayment-credited notices concern
+  the client's booking or money, so they go to EVERY channel the client can be reached on (the email
+  doubles as a receipt).
 * Opt-outs are absolute and belong to the address, not the client: before anything is sent, the
   phone's and the email address's consent records are read (consistent reads, at send time, so a
   client the booking site created after the number replied STOP is not texted; see
@@ -17,7 +17,9 @@ Decisions (written down because the seeds are silent):
   ``email_opt_out`` flags that older releases set are still honoured. Each skipped channel is
   reported, so the audit shows why a client heard nothing.
 * Every email carries a signed unsubscribe link for its (spa, address), in the body and as the
-  ``List-Unsubscribe`` header (:class:`UnsubscribeLinks`).
+  ``List-Unsubscribe`` header (:class:`UnsubscribeLinks`). A confirmation request email also carries
+  a signed link that confirms the visit (:class:`ConfirmLinks`), so a client without a phone can
+  confirm as a texting client does.
 * Quiet hours. Nothing is sent while the location's quiet hours are in force (the pack says "no
   client messages"); the result is ``deferred_quiet_hours`` with ``send_after`` = the end of quiet
   hours, and the caller (a Wait state) re-invokes then. The engine already schedules reminders
@@ -77,6 +79,12 @@ class UnsubscribeLinks(Protocol):
         ...
 
 
+class ConfirmLinks(Protocol):
+    def link_for(self, appointment_id: str, starts_at: datetime) -> str:
+        """The https:// link that confirms this visit at this start time."""
+        ...
+
+
 class NotificationService:
     def __init__(
         self,
@@ -87,6 +95,7 @@ class NotificationService:
         *,
         consent: ConsentBook,
         unsubscribe: UnsubscribeLinks,
+        confirm_links: ConfirmLinks | None = None,
     ) -> None:
         self._messenger = messenger
         self._templates = templates
@@ -94,6 +103,7 @@ class NotificationService:
         self._urgent = frozenset(urgent_kinds)
         self._consent = consent
         self._unsubscribe = unsubscribe
+        self._confirm_links = confirm_links
 
     def _pack(self, location_id: str) -> PolicyPack:
         try:
@@ -153,6 +163,9 @@ class NotificationService:
 
         # Render everything before sending anything, so a template error never half-notifies.
         templates = self._templates.for_location(pack.location_id)
+        if (Channel.EMAIL in usable and ctx.confirm_link is None and self._confirm_links is not None
+                and "confirm_link" in templates.template(kind).placeholders()):
+            ctx = ctx.model_copy(update={"confirm_link": self._confirm_links.link_for(ctx.appointment_id, ctx.starts_at)})
         sms = render_sms(templates, pack, kind, ctx) if Channel.SMS in usable else None
         unsubscribe_link = (self._unsubscribe.link_for(client.spa_id, client.email or "", now)
                             if Channel.EMAIL in usable else "")

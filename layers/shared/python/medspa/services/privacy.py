@@ -8,8 +8,9 @@ hands it here through the privacy function) or through the admin CLI (``medspa p
 
 What the system holds about a person, and what each request does with it:
 
-* **Client profile** (clients table): phone, email, the booking site's consent flags, Stripe customer
-  and card ids, strikes, the prepay flag, balances owed and held.
+* **Client profile** (clients table): the first name the booking site gives (to greet them), phone,
+  email, the booking site's consent flags, Stripe customer and card ids, strikes, the prepay flag,
+  balances owed and held.
 * **Appointments** (appointments table): each visit (service, price, times, status), the booking-site
   events it was folded from, the messages sent (kind, time, channel, provider id: never the text or
   the address), fees and the lifecycle's own decisions. Since this release an appointment's history
@@ -35,13 +36,13 @@ text, and every message still due is marked skipped (``skipped_client_erased``);
 and unsubscribe links are deleted unless another client uses the same address (an SMS record is for
 every spa, an email record for this spa), for every address they were ever reached at (a number
 corrected away may still carry their STOP); earlier exports are deleted; last, the profile loses its
-contact details, Stripe ids, consent flags, strikes and prepay flag. Deleting a STOP is the price of
+first name, contact details, Stripe ids, consent flags, strikes and prepay flag. Deleting a STOP is the price of
 forgetting the number: the carrier's own opt-out list for the sending number still holds it, and a
 later booking with the number needs the booking site's consent again.
 
 What "identity removed" means here, decided: the client key (``<spa>#<booking site's id>``) is the
-booking site's pseudonymous id, and after erasure no record in this system maps it to a person: no
-name was ever held, and the phone, email and Stripe customer are gone. The key itself stays, because
+booking site's pseudonymous id, and after erasure no record in this system maps it to a person: the
+first name (the only name ever held, on the profile alone), the phone, email and Stripe customer are gone. The key itself stays, because
 the business must keep its money records (2-7 years, by jurisdiction) and they must still add up: the
 ledger (amounts, currencies, purposes, dates, statuses, Stripe payment ids of charges the business
 made), the balances on the tombstone (money still owed or held), and each visit's service, price,
@@ -158,7 +159,7 @@ class PrivacyService:
             "client_id": client_id,
             "request": {"request_id": request_id, "requested_by": requested_by, "via": via},
             "profile": {
-                "phone": client.phone, "email": client.email,
+                "first_name": client.first_name, "phone": client.phone, "email": client.email,
                 "sms_consent_from_booking_site": client.sms_consent,
                 "email_consent_from_booking_site": client.email_consent,
                 "sms_opted_out": client.sms_opt_out, "email_opted_out": client.email_opt_out,
@@ -236,7 +237,8 @@ class PrivacyService:
             messages_skipped=skipped, runs_stopped=stopped, stripe_customers_deleted=deleted_customers,
             consent_records_deleted=consent_deleted, unsubscribe_links_deleted=links_deleted,
             exports_deleted=exports_deleted, ledger_entries_kept=len(self._ledger(key, appointments)))
-        finished_before = found.erased and not (found.phone or found.email or found.stripe_customers)
+        finished_before = found.erased and not (found.phone or found.email or found.stripe_customers
+                                                or found.first_name)
         self._record("erase", client, request_id or _cli_request(now), requested_by, via, now,
                      "already_erased" if finished_before else "erased", report.model_dump())
         return report

@@ -16,6 +16,10 @@ How exactly-once holds, whatever fails and however late the retry comes:
    the lookup guards every hour after.
 5. Balance side effects (outstanding, credit) are keyed by the entry id on the client record, so
    re-applying them on every retry is a no-op; a crash between any two writes heals on the retry.
+6. A visit's prepayment and its booking deposit are sums that several fees (a late reschedule, then a
+   no-show) could each reach. Before a fee takes from them the ledger is read: the prepayment is taken
+   only if no entry has already credited or forfeited it (``medspa.services.prepayment``), the deposit
+   only as far as the visit's other fees left it.
 
 A transient Stripe failure leaves the entry pending and raises ``PaymentProviderUnavailable``; the
 state machine retries the same step, which reuses the same entry and key. A deliberate new attempt
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
@@ -39,6 +43,7 @@ from medspa.adapters.payments import (
     StripePayments,
 )
 from medspa.adapters.store import (
+    Appointment,
     AppointmentNotFound,
     Client,
     ClientNotFound,
@@ -54,6 +59,7 @@ from medspa.domain import engine
 from medspa.domain.keys import spa_of
 from medspa.domain.money import Money
 from medspa.policy.schema import FeeReason, PolicyPack, SettlementSource
+from medspa.services import prepayment
 
 __all__ = [
     "PaymentProviderUnavailable",
@@ -163,7 +169,10 @@ class SettlementService:
         if stored is None:
             raise AppointmentNotFound(appointment_id)
         pack = self._packs[stored.location_id]
-        appointment = stored.to_domain()
+        domain = stored.to_domain()
+        # The prepayment this fee may take, not the one booked: the fee and its plan are reckoned on it.
+        appointment = domain.model_copy(update={"payment": domain.payment.model_copy(update={
+            "prepaid": self._prepayment_for(stored, reason), "deposit": self._deposit_left(stored, reason)})})
         fee = engine.fee_for(pack, appointment, reason)
         if fee is None or fee.is_zero:
             return SettlementReport(appointment_id=appointment_id, reason=reason, attempt=attempt, outcome="no_fee",
@@ -179,7 +188,7 @@ class SettlementService:
             # A card step once begun stays in the plan even if the client has since removed the card: the
             # plan must be the same on every retry, or a retry could settle the fee a second way.
             card_on_file = True
-        plan = engine.settlement_plan(pack, appointment, fee, stored.payment.model_copy(
+        plan = engine.settlement_plan(pack, appointment, fee, appointment.payment.model_copy(
             update={"card_on_file": card_on_file}))
 
         outcomes, card_entry = [], None
@@ -192,6 +201,43 @@ class SettlementService:
                 entry = self._take_from(step.source, step.amount, appointment_id, reason, 1, stored.client_id, now)
             outcomes.append(_outcome(step.source, entry, step.sessions))
         return self._report(pack, appointment_id, reason, attempt, fee, outcomes, card_entry, now)
+
+    def _prepayment_for(self, stored: Appointment, reason: FeeReason) -> Money | None:
+        """The prepayment this violation forfeits, or ``None``: a prepayment is taken at most once.
+
+        The fold says which violation forfeits it (a late cancel or reschedule carries it; a no-show takes
+        what the visit still holds). The ledger has the last word, because a refold after out-of-order
+        events may name another violation once money has moved: if any entry has already credited or
+        forfeited this visit's prepayment, there is nothing left for this fee. A step of this fee's own
+        that was begun stays in the plan, so a retry settles the fee the same way.
+        """
+        if reason == "no_show":
+            held = stored.payment.prepaid
+        else:
+            held = next((v.prepayment for v in stored.facts.violations if v.reason == reason), None)
+        taken = prepayment.movements(self._store, stored.appointment_id)
+        own = taken.get(prepayment.forfeit_purpose(reason))
+        if own is not None:
+            return held or own.amount
+        if taken or held is None or held.is_zero:
+            return None
+        return held
+
+    def _deposit_left(self, stored: Appointment, reason: FeeReason) -> Money | None:
+        """What the booking deposit still holds for this fee. 406 applies "any booking deposit" towards a
+        fee; a visit moved late and then missed has two fees, and the deposit pays towards the first only
+        as far as it goes: what another fee of the visit took is not there for this one. (Other fees are
+        settled one at a time, before this one, so a retry of this fee reads the same remainder.)"""
+        deposit = stored.payment.deposit
+        if deposit is None:
+            return None
+        ledger = self._store.ledger
+        for other in get_args(FeeReason):
+            taken = ledger.get(ledger_entry_id(stored.appointment_id, _purpose(other, "deposit"))) \
+                if other != reason else None
+            if taken is not None:
+                deposit = deposit - taken.amount.min(deposit)
+        return None if deposit.is_zero else deposit
 
     def _charge_card(self, amount: Money, appointment_id: str, reason: FeeReason, attempt: int, client_id: str,
                      location_id: str, now: datetime, existing: LedgerEntry | None,

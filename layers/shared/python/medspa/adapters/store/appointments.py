@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt
 
 from medspa.domain.appointment import Appointment as PolicyAppointment
 from medspa.domain.appointment import PaymentContext, Service
+from medspa.domain.fee_breakdown import FeeBreakdown
 from medspa.domain.keys import belongs_to, split_key
 from medspa.domain.money import Money
 
@@ -51,6 +52,8 @@ class Violation(_Frozen):
     decided_at: AwareDatetime
     fee_waived: bool = False
     notice_minutes: int
+    prepayment: Money | None = Field(None, description="The visit's prepayment this violation forfeits: the visit "
+                                     "holds it no longer, so no later violation can (medspa.services.prepayment)")
 
 
 class BookingFacts(_Frozen):
@@ -81,6 +84,7 @@ class MessageLog(_Frozen):
     status: Literal["due", "sending", "sent", "skipped", "failed"]
     sent_at: AwareDatetime | None = None
     fee: Money | None = None
+    fee_breakdown: FeeBreakdown | None = Field(None, description="A fee notice's whole fee and where each part came from")
     results: tuple[MessageResult, ...] = ()
 
 

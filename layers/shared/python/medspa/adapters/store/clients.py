@@ -40,6 +40,7 @@ class ClientProfile(_Frozen):
 
     client_id: str
     spa_id: str = Field(min_length=1)
+    first_name: str | None = Field(None, min_length=1, max_length=100)
     phone: E164 | None = None
     email: str | None = None
     stripe_customer_id: str | None = None
@@ -83,6 +84,7 @@ class Client(_Frozen):
     erased_at: AwareDatetime | None = Field(None, description="Erased at their request: a tombstone, nothing personal")
     stripe_customers: tuple[str, ...] = Field((), description="Every Stripe customer ever named for the client")
     known_contacts: tuple[tuple[Channel, str], ...] = Field((), description="Every address ever held, current ones too")
+    first_name: str | None = Field(None, description="Only to greet the client in messages")
 
     @property
     def erased(self) -> bool:
@@ -133,6 +135,7 @@ def _to_client(record: ClientRecord) -> Client:
         stripe_customers=tuple(sorted(record.stripe_customer_ids or ())),
         known_contacts=tuple(sorted((Channel(channel), address) for channel, _, address
                                     in (k.partition("#") for k in record.known_contacts or ()))),
+        first_name=record.first_name,
     )
 
 
@@ -295,7 +298,8 @@ class ClientRepository:
         """Remove everything that reaches or describes the person; keep the key, the erasure time and the
         balances (money owed either way is the business's record, not the person's profile)."""
         m = self._model
-        actions = [m.phone.remove(), m.email.remove(), m.stripe_customer_id.remove(), m.stripe_customer_ids.remove(),
+        actions = [m.first_name.remove(), m.phone.remove(), m.email.remove(), m.stripe_customer_id.remove(),
+                   m.stripe_customer_ids.remove(),
                    m.known_contacts.remove(),
                    m.default_payment_method_id.remove(), m.sms_consent.remove(), m.email_consent.remove(),
                    m.sms_opt_out.set(False), m.email_opt_out.set(False), m.strikes.set({}),

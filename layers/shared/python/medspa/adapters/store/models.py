@@ -158,6 +158,8 @@ class ClientsByPhone(GlobalSecondaryIndex):
 class ClientRecord(Model):
     client_id = UnicodeAttribute(hash_key=True)
     spa_id = UnicodeAttribute()
+    # What the booking site says the client likes to be called, only to greet them ("Hi Ana,"); erased with them.
+    first_name = UnicodeAttribute(null=True)
     phone = UnicodeAttribute(null=True)
     email = UnicodeAttribute(null=True)
     sms_opt_out = BooleanAttribute(default=False)
