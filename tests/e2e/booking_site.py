@@ -28,7 +28,7 @@ class BookingSite:
         self.stripe = client_for(cloud.stripe)
         self.versions: dict[str, int] = defaultdict(int)
         self.clients: dict[str, dict[str, Any]] = {}
-        self.spa_of: dict[str, str] = {}  # appointment id -> the spa whose booking site named it
+        self.appointment_spa: dict[str, str] = {}  # appointment id -> the spa whose booking site named it
         self.sent = 0
         self._inbox = self._subscribe_to_the_system()
 
@@ -67,7 +67,7 @@ class BookingSite:
                                 "spa_id": spa_id or self._spa_of(appointment_id), **detail}
         if appointment_id is not None:
             body["appointment_id"] = appointment_id
-            self.spa_of.setdefault(appointment_id, body["spa_id"])
+            self.appointment_spa.setdefault(appointment_id, body["spa_id"])
             if detail_type not in ("FeeWaived",):
                 self.versions[appointment_id] += 1
                 body["booking_version"] = self.versions[appointment_id]
@@ -79,9 +79,7 @@ class BookingSite:
         assert self.cloud.client("events").put_events(Entries=[entry])["FailedEntryCount"] == 0
 
     def _spa_of(self, appointment_id: str | None) -> str:
-        if appointment_id in self.spa_of:
-            return self.spa_of[appointment_id]
-        return next(iter(self.clients.values()))["spa_id"]
+        return self.appointment_spa.get(appointment_id) or next(iter(self.clients.values()))["spa_id"]
 
     def key(self, appointment_id: str) -> str:
         """The stored key of a visit this site booked: ``<spa>#<appointment>``."""
@@ -155,7 +153,7 @@ class BookingSite:
         """An appointment event with the next ``booking_version`` and an explicit ``occurred_at``."""
         self.sent += 1
         self.versions[appointment_id] += 1
-        self.spa_of.setdefault(appointment_id, spa_id)
+        self.appointment_spa.setdefault(appointment_id, spa_id)
         return detail_type, {"event_id": f"evt-{self.sent}", "occurred_at": occurred_at.isoformat(),
                              "spa_id": spa_id, **detail, "appointment_id": appointment_id,
                              "booking_version": self.versions[appointment_id]}
