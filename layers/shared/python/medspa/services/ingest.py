@@ -180,7 +180,8 @@ class IngestService:
         if isinstance(event, AppointmentBooked):
             self._store.clients.save_profile(ClientProfile(
                 client_id=client_key(event.spa_id, event.client.id), spa_id=event.spa_id, phone=event.client.phone,
-                first_name=event.client.first_name, email=event.client.email, stripe_customer_id=event.payment.stripe_customer_id,
+                first_name=event.client.first_name, email=event.client.email,
+                stripe_customer_id=event.payment.stripe_customer_id,
                 default_payment_method_id=event.payment.stripe_payment_method_id,
                 sms_consent=event.client.sms_opt_in, email_consent=event.client.email_opt_in,
             ), now)
