@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml layers/shared/requiremen
 export TZ := UTC
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: venv test demo bench faults fuzz lint clean
+.PHONY: venv test demo bench faults fuzz lint clean lock-packs archive-pack
 
 venv: $(STAMP)
 
@@ -42,3 +42,11 @@ faults: venv
 # Hostile input: 10,000 events at the parser and a few hundred through the real intake; prints the figures.
 fuzz: venv
 	MEDSPA_FUZZ_EVENTS=10000 $(PY) -m pytest tests/unit/test_event_fuzz.py tests/e2e/test_hostile_intake.py -q -s -p no:cacheprovider
+
+# A pack's published versions are immutable (medspa/policy/versions.py). Before editing a pack:
+# `make archive-pack LOCATION=bijoux`; after giving it a new policy_version: `make lock-packs`.
+archive-pack: venv
+	$(PY) -m medspa.policy.versions archive $(LOCATION)
+
+lock-packs: venv
+	$(PY) -m medspa.policy.versions lock

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from medspa.adapters.booking_site import BookingSiteUnavailable, EventBridgeBookingSite
 from medspa.adapters.executions import ExecutionsUnavailable, LifecycleExecutions
 from medspa.adapters.privacy import InvokedPrivacyDesk, PrivacyDeskUnavailable
 from medspa.adapters.store import ConflictingEvent, Store, StoreUnavailable
@@ -41,10 +42,11 @@ service = IngestService(
     packs,
     load_tenants(packs),
     privacy=InvokedPrivacyDesk(boto3.client("lambda"), os.environ["PRIVACY_FUNCTION_NAME"]),
+    booking_site=EventBridgeBookingSite(boto3.client("events"), os.environ["BOOKING_EVENTS_BUS"]),
 )
 QUARANTINE_URL = os.environ["QUARANTINE_QUEUE_URL"]
 MAX_RECEIVES = int(os.environ["INTAKE_MAX_RECEIVE_COUNT"])
-RETRIED = (StoreUnavailable, ExecutionsUnavailable, PrivacyDeskUnavailable, NotKnownHere)
+RETRIED = (StoreUnavailable, ExecutionsUnavailable, PrivacyDeskUnavailable, BookingSiteUnavailable, NotKnownHere)
 
 
 def record_handler(record: SQSRecord) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .cards import AUTHENTICATION_REQUIRED, BY_NUMBER, BY_PM_TOKEN, BY_TOK, Decline, TestCard
+from .cards import AUTHENTICATION_REQUIRED, BY_NUMBER, BY_PM_TOKEN, BY_TOK, EXPIRED_CARD, Decline, TestCard
 
 Obj = dict[str, Any]
 DOCS = "https://docs.stripe.com/error-codes/"
@@ -313,11 +313,24 @@ class Account:
         if pm["customer"] not in (None, customer_id):
             raise invalid("The payment method you provided has already been attached to a customer.",
                           "payment_method")
-        card = self.cards[pm["id"]]
-        if card.decline and card.decline_on_attach:
-            raise self._card_error(card.decline)
+        if decline := self._setup_decline(ctx, pm["id"]):
+            raise self._card_error(decline)
         pm["customer"] = customer_id
         return pm
+
+    def _expired(self, ctx: Ctx, pm_id: str) -> bool:
+        """A card is good through the last day of its expiry month (docs.stripe.com/declines/codes:
+        ``expired_card``); the issuer declines it after that, whatever else it would have said."""
+        card = self.objects["payment_method"][pm_id]["card"]
+        today = datetime.fromtimestamp(ctx.now, UTC)
+        return (card["exp_year"], card["exp_month"]) < (today.year, today.month)
+
+    def _setup_decline(self, ctx: Ctx, pm_id: str) -> Decline | None:
+        """What the issuer says when a card is checked without a charge (attach, SetupIntent)."""
+        card = self.cards[pm_id]
+        if self._expired(ctx, pm_id):
+            return EXPIRED_CARD
+        return card.decline if card.decline and card.decline_on_attach else None
 
     @route("POST", "payment_methods")
     def create_payment_method(self, ctx: Ctx, params: Obj) -> Obj:
@@ -332,9 +345,26 @@ class Account:
         for name in ("exp_month", "exp_year"):
             if details.get(name):
                 pm["card"][name] = int(details[name])
+        try:
+            self._check_expiry(ctx, pm["card"])
+        except ApiError:
+            del self.objects["payment_method"][pm["id"]], self.cards[pm["id"]]
+            raise
         pm["billing_details"] |= {k: v for k, v in (params.get("billing_details") or {}).items() if k != "address"}
         self._metadata(pm, params)
         return pm
+
+    def _check_expiry(self, ctx: Ctx, card: Obj) -> None:
+        """Stripe refuses to save a card whose expiry is malformed or already past (``invalid_expiry_month``,
+        ``invalid_expiry_year``; docs.stripe.com/error-codes): a card on file expires later, in place."""
+        month, year = card["exp_month"], card["exp_year"]
+        today = datetime.fromtimestamp(ctx.now, UTC)
+        if not 1 <= month <= 12 or year == today.year and month < today.month:
+            raise ApiError(402, "Your card's expiration month is invalid.", type="card_error",
+                           code="invalid_expiry_month", param="exp_month")
+        if year < today.year:
+            raise ApiError(402, "Your card's expiration year is invalid.", type="card_error",
+                           code="invalid_expiry_year", param="exp_year")
 
     @route("GET", r"payment_methods/(pm_\w+)")
     def retrieve_payment_method(self, ctx: Ctx, params: Obj, ident: str) -> Obj:
@@ -408,9 +438,9 @@ class Account:
             raise invalid("You cannot confirm this SetupIntent because it's missing a payment method.",
                           code="setup_intent_unexpected_state")
         card = self.cards[seti["payment_method"]]
-        if card.decline and card.decline_on_attach:
+        if decline := self._setup_decline(ctx, seti["payment_method"]):
             pm = self.objects["payment_method"][seti["payment_method"]]
-            error = self._card_error(card.decline, payment_method=copy.deepcopy(pm))
+            error = self._card_error(decline, payment_method=copy.deepcopy(pm))
             seti |= {"status": "requires_payment_method", "payment_method": None, "last_setup_error": error.error}
             self.emit(ctx, "setup_intent.setup_failed", seti)
             error.error["setup_intent"] = copy.deepcopy(seti)
@@ -534,6 +564,8 @@ class Account:
 
     def authorize(self, ctx: Ctx, pi: Obj) -> Obj:
         card = self.cards[pi["payment_method"]]
+        if self._expired(ctx, pi["payment_method"]):
+            raise self._decline(ctx, pi, EXPIRED_CARD)
         if card.decline:
             raise self._decline(ctx, pi, card.decline)
         manual = pi["capture_method"] == "manual"

@@ -41,6 +41,8 @@ class TestCard:
 
 
 _GENERIC = Decline("card_declined", "generic_decline", "Your card was declined.")
+EXPIRED_CARD = Decline("expired_card", None, "Your card has expired.", "exp_month")
+"""What the issuer answers for any card used after its expiry month, whatever its number."""
 AUTHENTICATION_REQUIRED = Decline(
     "authentication_required",
     "authentication_required",
@@ -77,11 +79,7 @@ CARDS: tuple[TestCard, ...] = (
             "Your card was declined for making repeated attempts too frequently or exceeding its amount limit.",
         ),
     ),
-    TestCard(
-        "chargeDeclinedExpiredCard",
-        "4000000000000069",
-        decline=Decline("expired_card", None, "Your card has expired.", "exp_month"),
-    ),
+    TestCard("chargeDeclinedExpiredCard", "4000000000000069", decline=EXPIRED_CARD),
     TestCard(
         "chargeDeclinedIncorrectCvc",
         "4000000000000127",

@@ -151,6 +151,12 @@ class LocalCloud:
         self.clock.add_idle_hook(self.scheduler)
         return self.deployment
 
+    def redeploy_code(self) -> None:
+        """Publish the functions' code again, as ``sam deploy`` does after a change: each function cold-starts
+        at its next invoke and reads its files afresh (policy packs included). Tables, queues and running
+        executions carry on, as they do in AWS."""
+        self.runtime.redeploy_code()
+
     # ------------------------------------------------------------------ time
     def now(self) -> datetime:
         assert self.clock is not None, "the local cloud is not open"

@@ -89,18 +89,21 @@ def export(spa: Spa, client: ClientId, by: By, request: Request = None,
 def correct(spa: Spa, client: ClientId, by: By,
             phone: Annotated[str | None, typer.Option("--phone", help="The right number, E.164")] = None,
             email: Annotated[str | None, typer.Option("--email", help="The right address")] = None,
+            first_name: Annotated[str | None, typer.Option("--first-name", help="What the client likes to be called")]
+            = None,
             request: Request = None, stack: Stack = "medspa", region: Region = None) -> None:
-    """Correct the client's phone and/or email (the profile holds the only copy)."""
-    if phone is None and email is None:
-        raise typer.BadParameter("give --phone, --email or both")
+    """Correct the client's first name, phone and/or email (the profile holds the only copy)."""
+    if first_name is None and phone is None and email is None:
+        raise typer.BadParameter("give --first-name, --phone, --email or any of them")
     try:
-        service_for(stack, region).correct_contact(spa, client, phone=phone, email=email, requested_by=by,
-                                                   now=datetime.now(UTC), request_id=request)
+        service_for(stack, region).correct_contact(spa, client, phone=phone, email=email, first_name=first_name,
+                                                   requested_by=by, now=datetime.now(UTC), request_id=request)
     except (ClientNotFound, ClientErased) as error:
         raise _refused(error, spa, client) from None
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    typer.echo("corrected: " + ", ".join(n for n, v in (("phone", phone), ("email", email)) if v is not None))
+    typer.echo("corrected: " + ", ".join(n for n, v in (("first name", first_name), ("phone", phone), ("email", email))
+                                         if v is not None))
 
 
 @app.command()

@@ -116,6 +116,11 @@ class InProcessRuntime:
             )
         return body, errored, ""
 
+    def redeploy_code(self) -> None:
+        """Drop every loaded handler, as a new Lambda version retires the warm environments of the old one."""
+        with self._lock:
+            self._handlers.clear()
+
     def _handler(self, function_name: str, source: FunctionSource) -> Callable[[Any, Any], Any]:
         if function_name not in self._handlers:
             module_path, _, attribute = source.handler.rpartition(".")

@@ -67,7 +67,7 @@ from medspa.events import (
     InvalidBookingEvent,
     parse_booking_event,
 )
-from medspa.policy.loader import load_packs
+from medspa.policy.loader import PolicyPacks, load_packs
 from medspa.policy.tenants import Tenant, load_tenants
 
 SCENARIOS_DIR = REPO_ROOT / "samples" / "scenarios"
@@ -993,8 +993,8 @@ def _scan_keys(dynamodb: Any, table: str, key: str) -> list[str]:
     return sorted(keys)
 
 
-def _appointment(a: Any, packs: Mapping[str, Any], executions: list[dict[str, Any]]) -> dict[str, Any]:
-    pack = packs.get(a.location_id)
+def _appointment(a: Any, packs: PolicyPacks, executions: list[dict[str, Any]]) -> dict[str, Any]:
+    pack = packs.for_visit(a) if a.location_id in packs else None  # the version it was booked under
     zone = pack.zone if pack else UTC
     line = {
         "appointment_id": _site_id(a.appointment_id),

@@ -165,3 +165,15 @@ class BookingSite:
             entries = [{"Source": "booking-site", "DetailType": kind, "Detail": json.dumps(body), "EventBusName": bus}
                        for kind, body in events[start:start + 10]]
             assert self.cloud.client("events").put_events(Entries=entries)["FailedEntryCount"] == 0
+
+
+def quarantined(cloud: LocalCloud) -> list[tuple[dict[str, Any], str]]:
+    """(event, rejection_reason) of everything in the intake DLQ, which it empties."""
+    sqs, url = cloud.client("sqs"), cloud.deployment.outputs["IntakeDeadLetterQueueUrl"]
+    found = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
+                                       VisibilityTimeout=0).get("Messages", []):
+        for message in batch:
+            found.append((json.loads(message["Body"]), message["MessageAttributes"]["rejection_reason"]["StringValue"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return found

@@ -212,3 +212,18 @@ def test_the_admin_cli_exports_corrects_and_erases_a_client_in_the_deployed_stac
     assert unknown.exit_code == 1 and "no client c-nobody at bijoux" in unknown.output
     assert [(r["action"], r["requested_by"], r["via"]) for r in _audit(cloud)] == [
         ("export", "admin-lee", "cli"), ("correct", "admin-lee", "cli"), ("erase", "admin-lee", "cli")]
+
+
+def test_a_first_name_corrected_on_the_bus_greets_the_client_from_the_next_message_on(cloud, site) -> None:
+    other = "+14075550177"
+    site.client("bijoux", "c-kit", phone=other, first_name="Kitt")
+    site.book("apt-k", "c-kit", "bijoux", VISIT, **INJECTION)
+    site.send("ClientContactCorrected", spa_id="bijoux", client_id="c-kit", admin_id="admin-maria",
+              request_id="dsar-k", first_name="Kit")
+    cloud.run_until(VISIT - timedelta(hours=47))
+
+    [reminder] = [t for t in _texts_to(other) if "Kit" in t]
+    assert reminder.startswith("Hi Kit,") and "Kitt" not in reminder
+    assert site.store.clients.get("bijoux#c-kit").first_name == "Kit"
+    [record] = [r for r in _audit(cloud) if r["request_id"] == "dsar-k"]
+    assert (record["action"], record["outcome"]) == ("correct", "corrected") and "Kit" not in json.dumps(record)

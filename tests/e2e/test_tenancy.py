@@ -14,6 +14,7 @@ import pytest
 
 from localcloud.clock import utc
 from medspa.adapters.store import AppointmentStatus
+from tests.e2e.booking_site import quarantined
 
 pytestmark = pytest.mark.e2e
 
@@ -21,18 +22,6 @@ GLOW_VENDOR = "booking-site.glow"
 VISIT = utc(2026, 3, 12, 15)
 BOTOX = dict(name="Botox", category="injection_laser", minutes=30, price=40_000)
 FACIAL = dict(name="Facial", category="esthetics", minutes=60, price=120_000)
-
-
-def _quarantined(cloud) -> list[tuple[dict, str]]:
-    """(event, rejection_reason) of everything in the intake DLQ."""
-    sqs, url = cloud.client("sqs"), cloud.deployment.outputs["IntakeDeadLetterQueueUrl"]
-    found = []
-    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
-                                       VisibilityTimeout=0).get("Messages", []):
-        for message in batch:
-            found.append((json.loads(message["Body"]), message["MessageAttributes"]["rejection_reason"]["StringValue"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return found
 
 
 @pytest.fixture
@@ -64,7 +53,7 @@ def test_a_vendor_cannot_speak_for_a_spa_that_did_not_authorise_it(cloud, site, 
     _as_glow_vendor(site, detail_type, spa_id="bijoux", **detail)
     cloud.run_for(timedelta(days=3))
 
-    [(event, reason)] = _quarantined(cloud)
+    [(event, reason)] = quarantined(cloud)
     assert event["detail-type"] == detail_type
     assert reason.startswith("source:") and "speak for the spa in detail.spa_id" in reason
     assert GLOW_VENDOR not in reason
@@ -88,7 +77,7 @@ def test_a_vendor_cannot_book_for_another_spa_nor_at_another_spas_location(cloud
                                        "location_id": "glow-hk", "event_id": "b-3"}, source=GLOW_VENDOR)
     cloud.run_for(timedelta(minutes=5))
 
-    reasons = {event["detail"]["event_id"]: reason for event, reason in _quarantined(cloud)}
+    reasons = {event["detail"]["event_id"]: reason for event, reason in quarantined(cloud)}
     assert reasons["b-1"].startswith("source:")
     assert reasons["b-2"] == "detail.location_id: not a location of the spa in detail.spa_id"
     assert reasons["b-3"] == "detail.spa_id: no spa with this id is served here"
@@ -111,7 +100,7 @@ def test_a_spa_cannot_reach_another_spas_client_or_visit_by_naming_its_booking_s
     _as_glow_vendor(site, detail_type, spa_id="glow", **detail)
     cloud.run_for(timedelta(days=1))
 
-    [(event, reason)] = _quarantined(cloud)
+    [(event, reason)] = quarantined(cloud)
     assert reason.startswith(f"{field}: no ") and "at the spa in detail.spa_id" in reason
     assert site.store.clients.get("bijoux#c-1") == client_before
     assert site.store.clients.get("glow#c-1") is None
@@ -144,7 +133,7 @@ def test_two_spas_may_use_the_same_booking_site_ids(cloud, site):
         stateMachineArn=cloud.state_machine_arn("AppointmentLifecycleStateMachine"))["executions"]
     assert {e["name"]: e["status"] for e in listed} == {
         "bijoux.apt-1-v1": "RUNNING", "glow.apt-1-v1": "ABORTED", "glow.apt-1-v2": "SUCCEEDED"}
-    assert _quarantined(cloud) == []
+    assert quarantined(cloud) == []
 
 
 def test_stripe_sees_the_spa_beside_the_opaque_ledger_reference(cloud, site):

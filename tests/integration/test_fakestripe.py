@@ -307,6 +307,84 @@ def test_card_authenticated_during_setup_no_longer_needs_authentication_off_sess
     assert charge(stripe_client, customer.id, seti.payment_method).status == "succeeded"
 
 
+# Cards that expire, are removed, or fail a setup check ------------------------------------------
+
+
+def expiring_card(client: stripe.StripeClient, customer: stripe.Customer, month: int, year: int) -> str:
+    pm = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": "4242424242424242", "exp_month": month, "exp_year": year}})
+    return client.v1.payment_methods.attach(pm.id, params={"customer": customer.id}).id
+
+
+def test_a_card_whose_expiry_has_passed_cannot_be_saved(
+    fake_stripe: FakeStripe, stripe_clock: ManualClock, stripe_client: stripe.StripeClient
+) -> None:
+    """Stripe refuses a card whose expiry is already past, as a card error on the field
+    (docs.stripe.com/error-codes: ``invalid_expiry_year``, ``invalid_expiry_month``); nothing is saved."""
+    stripe_clock.advance(150 * DAY)  # 31 May 2026
+    for month, year, code in ((12, 2025, "invalid_expiry_year"), (4, 2026, "invalid_expiry_month"),
+                              (13, 2027, "invalid_expiry_month")):
+        with pytest.raises(stripe.CardError) as caught:
+            stripe_client.v1.payment_methods.create(
+                params={"type": "card", "card": {"number": "4242424242424242", "exp_month": month, "exp_year": year}})
+        assert (caught.value.http_status, caught.value.code) == (402, code)
+    assert fake_stripe.payment_methods == []
+    ok = stripe_client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 5, "exp_year": 2026}})
+    assert (ok.card.exp_month, ok.card.exp_year) == (5, 2026)  # good through the last day of its month
+
+
+def test_a_card_on_file_is_declined_expired_card_once_its_expiry_month_is_over(
+    fake_stripe: FakeStripe, stripe_clock: ManualClock, stripe_client: stripe.StripeClient, customer: stripe.Customer
+) -> None:
+    """A saved card keeps its expiry; after the last day of that month the issuer declines it with
+    ``expired_card`` (docs.stripe.com/declines/codes), for a charge and for a SetupIntent alike."""
+    pm = expiring_card(stripe_client, customer, 1, 2026)
+    assert charge(stripe_client, customer.id, pm).status == "succeeded"  # 1 January: still good
+    stripe_clock.advance(31 * DAY)  # 1 February
+    with pytest.raises(stripe.CardError) as declined:
+        charge(stripe_client, customer.id, pm)
+    assert (declined.value.code, declined.value.error.param) == ("expired_card", "exp_month")
+    with pytest.raises(stripe.CardError) as refused:
+        stripe_client.v1.setup_intents.create(params={"customer": customer.id, "payment_method": pm,
+                                                      "usage": "off_session", "confirm": True})
+    assert refused.value.code == "expired_card"
+    assert refused.value.error.setup_intent.status == "requires_payment_method"
+    assert fake_stripe.charges_total() == 5000
+
+
+def test_a_setup_intent_checks_a_card_on_file_without_charging_it(
+    fake_stripe: FakeStripe, stripe_client: stripe.StripeClient, customer: stripe.Customer
+) -> None:
+    """A SetupIntent for off-session use confirmed against a saved card asks the issuer without moving money
+    (docs.stripe.com/payments/save-and-reuse): a good card succeeds, one that must authenticate every payment
+    (4000002760003184) is left requires_action, and the same idempotency key replays the same SetupIntent."""
+    good = card_on_file(stripe_client, customer)
+    params = {"customer": customer.id, "payment_method": good, "usage": "off_session", "confirm": True,
+              "payment_method_types": ["card"], "metadata": {"check_ref": "abc", "spa_id": "bijoux"}}
+    first = stripe_client.v1.setup_intents.create(params=params, options={"idempotency_key": "check-1"})
+    again = stripe_client.v1.setup_intents.create(params=params, options={"idempotency_key": "check-1"})
+    assert (first.status, first.id) == ("succeeded", again.id)
+    assert first.metadata.to_dict() == {"check_ref": "abc", "spa_id": "bijoux"}
+    strict = card_on_file(stripe_client, customer, "pm_card_authenticationRequired")
+    seti = stripe_client.v1.setup_intents.create(params=params | {"payment_method": strict})
+    assert seti.status == "requires_action"
+    assert len(fake_stripe.setup_intents) == 2 and fake_stripe.charges == []
+
+
+def test_a_detached_card_belongs_to_no_customer_and_a_deleted_customers_cards_neither(
+    stripe_client: stripe.StripeClient, customer: stripe.Customer
+) -> None:
+    """Detaching a PaymentMethod sets its ``customer`` to null (docs.stripe.com/api/payment_methods/detach); so
+    does deleting the customer. A retrieve still finds the PaymentMethod."""
+    pm = card_on_file(stripe_client, customer)
+    stripe_client.v1.payment_methods.detach(pm)
+    assert stripe_client.v1.payment_methods.retrieve(pm).customer is None
+    other = card_on_file(stripe_client, customer)
+    stripe_client.v1.customers.delete(customer.id)
+    assert stripe_client.v1.payment_methods.retrieve(other).customer is None
+
+
 # Capture, cancel, refund ---------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -30,7 +30,6 @@ from fakestripe.server import FakeStripe, ManualClock
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from medspa.adapters.executions import StartedExecution
 from medspa.adapters.messaging import InMemoryMessenger
 from medspa.adapters.payments import StripePayments
 from medspa.adapters.store import InMemoryConsent, Store
@@ -39,38 +38,20 @@ from medspa.domain.money import Money
 from medspa.events import DETAIL_MODELS
 from medspa.messages.templates import load_templates
 from medspa.policy.tenants import load_tenants
+from medspa.services.card_check import CardChecks
 from medspa.services.fees import FeeSteps
 from medspa.services.ingest import IngestService
 from medspa.services.lifecycle import LifecycleService, StepRequest
 from medspa.services.notifications import NotificationService
 from medspa.services.settlement import SettlementService
 from medspa.services.unsubscribe import EmailUnsubscribe
+from tests.support.fakes import BookingSiteInbox, NoStepFunctions
 from tests.support.fixtures import module_store
 from tests.support.packs import PACKS
 
 SPAS = {"bijoux": "bijoux", "406medicalspa": "406medicalspa"}  # location -> spa
 BOTOX = {"name": "Botox forehead", "category": "injection_laser", "duration_minutes": 30}
 _ids = itertools.count(1)
-
-
-@dataclass
-class NoStepFunctions:
-    """The intake starts and stops executions; here the ``Desk`` below is the only one running."""
-
-    def start(self, appointment_id: str, booking_version: int, revision: int = 0, name: str | None = None,
-              continuation: int = 0) -> StartedExecution:
-        return StartedExecution(name or appointment_id, f"arn:local:{name}", already_running=False)
-
-    def stop(self, execution_arn: str, *, error: str, cause: str) -> bool:
-        return True
-
-
-@dataclass
-class BookingSiteInbox:
-    received: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-
-    def publish(self, detail_type: str, event_id: str, detail: dict[str, Any]) -> None:
-        self.received.append((detail_type, event_id, detail))
 
 
 class Desk:
@@ -85,6 +66,7 @@ class Desk:
                                             unsubscribe=links)
         self.lifecycle = LifecycleService(store, PACKS, notifications, self.inbox)
         self.fees = FeeSteps(store, SettlementService(store, StripePayments(stripe_client), PACKS), self.lifecycle)
+        self.cards = CardChecks(store, StripePayments(stripe_client), PACKS, self.lifecycle)
         self.intake = IngestService(store, NoStepFunctions(), PACKS, load_tenants(PACKS))  # type: ignore[arg-type]
         self.now = datetime(2026, 1, 1).astimezone()
 
@@ -112,6 +94,8 @@ class Desk:
                 self.fees.settle(appointment_id, plan.reason or "", self.now)
             elif plan.action == "retry_fee":
                 self.fees.retry(appointment_id, plan.reason or "", plan.attempt or 2, self.now)
+            elif plan.action == "check_card":  # the settlement function's step, as the state machine routes it
+                self.cards.check(appointment_id, stored.booking_version, stored.revision, self.now)
             else:
                 self.lifecycle.act(run.model_copy(update={"action": plan.action, "key": plan.key,
                                                           "reason": plan.reason, "attempt": plan.attempt}), self.now)

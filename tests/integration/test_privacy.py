@@ -216,6 +216,10 @@ def test_a_correction_replaces_the_only_copy_and_the_audit_names_the_field_not_t
     assert (record.action, record.via, record.detail) == ("correct", "bus", {"fields": ["phone"]})
     assert "+14075550199" not in record.model_dump_json()
 
+    jamie.send("ClientContactCorrected", request_id="dsar-3b", first_name="Jamie-Lee", phone=None, email=None)
+    assert jamie.store.clients.get("bijoux#c-1234").first_name == "Jamie-Lee"
+    assert jamie.audit.for_client("bijoux#c-1234")[-1].detail == {"fields": ["first_name"]}
+
 
 def test_an_erasure_leaves_no_personal_value_in_any_table_and_keeps_the_money(jamie: World) -> None:
     appointment = jamie.store.appointments.get("bijoux#apt-20250314-0042")

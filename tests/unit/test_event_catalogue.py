@@ -20,6 +20,7 @@ from medspa.events import (
     DETAIL_TYPES,
     AppointmentBooked,
     InvalidBookingEvent,
+    OutstandingBalancePaid,
     parse_booking_envelope,
     parse_booking_event,
 )
@@ -448,3 +449,40 @@ def test_free_text_is_not_echoed(reason: str) -> None:
     error = rejection(set_path(example("AppointmentCancelled"), "detail.reason", reason))
     assert error.field == "detail.reason"
     assert reason[:20] not in str(error)
+
+
+# --- a balance paid at the desk (issue 11: outstanding balances) ---------------------------------
+
+
+def test_a_desk_payment_parses_to_money_a_reference_and_an_aware_time() -> None:
+    paid = parse_booking_event(example("OutstandingBalancePaid"))
+    assert isinstance(paid, OutstandingBalancePaid)
+    assert paid.amount == Money(amount=50000, currency="HKD")
+    assert (paid.client_id, paid.payment_reference, paid.received_by) == ("c-5521", "TILL2-20250408-0147",
+                                                                          "staff-frontdesk-03")
+    assert paid.paid_at == datetime(2025, 4, 8, 3, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("amount", [0, -1])
+def test_a_desk_payment_of_nothing_or_less_is_refused_by_its_field(amount: int) -> None:
+    error = rejection(set_path(example("OutstandingBalancePaid"), "detail.amount.amount", amount))
+    assert error.field.startswith("detail.amount") and error.detail_type == "OutstandingBalancePaid"
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    ("detail.amount.amount", 500.0), ("detail.amount.amount", "500"), ("detail.amount.amount", 100_000_000),
+    ("detail.amount.currency", "hkd"), ("detail.paid_at", "2025-04-08T11:10:00"),
+    ("detail.payment_reference", ""), ("detail.payment_reference", "R" * 65),
+    ("detail.payment_reference", "TILL 2"), ("detail.payment_reference", "till#2"),
+    ("detail.payment_reference", "-starts-with-a-dash"), ("detail.received_by", ""),
+])
+def test_a_desk_payment_is_strict_and_bounded_and_names_the_field(path: str, value: object) -> None:
+    error = rejection(set_path(example("OutstandingBalancePaid"), path, value))
+    assert error.field.startswith("detail.amount" if path.startswith("detail.amount") else path), str(error)
+    assert "TILL 2" not in str(error) and "till#2" not in str(error)
+
+
+def test_the_longest_payment_reference_is_accepted_and_a_booking_version_is_not() -> None:
+    assert parse_booking_event(set_path(example("OutstandingBalancePaid"), "detail.payment_reference", "R" * 64))
+    error = rejection(set_path(example("OutstandingBalancePaid"), "detail.booking_version", 3))
+    assert error.field == "detail.booking_version"

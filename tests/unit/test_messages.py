@@ -48,7 +48,9 @@ def kinds_for(pack) -> list[str]:
 
 def context(pack, starts_at: datetime, **extra) -> AppointmentContext:
     values = {"fee": pack.money(50000), "client_first_name": LONG_NAME, "late_cancel_fee": pack.money(123456),
-              "cancel_by": starts_at - timedelta(hours=pack.cancellation.window_hours), "confirm_link": CONFIRM} | extra
+              "cancel_by": starts_at - timedelta(hours=pack.cancellation.window_hours), "confirm_link": CONFIRM,
+              "late_reschedule_fee": pack.money(123456), "minutes_late": 115, "hands_on_minutes": 115,
+              "treatment_ends_at": starts_at + timedelta(minutes=235)} | extra
     return AppointmentContext(appointment_id="a-1", location_id=pack.location_id, starts_at=starts_at, **values)
 
 
@@ -100,7 +102,8 @@ def test_the_kinds_the_lifecycle_sends_are_all_known() -> None:
     lifecycle_kinds = {
         "confirmation_request", "confirmation_received", "auto_cancelled", "late_cancel_fee_charged",
         "no_show_fee_charged", "late_reschedule_fee_charged", "fee_applied", "fee_outstanding", "fee_waived",
-        "fee_declined", "prepay_required", "prepay_cleared", "prepayment_credited",
+        "fee_declined", "prepay_required", "prepay_cleared", "prepayment_credited", "late_arrival_shortened",
+        "late_arrival_reschedule", "late_arrival_reschedule_same_day", "fee_released", "card_update_requested",
     }
     assert set(BASE_KINDS) == lifecycle_kinds | {"reminder"}
     assert FEE_KINDS == CHARGED_FEE_KINDS | {"fee_applied", "fee_outstanding", "fee_waived", "fee_declined"}

@@ -16,6 +16,7 @@ sends the same idempotency key; Stripe replays or completes the one charge.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
@@ -26,6 +27,8 @@ from medspa.domain.money import Money
 
 __all__ = [
     "METADATA_KEYS",
+    "CardCheckResult",
+    "CardStatus",
     "ChargeResult",
     "ChargeStatus",
     "PaymentProviderUnavailable",
@@ -35,7 +38,7 @@ __all__ = [
 ]
 
 # The only metadata keys the adapter lets through: all hold opaque ids, never words about a visit.
-METADATA_KEYS = frozenset({"ledger_ref", "spa_id", "location_id"})
+METADATA_KEYS = frozenset({"ledger_ref", "check_ref", "spa_id", "location_id"})
 
 
 class PaymentProviderUnavailable(Exception):
@@ -61,6 +64,16 @@ class RefundStatus(StrEnum):
     TRANSIENT = "transient"
 
 
+class CardStatus(StrEnum):
+    """Whether the card on file will take an off-session fee, and if not, what the client should fix."""
+
+    USABLE = "usable"
+    EXPIRED = "expired"
+    DETACHED = "detached"
+    MISSING = "missing"
+    VERIFICATION_FAILED = "verification_failed"
+
+
 class _Result(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -83,6 +96,17 @@ class RefundResult(_Result):
     refund_id: str | None = None
     amount: Money | None = None
     message: str | None = None
+
+
+class CardCheckResult(_Result):
+    status: CardStatus
+    setup_intent_id: str | None = None
+    code: str | None = None
+    decline_code: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.status is CardStatus.USABLE
 
 
 _TRANSIENT_ERRORS = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
@@ -232,6 +256,71 @@ class StripePayments:
             raise
         return None
 
+
+    def check_card(
+        self,
+        customer_id: str | None,
+        payment_method_id: str | None,
+        needed_through: date,
+        idempotency_key: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> CardCheckResult:
+        """Will the card on file take an off-session charge for a visit on ``needed_through``?
+
+        In the order a client would be told: no card on file (*missing*); the PaymentMethod gone or no
+        longer attached to the client's customer (*detached*: removed in the dashboard or by the client;
+        it is never re-attached here, since that would undo the client's own removal); a card that
+        expires before the visit's month ends (*expired*: a card is good through the last day of its
+        expiry month); otherwise a SetupIntent for off-session use, confirmed against the card, asks the
+        issuer (*verification_failed* if it declines or wants the client to authenticate). Nothing is
+        charged. The idempotency key is the caller's, so a retried check confirms the same SetupIntent.
+        Raises ``PaymentProviderUnavailable`` when Stripe cannot answer.
+        """
+        if not customer_id or not payment_method_id:
+            return CardCheckResult(status=CardStatus.MISSING)
+        try:
+            method = self._stripe.v1.payment_methods.retrieve(payment_method_id)
+        except stripe.StripeError as error:
+            return self._card_lookup_failed(error)
+        if _field(method, "customer") != customer_id:
+            return CardCheckResult(status=CardStatus.DETACHED, code="payment_method_not_attached")
+        card = _field(method, "card")
+        expiry = (int(card["exp_year"]), int(card["exp_month"])) if card is not None else None
+        if expiry is not None and expiry < (needed_through.year, needed_through.month):
+            return CardCheckResult(status=CardStatus.EXPIRED, code="expires_before_the_visit")
+        params: dict[str, Any] = {
+            "customer": customer_id, "payment_method": payment_method_id, "payment_method_types": ["card"],
+            "usage": "off_session", "confirm": True, "metadata": _check_metadata(metadata or {}),
+        }
+        try:
+            intent = self._stripe.v1.setup_intents.create(params=params, options={"idempotency_key": idempotency_key})
+        except stripe.CardError as error:
+            detail = error.error
+            intent_id = _field(_field(detail, "setup_intent"), "id")
+            status = CardStatus.EXPIRED if error.code == "expired_card" else CardStatus.VERIFICATION_FAILED
+            return CardCheckResult(status=status, setup_intent_id=intent_id, code=error.code,
+                                   decline_code=detail.decline_code if detail else None)
+        except stripe.StripeError as error:
+            return self._card_lookup_failed(error)
+        if intent.status == "succeeded":
+            return CardCheckResult(status=CardStatus.USABLE, setup_intent_id=intent.id)
+        if intent.status in ("requires_action", "requires_payment_method", "canceled"):
+            # Off-session charges would need the client to authenticate (or the issuer refused): the fee
+            # would fail just the same, so the card needs the client's attention.
+            error = _field(intent, "last_setup_error")
+            return CardCheckResult(status=CardStatus.VERIFICATION_FAILED, setup_intent_id=intent.id,
+                                   code=_field(error, "code") or "authentication_required",
+                                   decline_code=_field(error, "decline_code"))
+        raise PaymentProviderUnavailable(f"setup intent is {intent.status}: Stripe has not decided yet")
+
+    @staticmethod
+    def _card_lookup_failed(error: stripe.StripeError) -> CardCheckResult:
+        if _transient(error):
+            raise PaymentProviderUnavailable(f"checking a card: HTTP {error.http_status}") from error
+        if isinstance(error, stripe.InvalidRequestError) and error.code == "resource_missing":
+            # The PaymentMethod or the customer no longer exists in Stripe.
+            return CardCheckResult(status=CardStatus.DETACHED, code=error.code)
+        raise error
 
     def delete_customer(self, customer_id: str) -> bool:
         """Delete the client's Stripe customer (and with it the cards saved on it), for an erasure.

@@ -22,11 +22,18 @@ Decisions taken where the seeds are silent (each also stated in the packs):
   apply the longest wins. For a
   prepaid visit being rescheduled, the pack's prepaid-credit window replaces the window, because
   the seeds write that rule for exactly that client.
+* Card check: a few days before a visit whose fee would reach the card on file, at a local morning
+  time, the card is checked so that a client whose card will not take the fee can replace it in time.
+  A visit booked after that moment is not checked: the booking site has just seen the card.
+* Late arrival: up to the pack's limit (exactly the limit included) the treatment is shortened to end on
+  time at full price; past it, or at or after the hands-on end, the visit must be rescheduled and the
+  late-reschedule fee applies, waived where the pack lets the client rebook the same day (the fee then
+  waits until the end of that local day: ``same_day_rebooking_deadline``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -56,6 +63,8 @@ __all__ = [
     "Strike",
     "booking_requirements",
     "cancellation_window",
+    "card_at_stake",
+    "card_check_time",
     "classify_cancellation",
     "confirmation_schedule",
     "dunning_schedule",
@@ -64,7 +73,9 @@ __all__ = [
     "late_arrival_outcome",
     "no_show_decision_time",
     "prepay_required",
+    "rebooked_same_day",
     "reminder_times",
+    "same_day_rebooking_deadline",
     "service_category",
     "settlement_plan",
     "strike_consequences",
@@ -248,15 +259,7 @@ def classify_cancellation(
     notice = appt.starts_at - _utc(cancelled_at)
     late = by == "client" and kind in pack.cancellation.covers and notice < window
     event = _CLIENT_EVENTS[kind, late] if by == "client" else "spa_initiated"
-    same_day = pack.late_arrival.same_day_reschedule
-    waived = bool(
-        late
-        and kind == "reschedule"
-        and new_start is not None
-        and same_day is not None
-        and same_day.waives_fee
-        and local_date(_utc(new_start), pack.zone) == local_date(appt.starts_at, pack.zone)
-    )
+    waived = late and kind == "reschedule" and new_start is not None and rebooked_same_day(pack, appt, new_start)
     return CancellationDecision(
         classification="late" if late else "on_time",
         event=event,
@@ -265,6 +268,24 @@ def classify_cancellation(
         window=window,
         notice=notice,
     )
+
+
+def rebooked_same_day(pack: PolicyPack, appt: Appointment, new_start: datetime) -> bool:
+    """Whether moving the visit to ``new_start`` earns the pack's same-day waiver of the late-reschedule fee."""
+    same_day = pack.late_arrival.same_day_reschedule
+    return bool(same_day is not None and same_day.waives_fee
+                and local_date(_utc(new_start), pack.zone) == local_date(appt.starts_at, pack.zone))
+
+
+def same_day_rebooking_deadline(pack: PolicyPack, appt: Appointment) -> datetime | None:
+    """Until when a client who arrived too late may still rebook for free: the end of the visit's local day.
+
+    ``None`` when the pack has no same-day waiver, so the late-reschedule fee is due at once.
+    """
+    same_day = pack.late_arrival.same_day_reschedule
+    if same_day is None or not same_day.waives_fee:
+        return None
+    return at_wall_clock(local_date(appt.starts_at, pack.zone) + timedelta(days=1), time(0, 0), pack.zone)
 
 
 def service_category(pack: PolicyPack, service: Service) -> str:
@@ -334,6 +355,40 @@ def settlement_plan(
             steps.append(SettlementStep(source=source, amount=take, sessions=sessions))
             remaining -= take
     return SettlementPlan(fee=fee, steps=tuple(steps))
+
+
+def card_at_stake(pack: PolicyPack, appt: Appointment) -> bool:
+    """Whether a fee of this visit would be charged to the card on file, as booked: a visit paid in
+    advance, one whose deposit or course covers the fee, or one booked without a card never reaches it."""
+    _check(pack, appt)
+    for reason in pack.fees.applies_to:
+        fee = fee_for(pack, appt, reason)
+        if fee is not None and not fee.is_zero and settlement_plan(pack, appt, fee).amount_from("card_on_file").amount:
+            return True
+    return False
+
+
+def card_check_time(pack: PolicyPack, appt: Appointment, now: datetime) -> datetime | None:
+    """When to make sure the card on file will take this visit's fee, or ``None`` for no check.
+
+    ``days_before`` the visit's local date at the pack's local time (a wall time, so DST does not move
+    it), moved to the end of quiet hours if it falls inside them. No check when the pack asks for none,
+    when no fee of this visit would reach the card (:func:`card_at_stake`), or when the visit is booked
+    (or moved) after that moment: the booking site had the client and their card in front of it then,
+    so a check moments later would only repeat its own.
+    """
+    _check(pack, appt)
+    rule = pack.card_check
+    if rule is None or not card_at_stake(pack, appt):
+        return None
+    quiet, zone = pack.messaging.quiet_hours, pack.zone
+    day = local_date(appt.starts_at, zone) - timedelta(days=rule.days_before)
+    check_at = at_wall_clock(day, rule.at_local_time, zone)
+    if in_quiet_hours(check_at, quiet, zone):
+        check_at = end_of_quiet_hours(check_at, quiet, zone)
+    if check_at >= appt.starts_at or check_at < _utc(now):
+        return None
+    return check_at
 
 
 def late_arrival_outcome(pack: PolicyPack, appt: Appointment, arrived_at: datetime) -> LateArrivalOutcome:

@@ -53,6 +53,7 @@ from pydantic import (
 )
 
 from medspa.domain.appointment import Amount, Service
+from medspa.domain.money import Money
 
 SOURCE_PATTERN = r"^booking-site(\.[a-z0-9][a-z0-9-]{0,62})?$"
 
@@ -304,17 +305,18 @@ class ClientDataExportRequested(_PrivacyRequest):
 
 
 class ClientContactCorrected(_PrivacyRequest):
-    """The client's phone or email was wrong and the admin corrected it; a field left out is unchanged."""
+    """The client's name, phone or email was wrong and the admin corrected it; a field left out is unchanged."""
 
     detail_type: ClassVar[str] = "ClientContactCorrected"
 
+    first_name: FirstName | None = Field(default=None, description="What the client likes to be called")
     phone: E164 | None = Field(default=None, description="E.164, e.g. +12125550123")
     email: Email | None = None
 
     @model_validator(mode="after")
     def _corrects_something(self) -> ClientContactCorrected:
-        if self.phone is None and self.email is None:
-            raise ValueError("give phone, email or both")
+        if self.first_name is None and self.phone is None and self.email is None:
+            raise ValueError("give first_name, phone, email or any of them")
         return self
 
 
@@ -327,7 +329,38 @@ class ClientErasureRequested(_PrivacyRequest):
 _PRIVACY_MODELS = (ClientDataExportRequested, ClientContactCorrected, ClientErasureRequested)
 PrivacyRequest = Union[_PRIVACY_MODELS]  # noqa: UP007
 
-_MODELS = (*_APPOINTMENT_MODELS, CardUpdated, FeeWaived, PrepayRequirementCleared, *_PRIVACY_MODELS)
+PaymentReference = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
+def _more_than_zero(money: Money) -> Money:
+    if money.amount <= 0:
+        raise ValueError("must be more than zero: a payment of nothing pays nothing")
+    return money
+
+
+class OutstandingBalancePaid(_BookingSiteDetail):
+    """The client paid what they owed at the desk (Glow: outstanding fees "must be paid on the client's next
+    visit to Glow"). No booking_version: it pays the client's balance, not a booking.
+
+    The payment counts once per ``payment_reference``, not per ``event_id``: a desk that submits the same
+    payment twice under two event ids must not settle it twice (``medspa.services.balances``). The reference
+    names a key in the ledger, so it is as tightly spelled as a privacy request's ``request_id``.
+    """
+
+    detail_type: ClassVar[str] = "OutstandingBalancePaid"
+
+    client_id: Id
+    amount: Annotated[Amount, AfterValidator(_more_than_zero)] = Field(
+        description="What the desk took, in minor units of a currency the spa charges in; more than zero")
+    paid_at: Instant = Field(description="When the desk took the payment; with an offset")
+    payment_reference: PaymentReference = Field(
+        description="The desk's own reference for this payment (receipt or till number): letters, digits, ._-; "
+                    "the same payment always carries the same reference")
+    received_by: Id = Field(description="The front-desk staff member's id at the booking site")
+
+
+_MODELS = (*_APPOINTMENT_MODELS, CardUpdated, FeeWaived, PrepayRequirementCleared, OutstandingBalancePaid,
+           *_PRIVACY_MODELS)
 
 DETAIL_MODELS: dict[str, type[_BookingSiteDetail]] = {model.detail_type: model for model in _MODELS}
 DETAIL_TYPES: tuple[str, ...] = tuple(DETAIL_MODELS)

@@ -183,6 +183,22 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "reason": "Client in good standing for six months",
         },
     ),
+    "OutstandingBalancePaid": _event(
+        "OutstandingBalancePaid",
+        "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c14",
+        "2025-04-08T03:12:00Z",
+        {
+            "event_id": "glow-evt-000733",
+            "occurred_at": "2025-04-08T11:12:00+08:00",
+            "spa_id": "glow",
+            "client_id": "c-5521",
+            "amount": {"amount": 50000, "currency": "HKD"},
+            "paid_at": "2025-04-08T11:10:00+08:00",
+            "payment_reference": "TILL2-20250408-0147",
+            "received_by": "staff-frontdesk-03",
+        },
+        source="booking-site.glow",
+    ),
     "ClientDataExportRequested": _event(
         "ClientDataExportRequested",
         "8d9e0f1a-2b3c-4d4e-9f60-7b8c9d0e1f11",

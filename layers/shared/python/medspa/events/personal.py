@@ -38,7 +38,7 @@ FREE_TEXT: frozenset[Path] = frozenset({("reason",)})
 """Typed by a person about a person: kept while the client is, removed when they are erased."""
 
 ABOUT_THE_CLIENT: frozenset[Path] = frozenset({
-    ("phone",), ("email",), ("stripe_customer_id",), ("stripe_payment_method_id",),
+    ("first_name",), ("phone",), ("email",), ("stripe_customer_id",), ("stripe_payment_method_id",),
 })
 """Contact and card fields of the admin events (``CardUpdated``, ``ClientContactCorrected``), never kept in a
 history; removed from the quarantined copy of an event refused because its client was erased."""

@@ -59,6 +59,9 @@ class AppointmentContext(BaseModel):
 
     appointment_id: str
     location_id: str
+    policy_version: str | None = Field(
+        None, description="The pack version the visit was booked under (its quiet hours, reminders, keywords); "
+                          "None: the location's current pack")
     starts_at: AwareDatetime
     client_first_name: Annotated[str, Field(max_length=200)] | None = None
     service_label: str | None = Field(None, description="A neutral label; never the treatment name")
@@ -71,6 +74,11 @@ class AppointmentContext(BaseModel):
         None, description="The last moment a cancel is on time: the start minus the visit's cancellation window")
     late_cancel_fee: Money | None = Field(
         None, description="What a late cancel of this visit costs under its pack; None: the pack names no fee")
+    late_reschedule_fee: Money | None = Field(
+        None, description="What a late reschedule (an arrival too late for the visit included) costs under its pack")
+    minutes_late: int | None = Field(None, ge=0, description="How late the client checked in")
+    hands_on_minutes: int | None = Field(None, ge=0, description="Treatment time left for a late client")
+    treatment_ends_at: AwareDatetime | None = Field(None, description="When a late client's treatment still ends")
     payment_link: str | None = Field(
         None, description="Optional per-fee payment address; overrides the location's settings.payment_link. "
                           "Templates may use $payment_link only where the location defines one, so none is needed.")
@@ -90,6 +98,12 @@ def format_visit_time(moment: datetime, zone: ZoneInfo) -> str:
     meridiem = "AM" if local.hour < 12 else "PM"
     return (f"{_WEEKDAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} at "
             f"{hour}:{local.minute:02d} {meridiem} {local.tzname()}")
+
+
+def format_clock_time(moment: datetime, zone: ZoneInfo) -> str:
+    """``12:55 PM``: the local time of day, for a moment on the visit's own day."""
+    local = moment.astimezone(zone)
+    return f"{local.hour % 12 or 12}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
 
 
 def format_money(money: Money) -> str:
@@ -158,10 +172,9 @@ def _fee(pack: PolicyPack, ctx: AppointmentContext) -> Money:
     return fee
 
 
-def _fee_at_stake(pack: PolicyPack, ctx: AppointmentContext) -> str:
+def _fee_at_stake(pack: PolicyPack, ctx: AppointmentContext, fee: Money | None) -> str:
     """``a $50.00 fee``; a visit whose pack names no fee for it gets the policy's general words, so a
     reminder never invents an amount (nor promises there is none)."""
-    fee = ctx.late_cancel_fee
     if fee is None:
         return "a fee under our cancellation policy"
     if fee.currency != pack.currency:
@@ -193,7 +206,18 @@ def _values(names: set[str], pack: PolicyPack, templates: LocationTemplates, ctx
                 raise MissingMessageValue(f"{ctx.appointment_id}: the message needs the cancel-by time")
             values[name] = format_visit_time(ctx.cancel_by, pack.zone)
         elif name == "late_cancel_fee":
-            values[name] = _fee_at_stake(pack, ctx)
+            values[name] = _fee_at_stake(pack, ctx, ctx.late_cancel_fee)
+        elif name == "late_reschedule_fee":
+            values[name] = _fee_at_stake(pack, ctx, ctx.late_reschedule_fee)
+        elif name in ("minutes_late", "hands_on_minutes"):
+            value = getattr(ctx, name)
+            if value is None:
+                raise MissingMessageValue(f"{ctx.appointment_id}: the message needs {name}")
+            values[name] = str(value)
+        elif name == "treatment_ends_at":
+            if ctx.treatment_ends_at is None:
+                raise MissingMessageValue(f"{ctx.appointment_id}: the message needs the treatment's end")
+            values[name] = format_clock_time(ctx.treatment_ends_at, pack.zone)
         elif name == "fee_amount":
             values[name] = format_money(_fee(pack, ctx))
         elif name == "fee_breakdown":

@@ -43,9 +43,20 @@ The kinds (every one must be renderable at every location, so ``default.toml`` w
   ``fee_waived`` (an admin waived it; refunded if it had been charged) and ``fee_declined`` (the card
   was declined) are worded for any reason, so a message never misnames the violation.
 * ``prepay_required`` / ``prepay_cleared``: the strike consequence and its lifting by staff.
+* ``late_arrival_shortened``, ``late_arrival_reschedule`` and ``late_arrival_reschedule_same_day``
+  (:data:`LATE_ARRIVAL_KINDS`): what the pack makes of a late check-in, given ``$minutes_late``,
+  ``$hands_on_minutes``, ``$treatment_ends_at`` (local time of day) and ``$late_reschedule_fee``
+  ("a $75.00 fee"); the last is for packs where rebooking the same day waives the fee.
+* ``fee_released`` (:data:`RELEASED_KINDS`): a fee taken for a no-show (or a too-late arrival) that the
+  visit no longer owes, because the client's check-in came after the decision or the spa served them.
+  Given ``$fee_amount``, the fee released.
 * ``prepayment_credited`` (:data:`CREDIT_KINDS`): a prepaid visit cancelled or moved in time, its
   prepayment now store credit (``medspa.services.prepayment``). Given ``$fee_amount``, here the amount
   credited. A forfeited prepayment needs no kind of its own: the fee notice's breakdown names it.
+
+* ``card_update_requested``: days before a visit whose fee would be charged to the card on file, that
+  card turned out expired by then, removed, or refused by the issuer (``medspa.services.card_check``).
+  It asks the client to update the card before the visit and never names the card (no brand, no digits).
 
 Payment links: the lifecycle has none to give, so ``fee_declined`` (and ``fee_outstanding``) ask the
 client to contact the spa. A location with a standing payment page may use ``$payment_link`` in those
@@ -73,6 +84,8 @@ PAYABLE_KINDS = frozenset({"fee_declined", "fee_outstanding"})  # may offer $pay
 BREAKDOWN_KINDS = FEE_KINDS - {"fee_waived"}
 CANCEL_TERMS_KINDS = frozenset({REMINDER, "confirmation_request"})  # given $cancel_by and $late_cancel_fee
 CREDIT_KINDS = frozenset({"prepayment_credited"})  # given $fee_amount: the amount credited
+LATE_ARRIVAL_KINDS = frozenset({"late_arrival_shortened", "late_arrival_reschedule", "late_arrival_reschedule_same_day"})
+RELEASED_KINDS = frozenset({"fee_released"})  # given $fee_amount: the fee no longer owed
 BASE_KINDS: tuple[str, ...] = (
     REMINDER,
     "confirmation_request",
@@ -88,6 +101,11 @@ BASE_KINDS: tuple[str, ...] = (
     "prepay_required",
     "prepay_cleared",
     "prepayment_credited",
+    "late_arrival_shortened",
+    "late_arrival_reschedule",
+    "late_arrival_reschedule_same_day",
+    "fee_released",
+    "card_update_requested",
 )
 _REMINDER_KIND = re.compile(r"^reminder_([a-z0-9][a-z0-9_-]*)$")
 
@@ -107,8 +125,10 @@ class TemplateError(ValueError):
 
 def allowed_placeholders(kind: str) -> frozenset[str]:
     allowed = COMMON_PLACEHOLDERS
-    if kind in FEE_KINDS or kind in CREDIT_KINDS:
+    if kind in FEE_KINDS or kind in CREDIT_KINDS or kind in RELEASED_KINDS:
         allowed |= {"fee_amount"}
+    if kind in LATE_ARRIVAL_KINDS:
+        allowed |= {"minutes_late", "hands_on_minutes", "treatment_ends_at", "late_reschedule_fee"}
     if kind in BREAKDOWN_KINDS:
         allowed |= {"fee_breakdown"}
     if kind in CANCEL_TERMS_KINDS:

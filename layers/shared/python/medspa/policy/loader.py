@@ -3,19 +3,31 @@
 Packs are edited by people, so an invalid one must say exactly which file and which field is
 wrong (``bijoux.toml: fees.schedule[2].amount: Input should be a valid integer``) instead of
 surfacing a stack trace at the first fee charged under it.
+
+A location's pack changes over time, but a visit is judged by the version its client accepted when
+booking (DESIGN: "that is the policy the client accepted"). So the current pack is
+``packs/<location_id>.toml`` and every version it superseded is kept, byte for byte, as
+``packs/history/<location_id>/<policy_version>.toml``; ``packs/versions.lock`` pins each published
+version's file (``medspa.policy.versions``). :class:`PolicyPacks` serves both: by location it is the
+current pack (what a new booking accepts, and what governs the client and the location as a whole),
+and :meth:`PolicyPacks.for_visit` is the version one appointment was booked under.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import ValidationError
 
 from medspa.policy.schema import PolicyPack
 
 PACKS_DIR = Path(__file__).parent / "packs"
+HISTORY = "history"  # PACKS_DIR / HISTORY / <location_id> / <policy_version>.toml: the versions a pack superseded
+UNKNOWN_VERSION = "unknown"  # what the fold records for a booking at a location it had no pack for
 
 
 class PolicyPackError(ValueError):
@@ -58,16 +70,107 @@ def load_pack(path: str | Path, today: date | None = None) -> PolicyPack:
     return pack
 
 
-def load_packs(directory: str | Path | None = None, today: date | None = None) -> dict[str, PolicyPack]:
-    """All packs in ``directory`` (default: the packs shipped with the layer), by location id.
+class Visit(Protocol):
+    """An appointment as far as its policy is concerned: where, and under which version it was booked."""
+
+    @property
+    def location_id(self) -> str: ...
+
+    @property
+    def policy_version(self) -> str: ...
+
+
+class PolicyPacks(Mapping[str, PolicyPack]):
+    """The current pack of every location, plus every version those packs superseded.
+
+    As a mapping it is the current pack by location id, so code about a location or a client (keyword
+    sets, contact lines, tenants, the requirements of a booking being made now) reads ``packs[location]``.
+    Code about one appointment reads :meth:`for_visit`: reminders, the confirmation deadline, the no-show
+    time, late-cancel and late-reschedule judgements, fees and their settlement order, whether a violation
+    is a strike, the prepayment credit. That is the policy the client accepted; a spa's later edit never
+    changes the rules of a visit already booked.
+    """
+
+    def __init__(self, current: Mapping[str, PolicyPack], superseded: Iterable[PolicyPack] = ()) -> None:
+        self._current = dict(current)
+        self._versions = {(p.location_id, p.policy_version): p for p in (*superseded, *self._current.values())}
+
+    @classmethod
+    def of(cls, packs: Mapping[str, PolicyPack]) -> PolicyPacks:
+        """Packs as given, or a plain ``{location: pack}`` (tests, tools) taken as current packs with no history."""
+        return packs if isinstance(packs, PolicyPacks) else cls(packs)
+
+    def __getitem__(self, location_id: str) -> PolicyPack:
+        return self._current[location_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current)
+
+    def __len__(self) -> int:
+        return len(self._current)
+
+    def __repr__(self) -> str:
+        return f"PolicyPacks({sorted(f'{loc}@{ver}' for loc, ver in self._versions)})"
+
+    def accepted(self, location_id: str, policy_version: str | None) -> PolicyPack:
+        """The version a client accepted at ``location_id``.
+
+        A version this deployment does not hold falls back to the location's current pack, which is what
+        a visit was judged by before versions were kept: ``unknown`` (booked where no pack was loaded), or a
+        version older than the retained history. Published versions are never deleted
+        (``medspa.policy.versions`` fails the build if one goes missing), so for a visit booked under a
+        shipped pack the fallback does not happen. ``KeyError`` when the location has no pack at all.
+        """
+        kept = self._versions.get((location_id, policy_version or ""))
+        return kept if kept is not None else self._current[location_id]
+
+    def for_visit(self, visit: Visit) -> PolicyPack:
+        """The pack ``visit`` is judged by: the version its client accepted when booking."""
+        return self.accepted(visit.location_id, visit.policy_version)
+
+    def knows(self, location_id: str, policy_version: str) -> bool:
+        return (location_id, policy_version) in self._versions
+
+    def versions(self, location_id: str) -> tuple[str, ...]:
+        """Every version held for the location, sorted by name (the current one included)."""
+        return tuple(sorted(v for loc, v in self._versions if loc == location_id))
+
+
+def _history(directory: Path, current: Mapping[str, PolicyPack]) -> list[PolicyPack]:
+    """Superseded versions, each where its name says: ``history/<location_id>/<policy_version>.toml``.
+
+    They are validated like a current pack but never against ``today``: a lapsed dated override in an old
+    version is history, and that version still judges the visits booked under it.
+    """
+    superseded: list[PolicyPack] = []
+    for path in sorted((directory / HISTORY).glob("*/*.toml")):
+        pack = load_pack(path)
+        where = f"{HISTORY}/{path.parent.name}/{path.name}"
+        if pack.location_id != path.parent.name:
+            raise PolicyPackError(f"{where}: location.id: {pack.location_id!r} must match the folder name")
+        if pack.policy_version != path.stem:
+            raise PolicyPackError(f"{where}: policy_version: {pack.policy_version!r} must match the file name")
+        now_current = current.get(pack.location_id)
+        if now_current is not None and now_current.policy_version == pack.policy_version:
+            raise PolicyPackError(f"{where}: policy_version: {pack.policy_version!r} is the current version of "
+                                  f"{pack.location_id}.toml; a new edit needs a new policy_version")
+        superseded.append(pack)
+    return superseded
+
+
+def load_packs(directory: str | Path | None = None, today: date | None = None) -> PolicyPacks:
+    """All packs in ``directory`` (default: the packs shipped with the layer), by location id, with the
+    versions they superseded.
 
     The file name must be the location id, so the pack that governs a location is found by
-    name and two files can never claim the same location.
+    name and two files can never claim the same location. History is loaded and validated here too
+    (about 2.5 ms a version at cold start), so a broken old version fails the deploy, not a fee years later.
     """
+    root = Path(directory or PACKS_DIR)
     packs: dict[str, PolicyPack] = {}
-    for path in sorted(Path(directory or PACKS_DIR).glob("*.toml")):
+    for path in sorted(root.glob("*.toml")):
         pack = load_pack(path, today)
         if pack.location_id != path.stem:
             raise PolicyPackError(f"{path.name}: location.id: {pack.location_id!r} must match the file name")
         packs[pack.location_id] = pack
-    return packs
+    return PolicyPacks(packs, _history(root, packs))

@@ -406,6 +406,9 @@ class LateArrival(Rule):
 class NoShow(Rule):
     decided_at: Literal["start_plus_grace", "end_of_slot"]
     grace_minutes: Minutes = 0
+    fee_stands_after_check_in: bool = Field(
+        False, description="False: a no-show fee decided before the client's check-in reached the system is "
+                           "released once it does (the client was there); True: the decision stands")
 
 
 class PrepaidRescheduleCredit(Rule):
@@ -434,6 +437,19 @@ class BookingGuarantee(Rule):
     card_on_file_required: bool
     gift_certificate_accepted: bool = False
     card_required_from_party_size: Annotated[int, Field(ge=1)] | None = None
+
+
+class CardCheck(Rule):
+    """Make sure the card on file will take a visit's fee while the client can still replace it.
+
+    Automatic fees mostly fail on cards that expired or were removed since the booking. ``days_before``
+    the visit's local date, at ``at_local_time`` (moved out of quiet hours), the card is checked with
+    Stripe; a card that will not do is reported to the client and the booking site. The default morning
+    falls inside every spa's opening hours, so a client who calls about it reaches someone.
+    """
+
+    days_before: Annotated[int, Field(ge=1, le=30)] = 3
+    at_local_time: time = time(10, 0)
 
 
 class PrepaidExpiry(Rule):
@@ -481,7 +497,8 @@ class MembershipTerms(_Strict):
 
 
 class PolicyPack(_Strict):
-    policy_version: Annotated[str, StringConstraints(min_length=1)]
+    # A superseded version is kept as packs/history/<location>/<policy_version>.toml, so it must be a file name.
+    policy_version: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     spa: Spa
     location: Location
     contact: Contact
@@ -497,6 +514,7 @@ class PolicyPack(_Strict):
     strikes: Strikes | None = None
     dunning: Dunning
     booking: BookingGuarantee | None = None
+    card_check: CardCheck | None = Field(None, description="None: the card on file is not checked before visits")
     prepaid: PrepaidExpiry | None = None
     membership: MembershipTerms | None = None
 

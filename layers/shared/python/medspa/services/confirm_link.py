@@ -26,6 +26,7 @@ from medspa.adapters.booking_site import BookingSiteEvents
 from medspa.adapters.store import OPEN_STATUSES, Appointment, AppointmentStatus, Store
 from medspa.domain.confirm_link import InvalidConfirmLink, confirm_token, confirm_token_matches, confirm_token_visit
 from medspa.messages.render import format_visit_time
+from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
 
 NOT_ISSUED = ("the link is not valid for this visit: it was altered, or the visit has moved since the email "
@@ -65,7 +66,7 @@ class EmailConfirmation:
         if link_base is not None and (not link_base.startswith("https://") or "?" in link_base):
             raise ValueError("link_base must be an https:// address without a query")
         self._store = store
-        self._packs = dict(packs)
+        self._packs = PolicyPacks.of(packs)
         self._secret = secret
         self._base = link_base
         self._booking_site = booking_site
@@ -99,7 +100,7 @@ class EmailConfirmation:
         return visit
 
     def _target(self, visit: Appointment, now: datetime) -> ConfirmTarget:
-        pack = self._packs[visit.location_id]
+        pack = self._packs.for_visit(visit)
         if visit.status not in OPEN_STATUSES or visit.starts_at <= now:
             state: Literal["open", "confirmed", "closed"] = "closed"
         elif visit.confirmed or visit.status is AppointmentStatus.CONFIRMED:

@@ -22,6 +22,7 @@ from medspa.domain.money import Money
 from medspa.services.lifecycle import LifecycleService, StepResult, message_key
 from medspa.services.settlement import SettlementReport, SettlementService, card_purpose
 
+RELEASED_BY = "policy:client-was-there"
 _CHARGED = {"late_cancel": "late_cancel_fee_charged", "no_show": "no_show_fee_charged",
             "late_reschedule": "late_reschedule_fee_charged"}
 
@@ -84,6 +85,27 @@ class FeeSteps:
             **_detail(report), "notice": notice, "booking_version": stored.booking_version,
             "revision": stored.revision})
 
+    def release(self, appointment_id: str, reason: str, now: datetime) -> StepResult:
+        """Give back a fee the visit no longer owes (the lifecycle's ``_fees_released``): the client was there
+        after all. Money moves as in an admin's waiver (refund what the card paid, cancel what is owed, each
+        with its ledger entry), the strike comes off, and the client and the booking site are told once."""
+        stored = self._require(appointment_id)
+        state = stored.fees.get(reason)
+        if state is None or state.outcome not in ("settled", "outstanding"):
+            return StepResult(done=f"{reason}: nothing to release")
+        report = self._settlement.waive_fee(appointment_id, reason, RELEASED_BY, now)  # type: ignore[arg-type]
+        stored = self._record(stored, state.model_copy(update={"outcome": "waived", "next_retry_at": None,
+                                                               "updated_at": now}))
+        strikes_left = self._store.clients.remove_strike(stored.client_id, appointment_id, reason, now)
+        self._lifecycle.notify_later(stored, "fee_released", now, fee=state.fee,
+                                     key=message_key(f"fee_released#{reason}"))
+        self._lifecycle.publish("FeeReleased", f"{appointment_id}:{reason}:released", {
+            **stored.booking_site_ids, "reason": reason, "fee": _money(state.fee),
+            "refunded": _money(report.refunded), "outstanding_waived": _money(report.outstanding_waived),
+            "strike_removed": strikes_left is not None, "strike_count": strikes_left})
+        return StepResult(done=f"{reason} fee released: the client was there", detail={
+            **_detail(report), "strike_removed": strikes_left is not None})
+
     def _tell(self, stored: Appointment, report: SettlementReport, now: datetime, first_attempt: bool) -> None:
         reason = report.reason
         if report.outcome == "no_fee":
@@ -128,8 +150,8 @@ class FeeSteps:
                               if s.source in PAID_FROM_SOURCES and s.status is EntryStatus.SUCCEEDED)
         return FeeBreakdown(fee=fee, paid_from=paid_from, charged=report.charged, outstanding=report.outstanding)
 
-    def _record(self, stored: Appointment, state: FeeState) -> None:
-        self._store.appointments.record_fee(stored.appointment_id, state)
+    def _record(self, stored: Appointment, state: FeeState) -> Appointment:
+        return self._store.appointments.record_fee(stored.appointment_id, state)
 
     def _require(self, appointment_id: str) -> Appointment:
         stored = self._store.appointments.get(appointment_id)

@@ -10,7 +10,9 @@ The rules, written down because the seeds say only "reply STOP or UNSUBSCRIBE":
 * Who sent it. The sender is known only by phone number, and one person may be a client of several
   spas: every client with that number is found (``by_phone`` index). A client's own words come from
   the pack of their soonest upcoming visit, else any pack of their spa (the first by location id); a
-  number no client has is read with the base words plus every pack's additions. If packs read the
+  number no client has is read with the base words plus every pack's additions. These are the
+  location's current packs, not the versions visits were booked under: a reply is read today, with
+  the words the location uses today and its contact line for HELP. If packs read the
   same text differently, opt-out wins, then opt-in, then confirm (honouring STOP is the safe reading).
 * STOP writes the number's consent record (:mod:`medspa.domain.consent`): opted out, when, how
   (``keyword``) and the inbound message id. One record per number speaks for EVERY spa: the

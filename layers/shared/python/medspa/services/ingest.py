@@ -11,6 +11,11 @@ with the same name and input is idempotent).
 An event that arrives before its booking is kept and acknowledged: the fold that includes it runs when
 the ``AppointmentBooked`` arrives, so nothing waits in the queue.
 
+The policy a client accepted is the location's pack current when the intake first folds the booking, and
+every later fold keeps it (the stored ``policy_version``): a pack published in between changes nothing for
+a visit already booked. The booking site sends no version, so a booking still in the queue when a new pack
+is deployed is held to the new one; a deploy drains in seconds, so this is accepted.
+
 Tenants: every key is ``<spa_id>#<booking site's id>`` (``medspa.domain.keys``), so an event can only
 ever address its own spa's records. Before anything is written, the event must come from a source its
 spa authorised (``medspa.policy.tenants``) and book at one of that spa's locations; otherwise it is
@@ -30,6 +35,8 @@ Every revision gets an execution, closed ones included: a late cancel is charged
 the front desk is settled, and a completed visit is recorded, each in the console under the
 appointment's name. ``FeeWaived`` starts a waiver run of its own (``<appointment>-waive-<purpose>``)
 so it is audited beside the appointment's runs and reaches an execution that may be sleeping for days.
+``OutstandingBalancePaid`` is settled here, ledger first and without Stripe (the desk already holds the
+money; ``medspa.services.balances``), and answered with ``OutstandingBalanceSettled``.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
+from medspa.adapters.booking_site import BookingSiteEvents
 from medspa.adapters.executions import LifecycleExecutions, run_name, runs_for
 from medspa.adapters.store import Appointment, ClientProfile, StaleVersion, Store
 from medspa.events import (
@@ -53,14 +61,18 @@ from medspa.events import (
     ClientDataExportRequested,
     ClientErasureRequested,
     FeeWaived,
+    OutstandingBalancePaid,
     PrepayRequirementCleared,
     PrivacyRequest,
 )
-from medspa.domain.keys import appointment_key, belongs_to, client_key
+from medspa.domain.keys import appointment_key, belongs_to, client_key, split_key
+from medspa.domain.money import Money
 from medspa.events.history import fold
 from medspa.events.personal import as_kept
+from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
 from medspa.policy.tenants import Tenant
+from medspa.services import balances
 
 
 class Refusal(Exception):
@@ -89,7 +101,7 @@ class IngestOutcome(BaseModel):
     booking_version: int | None = None
     applied: bool
     action: Literal["started", "superseded", "unchanged", "held_until_booked", "card_updated", "waiver_started",
-                    "prepay_cleared", "exported", "contact_corrected", "erased"]
+                    "prepay_cleared", "exported", "contact_corrected", "erased", "balance_paid"]
     execution_name: str | None = None
 
 
@@ -105,10 +117,12 @@ class PrivacyDesk(Protocol):
 
 class IngestService:
     def __init__(self, store: Store, executions: LifecycleExecutions, packs: Mapping[str, PolicyPack],
-                 tenants: Mapping[str, Tenant], privacy: PrivacyDesk | None = None) -> None:
+                 tenants: Mapping[str, Tenant], privacy: PrivacyDesk | None = None,
+                 booking_site: BookingSiteEvents | None = None) -> None:
+        self._booking_site = booking_site
         self._store = store
         self._executions = executions
-        self._packs = dict(packs)
+        self._packs = PolicyPacks.of(packs)  # with the superseded versions: a refold judges by the booked one
         self._tenants = dict(tenants)
         self._privacy = privacy
 
@@ -126,6 +140,8 @@ class IngestService:
             self._store.clients.clear_prepay_required(self._known_client(event.spa_id, event.client_id),
                                                       event.admin_id, now)
             return IngestOutcome(applied=True, action="prepay_cleared")
+        if isinstance(event, OutstandingBalancePaid):
+            return self._paid_at_desk(event, now)
         return self._appointment_event(event, now)
 
     def _authorise(self, event: BookingEvent, source: str) -> None:
@@ -144,7 +160,7 @@ class IngestService:
         if isinstance(event, AppointmentBooked):
             named, field = client_key(event.spa_id, event.client.id), "detail.client.id"
         elif isinstance(event, CardUpdated | PrepayRequirementCleared | ClientDataExportRequested
-                        | ClientContactCorrected):
+                        | ClientContactCorrected | OutstandingBalancePaid):
             named, field = client_key(event.spa_id, event.client_id), "detail.client_id"
         else:
             stored = self._store.appointments.get(appointment_key(event.spa_id, event.appointment_id))
@@ -172,8 +188,9 @@ class IngestService:
         appointments.record_event(key, event.booking_version, event.detail_type, event.event_id,
                                   json.dumps(as_kept(event.model_dump(mode="json"))), now)
         history = [DETAIL_MODELS[kind].model_validate_json(detail) for kind, detail in appointments.history(key)]
+        stored = appointments.get(key)  # a booking folded before keeps the version its client accepted then
         try:
-            folded = fold(history, self._packs)
+            folded = fold(history, self._packs, accepted_version=stored.policy_version if stored else None)
         except BookingNotYetKnown:
             return IngestOutcome(appointment_id=key, booking_version=event.booking_version,
                                  applied=False, action="held_until_booked")
@@ -226,3 +243,35 @@ class IngestService:
         started = self._executions.start_waiver(key, event.purpose, event.admin_id)
         return IngestOutcome(appointment_id=key, applied=not started.already_running,
                              action="waiver_started", execution_name=started.name)
+
+    def _paid_at_desk(self, event: OutstandingBalancePaid, now: datetime) -> IngestOutcome:
+        """Money the desk took: it pays the client's balance, any rest is store credit, exactly once per
+        payment reference (``medspa.services.balances``); then the booking site hears where it went.
+
+        A currency none of the spa's locations charges in cannot be anything the client owes here, so it is
+        refused outright rather than kept as credit nobody could spend."""
+        currencies = {self._packs[location].currency for location in self._tenants[event.spa_id].locations}
+        if event.amount.currency not in currencies:
+            raise EventRefused("detail.amount.currency", "not a currency the spa in detail.spa_id charges in")
+        client_id = self._known_client(event.spa_id, event.client_id)
+        try:
+            paid = balances.pay_at_desk(self._store, client_id, event.amount, event.payment_reference, now)
+        except balances.ReferenceReused:
+            raise EventRefused("detail.payment_reference", "already recorded for this client with another amount: "
+                                                           "one payment, one reference") from None
+        if self._booking_site is not None:
+            self._booking_site.publish("OutstandingBalanceSettled", f"{client_id}:paid-at-desk:{event.payment_reference}",
+                                       _settled_detail(event, paid))
+        return IngestOutcome(applied=True, action="balance_paid")
+
+
+def _settled_detail(event: OutstandingBalancePaid, paid: balances.DeskPayment) -> dict[str, object]:
+    """``OutstandingBalanceSettled``: where the desk's money went, and what the client still owes."""
+    def money(value: Money | None) -> dict[str, object] | None:
+        return value.model_dump() if value is not None else None
+
+    return {"spa_id": event.spa_id, "client_id": event.client_id, "payment_reference": event.payment_reference,
+            "received_by": event.received_by, "paid_at": event.paid_at.isoformat(), "paid": money(paid.paid),
+            "settled": money(paid.settled), "credited": money(paid.credited),
+            "balance": [m.model_dump() for m in paid.balance], "ledger_entries": list(paid.ledger_entries),
+            "fees_settled": [{"appointment_id": split_key(a)[1], "reason": r} for a, r in paid.fees_settled]}

@@ -14,10 +14,15 @@ gets the same answer. Acting is idempotent per step:
 * fees go through the ledger (``SettlementService``), strikes are keyed by appointment and reason,
   the lifecycle's own outcome (auto-cancel, no-show) is written for the revision it was planned from.
 
+Every rule about the visit comes from the pack version its client accepted when booking
+(``PolicyPacks.for_visit``), even after the spa publishes a new one: reminders and what they promise, the
+confirmation deadline, the no-show time, which violations carry a fee and count as a strike. Only what a
+strike count leads to (the prepay flag) follows the current pack, as it restricts the client's next bookings.
+
 Order of work, every time the plan runs: money first (fees due now, then strikes, then a prepayment
 owed back as credit), then messages that are due, then the timed steps of an open visit (reminders,
-the confirmation request, the auto-cancel deadline, the attendance decision) and dunning retries,
-earliest first.
+the confirmation request, the card check, the auto-cancel deadline, the attendance decision) and dunning
+retries, earliest first. The card check is the settlement function's (``medspa.services.card_check``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from medspa.adapters.store import (
     Appointment,
     AppointmentNotFound,
     AppointmentStatus,
+    CardCheck,
+    Client,
     EntryKind,
     EntryStatus,
     LifecycleOutcome,
@@ -46,12 +53,16 @@ from medspa.domain import engine
 from medspa.domain.fee_breakdown import FeeBreakdown
 from medspa.domain.money import Money
 from medspa.messages.render import AppointmentContext
+from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
-from medspa.services import prepayment
+from medspa.services import balances, prepayment
 from medspa.services.notifications import NotificationService
 
 Action = Literal["send_message", "auto_cancel", "decide_attendance", "settle_fee", "retry_fee", "count_strike",
-                 "credit_prepayment", "continue_as_new"]
+                 "credit_prepayment", "note_late_arrival", "release_fee", "check_card", "skip_card_check",
+                 "tell_balance_due", "tell_requirements_unmet", "continue_as_new"]
+LATE_ARRIVAL = "late_arrival"
+CARD_CHECK = "card_check"
 MAX_RUN = timedelta(days=350)  # a Standard execution may live a year; hand over well before
 PREPAYMENT_CREDIT = prepayment.CREDIT
 
@@ -77,6 +88,7 @@ class NextAction(BaseModel):
     kind: str | None = None
     reason: str | None = None
     attempt: int | None = None
+    deferred: bool = Field(False, description="A fee that waits until ``at`` (rebooking the same day would waive it)")
 
 
 class Plan(BaseModel):
@@ -95,6 +107,11 @@ class StepResult(BaseModel):
     detail: dict[str, object] = {}
 
 
+def requirements_key(stored: Appointment) -> str:
+    """Once per visit time: a booking moved to a new time is checked again."""
+    return message_key("requirements_unmet", stored.starts_at)
+
+
 def message_key(kind: str, starts_at: datetime | None = None) -> str:
     """Reminders and requests are per visit time (a reschedule earns new ones); notices are per appointment."""
     return f"{kind}@{starts_at:%Y-%m-%dT%H:%MZ}" if starts_at is not None else kind
@@ -109,7 +126,7 @@ class LifecycleService:
                  booking_site: BookingSiteEvents | None = None, executions: LifecycleExecutions | None = None) -> None:
         self._store = store
         self._executions = executions
-        self._packs = packs
+        self._packs = PolicyPacks.of(packs)
         self._notifications = notifications
         self._booking_site = booking_site
 
@@ -137,39 +154,97 @@ class LifecycleService:
         return stored
 
     def _money_due(self, stored: Appointment, now: datetime) -> NextAction | None:
-        for reason in self._fee_reasons(stored):
+        for reason in self._fee_reasons(stored, now):
             if reason not in stored.fees:
                 return NextAction(action="settle_fee", at=now, reason=reason)
-        pack = self._packs[stored.location_id]
+        pack = self._packs.for_visit(stored)
         client = self._store.clients.get(stored.client_id)
         counted = {(s.appointment_id, s.reason) for s in client.strikes} if client else set()
-        for reason in self._fee_reasons(stored, include_waived=False):
+        for reason in self._fee_reasons(stored, now, include_waived=False):
             if engine.strike_for(pack, reason) and (stored.appointment_id, reason) not in counted:
                 return NextAction(action="count_strike", at=now, reason=reason)
+        released = self._fees_released(stored)
+        if released:
+            return NextAction(action="release_fee", at=now, reason=released[0])
+        if self._late_arrival_unnoted(stored):
+            return NextAction(action="note_late_arrival", at=now)
         if self._credit_owed(stored):
             return NextAction(action="credit_prepayment", at=now)
+        trigger = balances.due_trigger(stored)
+        if trigger and balances.told_key(trigger) not in stored.told_booking_site and balances.owed(client):
+            return NextAction(action="tell_balance_due", at=now, key=balances.told_key(trigger))
+        if self._requirements_unmet(stored, client) and requirements_key(stored) not in stored.told_booking_site:
+            return NextAction(action="tell_requirements_unmet", at=now, key=requirements_key(stored))
         return None
 
-    @staticmethod
-    def _fee_reasons(stored: Appointment, include_waived: bool = True) -> list[str]:
+    def _requirements_unmet(self, stored: Appointment, client: Client | None) -> list[str]:
+        """What the pack asks of this booking (``engine.booking_requirements``) that it lacks: a card on file
+        (or, where the pack takes one, a gift certificate) to guarantee it, and full prepayment from a client
+        the strikes flagged (a flag staff cleared asks for none). Restricted booking times are the booking
+        site's to apply; they are told, never judged here."""
+        if stored.status not in OPEN_STATUSES or client is None:
+            return []
+        pack = self._packs.for_visit(stored)
+        needed = engine.booking_requirements(pack, stored.party_size, client.strike_count)
+        payment, unmet = stored.payment, []
+        has_card = payment.card_on_file or bool(client.stripe_customer_id and client.default_payment_method_id)
+        if needed.card_on_file and not has_card and not (needed.gift_certificate_accepted and payment.gift_certificate):
+            unmet.append("card_on_file")
+        prepaid = payment.prepaid.amount if payment.prepaid is not None else 0
+        if needed.prepay_in_full and client.prepay_required and prepaid < stored.service.price.amount:
+            unmet.append("prepay_in_full")
+        return unmet
+
+    def _fee_reasons(self, stored: Appointment, now: datetime | None = None, include_waived: bool = True) -> list[str]:
         """Violations of this visit, in the order they happened; a same-day reschedule's waived fee is
         charged nothing (and is no strike) but is still recorded as settled-with-no-fee. Once the system
         has auto-cancelled the visit or called it a no-show, a cancel the booking site delivers afterwards
         is bookkeeping, not a second violation, even when the client acted earlier: one missed visit is
-        one fee."""
+        one fee. A client whose check-in reaches the system after it called the no-show was there after
+        all: no no-show, and an arrival too late for the visit is judged as the late reschedule it is.
+        With ``now``, a fee that waits for the end of the same-day rebooking window is not due yet."""
         decided = stored.outcome if stored.outcome and stored.outcome.status != "attended" else None
+        there = self._there_after_all(stored)
         reasons = [v.reason for v in stored.facts.violations if (include_waived or not v.fee_waived)
-                   and (decided is None or v.reason in stored.fees)]
-        if stored.status is AppointmentStatus.NO_SHOW or decided is not None and decided.status == "no_show":
+                   and (decided is None or v.reason in stored.fees or there and v.cause == "late_arrival")
+                   and (now is None or v.fee_waived or v.fee_due_at is None or v.fee_due_at <= now)]
+        if (stored.status is AppointmentStatus.NO_SHOW or decided is not None and decided.status == "no_show") \
+                and not there:
             reasons.append("no_show")
         return reasons
+
+    def _there_after_all(self, stored: Appointment) -> bool:
+        """The booking site says the client came: checked in or served, or arrived too late and the visit was
+        moved (the arrival's violation outlives the reschedule that resets the check-in)."""
+        came = stored.booking_status in (AppointmentStatus.CHECKED_IN, AppointmentStatus.COMPLETED) or any(
+            v.cause == "late_arrival" for v in stored.facts.violations)
+        return came and not self._packs.for_visit(stored).no_show.fee_stands_after_check_in
+
+    def _fees_released(self, stored: Appointment) -> list[str]:
+        """Fees already taken that the visit no longer owes: the no-show of a client who was there after all,
+        and anything but a violation still standing once the spa says it served the visit (an arrival too
+        late for the visit is forgiven by serving it). Released once: the fee's state becomes waived."""
+        owed = set(self._fee_reasons(stored))
+        return [reason for reason, fee in stored.fees.items()
+                if fee.outcome in ("settled", "outstanding") and reason not in owed
+                and (reason == "no_show" and self._there_after_all(stored)
+                     or stored.booking_status is AppointmentStatus.COMPLETED)]
+
+    @staticmethod
+    def _late_arrival_unnoted(stored: Appointment) -> bool:
+        """A late check-in the client and the front desk have not been told the pack's outcome of yet."""
+        return (stored.facts.late_arrival is not None and stored.booking_status is AppointmentStatus.CHECKED_IN
+                and stored.message(message_key(LATE_ARRIVAL, stored.starts_at)) is None)
 
     def _next_timed(self, stored: Appointment) -> NextAction | None:
         retries = [
             NextAction(action="retry_fee", at=fee.next_retry_at, reason=reason, attempt=fee.attempt + 1)
             for reason, fee in stored.fees.items() if fee.outcome == "outstanding" and fee.next_retry_at
         ]
-        return min(self._timed_steps(stored) + retries, key=lambda c: c.at, default=None)
+        deferred = [NextAction(action="settle_fee", at=v.fee_due_at, reason=v.reason, deferred=True)
+                    for v in stored.facts.violations
+                    if v.fee_due_at is not None and not v.fee_waived and v.reason not in stored.fees]
+        return min(self._timed_steps(stored) + retries + deferred, key=lambda c: c.at, default=None)
 
     def _timed_steps(self, stored: Appointment, logged: tuple[str, ...] = ("due",)) -> list[NextAction]:
         """Logged messages in one of the ``logged`` statuses, plus an open visit's steps."""
@@ -183,7 +258,7 @@ class LifecycleService:
         Times come from the engine as of when this booking version was stored, so a step retried or
         woken a little late is still taken, never silently dropped.
         """
-        pack, appointment = self._packs[stored.location_id], stored.to_domain()
+        pack, appointment = self._packs.for_visit(stored), stored.to_domain()
         planned_from = stored.version_stored_at or stored.updated_at
         steps: list[NextAction] = []
         for reminder in engine.reminder_times(pack, appointment, planned_from):
@@ -199,12 +274,26 @@ class LifecycleService:
                                         kind="confirmation_request"))
             if confirmation.auto_cancel and confirmation.deadline is not None:
                 steps.append(NextAction(action="auto_cancel", at=confirmation.deadline))
+        check_at = self.card_check_due(stored)
+        if check_at is not None:
+            steps.append(NextAction(action="check_card", at=check_at, key=message_key(CARD_CHECK, stored.starts_at)))
         steps.append(NextAction(action="decide_attendance", at=engine.no_show_decision_time(pack, appointment)))
         return steps
+
+    def card_check_due(self, stored: Appointment) -> datetime | None:
+        """When the card on file is to be checked for the visit's current time; ``None`` once it was (or
+        was given up on), or when the engine wants no check (no fee would reach the card, booked too late)."""
+        if stored.card_checked or stored.status not in OPEN_STATUSES:
+            return None
+        planned_from = stored.version_stored_at or stored.updated_at
+        return engine.card_check_time(self._packs.for_visit(stored), stored.to_domain(), planned_from)
 
     @staticmethod
     def _why_done(stored: Appointment) -> str:
         if stored.status in (AppointmentStatus.CHECKED_IN, AppointmentStatus.COMPLETED):
+            late = stored.facts.late_arrival
+            if late is not None and late.status == "must_reschedule" and stored.status is AppointmentStatus.CHECKED_IN:
+                return "Client arrived too late for the visit: it must be rescheduled"
             return "Visit attended"
         if stored.outcome is not None and stored.outcome.status == "attended":
             return "Visit attended"
@@ -226,9 +315,28 @@ class LifecycleService:
             return self._count_strike(stored, request.reason or "", now)
         if request.action == "credit_prepayment":
             return self._credit_prepayment(stored, now)
+        if request.action == "note_late_arrival":
+            return self._note_late_arrival(stored, now)
+        if request.action == "skip_card_check":
+            return self._skip_card_check(stored, request.reason, now)
+        if request.action == "tell_requirements_unmet":
+            return self._tell_requirements_unmet(stored, request.key or "", now)
+        if request.action == "tell_balance_due":
+            return self._tell_balance_due(stored, request.key or "", now)
         if request.action == "continue_as_new":
             return self._continue(stored, request.continuation + 1, now)
-        raise ValueError(f"{request.action} is not a lifecycle step (the settlement function takes fees)")
+        raise ValueError(f"{request.action} is not a lifecycle step (the settlement function takes fees and "
+                         f"the card check: it alone holds the Stripe key)")
+
+    def _skip_card_check(self, stored: Appointment, error: str | None, now: datetime) -> StepResult:
+        """The check could not be made (Stripe out past the step's retries, or a fault): recorded as not
+        done, so the plan moves on. The card check is advice; it must never hold up the visit's reminders,
+        the attendance decision or the fee itself."""
+        if self.card_check_due(stored) is None:
+            return StepResult(done="no card check to give up")
+        self._store.appointments.record_card_check(stored.appointment_id, CardCheck(
+            starts_at=stored.starts_at, outcome="not_checked", checked_at=now, code=error or "check_failed"))
+        return StepResult(done="card on file not checked: the check failed", detail={"error": error})
 
     def _wanted_message(self, stored: Appointment, key: str) -> NextAction | None:
         """The message ``key`` if the plan still wants it sent (a "sending" one included, to settle it)."""
@@ -277,12 +385,16 @@ class LifecycleService:
                          first_name: str | None) -> AppointmentContext:
         """The facts a message may state. The cancel-by time and the fee at stake come from the engine,
         the same rules that will judge a cancel, so a reminder never promises what the system won't do."""
-        pack, appointment = self._packs[stored.location_id], stored.to_domain()
+        pack, appointment = self._packs.for_visit(stored), stored.to_domain()
+        late = stored.facts.late_arrival
         return AppointmentContext(
             appointment_id=stored.appointment_id, location_id=stored.location_id, starts_at=stored.starts_at,
-            client_first_name=first_name, fee=fee, fee_breakdown=breakdown,
+            policy_version=stored.policy_version, client_first_name=first_name, fee=fee, fee_breakdown=breakdown,
             cancel_by=stored.starts_at - engine.cancellation_window(pack, appointment, "cancel"),
-            late_cancel_fee=engine.fee_for(pack, appointment, "late_cancel"))
+            late_cancel_fee=engine.fee_for(pack, appointment, "late_cancel"),
+            late_reschedule_fee=engine.fee_for(pack, appointment, "late_reschedule"),
+            minutes_late=late.minutes_late if late else None, hands_on_minutes=late.hands_on_minutes if late else None,
+            treatment_ends_at=late.treatment_ends_at if late else None)
 
     def notify_later(self, stored: Appointment, kind: str, now: datetime, fee: Money | None = None,
                      key: str | None = None, fee_breakdown: FeeBreakdown | None = None) -> None:
@@ -308,6 +420,31 @@ class LifecycleService:
         })
         return StepResult(done="auto-cancelled: no confirmation by the deadline (no fee, no strike)")
 
+    def _note_late_arrival(self, stored: Appointment, now: datetime) -> StepResult:
+        """Tell the client, and the front desk through the booking site, what the pack makes of a late check-in:
+        the visit shortened to end on time at full price, or too late to go ahead (the late-reschedule fee,
+        unless rebooked the same day where the pack waives it)."""
+        late = stored.facts.late_arrival
+        if late is None or not self._late_arrival_unnoted(stored):
+            return StepResult(done="nothing to note about the arrival")
+        pack, appointment = self._packs.for_visit(stored), stored.to_domain()
+        fee = rebook_by = None
+        kind = "late_arrival_shortened"
+        if late.status == "must_reschedule":
+            fee = engine.fee_for(pack, appointment, "late_reschedule")
+            rebook_by = engine.same_day_rebooking_deadline(pack, appointment)
+            kind = "late_arrival_reschedule_same_day" if rebook_by else "late_arrival_reschedule"
+        self.notify_later(stored, kind, now, fee=fee, key=message_key(LATE_ARRIVAL, stored.starts_at))
+        self.publish("LateArrivalRecorded", f"{stored.appointment_id}:late-arrival:{stored.starts_at:%Y%m%dT%H%MZ}", {
+            **stored.booking_site_ids, "booking_version": stored.booking_version,
+            "arrived_at": stored.facts.arrived_at.isoformat() if stored.facts.arrived_at else None,
+            "minutes_late": late.minutes_late, "outcome": late.status, "hands_on_minutes": late.hands_on_minutes,
+            "treatment_ends_at": late.treatment_ends_at.isoformat(),
+            "late_reschedule_fee": fee.model_dump() if fee else None,
+            "fee_waived_if_rebooked_before": rebook_by.isoformat() if rebook_by else None})
+        return StepResult(done=f"late arrival ({late.minutes_late} min): {late.status.replace('_', ' ')}",
+                          detail={"kind": kind})
+
     def _decide_attendance(self, stored: Appointment, now: datetime) -> StepResult:
         status = "attended" if stored.status in (AppointmentStatus.CHECKED_IN, AppointmentStatus.COMPLETED) else "no_show"
         self._store.appointments.record_outcome(
@@ -316,13 +453,16 @@ class LifecycleService:
                           "policy's time")
 
     def _count_strike(self, stored: Appointment, reason: str, now: datetime) -> StepResult:
-        pack = self._packs[stored.location_id]
+        pack = self._packs.for_visit(stored)
         if engine.strike_for(pack, reason) is None:  # type: ignore[arg-type]
             return StepResult(done=f"{reason} is not a strike at {pack.location_id}")
         at = next((v.decided_at for v in stored.facts.violations if v.reason == reason), None) or (
             stored.outcome.at if stored.outcome else now)
         clients = self._store.clients
         count = clients.add_strike(stored.client_id, stored.appointment_id, reason, at)
+        # Whether this visit's violation is a strike is the booked version's rule; what the count leads to
+        # restricts the client's bookings from now on, which the current pack governs (as at booking time).
+        pack = self._packs[stored.location_id]
         self.publish("ClientStrikeRecorded", f"{stored.appointment_id}:strike:{reason}", {
             **stored.booking_site_ids, "reason": reason, "strike_count": count,
             "threshold": pack.strikes.threshold if pack.strikes else None,
@@ -382,6 +522,40 @@ class LifecycleService:
             **stored.booking_site_ids, "credit": entry.amount.model_dump(), "ledger_entry": entry.entry_id})
         return StepResult(done=f"prepayment {entry.amount} credited for future services",
                           detail={"ledger_entry": entry.entry_id})
+
+    def _tell_balance_due(self, stored: Appointment, key: str, now: datetime) -> StepResult:
+        """What the client owes is due at this visit (Glow: "must be paid on the client's next visit"), and the
+        desk collects only what the booking site shows it: told once per visit and trigger, published before
+        it is remembered, so a retry repeats the same event id rather than losing it (``services.balances``)."""
+        trigger = balances.due_trigger(stored)
+        balance = balances.owed(self._store.clients.get(stored.client_id))
+        if trigger is None or key != balances.told_key(trigger) or key in stored.told_booking_site:
+            return StepResult(done="the booking site was already told what is owed", detail={"key": key})
+        if not balance:
+            return StepResult(done="nothing owed: nothing to tell the booking site", detail={"key": key})
+        self.publish("OutstandingBalanceDue", balances.due_event_id(stored, trigger),
+                     balances.due_detail(self._store, stored, balance, trigger))
+        self._store.appointments.record_told(stored.appointment_id, key, now)
+        return StepResult(done=f"booking site told: {', '.join(str(m) for m in balance)} owed, due at this visit",
+                          detail={"key": key})
+
+    def _tell_requirements_unmet(self, stored: Appointment, key: str, now: datetime) -> StepResult:
+        """The booking site saved a booking the policy would not have taken as it is: the front desk is told what
+        it lacks, once per visit time, and decides (ask for the card or the prepayment, or cancel). Nothing is
+        cancelled here: a booking the spa accepted is the spa's to refuse."""
+        client = self._store.clients.get(stored.client_id)
+        unmet = self._requirements_unmet(stored, client)
+        if key != requirements_key(stored) or key in stored.told_booking_site or not unmet:
+            return StepResult(done="the booking meets the policy's requirements, or the booking site was told",
+                              detail={"key": key})
+        assert client is not None
+        needed = engine.booking_requirements(self._packs.for_visit(stored), stored.party_size, client.strike_count)
+        self.publish("BookingRequirementsUnmet", f"{stored.appointment_id}:{key}", {
+            **stored.booking_site_ids, "booking_version": stored.booking_version,
+            "starts_at": stored.starts_at.isoformat(), "unmet": unmet,
+            "requirements": needed.model_dump() | {"prepay_in_full": needed.prepay_in_full and client.prepay_required}})
+        self._store.appointments.record_told(stored.appointment_id, key, now)
+        return StepResult(done=f"booking site told the booking lacks: {', '.join(unmet)}", detail={"key": key})
 
     def _continue(self, stored: Appointment, continuation: int, now: datetime) -> StepResult:
         assert self._executions is not None, "the lifecycle function is built with the executions adapter"

@@ -48,6 +48,7 @@ from medspa.adapters.store.consent import ConsentBook
 from medspa.domain.wallclock import end_of_quiet_hours, in_quiet_hours
 from medspa.messages.render import AppointmentContext, render_email, render_sms
 from medspa.messages.templates import TemplateLibrary, reminder_name, template_key
+from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
 
 logger = logging.getLogger(__name__)
@@ -99,15 +100,16 @@ class NotificationService:
     ) -> None:
         self._messenger = messenger
         self._templates = templates
-        self._packs = packs
+        self._packs = PolicyPacks.of(packs)
         self._urgent = frozenset(urgent_kinds)
         self._consent = consent
         self._unsubscribe = unsubscribe
         self._confirm_links = confirm_links
 
-    def _pack(self, location_id: str) -> PolicyPack:
+    def _pack(self, location_id: str, policy_version: str | None = None) -> PolicyPack:
+        """The version the visit was booked under: its reminders are the ones planned, its quiet hours apply."""
         try:
-            return self._packs[location_id]
+            return self._packs.accepted(location_id, policy_version)
         except KeyError:
             raise ValueError(f"no policy pack for location {location_id!r}") from None
 
@@ -141,7 +143,7 @@ class NotificationService:
     def notify(self, client: Client, kind: str, appointment_context: AppointmentContext,
                now: datetime) -> list[SentMessage]:
         ctx = appointment_context
-        pack = self._pack(ctx.location_id)
+        pack = self._pack(ctx.location_id, ctx.policy_version)
         if client.spa_id != pack.spa.id:
             raise ValueError(f"client of spa {client.spa_id!r} cannot be messaged by {pack.spa.id!r}")
         self._validate_kind(kind, pack)

@@ -195,14 +195,16 @@ class PrivacyService:
         return document
 
     def correct_contact(self, spa_id: str, client_id: str, *, phone: str | None = None, email: str | None = None,
-                        requested_by: str, now: datetime, request_id: str | None = None,
-                        via: Via = "cli") -> Client:
-        """Replace a wrong phone or email; the audit names the fields corrected, never their values."""
-        if phone is None and email is None:
-            raise ValueError("give a phone, an email or both")
+                        first_name: str | None = None, requested_by: str, now: datetime,
+                        request_id: str | None = None, via: Via = "cli") -> Client:
+        """Replace a wrong first name, phone or email; the audit names the fields corrected, never their values."""
+        if first_name is None and phone is None and email is None:
+            raise ValueError("give a first name, a phone, an email or any of them")
         client = self._living(spa_id, client_id)
-        corrected = self._store.clients.correct_contact(client.client_id, phone=phone, email=email, now=now)
-        fields = [name for name, value in (("phone", phone), ("email", email)) if value is not None]
+        corrected = self._store.clients.correct_contact(client.client_id, phone=phone, email=email,
+                                                        first_name=first_name, now=now)
+        fields = [name for name, value in (("first_name", first_name), ("phone", phone), ("email", email))
+                  if value is not None]
         self._record("correct", client, request_id or _cli_request(now), requested_by, via, now, "corrected",
                      {"fields": fields})
         return corrected
@@ -256,7 +258,8 @@ class PrivacyService:
                 "key": export_key(spa, client, request), "expires_at": (now + shelf.kept_for).isoformat()})
             return "exported"
         if isinstance(event, ClientContactCorrected):
-            self.correct_contact(spa, client, phone=event.phone, email=event.email, requested_by=event.admin_id,
+            self.correct_contact(spa, client, phone=event.phone, email=event.email, first_name=event.first_name,
+                                 requested_by=event.admin_id,
                                  now=now, request_id=request, via="bus")
             return "contact_corrected"
         if isinstance(event, ClientErasureRequested):
@@ -300,6 +303,7 @@ class PrivacyService:
             "messages": [m.model_dump(mode="json", exclude_defaults=True) for m in a.messages],
             "fees": {reason: fee.model_dump(mode="json", exclude_defaults=True) for reason, fee in a.fees.items()},
             "lifecycle_outcome": a.outcome.model_dump(mode="json") if a.outcome else None,
+            "card_check": a.card_check.model_dump(mode="json", exclude_defaults=True) if a.card_check else None,
             "lifecycle_run": a.execution_name,
         }
 

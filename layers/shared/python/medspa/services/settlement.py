@@ -58,6 +58,7 @@ from medspa.adapters.store import (
 from medspa.domain import engine
 from medspa.domain.keys import spa_of
 from medspa.domain.money import Money
+from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import FeeReason, PolicyPack, SettlementSource
 from medspa.services import prepayment
 
@@ -150,12 +151,13 @@ def _sum(amounts: list[Money], currency: str) -> Money:
 
 
 class SettlementService:
-    """Takes the fee a violation costs from the sources the location's policy names, in its order."""
+    """Takes the fee a violation costs from the sources the visit's policy names, in its order: the pack
+    version the client accepted when booking (``PolicyPacks.for_visit``), not one published since."""
 
     def __init__(self, store: Store, payments: StripePayments, packs: Mapping[str, PolicyPack]) -> None:
         self._store = store
         self._payments = payments
-        self._packs = packs
+        self._packs = PolicyPacks.of(packs)
 
     # ------------------------------------------------------------------------------ settle
 
@@ -168,7 +170,7 @@ class SettlementService:
         stored = self._store.appointments.get(appointment_id)
         if stored is None:
             raise AppointmentNotFound(appointment_id)
-        pack = self._packs[stored.location_id]
+        pack = self._packs.for_visit(stored)  # the fee and its order are those the client accepted when booking
         domain = stored.to_domain()
         # The prepayment this fee may take, not the one booked: the fee and its plan are reckoned on it.
         appointment = domain.model_copy(update={"payment": domain.payment.model_copy(update={
@@ -315,7 +317,7 @@ class SettlementService:
         stored = self._store.appointments.get(appointment_id)
         if stored is None:
             raise AppointmentNotFound(appointment_id)
-        pack, client, ledger = self._packs[stored.location_id], self._client(stored.client_id), self._store.ledger
+        pack, client, ledger = self._packs.for_visit(stored), self._client(stored.client_id), self._store.ledger
         purpose = card_purpose(reason)
         first = ledger.get(ledger_entry_id(appointment_id, purpose, 1))
         if first is None:

@@ -17,6 +17,7 @@ from medspa.domain.keys import client_key
 from .appointments import (
     Appointment,
     BookingFacts,
+    CardCheck,
     FeeState,
     LifecycleOutcome,
     MessageLog,
@@ -44,7 +45,8 @@ from .errors import (
     StoreUnavailable,
 )
 from .consent import Consent, ConsentBook, ConsentRepository, InMemoryConsent
-from .ledger import EntryKind, EntryStatus, LedgerEntry, LedgerRepository, Purpose, ledger_entry_id, stripe_idempotency_key
+from .ledger import (EntryKind, EntryStatus, LedgerEntry, LedgerRepository, Purpose, account_entry_id, ledger_entry_id,
+                     stripe_idempotency_key)
 from .models import AppointmentRecord, ClientRecord, ConsentItem, LedgerRecord, bind
 
 
@@ -87,11 +89,11 @@ class Store:
 
 
 __all__ = [
-    "Appointment", "AppointmentBooking", "BookingFacts", "FeeState", "LifecycleOutcome", "MessageLog",
+    "Appointment", "AppointmentBooking", "BookingFacts", "CardCheck", "FeeState", "LifecycleOutcome", "MessageLog",
     "MessageResult", "OPEN_STATUSES", "Violation", "AppointmentNotFound", "AppointmentRepository", "AppointmentStatus",
     "Channel", "Client", "ClientErased", "ClientNotFound", "Consent", "ConsentBook", "ConsentRepository", "InMemoryConsent", "ClientProfile", "ClientRepository", "ConcurrentUpdate", "ConflictingEvent", "EntryKind",
     "EntryStatus", "InsufficientBalance", "LedgerConflict", "LedgerEntry", "LedgerEntryNotFound",
     "LedgerRepository", "NotFound", "Purpose", "StaleVersion", "Store", "StoreUnavailable",
-    "StoreError", "Strike", "TableNames", "UpsertResult", "client_key", "ledger_entry_id",
+    "StoreError", "Strike", "TableNames", "UpsertResult", "account_entry_id", "client_key", "ledger_entry_id",
     "stripe_idempotency_key",
 ]

@@ -51,9 +51,23 @@ class Violation(_Frozen):
     booking_version: int
     decided_at: AwareDatetime
     fee_waived: bool = False
-    notice_minutes: int
+    notice_minutes: int = Field(description="Notice the client gave; negative for an arrival after the start")
+    cause: Literal["notice", "late_arrival"] = Field(
+        "notice", description="A change made too late, or an arrival too late for the visit to go ahead")
+    fee_due_at: AwareDatetime | None = Field(
+        None, description="Not charged before this instant: the end of the visit's local day when rebooking "
+                          "that day would waive the fee")
     prepayment: Money | None = Field(None, description="The visit's prepayment this violation forfeits: the visit "
                                      "holds it no longer, so no later violation can (medspa.services.prepayment)")
+
+
+class LateArrival(_Frozen):
+    """How late the client checked in and what the pack makes of it (``engine.late_arrival_outcome``)."""
+
+    status: Literal["shortened", "must_reschedule"]
+    minutes_late: int
+    hands_on_minutes: int
+    treatment_ends_at: AwareDatetime
 
 
 class BookingFacts(_Frozen):
@@ -61,6 +75,7 @@ class BookingFacts(_Frozen):
 
     confirmed_at: AwareDatetime | None = None
     arrived_at: AwareDatetime | None = None
+    late_arrival: LateArrival | None = None
     cancelled_at: AwareDatetime | None = None
     cancelled_by: Literal["client", "spa"] | None = None
     no_show_marked_by: str | None = None
@@ -106,6 +121,19 @@ class LifecycleOutcome(_Frozen):
     status: Literal["auto_cancelled", "no_show", "attended"]
     revision: int
     at: AwareDatetime
+
+
+CardCheckOutcome = Literal["usable", "expired", "detached", "missing", "verification_failed", "not_checked"]
+
+
+class CardCheck(_Frozen):
+    """The card on file as found before one visit time (``medspa.services.card_check``); a reschedule to
+    another time earns a new check, a check for this time is never repeated."""
+
+    starts_at: AwareDatetime = Field(description="The visit time the card was checked for")
+    outcome: CardCheckOutcome
+    checked_at: AwareDatetime
+    code: str | None = Field(None, description="Stripe's error or decline code, or why no check was made")
 
 
 class _DomainView:
@@ -191,6 +219,9 @@ class Appointment(_DomainView, _Frozen):
     messages: tuple[MessageLog, ...] = ()
     fees: dict[str, FeeState] = {}
     outcome: LifecycleOutcome | None = None
+    card_check: CardCheck | None = None
+    told_booking_site: frozenset[str] = Field(frozenset(), description="Keys of what the lifecycle told the "
+                                              "booking site on its own account (``balance_due@booked``)")
 
     @property
     def confirmed(self) -> bool:
@@ -198,6 +229,11 @@ class Appointment(_DomainView, _Frozen):
 
     def message(self, key: str) -> MessageLog | None:
         return next((m for m in self.messages if m.key == key), None)
+
+    @property
+    def card_checked(self) -> bool:
+        """The card on file was checked (or given up on) for the visit's current time."""
+        return self.card_check is not None and self.card_check.starts_at == self.starts_at
 
 
 class UpsertResult(NamedTuple):
@@ -234,6 +270,8 @@ def _to_appointment(record: AppointmentRecord) -> Appointment:
         messages=tuple(messages),
         fees={k: FeeState.model_validate_json(v) for k, v in _json_map(record.fees).items()},
         outcome=outcome,
+        card_check=CardCheck.model_validate_json(record.card_check) if record.card_check else None,
+        told_booking_site=frozenset(record.told_booking_site or ()),
         appointment_id=record.appointment_id,
         client_id=record.client_id,
         location_id=record.location_id,
@@ -389,12 +427,29 @@ class AppointmentRepository:
 
     def record_fee(self, appointment_id: str, state: FeeState) -> Appointment:
         m = self._model
-        actions = [m.fees[state.reason].set(state.model_dump_json(exclude_defaults=True)),
-                   m.updated_at.set(state.updated_at), m.record_version.set(m.record_version + 1)]
-        record = update_if(m, appointment_id, actions, m.appointment_id.exists())
+        return self._update(appointment_id, [m.fees[state.reason].set(state.model_dump_json(exclude_defaults=True)),
+                                             m.updated_at.set(state.updated_at)])
+
+    def _update(self, appointment_id: str, actions: list[Any]) -> Appointment:
+        """Apply lifecycle-owned ``actions`` to a stored appointment, whatever its version."""
+        m = self._model
+        record = update_if(m, appointment_id, [*actions, m.record_version.set(m.record_version + 1)],
+                           m.appointment_id.exists())
         if record is None:
             raise AppointmentNotFound(appointment_id)
         return _to_appointment(record)
+
+    def record_told(self, appointment_id: str, key: str, now: datetime) -> Appointment:
+        """Remember that the booking site was told ``key``, so the plan does not ask for it again. A set add:
+        telling twice (a retried step) leaves one key, and no booking upsert ever removes it."""
+        m = self._model
+        return self._update(appointment_id, [m.told_booking_site.add({key}), m.updated_at.set(now)])
+
+    def record_card_check(self, appointment_id: str, check: CardCheck) -> Appointment:
+        """The latest check replaces the one before: only the current visit time's check is ever read."""
+        m = self._model
+        return self._update(appointment_id, [m.card_check.set(check.model_dump_json(exclude_defaults=True)),
+                                             m.updated_at.set(check.checked_at)])
 
     def record_outcome(self, appointment_id: str, outcome: LifecycleOutcome) -> Appointment:
         """The lifecycle's own decision for the revision it planned from; refused once a newer fold exists."""

@@ -205,6 +205,13 @@ class ClientRepository:
         record = update_if(m, client_id, actions, m.client_id.exists() & strike.does_not_exist())
         return len(_plain((record or self._require(client_id)).strikes))
 
+    def remove_strike(self, client_id: str, appointment_id: str, reason: str, now: datetime) -> int | None:
+        """Take back a strike the visit no longer earns; the count left, or ``None`` if there was none to take."""
+        m = self._model
+        strike = m.strikes[f"{appointment_id}#{reason}"]
+        record = update_if(m, client_id, [strike.remove(), m.updated_at.set(now)], m.client_id.exists() & strike.exists())
+        return len(_plain(record.strikes)) if record is not None else None
+
     def set_prepay_required(self, client_id: str, now: datetime) -> Client:
         """Flag the client to prepay at booking; setting it again keeps the original time."""
         m = self._model
@@ -271,12 +278,14 @@ class ClientRepository:
         return sorted((_to_client(r) for r in m.scan(m.spa_id == spa_id)
                        if r.email and r.email.strip().lower() == wanted), key=lambda c: c.client_id)
 
-    def correct_contact(self, client_id: str, *, phone: str | None, email: str | None, now: datetime) -> Client:
-        """Replace a wrong phone or email (``None`` leaves it); never for an erased client."""
+    def correct_contact(self, client_id: str, *, phone: str | None, email: str | None, now: datetime,
+                        first_name: str | None = None) -> Client:
+        """Replace a wrong first name, phone or email (``None`` leaves it); never for an erased client."""
         if phone is not None and not _E164.match(phone):
             raise ValueError("phone must be E.164")
         m = self._model
         actions = [m.updated_at.set(now)]
+        actions += [m.first_name.set(first_name)] if first_name is not None else []
         actions += [m.phone.set(phone)] if phone is not None else []
         actions += [m.email.set(email)] if email is not None else []
         actions += [m.known_contacts.add(contacts)] if (contacts := _contacts(phone, email)) else []

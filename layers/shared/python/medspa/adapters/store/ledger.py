@@ -13,7 +13,7 @@ import re
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from medspa.domain.money import Money
 
@@ -28,6 +28,7 @@ class EntryKind(StrEnum):
     DEDUCTION = "deduction"
     FORFEIT = "forfeit"
     OUTSTANDING = "outstanding"
+    PAID_AT_DESK = "paid_at_desk"  # money the client handed over at the spa: recorded here, never sent to Stripe
 
 
 class EntryStatus(StrEnum):
@@ -61,6 +62,7 @@ _MAY_FOLLOW = {
 }
 
 _PURPOSE = re.compile(r"^[a-z][a-z0-9_]*$")
+_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def ledger_entry_id(appointment_id: str, purpose: str, attempt: int = 1) -> str:
@@ -76,6 +78,20 @@ def ledger_entry_id(appointment_id: str, purpose: str, attempt: int = 1) -> str:
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
         raise ValueError(f"attempt must be a positive int, got {attempt!r}")
     return f"{appointment_id}#{purpose}#{attempt}"
+
+
+def account_entry_id(client_id: str, purpose: str, reference: str) -> str:
+    """An entry on the client's account that no visit owns (a balance paid at the desk), named by the
+    payment's own reference, so the same payment reported again finds the same entry. The client key
+    stands where the appointment would, and the reference has no '#', so the id still splits from the
+    right; the purposes used here are never an appointment's, so it cannot meet an appointment's entry."""
+    if not client_id:
+        raise ValueError("client_id is required")
+    if not _PURPOSE.match(purpose):
+        raise ValueError(f"purpose {purpose!r} must be lower_snake_case")
+    if not _REFERENCE.match(reference):
+        raise ValueError("a payment reference is 1-64 letters, digits, '.', '_' or '-'")
+    return f"{client_id}#{purpose}#{reference}"
 
 
 def stripe_idempotency_key(entry_id: str) -> str:
@@ -101,6 +117,8 @@ class LedgerEntry(BaseModel):
     failure_message: str | None
     created_at: AwareDatetime
     updated_at: AwareDatetime
+    settles: Money | None = Field(None, description="Of a payment taken at the desk: the part that pays what the "
+                                  "client owed, decided when the entry was written; the rest is store credit")
 
 
 def _to_entry(record: LedgerRecord) -> LedgerEntry:
@@ -120,6 +138,7 @@ def _to_entry(record: LedgerRecord) -> LedgerEntry:
         failure_message=record.failure_message,
         created_at=record.created_at,
         updated_at=record.updated_at,
+        settles=Money(amount=int(record.settles), currency=record.currency) if record.settles is not None else None,
     )
 
 
@@ -143,11 +162,19 @@ class LedgerRepository:
         amount: Money,
         now: datetime,
         attempt: int = 1,
+        entry_id: str | None = None,
+        settles: Money | None = None,
     ) -> LedgerEntry:
-        """Write the pending entry, or return the one already there (whose amount then stands)."""
+        """Write the pending entry, or return the one already there (whose amount then stands).
+
+        ``entry_id`` is for an entry no visit owns (:func:`account_entry_id`); otherwise the id is derived
+        from the appointment, purpose and attempt. ``settles`` (a desk payment's split) is written with the
+        entry in the same conditional put, so the first writer's split stands like its amount."""
         if amount.amount <= 0:
             raise ValueError(f"a ledger amount must be positive (the kind carries the direction), got {amount}")
-        entry_id = ledger_entry_id(appointment_id, purpose, attempt)
+        if settles is not None and (settles.currency != amount.currency or not 0 <= settles.amount <= amount.amount):
+            raise ValueError(f"the part settled ({settles}) must lie between nothing and the amount ({amount})")
+        entry_id = entry_id or ledger_entry_id(appointment_id, purpose, attempt)
         m = self._model
         record = m(
             entry_id,
@@ -162,6 +189,7 @@ class LedgerRepository:
             stripe_idempotency_key=stripe_idempotency_key(entry_id),
             created_at=now,
             updated_at=now,
+            settles=settles.amount if settles is not None else None,
         )
         if put_if(record, m.entry_id.does_not_exist()):
             return _to_entry(record)

@@ -128,6 +128,7 @@ class AppointmentRecord(Model):
     messages = MapAttribute(null=True)
     fees = MapAttribute(null=True)
     outcome = UnicodeAttribute(null=True)
+    card_check = UnicodeAttribute(null=True)  # CardCheck JSON: the card on file, checked before the visit
     last_event_id = UnicodeAttribute(null=True)
     execution_name = UnicodeAttribute(null=True)
     execution_arn = UnicodeAttribute(null=True)
@@ -137,6 +138,8 @@ class AppointmentRecord(Model):
     # A reply to the confirmation request (SMS keyword): the system's own fact, never overwritten by a booking upsert.
     client_confirmed_at = UtcTime(null=True)
     client_confirmed_via = UnicodeAttribute(null=True)
+    # What the lifecycle told the booking site on its own account ("balance_due@booked"): told once per key.
+    told_booking_site = UnicodeSetAttribute(null=True)
     created_at = UtcTime()
     updated_at = UtcTime()
     record_version = VersionAttribute()
@@ -227,6 +230,8 @@ class LedgerRecord(Model):
     stripe_refund_id = UnicodeAttribute(null=True)
     decline_code = UnicodeAttribute(null=True)
     failure_message = UnicodeAttribute(null=True)
+    # A desk payment's part that paid what the client owed (the rest is credit), in the entry's currency.
+    settles = NumberAttribute(null=True)
     created_at = UtcTime()
     updated_at = UtcTime()
 
