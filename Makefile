@@ -19,8 +19,7 @@ $(STAMP): pyproject.toml layers/shared/requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-test: venv
-	$(VENV)/bin/cfn-lint template.yaml
+test: venv lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: venv
@@ -30,8 +29,12 @@ bench: venv
 	$(PY) benchmarks/cold_import.py
 	$(PY) benchmarks/lifecycle_paths.py
 
+# The pure layers are type-checked strictly (services next).
 lint: venv
 	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/ruff check layers functions infra tests tools benchmarks
+	$(VENV)/bin/mypy --strict -p medspa.money -p medspa.policy -p medspa.domain -p medspa.events -p medspa.messages
+	$(PY) tools/apply_retry_policies.py --check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

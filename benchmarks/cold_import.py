@@ -41,7 +41,7 @@ def function_environments() -> dict[Path, dict[str, str]]:
             return value
         if isinstance(value, dict) and value.get("Ref") in defaults:
             return str(defaults[value["Ref"]])
-        if isinstance(value, dict) and str(value.get("Fn::Sub", "")).startswith("https://"):
+        if name.endswith("_URL") or isinstance(value, dict) and str(value.get("Fn::Sub", "")).startswith("https://"):
             return f"https://bench.example.com/{name.lower()}"  # a URL the handler checks at cold start
         return f"arn:aws:bench:us-east-1:123456789012:{name.lower()}"
 

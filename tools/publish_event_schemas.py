@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "shared" / "python"))
 
-from medspa.events.schemas import render
+from medspa.events.schemas import render  # noqa: E402 - after the path it lives on
 
 OUT = ROOT / "docs" / "events"
 

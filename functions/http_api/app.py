@@ -11,18 +11,16 @@ signed token is the authorisation.
 client's confirmation and tells the booking site (medspa.services.confirm_link says why GET never confirms).
 """
 
-import os
 from datetime import UTC, datetime
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from medspa.adapters.booking_site import EventBridgeBookingSite
-from medspa.adapters.store import Store
+from medspa.adapters.factory import adapters_for
+from medspa.adapters.settings import HttpApiSettings
 from medspa.domain.confirm_link import InvalidConfirmLink
 from medspa.domain.consent import InvalidUnsubscribeLink
 from medspa.messages.confirm_page import confirm_refused_page, confirm_visit_page, visit_closed_page, visit_confirmed_page
@@ -33,7 +31,9 @@ from medspa.services.unsubscribe import EmailUnsubscribe
 
 logger = Logger()
 app = APIGatewayHttpResolver()
-store = Store.from_env(os.environ)
+settings = HttpApiSettings()
+adapters = adapters_for(settings)
+store = adapters.store
 # Links come back with the token the page may not repeat anywhere else: no caching, no referrer, no framing.
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -45,13 +45,13 @@ PAGE_HEADERS = {
 
 
 def signing_key() -> bytes:
-    return parameters.get_parameter(os.environ["UNSUBSCRIBE_SIGNING_KEY_PARAMETER"], decrypt=True, max_age=300).encode()
+    return parameters.get_parameter(settings.unsubscribe_signing_key_parameter, decrypt=True, max_age=300).encode()
 
 
 packs = load_packs()
 unsubscribe = EmailUnsubscribe(store.consent, signing_key, None, {p.spa.id: p.spa.name for p in packs.values()})
 confirmation = EmailConfirmation(store, packs, signing_key, None,
-                                 EventBridgeBookingSite(boto3.client("events"), os.environ["BOOKING_EVENTS_BUS"]))
+                                 adapters.booking_site)
 
 
 def _html(status: int, body: str) -> Response:

@@ -7,23 +7,22 @@ that may pass (DynamoDB throttled, SNS refusing the reply) is raised and retried
 message changes nothing and texts nothing twice (see medspa.services.inbound_sms).
 """
 
-import os
 from datetime import UTC, datetime
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from medspa.adapters.booking_site import EventBridgeBookingSite
+from medspa.adapters.factory import adapters_for
 from medspa.adapters.messaging import SnsSmsSender
-from medspa.adapters.store import Store
+from medspa.adapters.settings import InboundSmsSettings
 from medspa.policy.loader import load_packs
 from medspa.services.inbound_sms import InboundSmsService, InvalidInboundSms, parse_inbound_message
 
 logger = Logger()
-service = InboundSmsService(Store.from_env(os.environ), load_packs(), replies=SnsSmsSender(boto3.client("sns")),
-                            booking_site=EventBridgeBookingSite(boto3.client("events"), os.environ["BOOKING_EVENTS_BUS"]))
+adapters = adapters_for(InboundSmsSettings())
+service = InboundSmsService(adapters.store, load_packs(), replies=SnsSmsSender(adapters.client("sns")),
+                            booking_site=adapters.booking_site)
 
 
 def _received_at(timestamp: str | None) -> datetime | None:

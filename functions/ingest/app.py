@@ -11,21 +11,21 @@ dropped, and nothing reaches the DLQ without a reason.
 """
 
 import json
-import os
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from medspa.adapters.booking_site import BookingSiteUnavailable, EventBridgeBookingSite
-from medspa.adapters.executions import ExecutionsUnavailable, LifecycleExecutions
+from medspa.adapters.booking_site import BookingSiteUnavailable
+from medspa.adapters.executions import ExecutionsUnavailable
+from medspa.adapters.factory import adapters_for
 from medspa.adapters.privacy import InvokedPrivacyDesk, PrivacyDeskUnavailable
-from medspa.adapters.store import ConflictingEvent, Store, StoreUnavailable
+from medspa.adapters.settings import IngestSettings
+from medspa.adapters.store import ConflictingEvent, StoreUnavailable
 from medspa.events import InvalidBookingEvent, parse_booking_envelope
 from medspa.events.personal import as_erased
 from medspa.policy.loader import load_packs
@@ -34,18 +34,20 @@ from medspa.services.ingest import ErasedClientRefused, EventRefused, IngestServ
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)
-sqs = boto3.client("sqs")
+settings = IngestSettings()
+adapters = adapters_for(settings)
+sqs = adapters.client("sqs")
 packs = load_packs()
 service = IngestService(
-    Store.from_env(os.environ),
-    LifecycleExecutions(boto3.client("stepfunctions"), os.environ["LIFECYCLE_STATE_MACHINE_ARN"]),
+    adapters.store,
+    adapters.executions,
     packs,
     load_tenants(packs),
-    privacy=InvokedPrivacyDesk(boto3.client("lambda"), os.environ["PRIVACY_FUNCTION_NAME"]),
-    booking_site=EventBridgeBookingSite(boto3.client("events"), os.environ["BOOKING_EVENTS_BUS"]),
+    privacy=InvokedPrivacyDesk(adapters.client("lambda"), settings.privacy_function_name),
+    booking_site=adapters.booking_site,
 )
-QUARANTINE_URL = os.environ["QUARANTINE_QUEUE_URL"]
-MAX_RECEIVES = int(os.environ["INTAKE_MAX_RECEIVE_COUNT"])
+QUARANTINE_URL = settings.quarantine_queue_url
+MAX_RECEIVES = settings.intake_max_receive_count
 RETRIED = (StoreUnavailable, ExecutionsUnavailable, PrivacyDeskUnavailable, BookingSiteUnavailable, NotKnownHere)
 
 

@@ -1,17 +1,14 @@
 """Step Functions task of the AppointmentLifecycle: plan the next step, or take the step that is due."""
 
-import os
 from datetime import UTC, datetime
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from medspa.adapters.booking_site import EventBridgeBookingSite
-from medspa.adapters.executions import LifecycleExecutions
+from medspa.adapters.factory import adapters_for
 from medspa.adapters.messaging import AwsMessenger, SesEmailSender, SnsSmsSender
-from medspa.adapters.store import Store
+from medspa.adapters.settings import LifecycleSettings
 from medspa.messages.templates import load_templates
 from medspa.policy.loader import load_packs
 from medspa.services.confirm_link import EmailConfirmation
@@ -20,30 +17,32 @@ from medspa.services.notifications import NotificationService
 from medspa.services.unsubscribe import EmailUnsubscribe
 
 logger = Logger()
+settings = LifecycleSettings()
+adapters = adapters_for(settings)
 packs = load_packs()
-store = Store.from_env(os.environ)
+store = adapters.store
 
 
 def unsubscribe_signing_key() -> bytes:
     """Fetched when the first email is sent, inside an invocation (and its retry), cached five minutes."""
-    return parameters.get_parameter(os.environ["UNSUBSCRIBE_SIGNING_KEY_PARAMETER"], decrypt=True, max_age=300).encode()
+    return parameters.get_parameter(settings.unsubscribe_signing_key_parameter, decrypt=True, max_age=300).encode()
 
 
 service = LifecycleService(
     store,
     packs,
     NotificationService(
-        AwsMessenger(SnsSmsSender(boto3.client("sns")), SesEmailSender(boto3.client("sesv2"), os.environ["EMAIL_FROM"])),
+        AwsMessenger(SnsSmsSender(adapters.client("sns")), SesEmailSender(adapters.client("sesv2"), settings.email_from)),
         load_templates(),
         packs,
         consent=store.consent,
-        unsubscribe=EmailUnsubscribe(store.consent, unsubscribe_signing_key, os.environ["UNSUBSCRIBE_URL"],
+        unsubscribe=EmailUnsubscribe(store.consent, unsubscribe_signing_key, settings.unsubscribe_url,
                                      {p.spa.id: p.spa.name for p in packs.values()}),
         # The same signing key: the signed text names the link's purpose, so neither link passes for the other.
-        confirm_links=EmailConfirmation(store, packs, unsubscribe_signing_key, os.environ["CONFIRM_URL"]),
+        confirm_links=EmailConfirmation(store, packs, unsubscribe_signing_key, settings.confirm_url),
     ),
-    EventBridgeBookingSite(boto3.client("events"), os.environ["BOOKING_EVENTS_BUS"]),
-    LifecycleExecutions(boto3.client("stepfunctions"), os.environ["LIFECYCLE_STATE_MACHINE_ARN"]),
+    adapters.booking_site,
+    adapters.executions,
 )
 
 

@@ -6,20 +6,19 @@ minutes). The privacy function reads it too, only to delete an erased client's S
 check is here rather than in a function of its own because it needs that same key and nothing else.
 """
 
-import os
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from medspa.adapters.booking_site import EventBridgeBookingSite
 from medspa.adapters.payments import StripePayments
-from medspa.adapters.store import Store
+from medspa.adapters.factory import adapters_for
+from medspa.adapters.settings import SettlementSettings
 from medspa.policy.loader import load_packs
+from medspa.policy.schema import FeeReason
 from medspa.services.card_check import CardChecks
 from medspa.services.fees import FeeSteps
 from medspa.services.lifecycle import LifecycleService
@@ -27,33 +26,60 @@ from medspa.services.settlement import SettlementService
 
 logger = Logger()
 packs = load_packs()
-store = Store.from_env(os.environ)
+settings = SettlementSettings()
+store = adapters_for(settings).store
 _steps: FeeSteps | None = None
 _cards: CardChecks | None = None
 
 
-class FeeRequest(BaseModel):
+class _Request(BaseModel):
+    """A state-machine payload; a missing or malformed field fails the task with a ``ValidationError`` the
+    execution shows, never a default that would charge the wrong fee or attempt."""
+
     model_config = ConfigDict(extra="ignore")
 
-    action: Literal["settle_fee", "retry_fee", "release_fee", "waive_fee", "check_card"]
     appointment_id: str = Field(min_length=1)
-    booking_version: int | None = None
-    revision: int = 0
-    reason: str | None = None
-    attempt: int | None = None
-    purpose: str | None = None
-    admin_id: str | None = None
+
+
+class SettleFee(_Request):
+    action: Literal["settle_fee"]
+    reason: FeeReason
+
+
+class ReleaseFee(_Request):
+    action: Literal["release_fee"]
+    reason: FeeReason
+
+
+class RetryFee(_Request):
+    action: Literal["retry_fee"]
+    reason: FeeReason
+    attempt: int = Field(ge=2, description="Attempt 1 is the settlement itself")
+
+
+class WaiveFee(_Request):
+    action: Literal["waive_fee"]
+    purpose: str = Field(min_length=1)
+    admin_id: str = Field(min_length=1)
+
+
+class CheckCard(_Request):
+    action: Literal["check_card"]
+    booking_version: int = Field(ge=0)
+    revision: int = Field(0, ge=0)
+
+
+FeeRequest: TypeAdapter[SettleFee | ReleaseFee | RetryFee | WaiveFee | CheckCard] = TypeAdapter(
+    Annotated[SettleFee | ReleaseFee | RetryFee | WaiveFee | CheckCard, Field(discriminator="action")])
 
 
 def steps() -> FeeSteps:
     """Built on first use, so the key is fetched inside an invocation (and its retry), not at import."""
     global _steps, _cards
     if _steps is None:
-        api_key = parameters.get_parameter(os.environ["STRIPE_API_KEY_PARAMETER"], decrypt=True, max_age=300)
-        payments = StripePayments.from_settings(api_key, os.environ.get("STRIPE_API_BASE") or None)
-        lifecycle = LifecycleService(store, packs,
-                                     booking_site=EventBridgeBookingSite(boto3.client("events"),
-                                                                         os.environ["BOOKING_EVENTS_BUS"]))
+        api_key = parameters.get_parameter(settings.stripe_api_key_parameter, decrypt=True, max_age=300)
+        payments = StripePayments.from_settings(api_key, settings.stripe_api_base)
+        lifecycle = LifecycleService(store, packs, booking_site=adapters_for(settings).booking_site)
         _steps = FeeSteps(store, SettlementService(store, payments, packs), lifecycle)
         _cards = CardChecks(store, payments, packs, lifecycle)
     return _steps
@@ -67,17 +93,18 @@ def card_checks() -> CardChecks:
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    request = FeeRequest.model_validate(event)
-    logger.append_keys(appointment_id=request.appointment_id, action=request.action, reason=request.reason)
+    request = FeeRequest.validate_python(event)
+    logger.append_keys(appointment_id=request.appointment_id, action=request.action,
+                       reason=getattr(request, "reason", None))
     now = datetime.now(UTC)
-    if request.action == "settle_fee":
-        result = steps().settle(request.appointment_id, request.reason or "", now)
-    elif request.action == "release_fee":
-        result = steps().release(request.appointment_id, request.reason or "", now)
-    elif request.action == "check_card":
-        result = card_checks().check(request.appointment_id, request.booking_version or 0, request.revision, now)
-    elif request.action == "retry_fee":
-        result = steps().retry(request.appointment_id, request.reason or "", request.attempt or 2, now)
+    if isinstance(request, SettleFee):
+        result = steps().settle(request.appointment_id, request.reason, now)
+    elif isinstance(request, ReleaseFee):
+        result = steps().release(request.appointment_id, request.reason, now)
+    elif isinstance(request, RetryFee):
+        result = steps().retry(request.appointment_id, request.reason, request.attempt, now)
+    elif isinstance(request, CheckCard):
+        result = card_checks().check(request.appointment_id, request.booking_version, request.revision, now)
     else:
-        result = steps().waive(request.appointment_id, request.purpose or "", request.admin_id or "", now)
+        result = steps().waive(request.appointment_id, request.purpose, request.admin_id, now)
     return result.model_dump(mode="json")

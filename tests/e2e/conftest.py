@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from localcloud.cloud import LocalCloud
 from localcloud.clock import utc
 from medspa.adapters.store import Store, TableNames
+
+if TYPE_CHECKING:
+    from tests.e2e.booking_site import BookingSite
 
 pytestmark = pytest.mark.e2e
 

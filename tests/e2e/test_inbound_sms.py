@@ -15,7 +15,7 @@ import pytest
 
 from medspa.adapters.store import AppointmentBooking, ClientProfile, Store
 from medspa.domain.appointment import Service
-from medspa.domain.money import Money
+from medspa.money import Money
 
 pytestmark = pytest.mark.e2e
 

@@ -8,6 +8,7 @@ different UTC offsets.
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import timedelta
 
@@ -308,3 +309,18 @@ def test_cancelling_a_visit_the_system_already_auto_cancelled_or_called_a_no_sho
     assert site.ledger("apt-n") == [] and site.store.clients.get("406medicalspa#c-ned").strike_count == 0
     assert site.ledger("apt-o") == [("no_show_fee", "charge", 5000, "succeeded")]
     assert site.store.clients.get("bijoux#c-oz").strike_count == 1
+
+
+@pytest.mark.parametrize(("function", "payload", "field"), [
+    ("SettlementFunction", {"action": "retry_fee", "appointment_id": "bijoux#apt-1", "reason": "no_show"}, "attempt"),
+    ("SettlementFunction", {"action": "settle_fee", "appointment_id": "bijoux#apt-1", "reason": None}, "reason"),
+    ("SettlementFunction", {"action": "refund_everything", "appointment_id": "bijoux#apt-1"}, "action"),
+    ("LifecycleFunction", {"action": "send_message", "appointment_id": "bijoux#apt-1", "booking_version": 1}, "key"),
+])
+def test_a_malformed_task_payload_fails_the_task_naming_the_field_instead_of_taking_a_default(cloud, function,
+                                                                                              payload, field):
+    answer = cloud.client("lambda").invoke(FunctionName=cloud.deployment.physical(function),
+                                           Payload=json.dumps(payload).encode())
+    error = json.loads(answer["Payload"].read())
+    assert answer.get("FunctionError")
+    assert error["errorType"] == "ValidationError" and field in error["errorMessage"]

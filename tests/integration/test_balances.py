@@ -24,7 +24,7 @@ from fakestripe.server import FakeStripe, ManualClock
 from medspa.adapters.payments import StripePayments
 from medspa.adapters.store import EntryKind, Store, account_entry_id
 from medspa.domain.keys import appointment_key, client_key
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.events import DETAIL_MODELS
 from medspa.policy.tenants import load_tenants
 from medspa.services import balances

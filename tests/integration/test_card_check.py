@@ -21,7 +21,7 @@ from fakestripe.server import FakeStripe, ManualClock
 from medspa.adapters.payments import CardStatus, PaymentProviderUnavailable, StripePayments
 from medspa.adapters.store import AppointmentBooking, ClientProfile, Store
 from medspa.domain.appointment import PaymentContext, Service
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.services.card_check import CardChecks
 from medspa.services.lifecycle import LifecycleService, StepRequest
 from tests.support.fakes import BookingSiteInbox

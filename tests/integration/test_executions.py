@@ -13,7 +13,7 @@ from localcloud.clock import utc
 from medspa.adapters.executions import MAX_NAME, LifecycleExecutions, execution_name
 from medspa.adapters.store import AppointmentBooking, Store, TableNames
 from medspa.domain.appointment import Service
-from medspa.domain.money import Money
+from medspa.money import Money
 
 ALLOWED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 

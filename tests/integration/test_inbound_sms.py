@@ -12,7 +12,7 @@ from medspa.adapters.booking_site import BookingSiteUnavailable
 from medspa.adapters.messaging import InMemoryMessenger
 from medspa.adapters.store import AppointmentBooking, AppointmentStatus, Channel, ClientProfile, Store
 from medspa.domain.appointment import Service
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.services.inbound_sms import (
     InboundSms,
     InboundSmsService,

@@ -15,7 +15,7 @@ from medspa.adapters.messaging import (
     SesEmailSender,
     SnsSmsSender,
 )
-from medspa.adapters.store.clients import Channel, Client
+from medspa.domain.client import Channel, Client
 from medspa.adapters.store.consent import InMemoryConsent
 from medspa.messages import AppointmentContext, load_templates
 from medspa.services.notifications import NotificationService

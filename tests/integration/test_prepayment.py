@@ -34,7 +34,7 @@ from medspa.adapters.messaging import InMemoryMessenger
 from medspa.adapters.payments import StripePayments
 from medspa.adapters.store import InMemoryConsent, Store
 from medspa.domain.keys import appointment_key, client_key
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.events import DETAIL_MODELS
 from medspa.messages.templates import load_templates
 from medspa.policy.tenants import load_tenants

@@ -21,8 +21,8 @@ from moto import mock_aws
 from medspa.adapters.executions import StartedExecution, execution_name
 from medspa.adapters.store import ClientErased, MessageLog, Store
 from medspa.adapters.store.audit import PrivacyAudit
-from medspa.adapters.store.ledger import EntryKind, EntryStatus
-from medspa.domain.money import Money
+from medspa.domain.ledger import EntryKind, EntryStatus
+from medspa.money import Money
 from medspa.events import DETAIL_MODELS
 from medspa.events.examples import EXAMPLES
 from medspa.policy.loader import load_packs

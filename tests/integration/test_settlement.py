@@ -46,7 +46,7 @@ from medspa.adapters.store.models import (
     bind,
 )
 from medspa.domain.appointment import PaymentContext, Service
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.services.settlement import SettlementReport, SettlementService
 
 from tests.support.fixtures import REGION, module_store

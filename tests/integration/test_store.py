@@ -33,7 +33,7 @@ from medspa.adapters.store import (
     stripe_idempotency_key,
 )
 from medspa.domain.appointment import PaymentContext, Service
-from medspa.domain.money import Money
+from medspa.money import Money
 from tests.support.tables import load_template, table_resources
 
 T0 = datetime(2025, 3, 3, 14, 0, tzinfo=UTC)

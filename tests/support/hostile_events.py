@@ -24,7 +24,8 @@ from typing import Any
 from hypothesis import strategies as st
 from pydantic_core._pydantic_core import list_all_errors
 
-from medspa.domain import appointment, money
+from medspa import money
+from medspa.domain import appointment
 from medspa.events import (
     DETAIL_TYPES,
     ENVELOPE_MODELS,

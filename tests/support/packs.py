@@ -1,7 +1,7 @@
 """The bundled location packs, loaded once for the engine's tests."""
 
 from medspa.domain.appointment import Appointment, PaymentContext, Service
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.policy.loader import load_packs
 
 PACKS = load_packs()

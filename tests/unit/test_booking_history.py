@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medspa.adapters.store import AppointmentStatus
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.events import BookingNotYetKnown, parse_booking_event
 from medspa.events.examples import EXAMPLES
 from medspa.events.history import fold

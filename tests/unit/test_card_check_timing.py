@@ -12,7 +12,7 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from medspa.domain.engine import card_at_stake, card_check_time
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.policy.schema import CardCheck, Source
 from tests.support.packs import AUSTIN, BIJOUX, GLOW, PACKS, SCOTTSDALE, SPA406, visit
 

@@ -25,7 +25,7 @@ from medspa.domain.engine import (
     strike_consequences,
     strike_for,
 )
-from medspa.domain.money import Money
+from medspa.money import Money
 from tests.support.packs import AUSTIN, BIJOUX, GLOW, PACKS, SCOTTSDALE, SPA406, visit
 
 

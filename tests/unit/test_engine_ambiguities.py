@@ -20,7 +20,7 @@ from medspa.domain.engine import (
     strike_consequences,
     strike_for,
 )
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.domain.wallclock import at_wall_clock
 from tests.support.packs import AUSTIN, BIJOUX, GLOW, SCOTTSDALE, SPA406, visit
 TUE_10 = datetime(2026, 6, 16, 10, 0)

@@ -22,7 +22,7 @@ from medspa.domain.engine import (
     no_show_decision_time,
     reminder_times,
 )
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.domain.wallclock import at_wall_clock, in_quiet_hours, local_date
 from medspa.policy.loader import load_packs
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.events import (
     DETAIL_MODELS,
     DETAIL_TYPES,
@@ -232,7 +232,7 @@ def test_lax_coercions_are_refused(path: str, value: object) -> None:
 
 @pytest.mark.parametrize("path", ["detail", "detail.client", "detail.service", "detail.payment"])
 def test_extra_fields_are_rejected(path: str) -> None:
-    # Money (domain/money.py) is shared with the store and ignores unknown keys; not tested here.
+    # Money (medspa/money.py) is shared with the store and ignores unknown keys; not tested here.
     event = example()
     set_path(event, f"{path}.loyalty_tier", "gold")
     error = rejection(event)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from medspa.adapters.messaging import InMemoryMessenger
-from medspa.adapters.store.clients import Channel, Client
+from medspa.domain.client import Channel, Client
 from medspa.adapters.store.consent import InMemoryConsent
 from medspa.domain.fee_breakdown import FeeBreakdown, PaidFrom
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.messages import (
     BASE_KINDS,
     CHARGED_FEE_KINDS,

@@ -23,7 +23,7 @@ from typing import Any
 import stripe
 from pydantic import BaseModel, ConfigDict
 
-from medspa.domain.money import Money
+from medspa.money import Money
 
 __all__ = [
     "METADATA_KEYS",

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from medspa.domain.money import Money
+from medspa.money import Money
 
 MAX_AMOUNT = 99_999_999
 """Stripe's largest charge is eight digits of minor units ($999,999.99); a price or payment above it

@@ -39,7 +39,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from medspa.domain.appointment import Appointment, PaymentContext, Service
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.domain.wallclock import (
     at_wall_clock,
     end_of_business_day_before,
@@ -190,6 +190,7 @@ def _reminder_candidate(reminder: Reminder, start: datetime, pack: PolicyPack) -
     if reminder.hours_before is not None:
         return start - timedelta(hours=reminder.hours_before)
     day = local_date(start, pack.zone) - timedelta(days=reminder.days_before)
+    assert reminder.at_local_time is not None, "a reminder has hours_before or a local time (the schema checks)"
     return at_wall_clock(day, reminder.at_local_time, pack.zone)
 
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from medspa.domain.money import Money
+from medspa.money import Money
 
 PaidFromSource = Literal["deposit", "prepayment", "course_session", "gift_certificate"]
 PAID_FROM_SOURCES: tuple[PaidFromSource, ...] = ("deposit", "prepayment", "course_session", "gift_certificate")

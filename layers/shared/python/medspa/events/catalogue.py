@@ -38,7 +38,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 from pydantic import (
     AfterValidator,
@@ -53,7 +53,7 @@ from pydantic import (
 )
 
 from medspa.domain.appointment import Amount, Service
-from medspa.domain.money import Money
+from medspa.money import Money
 
 SOURCE_PATTERN = r"^booking-site(\.[a-z0-9][a-z0-9-]{0,62})?$"
 
@@ -264,15 +264,9 @@ class FeeWaived(_BookingSiteDetail):
     reason: FreeText
 
 
-_APPOINTMENT_MODELS = (
-    AppointmentBooked,
-    AppointmentRescheduled,
-    AppointmentCancelled,
-    AppointmentConfirmed,
-    ClientCheckedIn,
-    AppointmentCompleted,
-    AppointmentMarkedNoShow,
-)
+AppointmentEvent = (AppointmentBooked | AppointmentRescheduled | AppointmentCancelled | AppointmentConfirmed
+                    | ClientCheckedIn | AppointmentCompleted | AppointmentMarkedNoShow)
+_APPOINTMENT_MODELS: tuple[type[_AppointmentDetail], ...] = get_args(AppointmentEvent)
 class PrepayRequirementCleared(_BookingSiteDetail):
     """An admin lifted a client's prepay-at-booking requirement (set by the strike policy)."""
 
@@ -326,8 +320,8 @@ class ClientErasureRequested(_PrivacyRequest):
     detail_type: ClassVar[str] = "ClientErasureRequested"
 
 
-_PRIVACY_MODELS = (ClientDataExportRequested, ClientContactCorrected, ClientErasureRequested)
-PrivacyRequest = Union[_PRIVACY_MODELS]  # noqa: UP007
+PrivacyRequest = ClientDataExportRequested | ClientContactCorrected | ClientErasureRequested
+_PRIVACY_MODELS: tuple[type[_PrivacyRequest], ...] = get_args(PrivacyRequest)
 
 PaymentReference = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 
@@ -359,14 +353,12 @@ class OutstandingBalancePaid(_BookingSiteDetail):
     received_by: Id = Field(description="The front-desk staff member's id at the booking site")
 
 
-_MODELS = (*_APPOINTMENT_MODELS, CardUpdated, FeeWaived, PrepayRequirementCleared, OutstandingBalancePaid,
-           *_PRIVACY_MODELS)
+BookingEvent = AppointmentEvent | CardUpdated | FeeWaived | PrepayRequirementCleared | OutstandingBalancePaid | PrivacyRequest
+_MODELS: tuple[type[_BookingSiteDetail], ...] = get_args(BookingEvent)
 
 DETAIL_MODELS: dict[str, type[_BookingSiteDetail]] = {model.detail_type: model for model in _MODELS}
 DETAIL_TYPES: tuple[str, ...] = tuple(DETAIL_MODELS)
 
-BookingEvent = Union[_MODELS]  # noqa: UP007 - a runtime value: one name for the nine details
-AppointmentEvent = Union[_APPOINTMENT_MODELS]  # noqa: UP007
 
 
 # --- the EventBridge envelope --------------------------------------------------------------------
@@ -400,17 +392,15 @@ def _envelope(detail_model: type[_BookingSiteDetail]) -> type[_Envelope]:
         f"{name}Event",
         __base__=_Envelope,
         __doc__=f"A booking-site `{name}` event as EventBridge delivers it.",
-        detail_type=(Literal[name], Field(alias="detail-type")),  # type: ignore[valid-type]
+        detail_type=(Literal[name], Field(alias="detail-type")),
         detail=(detail_model, ...),
     )
 
 
 ENVELOPE_MODELS: dict[str, type[_Envelope]] = {name: _envelope(model) for name, model in DETAIL_MODELS.items()}
 
-BookingEnvelope = Annotated[
-    Union[tuple(ENVELOPE_MODELS.values())],  # type: ignore[valid-type]  # noqa: UP007
-    Field(discriminator="detail_type"),
-]
+# Built from the envelopes at import, so a runtime value rather than a type mypy can read.
+BookingEnvelope: Any = Annotated[Union[tuple(ENVELOPE_MODELS.values())], Field(discriminator="detail_type")]  # noqa: UP007
 
 
 # --- parsing -------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ _ACCOUNT = "123456789012"
 _REGION = "us-east-1"
 
 
-def _event(detail_type: str, event_id: str, time: str, detail: dict[str, Any], source: str = "booking-site") -> dict:
+def _event(detail_type: str, event_id: str, time: str, detail: dict[str, Any],
+           source: str = "booking-site") -> dict[str, Any]:
     return {
         "version": "0",
         "id": event_id,

@@ -40,7 +40,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from medspa.adapters.store.appointments import (
+from medspa.domain.booking import (
     OPEN_STATUSES,
     AppointmentBooking,
     AppointmentStatus,

@@ -7,6 +7,7 @@ again in memory and compares, so the committed documents cannot drift from the m
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from .catalogue import DETAIL_TYPES, ENVELOPE_MODELS
 from .examples import EXAMPLES
@@ -14,7 +15,7 @@ from .examples import EXAMPLES
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def schema_for(detail_type: str) -> dict:
+def schema_for(detail_type: str) -> dict[str, Any]:
     """The JSON Schema of the whole EventBridge event (envelope + detail) for one detail-type."""
     schema = ENVELOPE_MODELS[detail_type].model_json_schema(by_alias=True, mode="validation")
     return {"$schema": SCHEMA_DIALECT, "$id": f"{detail_type}.schema.json", **schema}

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from medspa.domain.fee_breakdown import FeeBreakdown
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.policy.schema import PolicyPack
 
 from .templates import CHARGED_FEE_KINDS, LocationTemplates

@@ -280,8 +280,8 @@ def _merge(location_id: str, default: _Parsed, own: _Parsed | None) -> LocationT
             if setting in template.placeholders():
                 raise TemplateError(f"{template.source}: {template.kind}: uses ${setting} but "
                                     f"{where} sets no settings.{setting}")
-        for key, template in footer.items():
-            if setting in template.get_identifiers():
+        for key, footer_template in footer.items():
+            if setting in footer_template.get_identifiers():
                 raise TemplateError(f"{where}: footer.{key}: uses ${setting} but sets no settings.{setting}")
     sources = (default.name,) if own is None else (own.name, default.name)
     return LocationTemplates(location_id, settings, footer["sms"], footer["email"], templates, sources)

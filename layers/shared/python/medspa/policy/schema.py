@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from medspa.domain.money import Currency, Money
+from medspa.money import Currency, Money
 from medspa.policy.keywords import BASE_KEYWORDS, KeywordGroup, keyword_form
 from medspa.policy.special_days import (
     NamedDay,
@@ -129,7 +129,7 @@ class SpecialDays(_Strict):
             check_place(self.country, self.state)
         if self.only and not self.holidays:
             raise ValueError("only narrows holidays: set holidays = true")
-        unknown = sorted(set(self.only) - holiday_names(self.country, self.state)) if self.only else []
+        unknown = sorted(set(self.only) - holiday_names(self.country, self.state)) if self.only and self.country else []
         if unknown:
             raise ValueError(f"only: {unknown} are not holidays of {self.country}"
                              f"{'-' + self.state if self.state else ''} in the holidays library")
@@ -314,7 +314,8 @@ class DayOverride(Rule):
     def covers(self, day: date) -> bool:
         if self.calendar is not None:
             return self.calendar.includes(day)
-        return self.first <= day <= self.last_day
+        first, last = self.first, self.last_day
+        return first is not None and last is not None and first <= day <= last
 
 
 class PartySizeOverride(Rule):
@@ -332,7 +333,7 @@ class Cancellation(Rule):
         """Indices of the dated overrides when every one of them ended before ``today``: a pack
         whose special days are all behind it enforces nothing special any more, and says nothing."""
         dated = [(i, o.last_day) for i, o in enumerate(self.overrides) if o.calendar is None]
-        if not dated or any(last >= today for _, last in dated):
+        if not dated or any(last is None or last >= today for _, last in dated):
             return []
         return [i for i, _ in dated]
 
@@ -355,7 +356,7 @@ class FeeBand(Rule):
     def _one_charge(self) -> FeeBand:
         if (self.amount is None) == (not self.full_service_price):
             raise ValueError("set exactly one of amount and full_service_price = true")
-        if None not in (self.min_minutes, self.max_minutes) and self.min_minutes > self.max_minutes:
+        if self.min_minutes is not None and self.max_minutes is not None and self.min_minutes > self.max_minutes:
             raise ValueError("min_minutes exceeds max_minutes")
         return self
 

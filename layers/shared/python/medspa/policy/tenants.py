@@ -48,7 +48,7 @@ def load_tenants(packs: Mapping[str, PolicyPack], directory: str | Path | None =
     for path in sorted(Path(directory or SPAS_DIR).glob("*.toml")):
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-            tenant = Tenant.model_validate({**data, "locations": frozenset(by_spa.get(data.get("spa_id"), ()))})
+            tenant = Tenant.model_validate({**data, "locations": frozenset(by_spa.get(str(data.get("spa_id")), ()))})
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
             raise PolicyPackError(f"{path.name}: {err}") from err
         except ValidationError as err:

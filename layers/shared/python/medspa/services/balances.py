@@ -62,7 +62,7 @@ from medspa.adapters.store import (
     ledger_entry_id,
 )
 from medspa.domain.keys import split_key
-from medspa.domain.money import Money
+from medspa.money import Money
 
 Trigger = Literal["booked", "checked_in"]
 DUE = "at_next_visit"

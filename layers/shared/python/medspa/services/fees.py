@@ -18,7 +18,7 @@ from datetime import datetime
 
 from medspa.adapters.store import Appointment, AppointmentNotFound, EntryStatus, FeeState, Store, ledger_entry_id
 from medspa.domain.fee_breakdown import PAID_FROM_SOURCES, FeeBreakdown, PaidFrom
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.services.lifecycle import LifecycleService, StepResult, message_key
 from medspa.services.settlement import SettlementReport, SettlementService, card_purpose
 

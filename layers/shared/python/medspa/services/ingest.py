@@ -66,7 +66,7 @@ from medspa.events import (
     PrivacyRequest,
 )
 from medspa.domain.keys import appointment_key, belongs_to, client_key, split_key
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.events.history import fold
 from medspa.events.personal import as_kept
 from medspa.policy.loader import PolicyPacks

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from medspa.adapters.booking_site import BookingSiteEvents
 from medspa.adapters.executions import LifecycleExecutions, run_name
@@ -51,7 +51,7 @@ from medspa.adapters.store import (
 )
 from medspa.domain import engine
 from medspa.domain.fee_breakdown import FeeBreakdown
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.messages.render import AppointmentContext
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
@@ -79,6 +79,16 @@ class StepRequest(BaseModel):
     attempt: int | None = None
     continuation: int = Field(0, ge=0)
     execution_started_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _names_what_the_step_needs(self) -> StepRequest:
+        """A step without the key or reason it acts on fails where the execution shows it, rather than
+        acting on an empty default."""
+        needed = {"send_message": "key", "tell_balance_due": "key", "tell_requirements_unmet": "key",
+                  "count_strike": "reason"}.get(self.action)
+        if needed is not None and not getattr(self, needed):
+            raise ValueError(f"{needed}: required for {self.action}")
+        return self
 
 
 class NextAction(BaseModel):
@@ -306,13 +316,13 @@ class LifecycleService:
         if stored is None:
             return StepResult(done="superseded: a newer booking revision has its own execution")
         if request.action == "send_message":
-            return self._send_message(stored, request.key or "", now)
+            return self._send_message(stored, str(request.key), now)
         if request.action == "auto_cancel":
             return self._auto_cancel(stored, now)
         if request.action == "decide_attendance":
             return self._decide_attendance(stored, now)
         if request.action == "count_strike":
-            return self._count_strike(stored, request.reason or "", now)
+            return self._count_strike(stored, str(request.reason), now)
         if request.action == "credit_prepayment":
             return self._credit_prepayment(stored, now)
         if request.action == "note_late_arrival":
@@ -320,9 +330,9 @@ class LifecycleService:
         if request.action == "skip_card_check":
             return self._skip_card_check(stored, request.reason, now)
         if request.action == "tell_requirements_unmet":
-            return self._tell_requirements_unmet(stored, request.key or "", now)
+            return self._tell_requirements_unmet(stored, str(request.key), now)
         if request.action == "tell_balance_due":
-            return self._tell_balance_due(stored, request.key or "", now)
+            return self._tell_balance_due(stored, str(request.key), now)
         if request.action == "continue_as_new":
             return self._continue(stored, request.continuation + 1, now)
         raise ValueError(f"{request.action} is not a lifecycle step (the settlement function takes fees and "

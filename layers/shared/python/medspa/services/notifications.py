@@ -43,7 +43,7 @@ from typing import Literal, Protocol
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from medspa.adapters.messaging import Messenger
-from medspa.adapters.store.clients import Channel, Client
+from medspa.domain.client import Channel, Client
 from medspa.adapters.store.consent import ConsentBook
 from medspa.domain.wallclock import end_of_quiet_hours, in_quiet_hours
 from medspa.messages.render import AppointmentContext, render_email, render_sms

@@ -57,7 +57,7 @@ from medspa.adapters.store import (
 )
 from medspa.domain import engine
 from medspa.domain.keys import spa_of
-from medspa.domain.money import Money
+from medspa.money import Money
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import FeeReason, PolicyPack, SettlementSource
 from medspa.services import prepayment

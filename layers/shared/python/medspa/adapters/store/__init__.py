@@ -14,22 +14,27 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medspa.domain.keys import client_key
 
-from .appointments import (
+from medspa.domain.booking import (
+    OPEN_STATUSES,
     Appointment,
+    AppointmentBooking,
+    AppointmentStatus,
     BookingFacts,
     CardCheck,
     FeeState,
+    LateArrival,
     LifecycleOutcome,
     MessageLog,
     MessageResult,
-    OPEN_STATUSES,
     Violation,
-    AppointmentBooking,
-    AppointmentRepository,
-    AppointmentStatus,
-    UpsertResult,
 )
-from .clients import Channel, Client, ClientProfile, ClientRepository, Strike
+
+from .appointments import AppointmentRepository, UpsertResult
+from medspa.domain.client import Channel, Client, ClientProfile, Strike
+from medspa.domain.ledger import (EntryKind, EntryStatus, LedgerEntry, Purpose, account_entry_id, ledger_entry_id,
+                                  stripe_idempotency_key)
+
+from .clients import ClientRepository
 from .errors import (
     AppointmentNotFound,
     ClientErased,
@@ -45,8 +50,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .consent import Consent, ConsentBook, ConsentRepository, InMemoryConsent
-from .ledger import (EntryKind, EntryStatus, LedgerEntry, LedgerRepository, Purpose, account_entry_id, ledger_entry_id,
-                     stripe_idempotency_key)
+from .ledger import LedgerRepository
 from .models import AppointmentRecord, ClientRecord, ConsentItem, LedgerRecord, bind
 
 
@@ -89,7 +93,8 @@ class Store:
 
 
 __all__ = [
-    "Appointment", "AppointmentBooking", "BookingFacts", "CardCheck", "FeeState", "LifecycleOutcome", "MessageLog",
+    "Appointment", "AppointmentBooking", "BookingFacts", "CardCheck", "FeeState", "LateArrival", "LifecycleOutcome",
+    "MessageLog",
     "MessageResult", "OPEN_STATUSES", "Violation", "AppointmentNotFound", "AppointmentRepository", "AppointmentStatus",
     "Channel", "Client", "ClientErased", "ClientNotFound", "Consent", "ConsentBook", "ConsentRepository", "InMemoryConsent", "ClientProfile", "ClientRepository", "ConcurrentUpdate", "ConflictingEvent", "EntryKind",
     "EntryStatus", "InsufficientBalance", "LedgerConflict", "LedgerEntry", "LedgerEntryNotFound",

@@ -10,230 +10,25 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from enum import StrEnum
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
-
-from medspa.domain.appointment import Appointment as PolicyAppointment
 from medspa.domain.appointment import PaymentContext, Service
-from medspa.domain.fee_breakdown import FeeBreakdown
-from medspa.domain.keys import belongs_to, split_key
-from medspa.domain.money import Money
+from medspa.domain.booking import (
+    Appointment,
+    AppointmentBooking,
+    AppointmentStatus,
+    BookingFacts,
+    CardCheck,
+    FeeState,
+    LifecycleOutcome,
+    MessageLog,
+    MessageResult,
+)
+from medspa.money import Money
 
 from .errors import AppointmentNotFound, ConcurrentUpdate, ConflictingEvent, StaleVersion, transient_errors_named
 from .models import AppointmentRecord, PaymentMap, ServiceMap, update_if
-
-
-class AppointmentStatus(StrEnum):
-    BOOKED = "booked"
-    CONFIRMED = "confirmed"
-    CHECKED_IN = "checked_in"
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-    NO_SHOW = "no_show"
-    AUTO_CANCELLED = "auto_cancelled"
-
-
-OPEN_STATUSES = frozenset({AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED})
-"""A visit still ahead: reminders, confirmation and the attendance decision apply; a cancel can be late."""
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Violation(_Frozen):
-    """A late cancel or late reschedule, decided from the booking-site event when it was folded in."""
-
-    reason: Literal["late_cancel", "late_reschedule"]
-    booking_version: int
-    decided_at: AwareDatetime
-    fee_waived: bool = False
-    notice_minutes: int = Field(description="Notice the client gave; negative for an arrival after the start")
-    cause: Literal["notice", "late_arrival"] = Field(
-        "notice", description="A change made too late, or an arrival too late for the visit to go ahead")
-    fee_due_at: AwareDatetime | None = Field(
-        None, description="Not charged before this instant: the end of the visit's local day when rebooking "
-                          "that day would waive the fee")
-    prepayment: Money | None = Field(None, description="The visit's prepayment this violation forfeits: the visit "
-                                     "holds it no longer, so no later violation can (medspa.services.prepayment)")
-
-
-class LateArrival(_Frozen):
-    """How late the client checked in and what the pack makes of it (``engine.late_arrival_outcome``)."""
-
-    status: Literal["shortened", "must_reschedule"]
-    minutes_late: int
-    hands_on_minutes: int
-    treatment_ends_at: AwareDatetime
-
-
-class BookingFacts(_Frozen):
-    """What the booking site's events established besides the booking itself."""
-
-    confirmed_at: AwareDatetime | None = None
-    arrived_at: AwareDatetime | None = None
-    late_arrival: LateArrival | None = None
-    cancelled_at: AwareDatetime | None = None
-    cancelled_by: Literal["client", "spa"] | None = None
-    no_show_marked_by: str | None = None
-    violations: tuple[Violation, ...] = ()
-    prepaid_credit: Money | None = Field(None, description="A prepayment owed back as store credit")
-
-
-class MessageResult(_Frozen):
-    channel: str
-    status: str
-    message_id: str | None = None
-    error: str | None = None
-
-
-class MessageLog(_Frozen):
-    """One client notification the lifecycle owes or sent, keyed so a retry never sends it twice."""
-
-    key: str
-    kind: str
-    due_at: AwareDatetime
-    status: Literal["due", "sending", "sent", "skipped", "failed"]
-    sent_at: AwareDatetime | None = None
-    fee: Money | None = None
-    fee_breakdown: FeeBreakdown | None = Field(None, description="A fee notice's whole fee and where each part came from")
-    results: tuple[MessageResult, ...] = ()
-
-
-class FeeState(_Frozen):
-    """Where one fee of this visit stands; the ledger holds the money, this holds the schedule."""
-
-    reason: str
-    outcome: Literal["no_fee", "settled", "outstanding", "waived"]
-    fee: Money | None = None
-    attempt: int = 1
-    next_retry_at: AwareDatetime | None = None
-    retry_at: tuple[AwareDatetime, ...] = Field((), description="The policy's dunning times after the first decline")
-    updated_at: AwareDatetime
-
-
-class LifecycleOutcome(_Frozen):
-    """A status the lifecycle itself decided (auto-cancel, no-show) for one revision of the booking."""
-
-    status: Literal["auto_cancelled", "no_show", "attended"]
-    revision: int
-    at: AwareDatetime
-
-
-CardCheckOutcome = Literal["usable", "expired", "detached", "missing", "verification_failed", "not_checked"]
-
-
-class CardCheck(_Frozen):
-    """The card on file as found before one visit time (``medspa.services.card_check``); a reschedule to
-    another time earns a new check, a check for this time is never repeated."""
-
-    starts_at: AwareDatetime = Field(description="The visit time the card was checked for")
-    outcome: CardCheckOutcome
-    checked_at: AwareDatetime
-    code: str | None = Field(None, description="Stripe's error or decline code, or why no check was made")
-
-
-class _DomainView:
-    appointment_id: str
-    client_id: str
-    location_id: str
-    policy_version: str
-    service: Service
-    starts_at: datetime
-    party_size: int
-    payment: PaymentContext
-
-    @property
-    def spa_id(self) -> str:
-        return split_key(self.appointment_id)[0]
-
-    @property
-    def booking_site_ids(self) -> dict[str, str]:
-        """How the spa's booking site names this visit and its client (keys here carry the spa)."""
-        spa_id, appointment = split_key(self.appointment_id)
-        return {"spa_id": spa_id, "appointment_id": appointment, "client_id": split_key(self.client_id)[1]}
-
-    def to_domain(self) -> PolicyAppointment:
-        """The facts the policy engine decides on, without what only the store and the lifecycle track."""
-        return PolicyAppointment(
-            id=self.appointment_id, client_id=self.client_id, location_id=self.location_id,
-            policy_version=self.policy_version, service=self.service, starts_at=self.starts_at,
-            party_size=self.party_size, payment=self.payment,
-        )
-
-
-class AppointmentBooking(_DomainView, _Frozen):
-    """One versioned snapshot of a booking as the booking site sent it."""
-
-    appointment_id: str = Field(min_length=1)
-    client_id: str = Field(min_length=1)
-    location_id: str = Field(min_length=1)
-    policy_version: str = Field(min_length=1, description="The policy the client accepted when booking.")
-    service: Service = Field(description="Its name lives only here: nothing about treatments is sent to Stripe.")
-    starts_at: AwareDatetime
-    party_size: PositiveInt = 1
-    status: AppointmentStatus = AppointmentStatus.BOOKED
-    booking_version: NonNegativeInt
-    event_id: str = Field(min_length=1)
-    payment: PaymentContext = PaymentContext()
-    revision: NonNegativeInt = Field(0, description="Events folded into this snapshot; 0 = not from a history")
-    facts: BookingFacts = BookingFacts()
-
-    @model_validator(mode="after")
-    def _one_spa(self) -> AppointmentBooking:
-        spa_id, _ = split_key(self.appointment_id)
-        if not belongs_to(self.client_id, spa_id):
-            raise ValueError("appointment_id and client_id must be namespaced by the same spa ('<spa_id>#<id>')")
-        return self
-
-
-class Appointment(_DomainView, _Frozen):
-    appointment_id: str
-    client_id: str
-    location_id: str
-    policy_version: str
-    service: Service = Field(description="Its name lives only here: nothing about treatments is sent to Stripe.")
-    starts_at: AwareDatetime
-    party_size: int
-    status: AppointmentStatus
-    booking_version: int
-    last_event_id: str | None
-    payment: PaymentContext
-    execution_name: str | None
-    execution_arn: str | None
-    confirmed_at: AwareDatetime | None
-    checked_in_at: AwareDatetime | None
-    client_confirmed_at: AwareDatetime | None = None
-    client_confirmed_via: str | None = None
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
-    record_version: int = Field(description="Pass back as expected_version to write on top of what you read.")
-    revision: int = 0
-    version_revision: int = Field(0, description="The revision at which this booking_version was first stored")
-    version_stored_at: AwareDatetime | None = None
-    booking_status: AppointmentStatus | None = Field(None, description="The status the booking site's events give")
-    facts: BookingFacts = BookingFacts()
-    messages: tuple[MessageLog, ...] = ()
-    fees: dict[str, FeeState] = {}
-    outcome: LifecycleOutcome | None = None
-    card_check: CardCheck | None = None
-    told_booking_site: frozenset[str] = Field(frozenset(), description="Keys of what the lifecycle told the "
-                                              "booking site on its own account (``balance_due@booked``)")
-
-    @property
-    def confirmed(self) -> bool:
-        return self.facts.confirmed_at is not None or self.client_confirmed_at is not None
-
-    def message(self, key: str) -> MessageLog | None:
-        return next((m for m in self.messages if m.key == key), None)
-
-    @property
-    def card_checked(self) -> bool:
-        """The card on file was checked (or given up on) for the visit's current time."""
-        return self.card_check is not None and self.card_check.starts_at == self.starts_at
 
 
 class UpsertResult(NamedTuple):

@@ -1,0 +1,55 @@
+"""The one place a function gets its adapters: built from its settings on first use, kept for the container.
+
+A Lambda container serves many invocations, so a boto3 client or a bound table is made once; made on first
+use, a function pays at cold start only for the adapters it touches. ``adapters_for`` is cached on the
+(frozen) settings, so every module of a function shares one set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache, cached_property
+from typing import Any
+
+import boto3
+
+from medspa.adapters.booking_site import EventBridgeBookingSite
+from medspa.adapters.executions import LifecycleExecutions
+from medspa.adapters.settings import FunctionSettings
+from medspa.adapters.store import Store
+
+
+class Adapters:
+    def __init__(self, settings: FunctionSettings, client: Callable[[str], Any] = boto3.client) -> None:
+        self.settings = settings
+        self._client = client
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self._client(service)
+        return self._clients[service]
+
+    @cached_property
+    def store(self) -> Store:
+        s = self.settings
+        return Store(s.tables(), s.aws_region, s.aws_endpoint_url_dynamodb)
+
+    @cached_property
+    def booking_site(self) -> EventBridgeBookingSite:
+        return EventBridgeBookingSite(self.client("events"), self._setting("booking_events_bus"))
+
+    @cached_property
+    def executions(self) -> LifecycleExecutions:
+        return LifecycleExecutions(self.client("stepfunctions"), self._setting("lifecycle_state_machine_arn"))
+
+    def _setting(self, name: str) -> str:
+        value = getattr(self.settings, name, None)
+        if not value:
+            raise AttributeError(f"{type(self.settings).__name__} has no {name}: this function was not given it")
+        return str(value)
+
+
+@cache
+def adapters_for(settings: FunctionSettings) -> Adapters:
+    return Adapters(settings)

@@ -1,0 +1,67 @@
+"""Each function's configuration, read once from its environment (``template.yaml`` sets it).
+
+A variable missing or malformed fails the cold start with its name (``email_from: Field required``), before
+any event is taken, instead of a ``KeyError`` at the first reminder due at 08:00. Names are the variables'
+own, lower-cased; empty values count as unset, so an optional one the template leaves blank is ``None``.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from medspa.adapters.store import TableNames
+
+_Name = Field(min_length=1)
+
+
+class FunctionSettings(BaseSettings):
+    """What every function reads: its Region and the shared tables."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
+
+    aws_region: str = Field(min_length=1, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    aws_endpoint_url_dynamodb: str | None = None
+    clients_table: str = Field(min_length=3)
+    appointments_table: str = Field(min_length=3)
+    ledger_table: str = Field(min_length=3)
+    consent_table: str = Field(min_length=3)
+    idempotency_table: str = Field(min_length=3)
+
+    def tables(self) -> TableNames:
+        return TableNames(clients=self.clients_table, appointments=self.appointments_table, ledger=self.ledger_table,
+                          consent=self.consent_table, idempotency=self.idempotency_table)
+
+
+class BookingSiteSettings(FunctionSettings):
+    """A function that tells the booking site something on the bus."""
+
+    booking_events_bus: str = _Name
+
+
+class LifecycleSettings(BookingSiteSettings):
+    lifecycle_state_machine_arn: str = Field(pattern=r"^arn:")
+    email_from: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    unsubscribe_url: str = Field(pattern=r"^https://")
+    confirm_url: str = Field(pattern=r"^https://")
+    unsubscribe_signing_key_parameter: str = _Name
+
+
+class IngestSettings(BookingSiteSettings):
+    lifecycle_state_machine_arn: str = Field(pattern=r"^arn:")
+    quarantine_queue_url: str = Field(pattern=r"^https?://")
+    intake_max_receive_count: PositiveInt
+    privacy_function_name: str = _Name
+
+
+class SettlementSettings(BookingSiteSettings):
+    stripe_api_key_parameter: str = _Name
+    stripe_api_base: str | None = Field(None, description="A Stripe-compatible base URL; unset in production")
+
+
+class InboundSmsSettings(BookingSiteSettings):
+    pass
+
+
+class HttpApiSettings(BookingSiteSettings):
+    unsubscribe_signing_key_parameter: str = _Name
