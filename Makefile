@@ -33,7 +33,7 @@ bench: venv
 lint: venv
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/ruff check layers functions infra tests tools benchmarks
-	$(VENV)/bin/mypy --strict -p medspa.money -p medspa.policy -p medspa.domain -p medspa.events -p medspa.messages
+	$(VENV)/bin/mypy --strict -p medspa.money -p medspa.policy -p medspa.domain -p medspa.events -p medspa.messages -p medspa.ports
 	$(PY) tools/apply_retry_policies.py --check
 
 clean:

@@ -32,7 +32,8 @@ from medspa.services.fees import FeeSteps
 from medspa.services.ingest import EventRefused, IngestOutcome, IngestService, NotKnownHere
 from medspa.services.lifecycle import LifecycleService, StepRequest
 from medspa.services.settlement import SettlementService
-from tests.support.fakes import BookingSiteInbox, NoStepFunctions
+from medspa.adapters.booking_site import InMemoryBookingSite
+from medspa.adapters.executions import InMemoryExecutions
 from tests.support.fixtures import module_store
 from tests.support.packs import PACKS
 
@@ -50,11 +51,11 @@ class Spa:
 
     def __init__(self, store: Store, stripe_client: stripe.StripeClient, fake: FakeStripe) -> None:
         self.store, self.stripe, self.fake = store, stripe_client, fake
-        self.inbox = BookingSiteInbox()
+        self.inbox = InMemoryBookingSite()
         self.lifecycle = LifecycleService(store, PACKS, booking_site=self.inbox)
         self.settlement = SettlementService(store, StripePayments(stripe_client), PACKS)
         self.fees = FeeSteps(store, self.settlement, self.lifecycle)
-        self.intake = IngestService(store, NoStepFunctions(), PACKS, load_tenants(PACKS),  # type: ignore[arg-type]
+        self.intake = IngestService(store, InMemoryExecutions(), PACKS, load_tenants(PACKS),  # type: ignore[arg-type]
                                     booking_site=self.inbox)
         self.now = datetime(2026, 3, 2, 2, tzinfo=UTC)
         self.versions: dict[str, int] = {}

@@ -24,7 +24,7 @@ from medspa.domain.appointment import PaymentContext, Service
 from medspa.money import Money
 from medspa.services.card_check import CardChecks
 from medspa.services.lifecycle import LifecycleService, StepRequest
-from tests.support.fakes import BookingSiteInbox
+from medspa.adapters.booking_site import InMemoryBookingSite
 from tests.support.fixtures import module_store
 from tests.support.packs import PACKS
 
@@ -47,7 +47,7 @@ class Spa:
     def __init__(self, store: Store, client: stripe.StripeClient, fake: FakeStripe, clock: ManualClock) -> None:
         self.store, self.stripe, self.fake, self.clock = store, client, fake, clock
         self.payments = StripePayments(client)
-        self.inbox = BookingSiteInbox()
+        self.inbox = InMemoryBookingSite()
         self.lifecycle = LifecycleService(store, PACKS, booking_site=self.inbox)
         self.checks = CardChecks(store, self.payments, PACKS, self.lifecycle)
 

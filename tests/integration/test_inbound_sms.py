@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from medspa.adapters.booking_site import BookingSiteUnavailable
+from medspa.adapters.booking_site import BookingSiteUnavailable, InMemoryBookingSite
 from medspa.adapters.messaging import InMemoryMessenger
 from medspa.adapters.store import AppointmentBooking, AppointmentStatus, Channel, ClientProfile, Store
 from medspa.domain.appointment import Service
@@ -225,27 +225,13 @@ def test_a_visit_the_spa_already_confirmed_is_left_alone(store: Store, service: 
     assert store.appointments.get("bijoux#a-1").client_confirmed_at is None
 
 
-class BookingSiteInbox:
-    """What the booking site is told; ``fail_next`` PutEvents calls are refused, as EventBridge may."""
-
-    def __init__(self, fail_next: int = 0) -> None:
-        self.events: list[tuple[str, str, dict]] = []
-        self.fail_next = fail_next
-
-    def publish(self, detail_type: str, event_id: str, detail: dict) -> None:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise BookingSiteUnavailable(f"{detail_type} {event_id}: InternalFailure")
-        self.events.append((detail_type, event_id, detail))
-
-
 def test_a_confirmation_by_sms_is_sent_to_the_booking_site(store: Store, texts: InMemoryMessenger) -> None:
-    inbox = BookingSiteInbox()
+    inbox = InMemoryBookingSite()
     service = InboundSmsService(store, PACKS, replies=texts, booking_site=inbox)
     add_client(store, "406medicalspa#c-4")
     book(store, "soon", "406medicalspa#c-4", "406medicalspa", timedelta(hours=20))
     service.handle(sms("Yes"), NOW)
-    [(kind, event_id, detail)] = inbox.events
+    [(kind, event_id, detail)] = inbox.received
     assert kind == "AppointmentConfirmedByClient"
     assert event_id == "406medicalspa#soon:confirmed-by-client:20260309T160000Z"
     assert detail == {"spa_id": "406medicalspa", "appointment_id": "soon", "client_id": "c-4", "booking_version": 1,
@@ -254,7 +240,7 @@ def test_a_confirmation_by_sms_is_sent_to_the_booking_site(store: Store, texts: 
 
 def test_a_confirmation_whose_event_failed_is_sent_when_the_message_is_redelivered(
         store: Store, texts: InMemoryMessenger) -> None:
-    inbox = BookingSiteInbox(fail_next=1)
+    inbox = InMemoryBookingSite(fail_next=1)
     service = InboundSmsService(store, PACKS, replies=texts, booking_site=inbox)
     add_client(store, "406medicalspa#c-4")
     book(store, "soon", "406medicalspa#c-4", "406medicalspa", timedelta(hours=20))
@@ -263,16 +249,16 @@ def test_a_confirmation_whose_event_failed_is_sent_when_the_message_is_redeliver
     assert store.appointments.get("406medicalspa#soon").client_confirmed_at == NOW  # recorded before telling
     redelivered = service.handle(sms("Yes", message_id="in-once"), NOW + timedelta(seconds=30))
     assert redelivered.action == "already_confirmed"
-    [(_, event_id, detail)] = inbox.events
+    [(_, event_id, detail)] = inbox.received
     assert event_id.endswith(":20260309T160000Z") and detail["confirmed_at"] == NOW.isoformat()
 
 
 def test_a_visit_the_booking_site_confirmed_is_not_announced_back(store: Store, texts: InMemoryMessenger) -> None:
-    inbox = BookingSiteInbox()
+    inbox = InMemoryBookingSite()
     add_client(store, "bijoux#c-1")
     book(store, "a-1", "bijoux#c-1", "bijoux", timedelta(days=1), AppointmentStatus.CONFIRMED)
     InboundSmsService(store, PACKS, replies=texts, booking_site=inbox).handle(sms("yes"), NOW)
-    assert inbox.events == []
+    assert inbox.received == []
 
 
 def test_confirm_picks_the_soonest_visit_across_spas(store: Store, service: InboundSmsService) -> None:

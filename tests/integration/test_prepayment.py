@@ -45,7 +45,8 @@ from medspa.services.lifecycle import LifecycleService, StepRequest
 from medspa.services.notifications import NotificationService
 from medspa.services.settlement import SettlementService
 from medspa.services.unsubscribe import EmailUnsubscribe
-from tests.support.fakes import BookingSiteInbox, NoStepFunctions
+from medspa.adapters.booking_site import InMemoryBookingSite
+from medspa.adapters.executions import InMemoryExecutions
 from tests.support.fixtures import module_store
 from tests.support.packs import PACKS
 
@@ -59,7 +60,7 @@ class Desk:
 
     def __init__(self, store: Store, stripe_client: stripe.StripeClient, clock: ManualClock) -> None:
         self.store, self.stripe, self.clock = store, stripe_client, clock
-        self.messenger, self.inbox, consent = InMemoryMessenger(), BookingSiteInbox(), InMemoryConsent()
+        self.messenger, self.inbox, consent = InMemoryMessenger(), InMemoryBookingSite(), InMemoryConsent()
         links = EmailUnsubscribe(consent, lambda: b"k" * 32, "https://api.example.com/unsubscribe",
                                  {p.spa.id: p.spa.name for p in PACKS.values()})
         notifications = NotificationService(self.messenger, load_templates(), PACKS, consent=consent,
@@ -67,7 +68,7 @@ class Desk:
         self.lifecycle = LifecycleService(store, PACKS, notifications, self.inbox)
         self.fees = FeeSteps(store, SettlementService(store, StripePayments(stripe_client), PACKS), self.lifecycle)
         self.cards = CardChecks(store, StripePayments(stripe_client), PACKS, self.lifecycle)
-        self.intake = IngestService(store, NoStepFunctions(), PACKS, load_tenants(PACKS))  # type: ignore[arg-type]
+        self.intake = IngestService(store, InMemoryExecutions(), PACKS, load_tenants(PACKS))  # type: ignore[arg-type]
         self.now = datetime(2026, 1, 1).astimezone()
 
     def send(self, detail_type: str, at: datetime, **detail: Any) -> None:

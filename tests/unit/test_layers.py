@@ -1,7 +1,7 @@
 """The shared package's layers only point down (``../shared/DESIGN.md``), and the pure ones touch no cloud.
 
-money -> policy -> domain -> events, messages -> adapters -> services. A module may import its own layer and the
-layers below it, never one above: a state type the fold needs lives in ``domain``, not in the store, and the pack
+money -> policy -> domain -> events, messages -> ports -> adapters -> services. A module may import its own layer
+and the layers below it, never one above: a state type the fold needs lives in ``domain``, not in the store, and the pack
 schema's money comes from ``medspa.money``, not from ``domain``. The pure layers read no environment and import
 no AWS or Stripe SDK, so they run the same in a Lambda, a test and a backtest.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "shared" / "python" / "medspa"
-RANK = {"money": 0, "policy": 1, "domain": 2, "events": 3, "messages": 3, "adapters": 5, "services": 6}
-PURE = {"money", "policy", "domain", "events", "messages"}
+RANK = {"money": 0, "policy": 1, "domain": 2, "events": 3, "messages": 3, "ports": 4, "adapters": 5, "services": 6}
+PURE = {"money", "policy", "domain", "events", "messages", "ports"}
 CLOUD_SDKS = {"boto3", "botocore", "pynamodb", "stripe", "requests", "aws_lambda_powertools"}
 
 

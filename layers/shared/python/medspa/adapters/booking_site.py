@@ -9,13 +9,13 @@ what it reports, so a Step Functions retry that publishes twice gives the bookin
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
+
+from medspa.ports.booking_site import BookingSiteEvents, BookingSiteUnavailable
 
 SOURCE = "medspa.lifecycle"
-
-
-class BookingSiteEvents(Protocol):
-    def publish(self, detail_type: str, event_id: str, detail: dict[str, Any]) -> None: ...
+__all__ = ["SOURCE", "BookingSiteEvents", "BookingSiteUnavailable", "EventBridgeBookingSite", "InMemoryBookingSite"]
 
 
 class EventBridgeBookingSite:
@@ -31,5 +31,19 @@ class EventBridgeBookingSite:
             raise BookingSiteUnavailable(f"{detail_type} {event_id}: {failed['Entries'][0].get('ErrorCode')}")
 
 
-class BookingSiteUnavailable(Exception):
-    """PutEvents refused the entry; the state machine retries the step (the event id is the same)."""
+@dataclass
+class InMemoryBookingSite:
+    """The booking site's side of the bus, in memory: each detail as the site would read it (through JSON, as
+    EventBridge carries it), for tests and backtests. ``fail_next`` refusals come first, as PutEvents may."""
+
+    received: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    fail_next: int = 0
+
+    def publish(self, detail_type: str, event_id: str, detail: dict[str, Any]) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise BookingSiteUnavailable(f"{detail_type} {event_id}: InternalFailure")
+        self.received.append((detail_type, event_id, json.loads(json.dumps(detail, sort_keys=True, default=str))))
+
+    def of(self, detail_type: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(event_id, detail) for kind, event_id, detail in self.received if kind == detail_type]

@@ -1,80 +1,24 @@
-"""One AppointmentLifecycle execution per appointment version, named so an admin finds it in the console.
+"""The AppointmentLifecycle's executions, started by name (``medspa.domain.runs``) so a repeat is a no-op.
 
-The name is derived from the spa, the appointment id and the booking version (``bijoux.a-123-v2``), so
-StartExecution is idempotent: a duplicate booking event starts nothing new (same name, same input), and
-the console lists each version's run under a name that says which spa, appointment and version it is;
-two spas' appointments "a-123" never share a name. Spa ids are slugs without dots, so the first dot ends
-the spa. Step Functions names are at most 80 characters from a restricted alphabet; a long or exotic
-booking-site id keeps a readable prefix plus a short hash so two ids never collide.
+Starting a run whose name is taken by the same input returns it; by other input, refuses. Throttling, 5xx and
+unreachable endpoints become ``ExecutionsUnavailable``, the one class a caller retries.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as EndpointUnreachable
 
-from medspa.domain.keys import split_key
+from medspa.domain.runs import MAX_NAME, continued, execution_name, run_name, runs_for
+from medspa.ports.executions import ExecutionNameTaken, ExecutionsUnavailable, StartedExecution
 
-_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_.\-]")
-MAX_NAME = 80
-
-
-def execution_name(appointment_id: str, booking_version: int | None = None, *, revision: int | None = None,
-                   suffix: str | None = None) -> str:
-    """``<spa>.<appointment>-v<version>`` (``-r<revision>`` after a late refold), or ``<spa>.<appointment>-<suffix>``.
-
-    ``appointment_id`` is the stored key, ``<spa>#<booking site's id>``.
-    """
-    spa_id, appointment = split_key(appointment_id)
-    if suffix is None:
-        suffix = f"-v{booking_version}" + (f"-r{revision}" if revision is not None else "")
-    else:
-        suffix = f"-{_NOT_ALLOWED.sub('_', suffix)}"
-    readable = f"{spa_id}.{appointment}"
-    safe = _NOT_ALLOWED.sub("_", readable)
-    if safe == readable and len(safe) + len(suffix) <= MAX_NAME:
-        return safe + suffix
-    digest = hashlib.sha256(appointment_id.encode()).hexdigest()[:10]
-    room = MAX_NAME - len(suffix) - len(digest) - 1
-    return f"{safe[:room]}~{digest}{suffix}".replace("~", "-")
-
-
-def run_name(appointment_id: str, booking_version: int, revision: int, version_revision: int) -> str:
-    """``<appointment>-v<version>``; a refold at the same version (an older event arrived late) adds ``-r<revision>``."""
-    if revision and revision != version_revision:
-        return execution_name(appointment_id, booking_version, revision=revision)
-    return execution_name(appointment_id, booking_version)
-
-
-def continued(name: str, continuation: int) -> str:
-    """The name of the ``continuation``-th run after ``name`` handed over (``-c1``, ``-c2``...)."""
-    return name if not continuation else f"{name[:MAX_NAME - 4]}-c{continuation}"
-
-
-def runs_for(name: str, candidate: str | None) -> bool:
-    """Is ``candidate`` the run named ``name`` or one of its continuations?"""
-    return candidate == name or bool(candidate and re.fullmatch(re.escape(name[:MAX_NAME - 4]) + r"-c\d+", candidate))
-
-
-class ExecutionNameTaken(RuntimeError):
-    """The name is locked by an earlier execution with different input (Step Functions keeps names 90 days)."""
-
-
-class ExecutionsUnavailable(RuntimeError):
-    """Step Functions throttled, failed with a 5xx or could not be reached: the same call may succeed later.
-
-    One class name, like the store's ``StoreUnavailable``, so a caller retries exactly these and treats
-    every other failure as the bug or refusal it is.
-    """
-
+__all__ = ["MAX_NAME", "ExecutionNameTaken", "ExecutionsUnavailable", "InMemoryExecutions", "LifecycleExecutions",
+           "StartedExecution", "continued", "execution_name", "run_name", "runs_for"]
 
 _TRANSIENT_CODES = {"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
                     "ServiceUnavailable", "InternalServerError", "InternalFailure", "ServiceException"}
@@ -92,13 +36,6 @@ def _transient_errors_named() -> Iterator[None]:
         raise
     except (EndpointUnreachable, HTTPClientError) as error:
         raise ExecutionsUnavailable(f"Step Functions unreachable: {type(error).__name__}") from error
-
-
-@dataclass(frozen=True)
-class StartedExecution:
-    name: str
-    arn: str
-    already_running: bool
 
 
 class LifecycleExecutions:
@@ -154,3 +91,46 @@ class LifecycleExecutions:
     def _existing_arn(self, name: str) -> str:
         prefix = self._state_machine_arn.replace(":stateMachine:", ":execution:")
         return f"{prefix}:{name}"
+
+
+class InMemoryExecutions:
+    """Step Functions' naming rules without Step Functions: a name is taken once, by one input; for tests that
+    take the lifecycle's steps themselves, and for backtests. ``runs`` holds each name's input and status."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, tuple[dict[str, Any], str]] = {}
+
+    def start(self, appointment_id: str, booking_version: int, revision: int = 0,
+              name: str | None = None, continuation: int = 0) -> StartedExecution:
+        payload = {"appointment_id": appointment_id, "booking_version": booking_version, "revision": revision,
+                   "continuation": continuation, "waive": None}
+        return self._start(continued(name or execution_name(appointment_id, booking_version), continuation), payload)
+
+    def start_waiver(self, appointment_id: str, purpose: str, admin_id: str) -> StartedExecution:
+        payload = {"appointment_id": appointment_id, "waive": {"purpose": purpose, "admin_id": admin_id}}
+        return self._start(execution_name(appointment_id, suffix=f"waive-{purpose}"), payload)
+
+    def _start(self, name: str, payload: dict[str, Any]) -> StartedExecution:
+        held = self.runs.get(name)
+        if held is None:
+            self.runs[name] = (payload, "RUNNING")
+            return StartedExecution(name, self.arn(name), already_running=False)
+        if held[0] != payload:
+            raise ExecutionNameTaken(name)
+        return StartedExecution(name, self.arn(name), already_running=False)  # as Step Functions answers a repeat
+
+    def stop(self, execution_arn: str, *, error: str, cause: str) -> bool:
+        name = execution_arn.rpartition(":")[2]
+        if name not in self.runs or not execution_arn.startswith(self.arn("")):
+            return False
+        if self.runs[name][1] == "RUNNING":
+            self.runs[name] = (self.runs[name][0], "ABORTED")
+        return True
+
+    def stop_if_running(self, execution_arn: str, *, error: str, cause: str) -> bool:
+        held = self.runs.get(execution_arn.rpartition(":")[2])
+        return held is not None and held[1] == "RUNNING" and self.stop(execution_arn, error=error, cause=cause)
+
+    @staticmethod
+    def arn(name: str) -> str:
+        return f"arn:aws:states:local:000000000000:execution:appointment-lifecycle:{name}"

@@ -20,31 +20,13 @@ import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP
-from typing import Any, Protocol
+from typing import Any
+
+from medspa.ports.messaging import EmailSender, InvalidRecipient, SmsSender
 
 logger = logging.getLogger(__name__)
 
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-
-
-class InvalidRecipient(ValueError):
-    """The phone number is not E.164 or the address is not an email address (value not echoed)."""
-
-
-class SmsSender(Protocol):
-    def send_sms(self, phone: str, body: str) -> str:
-        """Send and return the provider's message id."""
-        ...
-
-
-class EmailSender(Protocol):
-    def send_email(self, to_address: str, subject: str, body: str, *, unsubscribe_url: str) -> str:
-        """Send with ``List-Unsubscribe`` pointing at ``unsubscribe_url``; return the provider's message id."""
-        ...
-
-
-class Messenger(SmsSender, EmailSender, Protocol):
-    """Both channels; what :class:`medspa.services.notifications.NotificationService` needs."""
 
 
 def _require_phone(phone: str) -> None:

@@ -17,13 +17,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from enum import StrEnum
 from typing import Any
 
 import stripe
-from pydantic import BaseModel, ConfigDict
 
 from medspa.money import Money
+from medspa.ports.payments import (
+    CardCheckResult,
+    CardStatus,
+    ChargeResult,
+    ChargeStatus,
+    PaymentProviderUnavailable,
+    RefundResult,
+    RefundStatus,
+)
 
 __all__ = [
     "METADATA_KEYS",
@@ -39,74 +46,6 @@ __all__ = [
 
 # The only metadata keys the adapter lets through: all hold opaque ids, never words about a visit.
 METADATA_KEYS = frozenset({"ledger_ref", "check_ref", "spa_id", "location_id"})
-
-
-class PaymentProviderUnavailable(Exception):
-    """Stripe could not be reached or asked us to slow down (5xx, 429, a dropped connection).
-
-    Named so a state machine ``Retry`` can match it (``ErrorEquals: ["PaymentProviderUnavailable"]``).
-    Retrying is safe: the retry finds the same pending ledger entry and reuses its idempotency key.
-    """
-
-
-class ChargeStatus(StrEnum):
-    SUCCEEDED = "succeeded"
-    DECLINED = "declined"
-    REQUIRES_ACTION = "requires_action"
-    TRANSIENT = "transient"
-
-
-class RefundStatus(StrEnum):
-    SUCCEEDED = "succeeded"
-    PENDING = "pending"
-    FAILED = "failed"
-    ALREADY_REFUNDED = "already_refunded"
-    TRANSIENT = "transient"
-
-
-class CardStatus(StrEnum):
-    """Whether the card on file will take an off-session fee, and if not, what the client should fix."""
-
-    USABLE = "usable"
-    EXPIRED = "expired"
-    DETACHED = "detached"
-    MISSING = "missing"
-    VERIFICATION_FAILED = "verification_failed"
-
-
-class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ChargeResult(_Result):
-    status: ChargeStatus
-    payment_intent_id: str | None = None
-    amount: Money | None = None
-    code: str | None = None
-    decline_code: str | None = None
-    message: str | None = None
-
-    @property
-    def final(self) -> bool:
-        return self.status is not ChargeStatus.TRANSIENT
-
-
-class RefundResult(_Result):
-    status: RefundStatus
-    refund_id: str | None = None
-    amount: Money | None = None
-    message: str | None = None
-
-
-class CardCheckResult(_Result):
-    status: CardStatus
-    setup_intent_id: str | None = None
-    code: str | None = None
-    decline_code: str | None = None
-
-    @property
-    def usable(self) -> bool:
-        return self.status is CardStatus.USABLE
 
 
 _TRANSIENT_ERRORS = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)

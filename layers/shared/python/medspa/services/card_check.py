@@ -3,7 +3,7 @@
 Automatic fees mostly bounce off cards that expired or were removed after the booking, and by then the
 client is gone. So the lifecycle plans a check (``engine.card_check_time``: the pack's ``[card_check]``,
 only for a visit whose fee would reach the card), and this step, in the settlement function because it
-alone holds the Stripe key, asks Stripe (``StripePayments.check_card``). A card that will not do gets the
+alone holds the Stripe key, asks Stripe (``Payments.check_card``). A card that will not do gets the
 client a ``card_update_requested`` notice and the booking site a ``CardUpdateRequested`` event, so the
 client can update it (the booking site then sends ``CardUpdated``, which needs nothing more from here:
 the next charge reads the client's current card).
@@ -29,12 +29,12 @@ import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 
-from medspa.adapters.payments import CardCheckResult, StripePayments
 from medspa.adapters.store import Appointment, AppointmentNotFound, CardCheck, Store
 from medspa.domain.keys import spa_of
 from medspa.domain.wallclock import local_date
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
+from medspa.ports import CardCheckResult, Payments
 from medspa.services.lifecycle import CARD_CHECK, LifecycleService, StepResult, message_key
 
 NOTICE = "card_update_requested"
@@ -50,7 +50,7 @@ def check_ref(appointment_id: str, starts_at: datetime, payment_method_id: str) 
 
 
 class CardChecks:
-    def __init__(self, store: Store, payments: StripePayments, packs: Mapping[str, PolicyPack],
+    def __init__(self, store: Store, payments: Payments, packs: Mapping[str, PolicyPack],
                  lifecycle: LifecycleService) -> None:
         self._store = store
         self._payments = payments

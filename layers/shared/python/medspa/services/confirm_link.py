@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
-from medspa.adapters.booking_site import BookingSiteEvents
+from medspa.ports import BookingSiteEvents
 from medspa.adapters.store import OPEN_STATUSES, Appointment, AppointmentStatus, Store
 from medspa.domain.confirm_link import InvalidConfirmLink, confirm_token, confirm_token_matches, confirm_token_visit
 from medspa.messages.render import format_visit_time

@@ -63,12 +63,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from medspa.adapters.booking_site import BookingSiteEvents
-from medspa.adapters.messaging import SmsSender
 from medspa.adapters.store import Appointment, AppointmentStatus, Channel, Client, Store
 from medspa.domain.consent import EVERY_SPA
 from medspa.messages.inbound import InboundIntent, keyword_reply, parse_inbound_sms
 from medspa.policy.schema import PolicyPack
+from medspa.ports import BookingSiteEvents, SmsSender
 from medspa.services.confirm_link import publish_client_confirmation
 
 logger = logging.getLogger(__name__)

@@ -48,8 +48,6 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
-from medspa.adapters.booking_site import BookingSiteEvents
-from medspa.adapters.executions import LifecycleExecutions, run_name, runs_for
 from medspa.adapters.store import Appointment, ClientProfile, StaleVersion, Store
 from medspa.events import (
     DETAIL_MODELS,
@@ -66,12 +64,14 @@ from medspa.events import (
     PrivacyRequest,
 )
 from medspa.domain.keys import appointment_key, belongs_to, client_key, split_key
+from medspa.domain.runs import run_name, runs_for
 from medspa.money import Money
 from medspa.events.history import fold
 from medspa.events.personal import as_kept
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
 from medspa.policy.tenants import Tenant
+from medspa.ports import BookingSiteEvents, Executions
 from medspa.services import balances
 
 
@@ -116,7 +116,7 @@ class PrivacyDesk(Protocol):
 
 
 class IngestService:
-    def __init__(self, store: Store, executions: LifecycleExecutions, packs: Mapping[str, PolicyPack],
+    def __init__(self, store: Store, executions: Executions, packs: Mapping[str, PolicyPack],
                  tenants: Mapping[str, Tenant], privacy: PrivacyDesk | None = None,
                  booking_site: BookingSiteEvents | None = None) -> None:
         self._booking_site = booking_site

@@ -33,8 +33,6 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from medspa.adapters.booking_site import BookingSiteEvents
-from medspa.adapters.executions import LifecycleExecutions, run_name
 from medspa.adapters.store import (
     OPEN_STATUSES,
     Appointment,
@@ -51,10 +49,12 @@ from medspa.adapters.store import (
 )
 from medspa.domain import engine
 from medspa.domain.fee_breakdown import FeeBreakdown
+from medspa.domain.runs import run_name
 from medspa.money import Money
 from medspa.messages.render import AppointmentContext
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
+from medspa.ports import BookingSiteEvents, Executions
 from medspa.services import balances, prepayment
 from medspa.services.notifications import NotificationService
 
@@ -133,7 +133,7 @@ def _z(moment: datetime) -> datetime:
 
 class LifecycleService:
     def __init__(self, store: Store, packs: Mapping[str, PolicyPack], notifications: NotificationService | None = None,
-                 booking_site: BookingSiteEvents | None = None, executions: LifecycleExecutions | None = None) -> None:
+                 booking_site: BookingSiteEvents | None = None, executions: Executions | None = None) -> None:
         self._store = store
         self._executions = executions
         self._packs = PolicyPacks.of(packs)

@@ -42,7 +42,6 @@ from typing import Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from medspa.adapters.messaging import Messenger
 from medspa.domain.client import Channel, Client
 from medspa.adapters.store.consent import ConsentBook
 from medspa.domain.wallclock import end_of_quiet_hours, in_quiet_hours
@@ -50,6 +49,7 @@ from medspa.messages.render import AppointmentContext, render_email, render_sms
 from medspa.messages.templates import TemplateLibrary, reminder_name, template_key
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
+from medspa.ports import Messenger
 
 logger = logging.getLogger(__name__)
 

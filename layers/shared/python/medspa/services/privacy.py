@@ -66,7 +66,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
-from medspa.adapters.booking_site import BookingSiteEvents
+from medspa.ports import BookingSiteEvents
 from medspa.adapters.store import Appointment, Client, ClientErased, ClientNotFound, LedgerEntry, Store
 from medspa.adapters.store.audit import PrivacyAudit, PrivacyRequestRecord, Via
 from medspa.domain.keys import client_key, split_key

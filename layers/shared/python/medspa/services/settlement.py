@@ -35,13 +35,6 @@ from typing import Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from medspa.adapters.payments import (
-    ChargeResult,
-    ChargeStatus,
-    PaymentProviderUnavailable,
-    RefundStatus,
-    StripePayments,
-)
 from medspa.adapters.store import (
     Appointment,
     AppointmentNotFound,
@@ -60,6 +53,7 @@ from medspa.domain.keys import spa_of
 from medspa.money import Money
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import FeeReason, PolicyPack, SettlementSource
+from medspa.ports import ChargeResult, ChargeStatus, PaymentProviderUnavailable, Payments, RefundStatus
 from medspa.services import prepayment
 
 __all__ = [
@@ -154,7 +148,7 @@ class SettlementService:
     """Takes the fee a violation costs from the sources the visit's policy names, in its order: the pack
     version the client accepted when booking (``PolicyPacks.for_visit``), not one published since."""
 
-    def __init__(self, store: Store, payments: StripePayments, packs: Mapping[str, PolicyPack]) -> None:
+    def __init__(self, store: Store, payments: Payments, packs: Mapping[str, PolicyPack]) -> None:
         self._store = store
         self._payments = payments
         self._packs = PolicyPacks.of(packs)

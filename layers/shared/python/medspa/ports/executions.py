@@ -1,0 +1,36 @@
+"""Starting and stopping an appointment's lifecycle runs (Step Functions executions, named per version)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class ExecutionNameTaken(RuntimeError):
+    """The name is locked by an earlier execution with different input (Step Functions keeps names 90 days)."""
+
+
+class ExecutionsUnavailable(RuntimeError):
+    """Step Functions throttled, failed with a 5xx or could not be reached: the same call may succeed later.
+
+    One class name, like the store's ``StoreUnavailable``, so a caller retries exactly these and treats
+    every other failure as the bug or refusal it is.
+    """
+
+
+@dataclass(frozen=True)
+class StartedExecution:
+    name: str
+    arn: str
+    already_running: bool
+
+
+class Executions(Protocol):
+    def start(self, appointment_id: str, booking_version: int, revision: int = 0, name: str | None = None,
+              continuation: int = 0) -> StartedExecution: ...
+
+    def start_waiver(self, appointment_id: str, purpose: str, admin_id: str) -> StartedExecution: ...
+
+    def stop(self, execution_arn: str, *, error: str, cause: str) -> bool: ...
+
+    def stop_if_running(self, execution_arn: str, *, error: str, cause: str) -> bool: ...

@@ -1,0 +1,101 @@
+"""The card processor as the settlement service needs it: charge off-session, refund, look up, check a card.
+
+What comes back is an outcome to record on a ledger entry, never an SDK exception; only an outage raises
+(``PaymentProviderUnavailable``), for the state machine to retry with the same idempotency key. The Stripe
+adapter (``medspa.adapters.payments``) implements it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from enum import StrEnum
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from medspa.money import Money
+
+
+class PaymentProviderUnavailable(Exception):
+    """Stripe could not be reached or asked us to slow down (5xx, 429, a dropped connection).
+
+    Named so a state machine ``Retry`` can match it (``ErrorEquals: ["PaymentProviderUnavailable"]``).
+    Retrying is safe: the retry finds the same pending ledger entry and reuses its idempotency key.
+    """
+
+
+class ChargeStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    REQUIRES_ACTION = "requires_action"
+    TRANSIENT = "transient"
+
+
+class RefundStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    PENDING = "pending"
+    FAILED = "failed"
+    ALREADY_REFUNDED = "already_refunded"
+    TRANSIENT = "transient"
+
+
+class CardStatus(StrEnum):
+    """Whether the card on file will take an off-session fee, and if not, what the client should fix."""
+
+    USABLE = "usable"
+    EXPIRED = "expired"
+    DETACHED = "detached"
+    MISSING = "missing"
+    VERIFICATION_FAILED = "verification_failed"
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ChargeResult(_Result):
+    status: ChargeStatus
+    payment_intent_id: str | None = None
+    amount: Money | None = None
+    code: str | None = None
+    decline_code: str | None = None
+    message: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status is not ChargeStatus.TRANSIENT
+
+
+class RefundResult(_Result):
+    status: RefundStatus
+    refund_id: str | None = None
+    amount: Money | None = None
+    message: str | None = None
+
+
+class CardCheckResult(_Result):
+    status: CardStatus
+    setup_intent_id: str | None = None
+    code: str | None = None
+    decline_code: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.status is CardStatus.USABLE
+
+
+class Payments(Protocol):
+    def charge_off_session(self, customer_id: str, payment_method_id: str, amount: Money, idempotency_key: str,
+                           statement_descriptor_suffix: str | None = None,
+                           metadata: Mapping[str, str] | None = None) -> ChargeResult: ...
+
+    def find_charge(self, customer_id: str, ledger_ref: str) -> ChargeResult | None: ...
+
+    def refund(self, payment_intent_id: str, amount: Money, idempotency_key: str,
+               metadata: Mapping[str, str] | None = None) -> RefundResult: ...
+
+    def find_refund(self, payment_intent_id: str, ledger_ref: str) -> RefundResult | None: ...
+
+    def check_card(self, customer_id: str | None, payment_method_id: str | None, needed_through: date,
+                   idempotency_key: str, metadata: Mapping[str, str] | None = None) -> CardCheckResult: ...
