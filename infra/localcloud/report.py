@@ -295,18 +295,21 @@ def money_summary(ledger: Iterable[Mapping[str, Any]], location_of: Mapping[tupl
     A fee is one (appointment, reason): ``no_show_fee`` is its card charge (attempt 1 the settlement,
     later attempts dunning), ``no_show_fee_<source>`` what the policy took from a deposit, prepayment,
     course session or gift certificate (``forfeit``, ``deduction``) or left owed (``outstanding``),
-    ``no_show_fee_refund`` and ``no_show_fee_waiver`` what staff forgave. So each fee splits exactly:
+    ``no_show_fee_refund`` and ``no_show_fee_waiver`` what staff forgave, ``no_show_fee_<source>_released`` what a
+    fee released because the client was there after all gave back. So each fee splits exactly:
     assessed = collected + covered + waived + outstanding, where
 
     * assessed: the settlement's steps, each once (the card's attempt 1, whatever its status, plus the
       other sources);
     * collected: card charges that succeeded, on any attempt, less fee refunds;
-    * covered: deposits, prepayments, course sessions and gift certificates taken for the fee;
-    * waived: fee refunds plus owed balances staff cancelled;
+    * covered: deposits, prepayments, course sessions and gift certificates taken for the fee, less what a
+      release gave back;
+    * waived: fee refunds, owed balances staff cancelled, and what a release gave back;
     * outstanding: the rest, still owed (a charge still pending counts here until Stripe answers).
 
     ``forfeited`` is every deposit or prepayment kept (``forfeit`` entries that succeeded, for a fee or
-    not): the part of ``covered`` the client lost outright, plus any forfeit that was not a fee.
+    not, less those a release gave back): the part of ``covered`` the client lost outright, plus any forfeit
+    that was not a fee.
     """
     rows: dict[str, dict[str, Any]] = {}
 
@@ -339,6 +342,11 @@ def money_summary(ledger: Iterable[Mapping[str, Any]], location_of: Mapping[tupl
             fee["waived"] += amount
         elif e["kind"] == "credit" and step == "waiver" and succeeded:
             fee["waived"] += amount
+        elif e["kind"] == "credit" and step is not None and step.endswith("_released") and succeeded:
+            fee["covered"] -= amount
+            fee["waived"] += amount
+            if step.removesuffix("_released") in ("deposit", "prepayment"):
+                _add(row(location_of.get(visit))["forfeited"], currency, -amount)
     for fee in fees.values():
         r, currency = row(fee["location"]), fee["currency"]
         if fee["assessed"]:
@@ -350,6 +358,8 @@ def money_summary(ledger: Iterable[Mapping[str, Any]], location_of: Mapping[tupl
                            ("covered", fee["covered"]), ("waived", fee["waived"]), ("outstanding", outstanding)):
             if value:
                 _add(r[key], currency, value)
+    for r in rows.values():
+        r["forfeited"] = {currency: amount for currency, amount in r["forfeited"].items() if amount}
     return rows
 
 

@@ -209,3 +209,27 @@ def test_a_pack_may_say_the_no_show_decision_stands_after_a_late_check_in(cloud,
     assert site.ledger("apt-l10") == [("no_show_fee", "charge", 5000, "succeeded")]
     assert cloud.stripe.refunds_total() == 0 and told(site, "FeeReleased") == []
     assert site.store.clients.get("bijoux#c-uma").strike_count == 1
+
+
+def test_glow_a_client_twenty_minutes_late_on_a_course_loses_the_session_and_the_strike_is_a_late_reschedule(
+        cloud, site):
+    """Glow: "where the client arrives too late for the service to be provided" the visit is a late reschedule
+    (a course session deducted, and a strike, as Glow counts late reschedules); the no-show it already was is
+    released: its session given back for the booking system to restore, its strike taken back."""
+    site.client("glow", "c-wen", phone="+85291230007")
+    start = utc(2026, 3, 12, 3)  # Thursday 11:00 HKT
+    site.book("apt-l11", "c-wen", "glow-hk", start, name="HydraFacial", category="facial", minutes=60, price=128000,
+              course_id="course-7", course_session_available=True)
+    arrive(cloud, site, "apt-l11", start + timedelta(minutes=20))
+    cloud.run_until_idle()
+
+    assert [(e[0], e[1]) for e in site.ledger("apt-l11")] == [
+        ("late_reschedule_fee_course_session", "deduction"), ("no_show_fee_course_session", "deduction"),
+        ("no_show_fee_course_session_released", "credit")]
+    fees = site.stored("apt-l11").fees
+    assert (fees["no_show"].outcome, fees["late_reschedule"].outcome) == ("waived", "settled")
+    client = site.store.clients.get("glow#c-wen")
+    assert [s.reason for s in client.strikes] == ["late_reschedule"]
+    [released] = told(site, "FeeReleased")
+    assert (released["reason"], [g["source"] for g in released["given_back"]]) == ("no_show", ["course_session"])
+    assert cloud.stripe.charges_total() == 0

@@ -88,12 +88,15 @@ class FeeSteps:
     def release(self, appointment_id: str, reason: str, now: datetime) -> StepResult:
         """Give back a fee the visit no longer owes (the lifecycle's ``_fees_released``): the client was there
         after all. Money moves as in an admin's waiver (refund what the card paid, cancel what is owed, each
-        with its ledger entry), the strike comes off, and the client and the booking site are told once."""
+        with its ledger entry), and what the fee took from a deposit, prepayment, course or gift certificate is
+        given back too (``SettlementService.give_back_covered``); the strike comes off, and the client and the
+        booking site are told once."""
         stored = self._require(appointment_id)
         state = stored.fees.get(reason)
         if state is None or state.outcome not in ("settled", "outstanding"):
             return StepResult(done=f"{reason}: nothing to release")
         report = self._settlement.waive_fee(appointment_id, reason, RELEASED_BY, now)  # type: ignore[arg-type]
+        given_back = self._settlement.give_back_covered(appointment_id, reason, now)  # type: ignore[arg-type]
         stored = self._record(stored, state.model_copy(update={"outcome": "waived", "next_retry_at": None,
                                                                "updated_at": now}))
         strikes_left = self._store.clients.remove_strike(stored.client_id, appointment_id, reason, now)
@@ -102,6 +105,8 @@ class FeeSteps:
         self._lifecycle.publish("FeeReleased", f"{appointment_id}:{reason}:released", {
             **stored.booking_site_ids, "reason": reason, "fee": _money(state.fee),
             "refunded": _money(report.refunded), "outstanding_waived": _money(report.outstanding_waived),
+            "given_back": [{"source": e.purpose.removeprefix(f"{reason}_fee_").removesuffix("_released"),
+                            "amount": _money(e.amount), "ledger_entry": e.entry_id} for e in given_back],
             "strike_removed": strikes_left is not None, "strike_count": strikes_left})
         return StepResult(done=f"{reason} fee released: the client was there", detail={
             **_detail(report), "strike_removed": strikes_left is not None})

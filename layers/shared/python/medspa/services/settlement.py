@@ -391,6 +391,32 @@ class SettlementService:
                                 steps=tuple(outcomes), refunded=refunded, outstanding_waived=waived,
                                 waived_by=admin_id)
 
+    def give_back_covered(self, appointment_id: str, reason: FeeReason, now: datetime) -> tuple[LedgerEntry, ...]:
+        """A released fee gives back what it took besides the card, each with a ledger entry of its own
+        (``<reason>_fee_<source>_released``, written once): a deposit or prepayment becomes the client's store
+        credit, keyed by that entry; a course session or a gift certificate is the booking system's to restore,
+        which the release tells it."""
+        ledger, client, returned = self._store.ledger, self._client_of(appointment_id), []
+        for source in ("deposit", "prepayment", "course_session", "gift_certificate"):
+            taken = ledger.get(ledger_entry_id(appointment_id, _purpose(reason, source), 1))
+            if taken is None or taken.status is not EntryStatus.SUCCEEDED:
+                continue
+            entry = ledger.record_intent(appointment_id=appointment_id, client_id=client.client_id,
+                                         purpose=f"{_purpose(reason, source)}_released", kind=EntryKind.CREDIT,
+                                         amount=taken.amount, now=now)
+            if source in ("deposit", "prepayment"):
+                self._store.clients.add_credit(client.client_id, entry.amount, entry.entry_id, now)
+            if entry.status is EntryStatus.PENDING:
+                entry = ledger.record_outcome(entry.entry_id, EntryStatus.SUCCEEDED, now)
+            returned.append(entry)
+        return tuple(returned)
+
+    def _client_of(self, appointment_id: str) -> Client:
+        stored = self._store.appointments.get(appointment_id)
+        if stored is None:
+            raise AppointmentNotFound(appointment_id)
+        return self._client(stored.client_id)
+
     def _refund(self, paid: LedgerEntry, client: Client, location_id: str, reason: FeeReason,
                 now: datetime) -> LedgerEntry:
         ledger = self._store.ledger
