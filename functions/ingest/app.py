@@ -28,9 +28,10 @@ from medspa.adapters.settings import IngestSettings
 from medspa.adapters.store import ConflictingEvent, StoreUnavailable
 from medspa.events import InvalidBookingEvent, parse_booking_envelope
 from medspa.events.personal import as_erased
-from medspa.policy.loader import load_packs
+from medspa.policy.loader import PolicyPacks, load_packs
 from medspa.policy.tenants import load_tenants
 from medspa.services.ingest import ErasedClientRefused, EventRefused, IngestService, NotKnownHere
+from medspa.services.memberships import MembershipService
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -45,6 +46,9 @@ service = IngestService(
     load_tenants(packs),
     privacy=InvokedPrivacyDesk(adapters.client("lambda"), settings.privacy_function_name),
     booking_site=adapters.booking_site,
+    memberships=MembershipService(adapters.store, adapters.store.memberships, PolicyPacks.of(packs),
+                                  booking_site=adapters.booking_site),
+    draft_runs=adapters.draft_runs,
 )
 QUARANTINE_URL = settings.quarantine_queue_url
 MAX_RECEIVES = settings.intake_max_receive_count

@@ -23,6 +23,20 @@ imported (routes and integrations) and its stages are created. Both are listed i
 ``Deployment.completed``; ``Deployment.http_apis`` maps the API's logical id to its id, which
 ``LocalCloud.http`` uses to route a request to the integration's function (moto serves no
 execute-api endpoint).
+
+moto 5.2.5's CloudFormation has no ``AWS::Scheduler::Schedule`` model either (what SAM makes of a state
+machine's ``Events: {Type: ScheduleV2}``), and its Scheduler backend stores schedules but never fires
+them (``SchedulerHook`` fires them on the virtual clock). Such a schedule is created after the stack
+through the Scheduler ``CreateSchedule`` API, its references resolved (``Ref``/``GetAtt``/``Fn::Sub``
+over the stack's resources, parameters and pseudo parameters), named after its logical id when SAM
+gives it no name (``OmitName``); it is listed in ``Deployment.completed``, its name in
+``Deployment.resources``. A schedule is a promise about when something runs, so every property the
+local cloud would not keep fails the deploy instead of being dropped: a KMS key, a group other than
+``default``, a flexible time window (the hook fires at the exact instant), a ``Condition``, a target
+other than a state machine or with a target parameter block, a malformed expression, zone, input or
+retry policy. ``RetryPolicy`` and ``DeadLetterConfig`` are kept on the schedule: locally a start never
+fails for a transient reason, so no retry is ever due, and a start that does fail raises in the driver
+(loudly, where AWS would retry and then dead-letter).
 """
 
 from __future__ import annotations
@@ -33,9 +47,12 @@ import json
 import re
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import boto3
 from samtranslator.translator.transform import transform
@@ -58,7 +75,10 @@ COMPLETED_BY_LOCALCLOUD = {
     "AWS::SNS::Subscription": "no moto CloudFormation model: created through SNS Subscribe",
     "AWS::ApiGatewayV2::Api": "no moto CloudFormation model: created through ApiGatewayV2 CreateApi + ReimportApi",
     "AWS::ApiGatewayV2::Stage": "no moto CloudFormation model: created through ApiGatewayV2 CreateStage",
+    "AWS::Scheduler::Schedule": "no moto CloudFormation model: created through Scheduler CreateSchedule",
 }
+_SUBSCRIPTION = "AWS::SNS::Subscription"
+_SCHEDULE = "AWS::Scheduler::Schedule"
 _HTTP_API = "AWS::ApiGatewayV2::Api"
 _HTTP_STAGE = "AWS::ApiGatewayV2::Stage"
 _API_PROPERTIES = {"Body", "Description", "Tags"}
@@ -152,6 +172,7 @@ def deploy(
     cfn = boto3.client("cloudformation", region_name=region)
     packaged, sources = package(load_template(template_path), root, s3)
     translated = transform(packaged, dict(parameters or {}), _ManagedPolicies())
+    _refuse_references_to_schedules(translated)
     http_apis = _create_http_apis(translated, stack_name, region)
     stack_template = _without_http_apis(translated, http_apis, region)
     with warnings.catch_warnings():  # moto warns about each type it skips; these are created below
@@ -182,8 +203,13 @@ def deploy(
         not_emulated=tolerated,
     )
     for logical_id in sorted(to_complete):
-        arn = _subscribe(translated["Resources"][logical_id], logical_id, deployment, region)
-        deployment.resources[logical_id] = arn
+        resource = translated["Resources"][logical_id]
+        if to_complete[logical_id] == _SUBSCRIPTION:
+            physical = _subscribe(resource, logical_id, deployment, region)
+        else:
+            physical = _create_schedule(resource, logical_id, deployment, _parameter_values(translated, parameters),
+                                        region)
+        deployment.resources[logical_id] = physical
         deployment.resource_types[logical_id] = to_complete[logical_id]
         deployment.completed[logical_id] = to_complete[logical_id]
     _complete_http_apis(translated, http_apis, deployment, region)
@@ -220,18 +246,232 @@ def _subscribe(resource: dict[str, Any], logical_id: str, deployment: Deployment
 
 
 def _resolve(value: Any, logical_id: str, deployment: Deployment, region: str) -> str:
-    """A literal, a ``Ref`` to a stack resource, or ``Fn::GetAtt [<Lambda function>, Arn]``."""
+    """A literal, a ``Ref`` to a stack resource, or ``Fn::GetAtt [<resource>, Arn]``."""
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in deployment.resources:
         return deployment.physical(value["Ref"])
     if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
-        target, attribute = value["Fn::GetAtt"]
-        if attribute == "Arn" and deployment.resource_types.get(target) == "AWS::Lambda::Function":
-            configuration = boto3.client("lambda", region_name=region).get_function(
-                FunctionName=deployment.physical(target))["Configuration"]
-            return configuration["FunctionArn"]
+        target, attribute = _get_att(value["Fn::GetAtt"])
+        if attribute == "Arn" and (arn := _arn(target, deployment, region)) is not None:
+            return arn
     raise DeployFailed(f"{logical_id}: the local cloud cannot resolve {value!r}")
+
+
+def _get_att(spec: Any) -> tuple[str, str]:
+    target, _, attribute = spec.partition(".") if isinstance(spec, str) else (spec[0], "", spec[1])
+    return target, attribute
+
+
+def _arn(target: str, deployment: Deployment, region: str) -> str | None:
+    """The ARN of a stack resource of a kind whose physical id is not its ARN already, or None."""
+    kind, physical = deployment.resource_types.get(target), deployment.resources.get(target)
+    if physical is None:
+        return None
+    if kind == "AWS::StepFunctions::StateMachine":
+        return physical
+    if kind == "AWS::Lambda::Function":
+        return boto3.client("lambda", region_name=region).get_function(
+            FunctionName=physical)["Configuration"]["FunctionArn"]
+    if kind == "AWS::IAM::Role":
+        return boto3.client("iam", region_name=region).get_role(RoleName=physical)["Role"]["Arn"]
+    if kind == "AWS::SQS::Queue":
+        return boto3.client("sqs", region_name=region).get_queue_attributes(
+            QueueUrl=physical, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return None
+
+
+# ---------------------------------------------------------------------- EventBridge Scheduler schedules
+
+_SCHEDULE_PROPERTIES = {"ScheduleExpression", "ScheduleExpressionTimezone", "FlexibleTimeWindow", "Name", "State",
+                        "Description", "StartDate", "EndDate", "GroupName", "Target"}
+_SCHEDULE_TARGET_PROPERTIES = {"Arn", "RoleArn", "Input", "RetryPolicy", "DeadLetterConfig"}
+_RETRY_LIMITS = {"MaximumEventAgeInSeconds": (60, 86400), "MaximumRetryAttempts": (0, 185)}
+
+
+def _refuse_references_to_schedules(translated: dict[str, Any]) -> None:
+    """moto would resolve a reference to a resource it skips to None, silently; a schedule exists only
+    once the stack does, so nothing in the stack may refer to one."""
+    schedules = {r for r, res in translated["Resources"].items() if res["Type"] == _SCHEDULE}
+
+    def visit(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            if set(node) == {"Ref"} and node["Ref"] in schedules or (
+                    set(node) == {"Fn::GetAtt"} and _get_att(node["Fn::GetAtt"])[0] in schedules):
+                raise DeployFailed(f"{where} refers to the schedule in {node!r}, which the local cloud creates "
+                                   "after the stack")
+            if set(node) == {"Fn::Sub"}:
+                text = node["Fn::Sub"] if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"][0]
+                for name in re.findall(r"\$\{([^!}][^}]*)\}", text):
+                    if name.partition(".")[0] in schedules:
+                        raise DeployFailed(f"{where} refers to the schedule in ${{{name}}}, which the local "
+                                           "cloud creates after the stack")
+            for value in node.values():
+                visit(value, where)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item, where)
+
+    for logical_id, resource in translated["Resources"].items():
+        visit(resource, logical_id)
+    visit(translated.get("Outputs", {}), "Outputs")
+
+
+def _parameter_values(translated: dict[str, Any], given: dict[str, str] | None) -> dict[str, Any]:
+    declared = translated.get("Parameters", {})
+    return {name: (given or {}).get(name, spec.get("Default")) for name, spec in declared.items()}
+
+
+def _create_schedule(resource: dict[str, Any], logical_id: str, deployment: Deployment,
+                     parameters: dict[str, Any], region: str) -> str:
+    """Create an ``AWS::Scheduler::Schedule`` the stack skipped, as SAM's ``ScheduleV2`` event writes it;
+    any property the local cloud would not keep fails the deploy, naming it."""
+
+    def fail(prop: str, why: str) -> DeployFailed:
+        return DeployFailed(f"{logical_id}: the local cloud cannot honour the schedule's {prop}: {why}")
+
+    if "Condition" in resource:
+        raise fail("Condition", "a schedule is created after the stack, whatever the condition says")
+    props = resource.get("Properties", {})
+    unknown = set(props) - _SCHEDULE_PROPERTIES
+    if unknown:
+        raise fail(", ".join(sorted(unknown)), "not supported locally")
+    target = props.get("Target")
+    if not isinstance(target, dict) or "Arn" not in target or "RoleArn" not in target:
+        raise fail("Target", "a target needs an Arn and a RoleArn")
+    unknown = set(target) - _SCHEDULE_TARGET_PROPERTIES
+    if unknown:
+        raise fail(", ".join(f"Target.{k}" for k in sorted(unknown)), "not supported locally")
+
+    def value(prop: str, node: Any) -> str:
+        return _resolve_text(node, prop, fail, deployment, parameters, region)
+
+    group = value("GroupName", props.get("GroupName", "default"))
+    if group != "default":
+        raise fail("GroupName", f"{group!r}: only the default group exists locally")
+    if "FlexibleTimeWindow" not in props:
+        raise fail("FlexibleTimeWindow", "required")
+    window = props["FlexibleTimeWindow"]
+    if not isinstance(window, dict) or set(window) != {"Mode"} or value("FlexibleTimeWindow", window["Mode"]) != "OFF":
+        raise fail("FlexibleTimeWindow", f"{window!r}: schedules fire at the exact instant, only Mode OFF is kept")
+    expression = value("ScheduleExpression", props.get("ScheduleExpression"))
+    zone = value("ScheduleExpressionTimezone", props.get("ScheduleExpressionTimezone", "UTC"))
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise fail("ScheduleExpressionTimezone", f"{zone!r} is no IANA time zone") from error
+    from localcloud.eventsources import next_fire  # here: it imports moto, which load_template's users need not
+
+    now = datetime.now(UTC)
+    try:
+        next_fire(expression, zone, now, now)
+    except (ValueError, KeyError, TypeError) as error:
+        raise fail("ScheduleExpression", f"{expression!r}: {error}") from error
+    state = value("State", props.get("State", "ENABLED"))
+    if state not in ("ENABLED", "DISABLED"):
+        raise fail("State", f"{state!r} is neither ENABLED nor DISABLED")
+
+    request: dict[str, Any] = {
+        "Name": value("Name", props.get("Name", logical_id[:64])),
+        "GroupName": group,
+        "ScheduleExpression": expression,
+        "ScheduleExpressionTimezone": zone,
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": state,
+        "Target": _schedule_target(target, fail, value),
+    }
+    if "Description" in props:
+        request["Description"] = value("Description", props["Description"])
+    for prop in ("StartDate", "EndDate"):
+        if prop in props:
+            text = value(prop, props[prop])
+            try:
+                when = datetime.fromisoformat(text)
+            except ValueError as error:
+                raise fail(prop, f"{text!r} is no ISO 8601 date-time") from error
+            request[prop] = when if when.tzinfo else when.replace(tzinfo=UTC)
+    boto3.client("scheduler", region_name=region).create_schedule(**request)
+    return request["Name"]
+
+
+def _schedule_target(target: dict[str, Any], fail: Callable[[str, str], DeployFailed],
+                     value: Callable[[str, Any], str]) -> dict[str, Any]:
+    arn = value("Target.Arn", target["Arn"])
+    if not re.fullmatch(r"arn:aws[\w-]*:states:[\w-]+:\d{12}:stateMachine:[\w.-]+", arn):
+        raise fail("Target.Arn", f"{arn!r}: only a state machine target is started locally")
+    out: dict[str, Any] = {"Arn": arn, "RoleArn": value("Target.RoleArn", target["RoleArn"])}
+    if "Input" in target:
+        out["Input"] = value("Target.Input", target["Input"])
+        try:
+            json.loads(out["Input"])
+        except ValueError as error:
+            raise fail("Target.Input", f"a state machine's input must be JSON: {error}") from error
+    if "RetryPolicy" in target:
+        policy = target["RetryPolicy"]
+        if not isinstance(policy, dict) or set(policy) - set(_RETRY_LIMITS):
+            raise fail("Target.RetryPolicy", f"{policy!r}")
+        for key, (low, high) in _RETRY_LIMITS.items():
+            if key in policy and not (isinstance(policy[key], int) and low <= policy[key] <= high):
+                raise fail(f"Target.RetryPolicy.{key}", f"{policy[key]!r} is not an integer in [{low}, {high}]")
+        out["RetryPolicy"] = dict(policy)
+    if "DeadLetterConfig" in target:
+        config = target["DeadLetterConfig"]
+        if not isinstance(config, dict) or set(config) != {"Arn"}:
+            raise fail("Target.DeadLetterConfig", f"{config!r}")
+        queue = value("Target.DeadLetterConfig", config["Arn"])
+        if ":sqs:" not in queue:
+            raise fail("Target.DeadLetterConfig", f"{queue!r} is no SQS queue")
+        out["DeadLetterConfig"] = {"Arn": queue}
+    return out
+
+
+def _resolve_text(node: Any, prop: str, fail: Callable[[str, str], DeployFailed], deployment: Deployment,
+                  parameters: dict[str, Any], region: str) -> str:
+    """A string as CloudFormation would hand it to the resource: a literal, a ``Ref`` (resource, parameter,
+    pseudo parameter), ``Fn::GetAtt <resource>.Arn`` or an ``Fn::Sub`` over those."""
+    pseudo = {"AWS::Region": region, "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com",
+              "AWS::StackName": deployment.stack_name}
+
+    def ref(name: str) -> str:
+        if name in pseudo:
+            return pseudo[name]
+        if name == "AWS::AccountId":
+            return boto3.client("sts", region_name=region).get_caller_identity()["Account"]
+        if name in deployment.resources:
+            return deployment.physical(name)
+        if isinstance(parameters.get(name), (str, int, float)):
+            return str(parameters[name])
+        raise fail(prop, f"cannot resolve Ref {name}")
+
+    def get_att(spec: Any) -> str:
+        target, attribute = _get_att(spec)
+        if attribute == "Arn" and (arn := _arn(target, deployment, region)) is not None:
+            return arn
+        raise fail(prop, f"cannot resolve Fn::GetAtt {target}.{attribute}")
+
+    if isinstance(node, str):
+        return node
+    if isinstance(node, bool) or not isinstance(node, dict) or len(node) != 1:
+        raise fail(prop, f"{node!r} is not a string")
+    (function, argument), = node.items()
+    if function == "Ref" and isinstance(argument, str):
+        return ref(argument)
+    if function == "Fn::GetAtt":
+        return get_att(argument)
+    if function == "Fn::Sub":
+        text, variables = (argument, {}) if isinstance(argument, str) else (argument[0], argument[1])
+        values = {k: _resolve_text(v, prop, fail, deployment, parameters, region) for k, v in variables.items()}
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"
+            if name in values:
+                return values[name]
+            return get_att(name) if "." in name else ref(name)
+
+        return re.sub(r"\$\{([^}]+)\}", substitute, text)
+    raise fail(prop, f"the local cloud cannot resolve {function}")
 
 
 # ---------------------------------------------------------------------- HTTP APIs (API Gateway v2)

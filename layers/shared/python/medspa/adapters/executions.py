@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import Any
 
 from botocore.exceptions import ClientError, HTTPClientError
@@ -17,7 +18,7 @@ from botocore.exceptions import ConnectionError as EndpointUnreachable
 from medspa.domain.runs import MAX_NAME, continued, execution_name, run_name, runs_for
 from medspa.ports.executions import ExecutionNameTaken, ExecutionsUnavailable, StartedExecution
 
-__all__ = ["MAX_NAME", "ExecutionNameTaken", "ExecutionsUnavailable", "InMemoryExecutions", "LifecycleExecutions",
+__all__ = ["MAX_NAME", "ExecutionNameTaken", "ExecutionsUnavailable", "InMemoryExecutions", "LifecycleExecutions", "MembershipDraftRuns",
            "StartedExecution", "continued", "execution_name", "run_name", "runs_for"]
 
 _TRANSIENT_CODES = {"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
@@ -91,6 +92,24 @@ class LifecycleExecutions:
     def _existing_arn(self, name: str) -> str:
         prefix = self._state_machine_arn.replace(":stateMachine:", ":execution:")
         return f"{prefix}:{name}"
+
+
+class MembershipDraftRuns:
+    """``DraftRuns`` on the MembershipDrafts state machine, named ``<spa>.<membership>-<due date>-a<attempt>``, so
+    a duplicate event starts nothing new and the console lists each immediate draft under its month."""
+
+    def __init__(self, sfn: Any, state_machine_arn: str) -> None:
+        self._sfn = sfn
+        self._state_machine_arn = state_machine_arn
+
+    def start_now(self, membership_id: str, due_on: date, attempt: int) -> None:
+        name = execution_name(membership_id, suffix=f"{due_on.isoformat()}-a{attempt}")
+        with _transient_errors_named():
+            try:
+                self._sfn.start_execution(stateMachineArn=self._state_machine_arn, name=name,
+                                          input=json.dumps({"time_zone": None, "membership_id": membership_id}))
+            except self._sfn.exceptions.ExecutionAlreadyExists:
+                return
 
 
 class InMemoryExecutions:

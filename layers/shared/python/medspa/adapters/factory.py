@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 
 from medspa.adapters.booking_site import EventBridgeBookingSite
-from medspa.adapters.executions import LifecycleExecutions
+from medspa.adapters.executions import LifecycleExecutions, MembershipDraftRuns
 from medspa.adapters.settings import FunctionSettings
 from medspa.adapters.store import Store
 
@@ -42,6 +42,10 @@ class Adapters:
     @cached_property
     def executions(self) -> LifecycleExecutions:
         return LifecycleExecutions(self.client("stepfunctions"), self._setting("lifecycle_state_machine_arn"))
+
+    @cached_property
+    def draft_runs(self) -> MembershipDraftRuns:
+        return MembershipDraftRuns(self.client("stepfunctions"), self._setting("membership_drafts_state_machine_arn"))
 
     def _setting(self, name: str) -> str:
         value = getattr(self.settings, name, None)

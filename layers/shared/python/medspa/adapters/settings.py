@@ -27,10 +27,12 @@ class FunctionSettings(BaseSettings):
     ledger_table: str = Field(min_length=3)
     consent_table: str = Field(min_length=3)
     idempotency_table: str = Field(min_length=3)
+    memberships_table: str = Field(min_length=3)
 
     def tables(self) -> TableNames:
         return TableNames(clients=self.clients_table, appointments=self.appointments_table, ledger=self.ledger_table,
-                          consent=self.consent_table, idempotency=self.idempotency_table)
+                          consent=self.consent_table, idempotency=self.idempotency_table,
+                          memberships=self.memberships_table)
 
 
 class BookingSiteSettings(FunctionSettings):
@@ -52,11 +54,16 @@ class IngestSettings(BookingSiteSettings):
     quarantine_queue_url: str = Field(pattern=r"^https?://")
     intake_max_receive_count: PositiveInt
     privacy_function_name: str = _Name
+    membership_drafts_state_machine_arn: str = Field(pattern=r"^arn:")
 
 
 class SettlementSettings(BookingSiteSettings):
     stripe_api_key_parameter: str = _Name
     stripe_api_base: str | None = Field(None, description="A Stripe-compatible base URL; unset in production")
+
+
+class MembershipsSettings(SettlementSettings):
+    pass
 
 
 class InboundSmsSettings(BookingSiteSettings):

@@ -353,7 +353,126 @@ class OutstandingBalancePaid(_BookingSiteDetail):
     received_by: Id = Field(description="The front-desk staff member's id at the booking site")
 
 
-BookingEvent = AppointmentEvent | CardUpdated | FeeWaived | PrepayRequirementCleared | OutstandingBalancePaid | PrivacyRequest
+# --- memberships ---------------------------------------------------------------------------------
+
+
+def _calendar_day(value: date) -> date:
+    if not 2000 <= value.year <= 2100:
+        raise ValueError("must lie in the years 2000 to 2100")
+    return value
+
+
+Day = Annotated[date, AfterValidator(_calendar_day)]
+
+
+class MembershipPlan(_Strict):
+    """A plan as the member signed it: what a month costs and how many services it puts on the account."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    monthly_dues: Annotated[Amount, AfterValidator(_more_than_zero)] = Field(
+        description="Full monthly dues in minor units, drafted on the draft day")
+    service_credits_per_month: int = Field(ge=0, le=31, description="Services placed on the account per paid month")
+
+
+class MembershipCard(_Strict):
+    stripe_customer_id: StripeCustomerId | None = None
+    stripe_payment_method_id: StripePaymentMethodId | None = None
+
+
+class _MembershipDetail(_BookingSiteDetail):
+    membership_id: Id
+    membership_version: int = Field(
+        ge=1,
+        le=2**31 - 1,
+        description="Strictly increasing per membership at the booking site; events are applied in this order",
+    )
+
+
+class MembershipStarted(_MembershipDetail):
+    """A member signed up at their home spa. ``starts_on`` is the first draft day (local date at the home
+    location); later drafts fall on the same day of the month, or the month's last day when it is shorter."""
+
+    detail_type: ClassVar[str] = "MembershipStarted"
+
+    client: BookingClient
+    location_id: Id = Field(description="The member's home spa")
+    plan: MembershipPlan
+    starts_on: Day
+    paid_in_full_until: Day | None = Field(
+        default=None, description="A paid-in-full membership: nothing is drafted, it ends on this date, no grace")
+    payment: MembershipCard = Field(
+        default_factory=lambda: MembershipCard(),
+        description="The card dues are drafted from; without one, each draft is declined until a CardUpdated")
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> MembershipStarted:
+        if self.paid_in_full_until is not None and self.paid_in_full_until <= self.starts_on:
+            raise ValueError("paid_in_full_until must be after starts_on")
+        return self
+
+
+class MembershipPlanChanged(_MembershipDetail):
+    """An upgrade or downgrade; it takes effect at the next draft."""
+
+    detail_type: ClassVar[str] = "MembershipPlanChanged"
+
+    plan: MembershipPlan
+
+
+class MembershipFreezeRequested(_MembershipDetail):
+    """The front desk emailed the member the freeze form; it must come back within the pack's hours."""
+
+    detail_type: ClassVar[str] = "MembershipFreezeRequested"
+
+    form_sent_at: Instant
+
+
+class MembershipFreezeFormCompleted(_MembershipDetail):
+    detail_type: ClassVar[str] = "MembershipFreezeFormCompleted"
+
+    submitted_at: Instant
+
+
+class MembershipUnfreezeRequested(_MembershipDetail):
+    """The member asked to unfreeze (at any spa); ``occurred_at`` is the request, its local date the new draft day."""
+
+    detail_type: ClassVar[str] = "MembershipUnfreezeRequested"
+
+
+class MembershipCancellationRequested(_MembershipDetail):
+    """The member asked their home spa to cancel; the online form must come back within the pack's hours."""
+
+    detail_type: ClassVar[str] = "MembershipCancellationRequested"
+
+    form_sent_at: Instant
+
+
+class MembershipCancellationFormCompleted(_MembershipDetail):
+    detail_type: ClassVar[str] = "MembershipCancellationFormCompleted"
+
+    submitted_at: Instant
+    paper_certificates: bool = Field(
+        default=False, description="The member chose paper certificates for the services left on the account")
+
+
+class ServiceCreditRedeemed(_MembershipDetail):
+    """The booking site's checkout used services from the member's account."""
+
+    detail_type: ClassVar[str] = "ServiceCreditRedeemed"
+
+    redeemed_at: Instant
+    location_id: Id
+    credits: int = Field(default=1, ge=1, le=10)
+    appointment_id: Id | None = None
+
+
+MembershipEvent = (MembershipStarted | MembershipPlanChanged | MembershipFreezeRequested
+                   | MembershipFreezeFormCompleted | MembershipUnfreezeRequested | MembershipCancellationRequested
+                   | MembershipCancellationFormCompleted | ServiceCreditRedeemed)
+MEMBERSHIP_MODELS: tuple[type[_MembershipDetail], ...] = get_args(MembershipEvent)
+
+BookingEvent = (AppointmentEvent | CardUpdated | FeeWaived | PrepayRequirementCleared | OutstandingBalancePaid
+                | PrivacyRequest | MembershipEvent)
 _MODELS: tuple[type[_BookingSiteDetail], ...] = get_args(BookingEvent)
 
 DETAIL_MODELS: dict[str, type[_BookingSiteDetail]] = {model.detail_type: model for model in _MODELS}

@@ -29,6 +29,46 @@ def _event(detail_type: str, event_id: str, time: str, detail: dict[str, Any],
 
 _APPOINTMENT = {"spa_id": "bijoux", "appointment_id": "apt-20250314-0042"}
 
+_MEMBERSHIP = {"spa_id": "massageluxe", "membership_id": "mem-0917"}
+
+# (detail-type, EventBridge id, time, event_id, occurred_at, the rest of the detail)
+_MEMBERSHIP_EVENTS: list[tuple[str, str, str, str, str, dict[str, Any]]] = [
+
+        ("MembershipStarted", "1a2b3c4d-5e6f-4a7b-8c93-0e1f2a3b4c21", "2025-01-31T16:00:00Z", "ml-evt-001001",
+         "2025-01-31T10:00:00-06:00",
+         {"membership_version": 1,
+          "client": {"id": "c-7781", "first_name": "Dana", "phone": "+15125550147",
+                     "email": "dana.lee@example.com", "sms_opt_in": True, "email_opt_in": True},
+          "location_id": "massageluxe-austin",
+          "plan": {"name": "LuXe 60", "monthly_dues": {"amount": 7900, "currency": "USD"},
+                   "service_credits_per_month": 1},
+          "starts_on": "2025-01-31",
+          "payment": {"stripe_customer_id": "cus_P9xQ2mLuXe01", "stripe_payment_method_id": "pm_card_visa"}}),
+        ("MembershipPlanChanged", "2b3c4d5e-6f7a-4b8c-9da4-1f2a3b4c5d22", "2025-04-10T15:00:00Z", "ml-evt-001044",
+         "2025-04-10T10:00:00-05:00",
+         {"membership_version": 2,
+          "plan": {"name": "LuXe 90", "monthly_dues": {"amount": 10900, "currency": "USD"},
+                   "service_credits_per_month": 1}}),
+        ("MembershipFreezeRequested", "3c4d5e6f-7a8b-4c9d-8eb5-2a3b4c5d6e23", "2025-06-02T17:00:00Z",
+         "ml-evt-001090", "2025-06-02T12:00:00-05:00",
+         {"membership_version": 3, "form_sent_at": "2025-06-02T12:00:00-05:00"}),
+        ("MembershipFreezeFormCompleted", "4d5e6f7a-8b9c-4dae-9fc6-3b4c5d6e7f24", "2025-06-03T14:30:00Z",
+         "ml-evt-001093", "2025-06-03T09:30:00-05:00",
+         {"membership_version": 4, "submitted_at": "2025-06-03T09:30:00-05:00"}),
+        ("MembershipUnfreezeRequested", "5e6f7a8b-9cad-4ebf-8ad7-4c5d6e7f8a25", "2025-09-15T19:00:00Z",
+         "ml-evt-001180", "2025-09-15T14:00:00-05:00", {"membership_version": 5}),
+        ("MembershipCancellationRequested", "6f7a8b9c-adbe-4fc0-9be8-5d6e7f8a9b26", "2025-11-03T16:00:00Z",
+         "ml-evt-001240", "2025-11-03T10:00:00-06:00",
+         {"membership_version": 6, "form_sent_at": "2025-11-03T10:00:00-06:00"}),
+        ("MembershipCancellationFormCompleted", "7a8b9cad-becf-4ad1-8cf9-6e7f8a9bac27", "2025-11-04T02:15:00Z",
+         "ml-evt-001243", "2025-11-03T20:15:00-06:00",
+         {"membership_version": 7, "submitted_at": "2025-11-03T20:15:00-06:00", "paper_certificates": True}),
+        ("ServiceCreditRedeemed", "8b9cadbe-cfd0-4be2-9d0a-7f8a9bacbd28", "2025-02-14T22:00:00Z", "ml-evt-001012",
+         "2025-02-14T16:00:00-06:00",
+         {"membership_version": 2, "redeemed_at": "2025-02-14T16:00:00-06:00",
+          "location_id": "massageluxe-austin", "credits": 1, "appointment_id": "apt-ml-5521"}),
+]
+
 EXAMPLES: dict[str, dict[str, Any]] = {
     "AppointmentBooked": _event(
         "AppointmentBooked",
@@ -241,4 +281,6 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "request_id": "dsar-2025-021",
         },
     ),
+    **{name: _event(name, event_id, time, {"event_id": detail_id, "occurred_at": occurred, **_MEMBERSHIP, **detail})
+       for name, event_id, time, detail_id, occurred, detail in _MEMBERSHIP_EVENTS},
 }

@@ -489,7 +489,32 @@ class PaidInFull(Rule):
     grace_days_after_expiry: Annotated[int, Field(ge=0)]
 
 
+class MembershipDrafts(Rule):
+    """When monthly dues are drafted and how a declined draft is retried.
+
+    The seed says when dues are owed but not at what hour or what happens to a declined card, so the
+    defaults are assumptions a pack may restate: the morning of the draft day, inside every spa's hours so
+    a member who calls about a decline reaches someone; then a retry 1, 3 and 7 days later, after which the
+    month's dues are an outstanding balance and the next month is drafted as usual.
+    """
+
+    at_local_time: time = time(9, 0)
+    retry_after_days: list[Annotated[int, Field(gt=0, le=27)]] = Field(default=[1, 3, 7], min_length=1)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> MembershipDrafts:
+        if self.retry_after_days != sorted(set(self.retry_after_days)):
+            raise ValueError("retry_after_days must be strictly increasing")
+        return self
+
+
+DEFAULT_DRAFTS = MembershipDrafts(source=Source(
+    assumption="A pack that does not say: dues drafted at 9:00 local time on the draft day; a declined draft "
+               "retried 1, 3 and 7 days later, then left as an outstanding balance."))
+
+
 class MembershipTerms(_Strict):
+    drafts: MembershipDrafts = DEFAULT_DRAFTS
     freeze: MembershipFreeze
     cancellation: MembershipCancellation
     certificates: GiftCertificates

@@ -59,11 +59,15 @@ from medspa.events import (
     ClientDataExportRequested,
     ClientErasureRequested,
     FeeWaived,
+    MEMBERSHIP_MODELS,
+    MembershipEvent,
+    MembershipStarted,
     OutstandingBalancePaid,
+    ServiceCreditRedeemed,
     PrepayRequirementCleared,
     PrivacyRequest,
 )
-from medspa.domain.keys import appointment_key, belongs_to, client_key, split_key
+from medspa.domain.keys import appointment_key, belongs_to, client_key, spa_key, split_key
 from medspa.domain.runs import run_name, runs_for
 from medspa.money import Money
 from medspa.events.history import fold
@@ -72,7 +76,9 @@ from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
 from medspa.policy.tenants import Tenant
 from medspa.ports import BookingSiteEvents, Executions
+from medspa.ports.memberships import ConflictingMembershipEvent, DraftRuns
 from medspa.services import balances
+from medspa.services.memberships import MembershipService
 
 
 class Refusal(Exception):
@@ -101,7 +107,8 @@ class IngestOutcome(BaseModel):
     booking_version: int | None = None
     applied: bool
     action: Literal["started", "superseded", "unchanged", "held_until_booked", "card_updated", "waiver_started",
-                    "prepay_cleared", "exported", "contact_corrected", "erased", "balance_paid"]
+                    "prepay_cleared", "exported", "contact_corrected", "erased", "balance_paid",
+                    "membership_folded", "held_until_started"]
     execution_name: str | None = None
 
 
@@ -118,8 +125,11 @@ class PrivacyDesk(Protocol):
 class IngestService:
     def __init__(self, store: Store, executions: Executions, packs: Mapping[str, PolicyPack],
                  tenants: Mapping[str, Tenant], privacy: PrivacyDesk | None = None,
-                 booking_site: BookingSiteEvents | None = None) -> None:
+                 booking_site: BookingSiteEvents | None = None, memberships: MembershipService | None = None,
+                 draft_runs: DraftRuns | None = None) -> None:
         self._booking_site = booking_site
+        self._memberships = memberships
+        self._draft_runs = draft_runs
         self._store = store
         self._executions = executions
         self._packs = PolicyPacks.of(packs)  # with the superseded versions: a refold judges by the booked one
@@ -142,6 +152,8 @@ class IngestService:
             return IngestOutcome(applied=True, action="prepay_cleared")
         if isinstance(event, OutstandingBalancePaid):
             return self._paid_at_desk(event, now)
+        if isinstance(event, MEMBERSHIP_MODELS):
+            return self._membership_event(event, now)
         return self._appointment_event(event, now)
 
     def _authorise(self, event: BookingEvent, source: str) -> None:
@@ -150,24 +162,30 @@ class IngestService:
             raise EventRefused("detail.spa_id", "no spa with this id is served here")
         if not tenant.may_speak(source):
             raise EventRefused("source", "this source is not authorised to speak for the spa in detail.spa_id")
-        if isinstance(event, AppointmentBooked) and event.location_id not in tenant.locations:
+        if (isinstance(event, AppointmentBooked | MembershipStarted | ServiceCreditRedeemed)
+                and event.location_id not in tenant.locations):
             raise EventRefused("detail.location_id", "not a location of the spa in detail.spa_id")
 
     def _refuse_if_erased(self, event: BookingEvent) -> None:
         """Nothing about an erased client is stored again; a repeated erasure may pass, to finish the job."""
         if isinstance(event, ClientErasureRequested):
             return
-        if isinstance(event, AppointmentBooked):
+        if isinstance(event, AppointmentBooked | MembershipStarted):
             named, field = client_key(event.spa_id, event.client.id), "detail.client.id"
         elif isinstance(event, CardUpdated | PrepayRequirementCleared | ClientDataExportRequested
                         | ClientContactCorrected | OutstandingBalancePaid):
             named, field = client_key(event.spa_id, event.client_id), "detail.client_id"
+        elif isinstance(event, MEMBERSHIP_MODELS):
+            record = self._store.memberships.read(spa_key(event.spa_id, event.membership_id))
+            named = record.membership.client_id if record and record.membership else None
+            field = "detail.membership_id"
         else:
             stored = self._store.appointments.get(appointment_key(event.spa_id, event.appointment_id))
             named, field = (stored.client_id if stored else None), "detail.appointment_id"
         client = self._store.clients.get(named) if named else None
         if client is not None and client.erased:
-            through = "the appointment's client: " if field == "detail.appointment_id" else ""
+            through = {"detail.appointment_id": "the appointment's client: ",
+                       "detail.membership_id": "the membership's client: "}.get(field, "")
             raise ErasedClientRefused(field, through + ERASED)
 
     def _privacy_request(self, event: PrivacyRequest, now: datetime) -> IngestOutcome:
@@ -223,6 +241,23 @@ class IngestService:
         except StaleVersion:
             return IngestOutcome(**outcome, action="superseded")
         return IngestOutcome(**outcome, action="started", execution_name=started.name)
+
+    def _membership_event(self, event: MembershipEvent, now: datetime) -> IngestOutcome:
+        """Keep the event and refold the membership; dues already due (a sign-up today, an unfreeze) are
+        drafted at once by a run of their own rather than at tomorrow's daily run."""
+        if self._memberships is None:
+            raise EventRefused("detail-type", "memberships are not served by this deployment")
+        key = spa_key(event.spa_id, event.membership_id)
+        try:
+            membership = self._memberships.record(event, now)
+        except ConflictingMembershipEvent:
+            raise EventRefused("detail.membership_version", "already held by another event of this membership") from None
+        if membership is None:
+            return IngestOutcome(applied=False, action="held_until_started")
+        planned = self._memberships.due_now(membership, now)
+        if planned is not None and self._draft_runs is not None:
+            self._draft_runs.start_now(key, planned.due_on, planned.attempt)
+        return IngestOutcome(applied=True, action="membership_folded")
 
     def _card(self, event: CardUpdated, now: datetime) -> IngestOutcome:
         """The newest card replaces the old one; a declined fee's next dunning attempt charges it."""

@@ -247,7 +247,7 @@ class SettlementService:
             kind=EntryKind.CHARGE, amount=amount, now=now, attempt=attempt,
         )
         if entry.status is EntryStatus.PENDING:
-            entry = self._collect(entry, client or self._client(client_id), location_id, now,
+            entry = self.collect(entry, client or self._client(client_id), location_id, now,
                                   look_up_first=existing is not None)
         if entry.status in _UNPAID:
             self._store.clients.add_outstanding(client_id, entry.amount, entry.entry_id, now)
@@ -269,7 +269,7 @@ class SettlementService:
             entry = ledger.record_outcome(entry.entry_id, EntryStatus.SUCCEEDED, now)
         return entry
 
-    def _collect(self, entry: LedgerEntry, client: Client, location_id: str, now: datetime, *,
+    def collect(self, entry: LedgerEntry, client: Client, location_id: str, now: datetime, *,
                  look_up_first: bool) -> LedgerEntry:
         """Resolve a pending card entry: find what Stripe already did for it, else charge with its key."""
         if not self._has_card(client):
@@ -337,7 +337,7 @@ class SettlementService:
             amount=fee, now=now, attempt=attempt,
         )
         if entry.status is EntryStatus.PENDING:
-            entry = self._collect(entry, client, stored.location_id, now, look_up_first=existing is not None)
+            entry = self.collect(entry, client, stored.location_id, now, look_up_first=existing is not None)
         if entry.status is EntryStatus.SUCCEEDED:
             try:
                 self._store.clients.settle_outstanding(client.client_id, entry.amount, entry.entry_id, now)
@@ -366,7 +366,7 @@ class SettlementService:
         charges: list[LedgerEntry] = []
         while (entry := ledger.get(ledger_entry_id(appointment_id, purpose, len(charges) + 1))) is not None:
             if entry.status is EntryStatus.PENDING:  # learn what Stripe did before forgiving it
-                entry = self._collect(entry, client, stored.location_id, now, look_up_first=True)
+                entry = self.collect(entry, client, stored.location_id, now, look_up_first=True)
             charges.append(entry)
         outcomes: list[StepOutcome] = []
         refunded = waived = None

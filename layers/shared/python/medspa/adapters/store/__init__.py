@@ -51,7 +51,8 @@ from .errors import (
 )
 from .consent import Consent, ConsentBook, ConsentRepository, InMemoryConsent
 from .ledger import LedgerRepository
-from .models import AppointmentRecord, ClientRecord, ConsentItem, LedgerRecord, bind
+from .memberships import InMemoryMemberships, MembershipRepository
+from .models import AppointmentRecord, ClientRecord, ConsentItem, LedgerRecord, MembershipItem, bind
 
 
 class TableNames(BaseModel):
@@ -62,9 +63,11 @@ class TableNames(BaseModel):
     ledger: str = Field(min_length=3)
     consent: str = Field(min_length=3, description="Consent by contact address, unsubscribe links, keyword replies.")
     idempotency: str = Field(min_length=3, description="Powertools idempotency; no model here.")
+    memberships: str = Field(min_length=3)
 
     ENV: ClassVar[Mapping[str, str]] = {"clients": "CLIENTS_TABLE", "appointments": "APPOINTMENTS_TABLE",
-           "ledger": "LEDGER_TABLE", "consent": "CONSENT_TABLE", "idempotency": "IDEMPOTENCY_TABLE"}
+           "ledger": "LEDGER_TABLE", "consent": "CONSENT_TABLE", "idempotency": "IDEMPOTENCY_TABLE",
+           "memberships": "MEMBERSHIPS_TABLE"}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "TableNames":
@@ -83,6 +86,7 @@ class Store:
         self.appointments = AppointmentRepository(bind(AppointmentRecord, tables.appointments, region, endpoint_url))
         self.ledger = LedgerRepository(bind(LedgerRecord, tables.ledger, region, endpoint_url))
         self.consent = ConsentRepository(bind(ConsentItem, tables.consent, region, endpoint_url))
+        self.memberships = MembershipRepository(bind(MembershipItem, tables.memberships, region, endpoint_url))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "Store":
@@ -98,7 +102,7 @@ __all__ = [
     "MessageResult", "OPEN_STATUSES", "Violation", "AppointmentNotFound", "AppointmentRepository", "AppointmentStatus",
     "Channel", "Client", "ClientErased", "ClientNotFound", "Consent", "ConsentBook", "ConsentRepository", "InMemoryConsent", "ClientProfile", "ClientRepository", "ConcurrentUpdate", "ConflictingEvent", "EntryKind",
     "EntryStatus", "InsufficientBalance", "LedgerConflict", "LedgerEntry", "LedgerEntryNotFound",
-    "LedgerRepository", "NotFound", "Purpose", "StaleVersion", "Store", "StoreUnavailable",
+    "LedgerRepository", "InMemoryMemberships", "MembershipRepository", "NotFound", "Purpose", "StaleVersion", "Store", "StoreUnavailable",
     "StoreError", "Strike", "TableNames", "UpsertResult", "account_entry_id", "client_key", "ledger_entry_id",
     "stripe_idempotency_key",
 ]

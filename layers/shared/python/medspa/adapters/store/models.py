@@ -266,6 +266,33 @@ class ConsentItem(Model):
     expires_at = TTLAttribute(null=True)
 
 
+class MembershipsByDueDay(GlobalSecondaryIndex):
+    """Sparse: a membership with nothing more to do (cancelled, expired) leaves the index."""
+
+    class Meta:
+        index_name = "by_due_day"
+        projection = AllProjection()
+
+    due_shard = UnicodeAttribute(hash_key=True)
+    due_on = UnicodeAttribute(range_key=True)
+
+
+class MembershipItem(Model):
+    """A membership's booking-site events (by version), its drafts (by ledger entry id) and the fold of both."""
+
+    membership_id = UnicodeAttribute(hash_key=True)
+    events = MapAttribute(null=True)
+    drafts = MapAttribute(null=True)
+    state = UnicodeAttribute(null=True)
+    due_shard = UnicodeAttribute(null=True)
+    due_on = UnicodeAttribute(null=True)
+    created_at = UtcTime(null=True)
+    updated_at = UtcTime(null=True)
+    record_version = NumberAttribute(null=True)
+
+    by_due_day = MembershipsByDueDay()
+
+
 @cache
 def bind(model: type[M], table_name: str, region: str, endpoint_url: str | None = None) -> type[M]:
     meta: dict[str, Any] = {"table_name": table_name, "region": region, "host": endpoint_url}

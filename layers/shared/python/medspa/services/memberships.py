@@ -1,0 +1,211 @@
+"""Memberships: the booking site's membership events in, monthly drafts out, exactly once.
+
+A membership is never edited in place. Its events (by ``membership_version``) and its drafts (by ledger entry)
+are kept on its record, and the membership is recomputed from both (``medspa.events.membership_history``)
+and written over the version it was read at; a writer that lost the race reads again. So an event that
+arrives twice, late or out of order, and a draft that runs beside an intake, all end in the same membership.
+
+A draft follows the ledger's exactly-once protocol (``medspa.services.settlement``): the entry, named by
+membership, due date, purpose and attempt, is written before Stripe is called; its key is Stripe's
+idempotency key; the outcome is recorded on the entry, then kept on the membership as a fact. A rerun of the
+same day, a redriven Map or a second schedule firing finds the same entry and charges nothing more; a crash
+after Stripe succeeded is finished by looking the charge up. Store credit paid toward a reactivation draft is
+a deduction entry beside it. A month declined on every retry becomes the client's outstanding balance, which
+the booking site hears about at their next booking or check-in.
+
+What the membership decided (frozen, refused and why, drafted, declined, cancelled, expired) is told to the
+booking site once per decision, with an event id derived from it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
+
+from medspa.adapters.store import Client, ClientProfile, ConcurrentUpdate, EntryKind, EntryStatus, Store
+from medspa.domain.keys import client_key, spa_key, split_key
+from medspa.domain.membership import (
+    STORE_CREDIT_APPLIED,
+    Decision,
+    Draft,
+    Membership,
+    PlannedDraft,
+    local_day,
+    next_draft,
+)
+from medspa.events import DETAIL_MODELS, MembershipEvent, MembershipStarted
+from medspa.events.membership_history import MembershipNotYetKnown, fold_membership, terms_of
+from medspa.events.personal import as_kept
+from medspa.money import Money
+from medspa.policy.loader import PolicyPacks
+from medspa.policy.schema import PolicyPack
+from medspa.ports import BookingSiteEvents
+from medspa.ports.memberships import MembershipStore, due_shard, shards_of
+from medspa.services.settlement import _UNPAID, SettlementService
+
+_SAVE_ATTEMPTS = 5
+
+
+class DraftOutcome(BaseModel):
+    membership_id: str
+    outcome: Literal["drafted", "declined", "nothing_due", "not_a_membership"]
+    due_on: date | None = None
+    attempt: int | None = None
+    ledger_entry_id: str | None = None
+
+
+def draft_entry_id(membership_id: str, planned: PlannedDraft, purpose: str | None = None) -> str:
+    """The membership, the month's draft date, the purpose and the attempt: one entry per attempt at one month,
+    so a retry is a new Stripe key (reusing the old one would replay the decline) and a rerun is not."""
+    return f"{membership_id}#{planned.due_on.isoformat()}#{purpose or planned.kind.value}#{planned.attempt}"
+
+
+class MembershipService:
+    def __init__(self, store: Store, memberships: MembershipStore, packs: PolicyPacks,
+                 settlement: SettlementService | None = None, booking_site: BookingSiteEvents | None = None) -> None:
+        self._store = store
+        self._memberships = memberships
+        self._packs = packs
+        self._settlement = settlement
+        self._booking_site = booking_site
+
+    # ------------------------------------------------------------------ the intake
+
+    def record(self, event: MembershipEvent, now: datetime) -> Membership | None:
+        """Keep the event and refold; None while the membership's ``MembershipStarted`` has not arrived."""
+        key = spa_key(event.spa_id, event.membership_id)
+        if isinstance(event, MembershipStarted):
+            client = event.client
+            self._store.clients.save_profile(ClientProfile(
+                client_id=client_key(event.spa_id, client.id), spa_id=event.spa_id, phone=client.phone,
+                first_name=client.first_name, email=client.email, stripe_customer_id=event.payment.stripe_customer_id,
+                default_payment_method_id=event.payment.stripe_payment_method_id, sms_consent=client.sms_opt_in,
+                email_consent=client.email_opt_in), now)
+        self._memberships.record_event(key, event.membership_version, event.detail_type, event.event_id,
+                                       _kept(event), now)
+        try:
+            return self.refold(key, now)
+        except MembershipNotYetKnown:
+            return None
+
+    def pack_for(self, membership: Membership) -> PolicyPack:
+        return self._packs.accepted(membership.location_id, membership.policy_version)
+
+    def refold(self, membership_id: str, now: datetime) -> Membership:
+        """Recompute the membership from everything kept, as of the home spa's local today, and store it."""
+        for _ in range(_SAVE_ATTEMPTS):
+            record = self._memberships.read(membership_id)
+            if record is None:
+                raise MembershipNotYetKnown(membership_id)
+            events = [DETAIL_MODELS[kind].model_validate_json(detail) for kind, detail in record.events]
+            started = next((e for e in events if isinstance(e, MembershipStarted)), None)
+            if started is None:
+                raise MembershipNotYetKnown(membership_id)
+            pack = self._packs.accepted(started.location_id,
+                                        record.membership.policy_version if record.membership else None)
+            membership = fold_membership(events, record.drafts, pack,  # type: ignore[arg-type]
+                                         as_of=local_day(now, ZoneInfo(pack.location.time_zone)))
+            due = membership.next_due()
+            shard = (due_shard(pack.location.time_zone, membership_id), due) if due is not None else None
+            if self._memberships.save(membership_id, record.record_version, membership, shard, now):
+                told = {_decision_id(membership_id, d) for d in (record.membership.decisions
+                                                                  if record.membership else ())}
+                self._tell(membership, [d for d in membership.decisions
+                                        if _decision_id(membership_id, d) not in told])
+                return membership
+        raise ConcurrentUpdate(f"{membership_id} kept changing while it was folded")  # the step is retried
+
+    # ------------------------------------------------------------------ the daily drafts job
+
+    def due(self, time_zone: str, now: datetime) -> list[str]:
+        """Every membership of the zone with something due by its local today (missed days included)."""
+        today = local_day(now, ZoneInfo(time_zone))
+        return sorted({m for shard in shards_of(time_zone) for m in self._memberships.due(shard, today)})
+
+    def due_now(self, membership: Membership, now: datetime) -> PlannedDraft | None:
+        """The draft due by the home spa's local today, if any."""
+        pack = self.pack_for(membership)
+        planned = next_draft(membership, terms_of(pack))
+        if planned is None or planned.attempt_on > local_day(now, ZoneInfo(pack.location.time_zone)):
+            return None
+        return planned
+
+    def take_due_step(self, membership_id: str, now: datetime) -> DraftOutcome:
+        """Draft what is due today, or just let the calendar act (expiries); safe to repeat at any time."""
+        membership = self.refold(membership_id, now)
+        planned = self.due_now(membership, now)
+        if planned is None:
+            return DraftOutcome(membership_id=membership_id, outcome="nothing_due")
+        draft, entry_id = self._draft(membership, planned, self.pack_for(membership), now)
+        self._memberships.record_draft(membership_id, entry_id, draft, now)
+        self.refold(membership_id, now)
+        return DraftOutcome(membership_id=membership_id, outcome="drafted" if draft.succeeded else "declined",
+                            due_on=planned.due_on, attempt=planned.attempt, ledger_entry_id=entry_id)
+
+    def _draft(self, membership: Membership, planned: PlannedDraft, pack: PolicyPack,
+               now: datetime) -> tuple[Draft, str]:
+        if self._settlement is None:
+            raise RuntimeError("drafting needs the settlement service (Stripe)")
+        ledger, key, client_id = self._store.ledger, membership.membership_id, membership.client_id
+        entry_id = draft_entry_id(key, planned)
+        if not planned.store_credit_to_use.is_zero:
+            used = ledger.record_intent(appointment_id=key, client_id=client_id, purpose=STORE_CREDIT_APPLIED,
+                                        kind=EntryKind.DEDUCTION, amount=planned.store_credit_to_use, now=now,
+                                        attempt=planned.attempt,
+                                        entry_id=draft_entry_id(key, planned, STORE_CREDIT_APPLIED))
+            if used.status is EntryStatus.PENDING:
+                ledger.record_outcome(used.entry_id, EntryStatus.SUCCEEDED, now)
+        to_charge = planned.to_charge
+        if to_charge.is_zero:
+            return self._fact(planned, to_charge, True, now), draft_entry_id(key, planned, STORE_CREDIT_APPLIED)
+        existing = ledger.get(entry_id)
+        entry = existing or ledger.record_intent(appointment_id=key, client_id=client_id,
+                                                 purpose=planned.kind.value, kind=EntryKind.CHARGE, amount=to_charge,
+                                                 now=now, attempt=planned.attempt, entry_id=entry_id)
+        if entry.status is EntryStatus.PENDING:
+            entry = self._settlement.collect(entry, self._client(client_id), membership.location_id, now,
+                                             look_up_first=existing is not None)
+        succeeded = entry.status is EntryStatus.SUCCEEDED
+        if entry.status in _UNPAID and planned.attempt > len(terms_of(pack).drafts.retry_after_days):
+            self._store.clients.add_outstanding(client_id, entry.amount, entry.entry_id, now)
+        return self._fact(planned, entry.amount, succeeded, entry.updated_at), entry_id
+
+    @staticmethod
+    def _fact(planned: PlannedDraft, charged: Money, succeeded: bool, at: datetime) -> Draft:
+        return Draft(due_on=planned.due_on, kind=planned.kind, attempt=planned.attempt,
+                     charged=charged, store_credit_used=planned.store_credit_to_use, succeeded=succeeded,
+                     decided_at=at)
+
+    def _client(self, client_id: str) -> Client:
+        client = self._store.clients.get(client_id)
+        if client is None:
+            raise LookupError(f"no client {client_id}")
+        return client
+
+    # ------------------------------------------------------------------ telling the booking site
+
+    def _tell(self, membership: Membership, decisions: Iterable[Decision]) -> None:
+        if self._booking_site is None:
+            return
+        spa_id, local_id = split_key(membership.membership_id)
+        for decision in decisions:
+            self._booking_site.publish("MembershipDecision", _decision_id(membership.membership_id, decision), {
+                "spa_id": spa_id, "membership_id": local_id, "client_id": split_key(membership.client_id)[1],
+                "outcome": decision.outcome, "reason": decision.reason,
+                "decided_at": decision.decided_at.isoformat(), "membership_version": decision.membership_version,
+                "status": membership.status.value, "past_due": membership.past_due, "credits": membership.credits,
+                "store_credit": membership.store_credit.model_dump(),
+                "next_draft_on": membership.next_draft_on.isoformat() if membership.next_draft_on else None})
+
+
+def _decision_id(membership_id: str, decision: Decision) -> str:
+    return f"{membership_id}:{decision.outcome}:{decision.decided_at.isoformat()}"
+
+
+def _kept(event: MembershipEvent) -> str:
+    return json.dumps(as_kept(event.model_dump(mode="json")))
