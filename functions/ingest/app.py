@@ -31,6 +31,7 @@ from medspa.events.personal import as_erased
 from medspa.policy.loader import PolicyPacks, load_packs
 from medspa.policy.tenants import load_tenants
 from medspa.services.ingest import ErasedClientRefused, EventRefused, IngestService, NotKnownHere
+from medspa.services.courses import CourseService
 from medspa.services.memberships import MembershipService
 
 logger = Logger()
@@ -49,6 +50,7 @@ service = IngestService(
     memberships=MembershipService(adapters.store, adapters.store.memberships, PolicyPacks.of(packs),
                                   booking_site=adapters.booking_site),
     draft_runs=adapters.draft_runs,
+    courses=CourseService(adapters.store, PolicyPacks.of(packs), adapters.booking_site),
 )
 QUARANTINE_URL = settings.quarantine_queue_url
 MAX_RECEIVES = settings.intake_max_receive_count

@@ -1,4 +1,5 @@
-"""MembershipDrafts tasks: find the memberships with something due today, and take each one's due step.
+"""MembershipDrafts tasks: find the memberships and prepaid courses with something due today, and take each one's
+due step (a membership's draft, a course's expiry notice or expiry).
 
 The finder reads the by_due_day index of one time zone (its daily schedule) or names one membership (a sign-up
 or an unfreeze whose dues are due at once). The step drafts the dues ledger first through Stripe, or lets the
@@ -17,6 +18,7 @@ from medspa.adapters.factory import adapters_for
 from medspa.adapters.payments import StripePayments
 from medspa.adapters.settings import MembershipsSettings
 from medspa.policy.loader import PolicyPacks, load_packs
+from medspa.services.courses import CourseService
 from medspa.services.memberships import MembershipService
 from medspa.services.settlement import SettlementService
 
@@ -25,6 +27,7 @@ packs = load_packs()
 settings = MembershipsSettings()
 adapters = adapters_for(settings)
 _service: MembershipService | None = None
+courses = CourseService(adapters.store, PolicyPacks.of(packs), adapters.booking_site)
 
 
 class _Request(BaseModel):
@@ -42,8 +45,13 @@ class TakeDueStep(_Request):
     membership_id: str = Field(min_length=3)
 
 
-Request: TypeAdapter[FindDue | TakeDueStep] = TypeAdapter(
-    Annotated[FindDue | TakeDueStep, Field(discriminator="action")])
+class TakeCourseSteps(_Request):
+    action: Literal["take_course_steps"]
+    course_ids: list[str]
+
+
+Request: TypeAdapter[FindDue | TakeDueStep | TakeCourseSteps] = TypeAdapter(
+    Annotated[FindDue | TakeDueStep | TakeCourseSteps, Field(discriminator="action")])
 
 
 def service() -> MembershipService:
@@ -64,11 +72,14 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     now = datetime.now(UTC)
     if isinstance(request, FindDue):
         if request.membership_id is not None:
-            return {"membership_ids": [request.membership_id]}
+            return {"membership_ids": [request.membership_id], "course_ids": [], "anything_due": True}
         if request.time_zone is None:
             raise ValueError("find_due needs time_zone or membership_id")
-        due = service().due(request.time_zone, now)
-        logger.info("memberships due", extra={"time_zone": request.time_zone, "count": len(due)})
-        return {"membership_ids": due}
+        due, courses_due = service().due(request.time_zone, now), courses.due(request.time_zone, now)
+        logger.info("due today", extra={"time_zone": request.time_zone, "memberships": len(due),
+                                        "courses": len(courses_due)})
+        return {"membership_ids": due, "course_ids": courses_due, "anything_due": bool(due or courses_due)}
+    if isinstance(request, TakeCourseSteps):
+        return {"outcomes": {course_id: courses.take_due_step(course_id, now) for course_id in request.course_ids}}
     logger.append_keys(membership_id=request.membership_id)
     return service().take_due_step(request.membership_id, now).model_dump(mode="json")

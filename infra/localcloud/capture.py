@@ -15,6 +15,9 @@ Decisions:
   by evidence, not by what the runner expected (``inputs[].outcome``).
 * The runner is harness, not product: the rule and queue that capture the system's events to the booking
   site are created at run time, never in ``template.yaml``.
+* Every state machine's executions are read back, not only the lifecycle's: the MembershipDrafts runs (daily
+  per time zone, or for one membership) are where drafts happen, and a reader tells them apart by
+  ``state_machine``.
 * What happens during the run is recorded as it happens, by idle hooks of the virtual clock:
   :class:`SentMessageTap` stamps each SMS and email moto records with the virtual instant it appeared, and
   :class:`QueueRecorder` reads the outbox and the intake DLQ before SQS retention (which the virtual
@@ -41,9 +44,11 @@ from localcloud.report import (
     REPORT_FORMAT,
     appointment_line,
     client_line,
+    draft_lines,
     iso,
     ledger_line,
     mask,
+    membership_line,
     messages_from,
     parse_time,
     quarantined_lines,
@@ -53,10 +58,12 @@ from localcloud.report import (
 from localcloud.scenario import Input, Scenario, ScenarioError, StripeIds
 from medspa.adapters.store import Store, TableNames
 from medspa.domain.keys import spa_of
+from medspa.events import MEMBERSHIP_MODELS
 from medspa.policy.loader import load_packs
 
 
 LIFECYCLE = "AppointmentLifecycleStateMachine"
+MEMBERSHIP_DRAFTS = "MembershipDraftsStateMachine"
 DEFAULT_SMS_DESTINATION = "+10000000000"
 OUTBOX_RULE = "medspa-simulate-to-booking-site"
 
@@ -134,6 +141,8 @@ def deliver(cloud: LocalCloud, scenario: Scenario, item: Input) -> dict[str, Any
              "appointment_id": detail.get("appointment_id"), "event_id": detail.get("event_id"),
              "booking_version": detail.get("booking_version"),
              "facts": {k: _fact(detail[k]) for k in _FACTS if detail.get(k) is not None}}
+    if envelope["detail-type"] in MEMBERSHIP_EVENTS:
+        line |= {"membership_id": detail.get("membership_id"), "membership_version": detail.get("membership_version")}
     if item.expect_rejected:
         line["expect_rejected"] = True
     response = cloud.client("events").put_events(Entries=[{
@@ -152,7 +161,10 @@ _BUS_ID = "_event_bus_id"  # kept on an input's line until the report is collect
 
 # Detail fields shown in the report's inputs and the timeline: what happened, never who (no PII).
 _FACTS = ("starts_at", "location_id", "party_size", "service", "payment", "by", "channel", "arrived_at", "marked_by",
-          "client_id", "purpose", "ledger_entry_id", "admin_id")
+          "client_id", "purpose", "ledger_entry_id", "admin_id",
+          "plan", "starts_on", "paid_in_full_until", "form_sent_at", "submitted_at", "paper_certificates",
+          "redeemed_at", "credits")
+MEMBERSHIP_EVENTS = frozenset(model.detail_type for model in MEMBERSHIP_MODELS)
 
 
 def _fact(value: Any) -> Any:
@@ -297,7 +309,7 @@ class BookingSiteOutbox(QueueRecorder):
             detail = event.get("detail") or {}
             out.append({"at": iso(parse_time(event.get("time"))), "source": event.get("source"),
                         "detail_type": event.get("detail-type"), "appointment_id": detail.get("appointment_id"),
-                        "detail": detail})
+                        "membership_id": detail.get("membership_id"), "detail": detail})
         return sorted(out, key=lambda e: e["at"] or "")
 
 
@@ -355,12 +367,20 @@ def collect(cloud: LocalCloud, scenario: Scenario, inputs: list[dict[str, Any]],
     for hook in recorders.hooks():
         hook.poll(cloud.now())
     packs = load_packs()
-    executions = _executions(cloud)
+    every_execution = _executions(cloud)
+    executions = _by_appointment(every_execution)
     appointments = [appointment_line(a, packs, executions.pop(a.appointment_id, [])) for a in stored]
     appointments.sort(key=lambda a: (a["starts_at"], a["spa_id"], a["appointment_id"]))
+    records = [store.memberships.read(k) for k in _scan_keys(dynamodb, tables.memberships, "membership_id")]
+    records = [r for r in records if r is not None and r.membership is not None]
+    member_keys = {r.membership_id for r in records}
     ledger = [store.ledger.get(i) for i in _scan_keys(dynamodb, tables.ledger, "entry_id")]
-    ledger_lines = sorted((ledger_line(e) for e in ledger if e is not None),
+    ledger = [e for e in ledger if e is not None]
+    ledger_lines = sorted((ledger_line(e, membership=e.appointment_id in member_keys) for e in ledger),
                           key=lambda e: (e["created_at"], e["entry_id"]))
+    memberships = sorted((membership_line(r, packs) for r in records),
+                         key=lambda m: (m["started_on"], m["spa_id"], m["membership_id"]))
+    drafts = draft_lines([e for e in ledger if e.appointment_id in member_keys], records, every_execution)
     clients = [store.clients.get(i) for i in _scan_keys(dynamodb, tables.clients, "client_id")]
     cards = {c.key: c.card for c in scenario.clients}
     client_lines = [client_line(c, cards, ids, store.consent) for c in clients if c is not None]
@@ -373,12 +393,16 @@ def collect(cloud: LocalCloud, scenario: Scenario, inputs: list[dict[str, Any]],
         "messages": messages_from(stored, recorders.tap.sent),
         "ledger": ledger_lines,
         "appointments": appointments,
+        "executions": [{k: v for k, v in e.items() if not k.startswith("_")} for e in every_execution],
         "clients": client_lines,
+        "memberships": memberships,
+        "drafts": drafts,
         "events_to_booking_site": recorders.outbox.events(),
         "quarantined": quarantined_lines(recorders.dlq, {line[_BUS_ID]: line["index"] for line in inputs
                                                      if line.get(_BUS_ID)}),
     }
     booked = {(a["spa_id"], a["appointment_id"]) for a in appointments}
+    booked |= {("membership", m["spa_id"], m["membership_id"]) for m in memberships}
     backlog = _intake_backlog(cloud, recorders.dlq.url) if recorders.dlq else set()
     for line in inputs:
         line["outcome"] = _outcome(line, report["quarantined"], backlog, booked)
@@ -397,7 +421,8 @@ def _outcome(line: Mapping[str, Any], quarantined: list[dict[str, Any]], backlog
     An event reaches the intake by its EventBridge id, which the quarantined copy and the intake queue's
     message keep: so it is ``quarantined`` if the quarantine holds it, ``pending`` if the intake still
     holds it (a retry the run's ``until`` cut short), and otherwise the intake took it: ``applied``, or
-    ``held`` for an appointment event whose booking never arrived (the intake keeps it for the fold).
+    ``held`` for an appointment event whose booking never arrived, or a membership event whose
+    ``MembershipStarted`` never did (the intake keeps either for the fold).
     An inbound SMS goes to its own function, which quarantines nothing: ``delivered``.
     """
     if line.get("not_delivered"):
@@ -408,6 +433,9 @@ def _outcome(line: Mapping[str, Any], quarantined: list[dict[str, Any]], backlog
         return "quarantined"
     if line.get(_BUS_ID) in backlog:
         return "pending"
+    if line.get("membership_version") is not None:
+        known = ("membership", line.get("spa_id"), line.get("membership_id")) in booked
+        return "applied" if known else "held"
     if line.get("booking_version") is not None and (line.get("spa_id"), line.get("appointment_id")) not in booked:
         return "held"
     return "applied"
@@ -442,34 +470,103 @@ def _scan_keys(dynamodb: Any, table: str, key: str) -> list[str]:
     return sorted(keys)
 
 
-def _executions(cloud: LocalCloud) -> dict[str, list[dict[str, Any]]]:
-    """Every AppointmentLifecycle execution, by the appointment its input names."""
+def _executions(cloud: LocalCloud) -> list[dict[str, Any]]:
+    """Every execution of every state machine of the deployment, by start time, as ``executions[]`` lines.
+
+    Each keeps its appointment's stored key under ``_appointment`` (the lifecycle's input names it) until
+    :func:`_by_appointment` files it under its appointment."""
     sfn = cloud.client("stepfunctions")
-    arn = cloud.state_machine_arn(LIFECYCLE)
+    assert cloud.deployment is not None
+    machines = cloud.deployment.state_machines
+    lines: list[dict[str, Any]] = []
+    for logical_id in sorted(machines, key=lambda m: (m != LIFECYCLE, m)):
+        machine = logical_id.removesuffix("StateMachine")
+        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machines[logical_id]):
+            for listed in page["executions"]:
+                described = sfn.describe_execution(executionArn=listed["executionArn"])
+                payload = _json_object(described.get("input"))
+                history = _history(sfn, cloud.region, listed["executionArn"])
+                states = [{"at": iso(e["timestamp"]), "name": e["stateEnteredEventDetails"]["name"],
+                           "type": e["type"].removesuffix("StateEntered")}
+                          for e in history if e["type"].endswith("StateEntered")]
+                ended = next((e for e in reversed(history) if e["type"] in _END_DETAILS), None)
+                details = ended.get(_END_DETAILS[ended["type"]], {}) if ended else {}
+                member = payload.get("membership_id") if logical_id == MEMBERSHIP_DRAFTS else None
+                appointment = payload.get("appointment_id") if logical_id == LIFECYCLE else None
+                lines.append({
+                    "state_machine": machine,
+                    "name": listed["name"],
+                    "appointment_id": site_id(appointment) if isinstance(appointment, str) else None,
+                    "booking_version": payload.get("booking_version"),
+                    "membership_id": site_id(member) if isinstance(member, str) else None,
+                    "time_zone": payload.get("time_zone"),
+                    "status": described["status"],
+                    "started_at": iso(described["startDate"]),
+                    "stopped_at": iso(described.get("stopDate")),
+                    "error": details.get("error") or described.get("error"),
+                    "cause": details.get("cause") or described.get("cause"),
+                    "state_transitions": len(states),
+                    "states": states,
+                    "steps": _draft_steps(payload, described) if logical_id == MEMBERSHIP_DRAFTS else None,
+                    "_appointment": appointment if logical_id == LIFECYCLE else None,
+                })
+    lines.sort(key=lambda e: (e["started_at"] or "", e["state_machine"], e["name"]))
+    return lines
+
+
+def _history(sfn: Any, region: str, arn: str) -> list[dict[str, Any]]:
+    """An execution's history events. Read from moto's Step Functions backend when it holds the execution:
+    through the API, moto serialises the whole history on every page (about 50 ms an execution), and the
+    daily MembershipDrafts runs put a hundred executions or more in a few months' scenario."""
+    try:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        execution = stepfunctions_parser_backends[DEFAULT_ACCOUNT_ID][region].describe_execution(execution_arn=arn)
+        return [{**e, "type": getattr(e["type"], "value", e["type"])}  # an enum there, a string from the API
+                for e in execution.to_history_output()["events"]]
+    except Exception:  # noqa: BLE001 - any other backend: the API, which always answers
+        return [e for p in sfn.get_paginator("get_execution_history").paginate(executionArn=arn) for e in p["events"]]
+
+
+# The fields an appointment's own ``executions`` list has always had (docs/simulate.md, appointments[]).
+_APPOINTMENT_EXECUTION = ("name", "booking_version", "status", "started_at", "stopped_at", "error", "cause",
+                          "state_transitions", "states")
+
+
+def _by_appointment(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The lifecycle's executions by the appointment their input names (an input without one: by name)."""
     by_appointment: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
-        for listed in page["executions"]:
-            described = sfn.describe_execution(executionArn=listed["executionArn"])
-            payload = json.loads(described.get("input") or "{}")
-            history = [e for p in sfn.get_paginator("get_execution_history").paginate(
-                executionArn=listed["executionArn"]) for e in p["events"]]
-            states = [{"at": iso(e["timestamp"]), "name": e["stateEnteredEventDetails"]["name"],
-                       "type": e["type"].removesuffix("StateEntered")}
-                      for e in history if e["type"].endswith("StateEntered")]
-            ended = next((e for e in reversed(history) if e["type"] in _END_DETAILS), None)
-            details = ended.get(_END_DETAILS[ended["type"]], {}) if ended else {}
-            by_appointment[payload.get("appointment_id", listed["name"])].append({
-                "name": listed["name"],
-                "booking_version": payload.get("booking_version"),
-                "status": described["status"],
-                "started_at": iso(described["startDate"]),
-                "stopped_at": iso(described.get("stopDate")),
-                "error": details.get("error") or described.get("error"),
-                "cause": details.get("cause") or described.get("cause"),
-                "state_transitions": len(states),
-                "states": states,
-            })
+    for line in lines:
+        if line["state_machine"] == LIFECYCLE.removesuffix("StateMachine"):
+            key = line["_appointment"] if isinstance(line["_appointment"], str) else line["name"]
+            by_appointment[key].append({k: line[k] for k in _APPOINTMENT_EXECUTION})
     return dict(by_appointment)
+
+
+def _draft_steps(payload: Mapping[str, Any], described: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """What a MembershipDrafts run did for each membership it found due: the Map's results, in the order
+    of the memberships the finder returned (the Map keeps its items' order). None while it runs."""
+    output = _json_object(described.get("output"))
+    due = (output.get("due") or {}).get("membership_ids") or []
+    results = output.get("drafts")
+    if not isinstance(results, list):
+        return None
+    steps = []
+    for membership, result in zip(due, results, strict=False):
+        result = result if isinstance(result, Mapping) else {}
+        steps.append({"membership_id": site_id(membership) if isinstance(membership, str) else None,
+                      "outcome": result.get("outcome"), "due_on": result.get("due_on"),
+                      "ledger_entry_id": result.get("ledger_entry_id"), "error": result.get("error")})
+    return steps
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 _END_DETAILS = {"ExecutionAborted": "executionAbortedEventDetails", "ExecutionFailed": "executionFailedEventDetails",

@@ -2,17 +2,19 @@
 
 ``medspa simulate SCENARIO [--report FILE] [--html FILE]`` plays one scenario (``docs/simulate.md``)
 against template.yaml deployed in the local cloud and prints, per appointment, a timeline in the
-location's own time (events received, executions, states entered, messages, ledger entries), then a
-summary per location and where its fees went; ``--report`` writes the full JSON report, ``--html`` the
+location's own time (events received, executions, states entered, messages, ledger entries), the same per
+membership (events, drafts and the runs that took them, decisions), then a summary per location, where its
+fees went and how its memberships stand; ``--report`` writes the full JSON report, ``--html`` the
 page a spa owner opens in a browser. A scenario that cannot be played as written is refused before
 anything is deployed, with one line naming the entry and the field, and exit status 2.
 
 ``medspa privacy export|correct|erase`` serves a client's privacy request against the deployed stack
 (``localcloud.privacy_cli``).
 
-``medspa demo`` runs every scenario in ``samples/scenarios/`` (one per seed spa), one after another,
-each in its own local cloud, prints each one the same way, and ends with the totals: appointments
-simulated, state transitions, real seconds and appointments per second. (Scenarios in parallel processes
+``medspa demo`` runs every scenario in ``samples/scenarios/`` (one per seed location, and more stories of a
+location, such as its memberships), one after another, each in its own local cloud, prints each one the same
+way, and ends with the totals: appointments and memberships simulated, state transitions, real seconds and
+appointments per second. (Scenarios in parallel processes
 were tried and were slower on the shared 2-core machine measured: the clock hands the baton between
 threads many times per virtual instant, and that suffers more from CPU contention than a second core gains.)
 """
@@ -86,7 +88,8 @@ def demo(
     html: Annotated[Path | None, typer.Option("--html", help="Write each report as an HTML page into this "
                                                              "directory")] = None,
 ) -> None:
-    """Run every sample scenario (one per seed spa) and print each timeline, summary and the totals."""
+    """Run every sample scenario (one per seed location, and more stories of one) and print each timeline,
+    summary and the totals."""
     _quiet_moto()
     files = sorted(scenarios.glob("*.json"))
     if not files:
@@ -119,6 +122,9 @@ def print_report(report: Mapping[str, Any], function_logs: str = "") -> None:
         console.print(scenario["description"], style="dim")
     for appointment in report["appointments"]:
         _print_timeline(report, appointment)
+        console.print()
+    for membership in report.get("memberships") or []:
+        _print_membership(report, membership)
         console.print()
     _print_unattached(report)
     _print_function_logs(function_logs)
@@ -162,7 +168,7 @@ def _print_timeline(report: Mapping[str, Any], a: Mapping[str, Any]) -> None:
         if m["appointment_id"] == aid:
             rows.append((m["at"], 5, _describe_message(m)))
     for e in report["ledger"]:
-        if e["appointment_id"] == aid:
+        if e["appointment_id"] == aid and not e.get("membership_id"):
             rows.append((e["created_at"], 4, _describe_ledger(e)))
     for e in report["events_to_booking_site"]:
         if e["appointment_id"] == aid:
@@ -208,6 +214,9 @@ def _describe_input(item: Mapping[str, Any], zone: ZoneInfo) -> str:
         parts.append(f"client {escape(facts['client_id'])}")
     if item.get("booking_version") is not None:
         parts.append(f"v{item['booking_version']}")
+    if item.get("membership_version") is not None:
+        parts.append(f"v{item['membership_version']}")
+    parts += _membership_facts(facts, zone)
     if facts.get("service"):
         parts.append(escape(facts["service"]["name"]))
     if facts.get("starts_at"):
@@ -232,6 +241,26 @@ def _describe_input(item: Mapping[str, Any], zone: ZoneInfo) -> str:
     return " ".join(parts)
 
 
+def _membership_facts(facts: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
+    parts = []
+    plan = facts.get("plan")
+    if isinstance(plan, Mapping) and plan.get("monthly_dues"):
+        parts.append(escape(f"{plan.get('name')} ({_money(plan['monthly_dues'])} a month, "
+                            f"{plan.get('service_credits_per_month')} service(s))"))
+    if facts.get("starts_on"):
+        parts.append(f"first draft {facts['starts_on']}")
+    if facts.get("paid_in_full_until"):
+        parts.append(f"paid in full until {facts['paid_in_full_until']}")
+    for key, label in (("form_sent_at", "form sent"), ("submitted_at", "submitted"), ("redeemed_at", "used")):
+        if facts.get(key):
+            parts.append(f"{label} {_local(facts[key], zone)}")
+    if facts.get("paper_certificates"):
+        parts.append("paper certificates")
+    if facts.get("credits") is not None:
+        parts.append(f"{facts['credits']} service(s)")
+    return parts
+
+
 def _describe_message(m: Mapping[str, Any]) -> str:
     kind = m.get("kind") or "message"
     if m["status"] != "sent":
@@ -251,12 +280,71 @@ def _describe_ledger(e: Mapping[str, Any]) -> str:
             f"{outcome}{extra}")
 
 
+def _print_membership(report: Mapping[str, Any], m: Mapping[str, Any]) -> None:
+    """A membership's timeline in its home spa's time: the booking site's events (and the member's new
+    cards), each draft with the MembershipDrafts run that took it, the runs started for it alone, and what
+    the membership decided (drafts aside, which their own rows show)."""
+    zone = ZoneInfo(m.get("time_zone") or "UTC")
+    mid, spa, client = m["membership_id"], m["spa_id"], m["client_id"]
+    rows: list[tuple[str, int, str]] = []
+    for item in report["inputs"]:
+        if item.get("spa_id") != spa:
+            continue
+        card = item.get("detail_type") == "CardUpdated" and f"{spa}#{(item.get('facts') or {}).get('client_id')}" == client
+        if item.get("membership_id") == mid or card:
+            rows.append((item["at"], 0, _describe_input(item, zone)))
+    for e in report.get("executions") or []:
+        if e.get("membership_id") == mid and e["name"].startswith(f"{spa}."):
+            rows.append((e["started_at"], 1, f"execution [cyan]{e['name']}[/] started"))
+            if e.get("stopped_at"):
+                rows.append((e["stopped_at"], 3, f"execution [cyan]{e['name']}[/] {e['status'].lower()}"))
+    for d in report.get("drafts") or []:
+        if d["membership_id"] == mid and d["spa_id"] == spa:
+            rows.append((d["created_at"], 2, _describe_draft(d)))
+    for decision in m.get("decisions") or ():
+        if decision["outcome"] != "drafted":
+            colour = "red" if decision["outcome"].endswith(("refused", "declined", "unpaid")) else "cyan"
+            caused = 0 if decision.get("membership_version") is not None else 4  # right after the event
+            rows.append((decision["decided_at"], caused,
+                         f"[{colour}]{decision['outcome']}[/]: {escape(decision['reason'])}"))
+    plan = m.get("plan") or {}
+    certificates = m.get("certificates") or []
+    final = (f"final: [bold]{m['status']}[/]" + (" [red]past due[/]" if m.get("past_due") else "")
+             + f", draft day {m['draft_day']}, next draft {m.get('next_draft_on') or '-'}"
+             + (f" (retry {m['next_retry_on']})" if m.get("next_retry_on") else "")
+             + f", {m['credits']} service(s), store credit {_money(m['store_credit'])}"
+             + (f", {len(certificates)} paper certificate(s) until {certificates[0]['expires_on']}" if certificates
+                else ""))
+    title = (f"[bold]{mid}[/] {escape(str(plan.get('name')))} "
+             f"({_money(plan['monthly_dues']) if plan.get('monthly_dues') else '?'} a month) for {client} at "
+             f"{m.get('location_id')} ({zone.key}): started {m.get('started_on')}; {final}")
+    table = Table(title=title, title_justify="left", show_lines=False, pad_edge=False)
+    table.add_column("local time", no_wrap=True)
+    table.add_column("UTC", no_wrap=True)
+    table.add_column("what happened")
+    for at, _, what in sorted(rows, key=lambda r: (r[0] or "", r[1])):
+        table.add_row(_local(at, zone), _utc(at), what)
+    console.print(table)
+
+
+def _describe_draft(d: Mapping[str, Any]) -> str:
+    status = d["status"]
+    colour = {"succeeded": "green", "declined": "red", "failed": "red", "requires_action": "yellow"}.get(status, "")
+    outcome = f"[{colour}]{status}[/]" if colour else status
+    extra = f" ({d['decline_code']})" if d.get("decline_code") else ""
+    run = str(d.get("execution") or "").removeprefix("MembershipDraftsStateMachine")  # the daily runs' long prefix
+    by = f" by [cyan]{run}[/]" if run else ""
+    return (f"draft: {d['kind']} {d['purpose']} of {d['due_on']} {_money(d['amount'])} attempt {d['attempt']}: "
+            f"{outcome}{extra}{by}")
+
+
 def _print_unattached(report: Mapping[str, Any]) -> None:
-    """Inputs and outputs with no appointment in the table: client events, quarantined bookings, replies."""
+    """Inputs and outputs with no appointment in the table: client events, quarantined bookings, replies.
+    A membership's events and the decisions told to the booking site are in the membership's timeline."""
     known = {a["appointment_id"] for a in report["appointments"]}
 
     def loose(item: Mapping[str, Any]) -> bool:
-        return item.get("appointment_id") not in known
+        return item.get("appointment_id") not in known and not item.get("membership_id")
 
     zones = {a.get("location_id"): ZoneInfo(a.get("time_zone") or "UTC") for a in report["appointments"]}
     rows = [(i["at"], _describe_input(i, zones.get((i.get("facts") or {}).get("location_id"), ZoneInfo("UTC"))))
@@ -306,6 +394,7 @@ def _print_summary(report: Mapping[str, Any]) -> None:
         table.add_row(label, *cells)
     console.print(table)
     _print_money(report)
+    _print_memberships(report)
     counts = summary.get("inputs") or {}
     if counts:
         console.print("inputs: " + ", ".join(f"{n} {outcome.replace('_', ' ')}" for outcome, n in counts.items() if n)
@@ -343,21 +432,66 @@ def _print_money(report: Mapping[str, Any]) -> None:
     console.print(table)
 
 
+_MEMBERSHIP_ROWS = (
+    ("memberships", "count"), ("active", "by_status.active"), ("frozen", "by_status.frozen"),
+    ("cancelled", "by_status.cancelled"), ("expired", "by_status.expired"), ("past due", "past_due"),
+    ("drafts collected", "drafts_collected"), ("drafts declined (attempts)", "drafts_declined"),
+    ("dues outstanding (months)", "drafts_outstanding"), ("store credit applied", "store_credit_applied"),
+    ("store credit held (LuXe Bux)", "store_credit_held"), ("paper certificates issued", "certificates_issued"),
+    ("certificates expired", "certificates_expired"), ("expiries", "expiries"),
+)
+
+
+def _print_memberships(report: Mapping[str, Any]) -> None:
+    """How each location's memberships stand, one column per location with members: the same figures as
+    ``summary.locations[].memberships``, and a line on the MembershipDrafts runs."""
+    summary = report["summary"]
+    locations = [r for r in summary["locations"] if (r.get("memberships") or {}).get("count")]
+    if not locations:
+        return
+    table = Table(title=f"memberships: {report['scenario']['name']}", title_justify="left")
+    table.add_column("")
+    for r in locations:
+        table.add_column(r["location_id"], justify="right")
+    for label, key in _MEMBERSHIP_ROWS:
+        cells = []
+        for r in locations:
+            value: Any = r["memberships"]
+            for part in key.split("."):
+                value = value.get(part, 0) if isinstance(value, Mapping) else 0
+            if isinstance(value, Mapping) and "count" in value:
+                value = f"{value['count']}" + (f" ({_totals(value['total'])})" if value["total"] else "")
+            elif isinstance(value, Mapping):
+                value = _totals(value) or "0"
+            cells.append(str(value))
+        table.add_row(label, *cells)
+    console.print(table)
+    drafts = (summary.get("state_machines") or {}).get("MembershipDrafts")
+    if drafts:
+        alone = sum(1 for e in report.get("executions") or [] if e["state_machine"] == "MembershipDrafts"
+                    and e.get("membership_id"))
+        console.print(f"MembershipDrafts: {drafts['executions']} runs ({drafts['executions'] - alone} daily per time "
+                      f"zone, {alone} for one membership), {drafts['state_transitions']} state transitions; "
+                      f"{summary.get('drafts', 0)} draft ledger entries")
+
+
 def print_totals(results: list[Mapping[str, Any]], real_seconds: float) -> None:
     table = Table(title="demo totals", title_justify="left")
-    for column in ("scenario", "appointments", "state transitions", "messages", "deploy s", "run s", "real s"):
+    for column in ("scenario", "appointments", "memberships", "state transitions", "messages", "deploy s", "run s",
+                   "real s"):
         table.add_column(column, justify="left" if column == "scenario" else "right")
     for r in results:
         s = r["summary"]
-        table.add_row(r["scenario"]["name"], str(s["appointments_simulated"]), str(s["state_transitions"]),
-                      str(s["messages_sent"]), f"{r['deploy_seconds']:.2f}", f"{r['run_seconds']:.2f}",
-                      f"{r['real_seconds']:.2f}")
+        table.add_row(r["scenario"]["name"], str(s["appointments_simulated"]), str(s.get("memberships_simulated", 0)),
+                      str(s["state_transitions"]), str(s["messages_sent"]), f"{r['deploy_seconds']:.2f}",
+                      f"{r['run_seconds']:.2f}", f"{r['real_seconds']:.2f}")
     console.print(table)
     appointments = sum(r["summary"]["appointments_simulated"] for r in results)
+    members = sum(r["summary"].get("memberships_simulated", 0) for r in results)
     transitions = sum(r["summary"]["state_transitions"] for r in results)
     running = sum(r["run_seconds"] for r in results)
     console.print(
-        f"[bold]{appointments} appointments simulated[/], {transitions} state transitions, "
+        f"[bold]{appointments} appointments simulated[/], {members} memberships, {transitions} state transitions, "
         f"{real_seconds:.1f} s real in all: {appointments / real_seconds:.2f} appointments per second "
         f"({appointments / max(running, 1e-9):.2f} per second of running the clock, deploys and reports excluded)")
 

@@ -178,6 +178,12 @@ class SchedulerHook:
     def next_due(self, now: datetime) -> datetime | None:
         return min((d for s in self._schedules() if (d := self._due(s, now))), default=None)
 
+    def next_work(self, now: datetime) -> datetime | None:
+        """The next one-time (``at``) fire. A recurring schedule always has a next fire, so it is not work that
+        keeps the cloud busy: ``run_until_idle`` fires recurring schedules only on the way to other work."""
+        return min((d for s in self._schedules() if s["ScheduleExpression"].startswith("at(")
+                    and (d := self._due(s, now))), default=None)
+
     def poll(self, now: datetime) -> bool:
         worked = False
         for schedule in self._schedules():

@@ -6,9 +6,10 @@ changes it. Bumping moto means re-reading each target below and ``../shared/note
 
 1. ``WaitFunction._wait_interval``     Wait states sleep on the virtual clock instead of wall time.
 2. ``retrier_decl.time``               Retry back-offs sleep on the virtual clock.
-3. ``ExecutionWorker.start/stop``      each execution thread is an actor of the clock; a stop wakes it. A
-   stop that arrives before the thread has had its turn (moto: ``AttributeError`` on ``env`` None) is kept
-   and applied as the run reaches its first state, so it ends ABORTED without running one, as on AWS.
+3. ``ExecutionWorker.start/stop``      each execution thread is an actor of the clock; a stop cancels it (wakes
+   it and its Map iterations, and later sleeps of theirs return at once). A stop that arrives before the
+   thread has had its turn (moto: ``AttributeError`` on ``env`` None) is kept and applied as the run reaches
+   its first state, so it ends ABORTED without running one, as on AWS.
 4. ``LambdaFunction._invoke_lambda``   the one seam every invoke path uses: run the handler in-process.
 5. ``StateMachine.create_from_cloudformation_json``  CloudFormation-created state machines go to the
    executing backend with ``DefinitionSubstitutions`` applied (moto ignores them).
@@ -18,6 +19,25 @@ changes it. Bumping moto means re-reading each target below and ``../shared/note
    so from a fractional now (a retry's FULL jitter) a Wait ended up to a second *before* its timestamp, and
    a message deferred to the end of quiet hours was retried, deferred again, forever at one instant. On
    AWS a Timestamp wait never ends early.
+8. ``InlineIterationComponent._launch_worker``  each Map worker thread (INLINE and DISTRIBUTED: the distributed
+   component inherits it) is an actor, child of the Map's actor, registered in launch order, so iterations
+   that sleep in a Wait or a Retry back-off let the others run and every run interleaves them the same way.
+   moto's workers pull jobs from one pool, and only MaxConcurrency of them are started.
+9. ``JobPool.await_jobs``             the Map's actor blocks on the clock (gives up the baton, no wake-up time)
+   instead of holding it on a ``threading.Event`` the iterations could never reach.
+10. ``JobPool._notify_on_termination``  ...and is released when the pool ends (every job closed, or a worker's
+   exception, which moto then raises in the Map as before, so Retry and Catch on the Map work).
+11. ``Environment.set_error``       a stopped program stays stopped. When a stop ends a Map's iterations, moto
+   raises their abort in the Map with details its error handling cannot read (a string, not a dict); the
+   ``States.Runtime`` error that follows turned ABORTED into FAILED. On AWS a stopped execution ends ABORTED
+   whatever its states were doing, and neither a Retry nor a Catch runs.
+
+DISTRIBUTED Maps run in moto 5.2.5 from ``ItemsPath`` as from an ItemReader, in-process: iterations are not
+child executions and their events go to a throw-away history (the parent shows only MapRunStarted/Succeeded).
+A failed iteration there yields ``null`` and the Map still succeeds: moto reads ToleratedFailure* but never
+applies it; a stopped run logs MapRunSucceeded and MapStateSucceeded before ExecutionAborted. Neither is patched
+(tests/integration/test_localcloud_map.py pins both). Parallel branches still run on plain threads, outside
+the one-baton rule: Waits or Retry back-offs in more than one branch at once are not supported.
 
 Two reads of moto state, no code replaced: ``Queue.lambda_event_source_mappings`` is emptied so the local
 cloud's poller, not SendMessage, delivers SQS batches; ``Message.visible_at`` tells the poller when a
@@ -39,8 +59,14 @@ from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.responses import StepFunctionResponse
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.inline_iteration_component import (
+    InlineIterationComponent,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.job import JobPool
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.utils import TMP_THREADS
 
@@ -91,19 +117,44 @@ def _timestamp_wait_seconds(self: Timestamp, env: Any) -> int:
 
 def _start(self: ExecutionWorker) -> None:
     clock = _clock()
-    actor = clock.register(self._evaluation_details.execution_details.name)
-    self._clock_actor = actor
+    self._clock_actor = clock.register(self._evaluation_details.execution_details.name)
+    _run_as_actor(clock, self._clock_actor, self._execution_logic)
 
+
+def _run_as_actor(clock: "VirtualClock", actor: Any, target: Any) -> None:
     def run() -> None:
         clock.enter(actor)
         try:
-            self._execution_logic()
+            target()
         finally:
             clock.exit()
 
     thread = threading.Thread(target=run, daemon=True, name=f"sfn:{actor.name}")
     TMP_THREADS.append(thread)
     thread.start()
+
+
+def _launch_worker(self: InlineIterationComponent, env: Any, eval_input: Any, job_pool: JobPool) -> Any:
+    clock = _clock()
+    worker = self._create_worker(env=env, eval_input=eval_input, job_pool=job_pool)
+    parent = clock.current_actor()
+    _run_as_actor(clock, clock.register(f"{parent.name}/{eval_input.state_name}", parent=parent), worker.eval)
+    return worker
+
+
+def _await_jobs(self: JobPool) -> None:
+    if not self._is_terminated():
+        clock = _clock()
+        self._clock_waiter = clock.current_actor()
+        clock.block()
+
+
+def _notify_on_termination(self: JobPool) -> None:
+    _originals["pool_ended"](self)
+    waiter = getattr(self, "_clock_waiter", None)
+    if waiter is not None and self._is_terminated():
+        self._clock_waiter = None
+        _clock().release(waiter)
 
 
 def _stop(self: ExecutionWorker, stop_date: Any, error: str | None, cause: str | None) -> None:
@@ -114,7 +165,7 @@ def _stop(self: ExecutionWorker, stop_date: Any, error: str | None, cause: str |
         _originals["stop"](self, stop_date, error, cause)
     actor = getattr(self, "_clock_actor", None)
     if actor is not None:
-        _clock().interrupt(actor)
+        _clock().cancel(actor)
 
 
 def _stopped_at_start(environment: Any, stop_date: Any, error: str | None, cause: str | None) -> Any:
@@ -130,6 +181,11 @@ def _stopped_at_start(environment: Any, stop_date: Any, error: str | None, cause
         env.is_running = is_running
         return env
     return stopped
+
+
+def _set_error(self: Environment, error: Any) -> None:
+    if not isinstance(self._program_state, ProgramStopped):
+        _originals["set_error"](self, error)
 
 
 def _invoke_lambda(self: LambdaFunction, event: str | None = None) -> tuple[str, bool, str]:
@@ -207,7 +263,15 @@ def install() -> None:
             sm_cfn=StateMachine.__dict__["create_from_cloudformation_json"],
             stop_response=StepFunctionResponse.stop_execution,
             timestamp_wait=Timestamp._get_wait_seconds,
+            launch_worker=InlineIterationComponent._launch_worker,
+            await_jobs=JobPool.await_jobs,
+            pool_ended=JobPool._notify_on_termination,
+            set_error=Environment.set_error,
         )
+        Environment.set_error = _set_error
+        InlineIterationComponent._launch_worker = _launch_worker
+        JobPool.await_jobs = _await_jobs
+        JobPool._notify_on_termination = _notify_on_termination
         Timestamp._get_wait_seconds = _timestamp_wait_seconds
         WaitFunction._wait_interval = _wait_interval
         retrier_decl.time = SimpleNamespace(sleep=lambda seconds: _clock().sleep(seconds))
@@ -230,4 +294,8 @@ def uninstall() -> None:
         StateMachine.create_from_cloudformation_json = _originals["sm_cfn"]
         StepFunctionResponse.stop_execution = _originals["stop_response"]
         Timestamp._get_wait_seconds = _originals["timestamp_wait"]
+        InlineIterationComponent._launch_worker = _originals["launch_worker"]
+        JobPool.await_jobs = _originals["await_jobs"]
+        JobPool._notify_on_termination = _originals["pool_ended"]
+        Environment.set_error = _originals["set_error"]
         _originals.clear()

@@ -1,6 +1,6 @@
 """The JSON report of a scenario run (``medspa.simulate.report/1``, documented in ``docs/simulate.md``): the
-line of each appointment, ledger entry, client, message and quarantined input, and the summary per location
-with where its fees went.
+line of each appointment, execution, ledger entry, client, membership, draft, message and quarantined input,
+and the summary per location with where its fees and its members' dues went.
 
 It stands apart from the run (``localcloud.capture``, which reads the local cloud and hands over what it
 found) because the report is a documented interface of its own and its rules need no cloud: the same stored
@@ -13,7 +13,14 @@ Decisions:
   summary, the HTML page and the ledger cannot disagree.
 * The appointments' message log adds each message's kind and appointment to what moto recorded
   (:func:`messages_from`); a message no log names is still listed, with ``kind`` null.
-* Every time in the report is UTC ISO-8601 with ``Z``; local times carry their offset.
+* Every time in the report is UTC ISO-8601 with ``Z``; local times carry their offset. A membership's days
+  (draft dates, expiries) are the home location's local dates, as the member and the spa count them.
+* A membership is reported as the system last stored it, plus what that record alone cannot say: the
+  certificates already expired are gone from it, so the certificates issued are refolded from the
+  membership's own events and drafts as of its cancellation day.
+* Membership drafts are ledger entries filed under the membership's key, so they stay in ``ledger[]`` and
+  are also listed, with their draft date and the run that took them, in ``drafts[]``; the fee money never
+  counts them (a draft is no fee).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from medspa.domain.keys import spa_of, split_key
+from medspa.events import DETAIL_MODELS
+from medspa.events.membership_history import fold_membership
 from medspa.policy.loader import PolicyPacks
 
 if TYPE_CHECKING:
@@ -34,8 +43,8 @@ if TYPE_CHECKING:
 
 REPORT_FORMAT = "medspa.simulate.report/1"
 REPORT_KEYS = ("format", "scenario", "started_at", "ended_at", "real_seconds", "deploy_seconds", "run_seconds",
-               "fake_stripe", "inputs", "messages", "ledger", "appointments", "clients", "events_to_booking_site",
-               "quarantined", "summary")
+               "fake_stripe", "inputs", "messages", "ledger", "appointments", "executions", "clients", "memberships",
+               "drafts", "events_to_booking_site", "quarantined", "summary")
 OUTCOMES = ("applied", "held", "quarantined", "pending", "not_delivered", "delivered")  # inputs[].outcome
 
 
@@ -88,14 +97,123 @@ def _booking_facts(a: Any) -> dict[str, Any]:
     }
 
 
-def ledger_line(e: Any) -> dict[str, Any]:
+def ledger_line(e: Any, *, membership: bool = False) -> dict[str, Any]:
+    """``membership``: the entry is a membership's draft, filed under the membership's key."""
     return {
         "entry_id": e.entry_id, "appointment_id": site_id(e.appointment_id), "client_id": e.client_id,
         "purpose": e.purpose, "kind": str(e.kind), "amount": _money(e.amount), "status": str(e.status),
         "attempt": e.attempt, "stripe_payment_intent_id": e.stripe_payment_intent_id,
         "stripe_refund_id": e.stripe_refund_id, "decline_code": e.decline_code,
         "failure_message": e.failure_message, "created_at": iso(e.created_at), "updated_at": iso(e.updated_at),
+        "membership_id": site_id(e.appointment_id) if membership else None,
     }
+
+
+# ---------------------------------------------------------------------- memberships
+
+
+MEMBERSHIP_STATUSES = ("active", "frozen", "cancelled", "expired")
+EXPIRY_OUTCOMES = ("expired", "services_expired", "certificate_expired")
+DRAFT_PURPOSES = ("membership_dues", "frozen_dues")  # a month's charge; store credit is a deduction beside it
+_UNPAID = ("declined", "requires_action", "failed")
+
+
+def membership_line(record: Any, packs: PolicyPacks) -> dict[str, Any]:
+    """A membership as the system stored it last, with the certificates it issued (held or expired)."""
+    m = record.membership
+    pack = packs.accepted(m.location_id, m.policy_version) if m.location_id in packs else None
+    held = {c.certificate_id for c in m.certificates}
+    return {
+        "membership_id": site_id(m.membership_id), "spa_id": m.spa_id, "client_id": m.client_id,
+        "location_id": m.location_id, "time_zone": pack.location.time_zone if pack else None,
+        "policy_version": m.policy_version, "membership_version": m.membership_version,
+        "plan": _plan(m.plan), "next_plan": _plan(m.next_plan) if m.next_plan else None,
+        "status": str(m.status), "past_due": m.past_due, "started_on": _day(m.started_on),
+        "draft_day": m.draft_day, "next_draft_on": _day(m.next_draft_on), "next_retry_on": _day(m.next_retry_on),
+        "last_billed_on": _day(m.last_billed_on), "paid_in_full_until": _day(m.paid_in_full_until),
+        "cancelled_on": _day(m.cancelled_on), "credits": m.credits,
+        "credits_usable_until": _day(m.credits_usable_until), "store_credit": _money(m.store_credit),
+        "full_dues_paid": m.full_dues_paid,
+        "certificates": [{"certificate_id": c.certificate_id.rsplit("#", 1)[-1], "issued_on": _day(c.issued_on),
+                          "expires_on": _day(c.expires_on), "expired": c.certificate_id not in held}
+                         for c in _certificates_issued(record, pack)],
+        "decisions": [{"decided_at": iso(d.decided_at), "outcome": d.outcome, "reason": d.reason,
+                       "membership_version": d.membership_version} for d in m.decisions],
+    }
+
+
+def _certificates_issued(record: Any, pack: Any) -> tuple[Any, ...]:
+    """Every certificate the cancellation issued: an expired one is gone from the stored membership, so the
+    membership's own events and drafts are folded again as of its cancellation day."""
+    m = record.membership
+    if m.cancelled_on is None or pack is None or not any(d.outcome == "certificate_expired" for d in m.decisions):
+        return tuple(m.certificates)
+    try:
+        events = [DETAIL_MODELS[kind].model_validate_json(detail) for kind, detail in record.events]
+        then = fold_membership(events, record.drafts, pack, as_of=m.cancelled_on)  # type: ignore[arg-type]
+    except (LookupError, ValueError):
+        return tuple(m.certificates)
+    issued = {c.certificate_id: c for c in then.certificates}
+    issued.update({c.certificate_id: c for c in m.certificates})
+    return tuple(sorted(issued.values(), key=lambda c: (c.issued_on, _natural(c.certificate_id))))
+
+
+def _natural(text: str) -> tuple[Any, ...]:
+    """``cert-2`` before ``cert-10``."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
+def draft_lines(entries: Iterable[Any], records: Iterable[Any], executions: Iterable[Mapping[str, Any]]
+                ) -> list[dict[str, Any]]:
+    """Each ledger entry of a membership, with its month's draft date (from the entry id, which names it),
+    when the draft was decided (the fact kept on the membership) and the MembershipDrafts run that took it."""
+    members = {r.membership_id: r.membership for r in records}
+    decided: dict[tuple[str, str, str, int], Any] = {}
+    for r in records:
+        for d in r.drafts:
+            decided[(r.membership_id, d.due_on.isoformat(), str(d.kind), d.attempt)] = d.decided_at
+    by_step: dict[Any, str] = {}
+    for execution in executions:
+        for step in execution.get("steps") or ():
+            entry_id = step.get("ledger_entry_id")
+            if isinstance(entry_id, str) and entry_id.count("#") >= 4:
+                key, due_on, _, attempt = entry_id.rsplit("#", 3)
+                by_step.setdefault(entry_id, execution["name"])
+                by_step.setdefault((key, due_on, attempt), execution["name"])
+    out = []
+    for e in entries:
+        key, due_on, purpose, attempt = _draft_id(e)
+        member = members.get(key)
+        kind = "frozen_dues" if purpose == "frozen_dues" else "membership_dues"
+        out.append({
+            "entry_id": e.entry_id, "membership_id": site_id(key), "spa_id": spa_of(key), "client_id": e.client_id,
+            "location_id": member.location_id if member else None, "due_on": due_on, "purpose": e.purpose,
+            "kind": str(e.kind), "attempt": e.attempt, "amount": _money(e.amount), "status": str(e.status),
+            "decline_code": e.decline_code, "failure_message": e.failure_message,
+            "stripe_payment_intent_id": e.stripe_payment_intent_id,
+            "created_at": iso(e.created_at), "updated_at": iso(e.updated_at),
+            "decided_at": iso(decided.get((key, due_on, kind, e.attempt))),
+            "execution": by_step.get(e.entry_id) or by_step.get((key, due_on, attempt)),
+        })
+    return sorted(out, key=lambda d: (d["created_at"] or "", d["entry_id"]))
+
+
+def _draft_id(e: Any) -> tuple[str, str | None, str, str]:
+    """(membership key, month's draft date, purpose, attempt) from ``<spa>#<membership>#<date>#<purpose>#<n>``;
+    an entry of the membership named otherwise keeps its membership and purpose, with no draft date."""
+    parts = e.entry_id.rsplit("#", 3)
+    if len(parts) == 4 and parts[0] == e.appointment_id:
+        return parts[0], parts[1], parts[2], parts[3]
+    return e.appointment_id, None, e.purpose, str(e.attempt)
+
+
+def _plan(plan: Any) -> dict[str, Any]:
+    return {"name": plan.name, "monthly_dues": _money(plan.monthly_dues),
+            "service_credits_per_month": plan.service_credits_per_month}
+
+
+def _day(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def _opted_out(consent: Any, channel: str, address: str | None, spa_id: str) -> bool:
@@ -207,6 +325,9 @@ def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
     home: dict[str, str] = {}  # a client's location: that of their first appointment in the scenario
     for a in sorted(report["appointments"], key=lambda a: a.get("starts_at") or ""):
         home.setdefault(a.get("client_id"), a.get("location_id"))
+    memberships = report.get("memberships") or []
+    for m in memberships:  # a member with no appointment belongs to their home spa
+        home.setdefault(m["client_id"], m["location_id"])
     rows: dict[str, dict[str, Any]] = {}
 
     def row(location: str | None) -> dict[str, Any]:
@@ -217,6 +338,7 @@ def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
             "no_shows": 0, "completed": 0, "fees_charged": {"count": 0, "total": {}},
             "fees_covered": {"count": 0, "total": {}}, "fees_declined": 0,
             "outstanding": {}, "strikes": 0, "prepay_flags": 0, "messages_sent": 0, "state_transitions": 0,
+            "memberships": _no_memberships(),
         })
 
     for a in report["appointments"]:
@@ -263,14 +385,27 @@ def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
             r["outstanding"][currency] = r["outstanding"].get(currency, 0) + amount
     for location, money in money_summary(report["ledger"], location_of).items():
         row(location)["money"] = money
+    for m in memberships:
+        r = row(m["location_id"])
+        r["spa_id"] = r["spa_id"] or m["spa_id"]
+        _count_membership(r["memberships"], m)
+    _count_drafts(rows, report.get("drafts") or [], row)
     for r in rows.values():
         money = r.setdefault("money", _no_money())
         for key in _MONEY_KEYS:
             money[key] = dict(sorted(money[key].items()))
         for fee in money["fees"].values():
             fee["total"] = dict(sorted(fee["total"].items()))
+    for r in rows.values():
+        for key in ("store_credit_applied", "store_credit_held"):
+            r["memberships"][key] = {c: v for c, v in sorted(r["memberships"][key].items()) if v}
     locations = sorted(rows.values(), key=lambda r: r["location_id"])
     outcomes = [line.get("outcome") for line in report["inputs"]]
+    machines: dict[str, dict[str, int]] = {}
+    for e in report.get("executions") or []:
+        machine = machines.setdefault(e["state_machine"], {"executions": 0, "state_transitions": 0})
+        machine["executions"] += 1
+        machine["state_transitions"] += e["state_transitions"]
     return {
         "locations": locations,
         "inputs": {outcome: outcomes.count(outcome) for outcome in OUTCOMES},
@@ -280,7 +415,59 @@ def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
         "messages_sent": sum(r["messages_sent"] for r in locations),
         "events_to_booking_site": len(report["events_to_booking_site"]),
         "quarantined": len(report["quarantined"]),
+        "memberships_simulated": len(memberships),
+        "drafts": len(report.get("drafts") or []),
+        "state_machines": dict(sorted(machines.items())),
     }
+
+
+def _no_memberships() -> dict[str, Any]:
+    return {"count": 0, "by_status": dict.fromkeys(MEMBERSHIP_STATUSES, 0), "past_due": 0,
+            "drafts_collected": {"count": 0, "total": {}}, "drafts_declined": {"count": 0, "total": {}},
+            "drafts_outstanding": {"count": 0, "total": {}}, "store_credit_applied": {}, "store_credit_held": {},
+            "certificates_issued": 0, "certificates_expired": 0, "expiries": 0}
+
+
+def _count_membership(figures: dict[str, Any], m: Mapping[str, Any]) -> None:
+    figures["count"] += 1
+    figures["by_status"][m["status"]] = figures["by_status"].get(m["status"], 0) + 1
+    figures["past_due"] += bool(m["past_due"])
+    if m["store_credit"]["amount"]:
+        _add(figures["store_credit_held"], m["store_credit"]["currency"], m["store_credit"]["amount"])
+    figures["certificates_issued"] += len(m["certificates"])
+    figures["certificates_expired"] += sum(c["expired"] for c in m["certificates"])
+    figures["expiries"] += sum(d["outcome"] in EXPIRY_OUTCOMES for d in m["decisions"])
+
+
+def _count_drafts(rows: Mapping[str, dict[str, Any]], drafts: Iterable[Mapping[str, Any]], row: Any) -> None:
+    """Collected and declined: each charge attempt. Outstanding: each month whose charge has not succeeded on
+    any attempt (still retried, or owed after the last retry), at its latest attempt's amount."""
+    months: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for d in drafts:
+        figures = row(d["location_id"])["memberships"]
+        amount, currency = d["amount"]["amount"], d["amount"]["currency"]
+        if d["purpose"] == "store_credit_applied" and d["status"] == "succeeded":
+            _add(figures["store_credit_applied"], currency, amount)
+        if d["kind"] != "charge" or d["purpose"] not in DRAFT_PURPOSES:
+            continue
+        months.setdefault((d["location_id"], d["spa_id"], d["membership_id"], d["due_on"], d["purpose"]), []).append(d)
+        if d["status"] == "succeeded":
+            _tally(figures["drafts_collected"], currency, amount)
+        elif d["status"] in _UNPAID:
+            _tally(figures["drafts_declined"], currency, amount)
+    for (location, *_), attempts in months.items():
+        if not any(a["status"] == "succeeded" for a in attempts):
+            latest = max(attempts, key=lambda a: a["attempt"])
+            _tally(row(location)["memberships"]["drafts_outstanding"], latest["amount"]["currency"],
+                   latest["amount"]["amount"])
+    for r in rows.values():
+        for key in ("drafts_collected", "drafts_declined", "drafts_outstanding"):
+            r["memberships"][key]["total"] = dict(sorted(r["memberships"][key]["total"].items()))
+
+
+def _tally(figure: dict[str, Any], currency: str, amount: int) -> None:
+    figure["count"] += 1
+    _add(figure["total"], currency, amount)
 
 
 FEE_REASONS = ("late_cancel", "no_show", "late_reschedule")

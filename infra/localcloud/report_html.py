@@ -1,7 +1,8 @@
 """``medspa simulate --html FILE``: the simulation report as one page a spa owner opens in a browser.
 
 The page shows what an owner asks of a backtest: where the fees went at each location (a table and a
-bar chart), what became of every input, each appointment's final status, and what was quarantined.
+bar chart), what became of every input, each appointment's final status, how the memberships stand and
+what their drafts collected, and what was quarantined.
 
 Decisions:
 
@@ -48,6 +49,8 @@ th { background: #f3f4f6; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.status-completed { color: #15803d; } td.status-no_show, td.status-auto_cancelled { color: #b91c1c; }
 td.status-cancelled { color: #a16207; }
+td.status-frozen { color: #2563eb; } td.status-expired, td.draft-declined, td.draft-failed { color: #b91c1c; }
+td.draft-succeeded { color: #15803d; }
 .legend span { display: inline-block; margin-right: 1.2em; }
 .legend i { display: inline-block; width: .9em; height: .9em; margin-right: .3em; vertical-align: -.1em; }
 svg text { font: 12px system-ui, sans-serif; fill: #111827; }
@@ -69,7 +72,8 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{_e(scenario['name'])}</h1>",
         f'<p class="meta">Simulated {_e(report["started_at"])} to {_e(report["ended_at"])} (virtual time, UTC); '
-        f"{summary['appointments_simulated']} appointments, {summary['messages_sent']} messages sent, "
+        f"{summary['appointments_simulated']} appointments, {summary.get('memberships_simulated', 0)} memberships, "
+        f"{summary['messages_sent']} messages sent, "
         f"{summary['state_transitions']} state transitions; {_e(report.get('format', ''))}.</p>",
     ]
     if scenario.get("description"):
@@ -78,6 +82,7 @@ def render_html(report: Mapping[str, Any]) -> str:
     parts += _inputs_section(report)
     parts += _activity_section(summary["locations"])
     parts += _appointments_section(report["appointments"])
+    parts += _memberships_section(report)
     parts += _quarantine_section(report["quarantined"])
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
@@ -207,6 +212,88 @@ def _appointments_section(appointments: list[Mapping[str, Any]]) -> list[str]:
                    f"\"{_e(a['appointment_id'])}\">{_e(status)}</td><td>{_e(fees)}</td>"
                    f'<td class="num">{len(a.get("executions") or ())}</td></tr>')
     return out + ["</tbody></table>"]
+
+
+# (summary.locations[].memberships key, label): counts, then {count, total} figures, then per-currency amounts.
+_MEMBERSHIP_COUNTS = (("count", "memberships"), ("by_status.active", "active"), ("by_status.frozen", "frozen"),
+                      ("by_status.cancelled", "cancelled"), ("by_status.expired", "expired"),
+                      ("past_due", "past due"), ("certificates_issued", "paper certificates issued"),
+                      ("certificates_expired", "certificates expired"), ("expiries", "expiries"))
+_MEMBERSHIP_MONEY = (("drafts_collected", "drafts collected"), ("drafts_declined", "drafts declined (attempts)"),
+                     ("drafts_outstanding", "dues outstanding (months)"),
+                     ("store_credit_applied", "store credit applied"),
+                     ("store_credit_held", "store credit held (LuXe Bux)"))
+
+
+def _memberships_section(report: Mapping[str, Any]) -> list[str]:
+    """The members' figures per location, each membership as it ended, and every draft: shown only when the
+    scenario has memberships, so a page without them is the page it always was."""
+    memberships = report.get("memberships") or []
+    if not memberships:
+        return []
+    locations = [r for r in report["summary"]["locations"] if (r.get("memberships") or {}).get("count")]
+    out = [f"<h2>Memberships ({len(memberships)})</h2>", '<table class="membership-summary"><thead><tr><th></th>'
+           + "".join(f'<th class="num">{_e(r["location_id"])}</th>' for r in locations) + "</tr></thead><tbody>"]
+    for key, label in _MEMBERSHIP_COUNTS:
+        cells = []
+        for r in locations:
+            value: Any = r["memberships"]
+            for part in key.split("."):
+                value = value.get(part, 0)
+            cells.append(f'<td class="num" data-location="{_e(r["location_id"])}" data-field="memberships.{key}" '
+                         f'data-value="{int(value)}">{int(value)}</td>')
+        out.append(f"<tr><td>{_e(label)}</td>{''.join(cells)}</tr>")
+    for key, label in _MEMBERSHIP_MONEY:
+        cells = []
+        for r in locations:
+            figure = r["memberships"][key]
+            totals = figure["total"] if "total" in figure else figure
+            shown = "; ".join(f'<span {_data(r, currency, f"memberships.{key}", amount)}>'
+                              f"{_amount(amount, currency)}</span>" for currency, amount in sorted(totals.items()))
+            count = f'<span data-count-of="memberships.{key}">{figure["count"]}</span> &middot; ' if "count" in figure else ""
+            cells.append(f'<td class="num">{count}{shown or "0"}</td>')
+        out.append(f"<tr><td>{_e(label)}</td>{''.join(cells)}</tr>")
+    out.append("</tbody></table>")
+    out.append('<table class="memberships"><thead><tr><th>membership</th><th>location</th><th>client</th><th>plan</th>'
+               '<th>status</th><th>past due</th><th class="num">draft day</th><th>next draft</th><th class="num">services</th>'
+               '<th class="num">store credit</th><th class="num">full dues paid</th><th>paper certificates</th>'
+               "<th>last decision</th></tr></thead><tbody>")
+    for m in memberships:
+        plan, credit = m.get("plan") or {}, m["store_credit"]
+        dues = _amount(plan["monthly_dues"]["amount"], plan["monthly_dues"]["currency"]) if plan.get("monthly_dues") else ""
+        certificates = m.get("certificates") or []
+        held = [c for c in certificates if not c["expired"]]
+        paper = (f"{len(certificates)} issued {_e(certificates[0]['issued_on'])}, {len(held)} held until "
+                 f"{_e(certificates[0]['expires_on'])}" if certificates else "")
+        last = (m.get("decisions") or [{}])[-1]
+        next_draft = (m.get("next_draft_on") or "") + (f" (retry {m['next_retry_on']})" if m.get("next_retry_on") else "")
+        out.append(f"<tr><td>{_e(m['membership_id'])}</td><td>{_e(m.get('location_id') or '')}</td>"
+                   f"<td>{_e(m['client_id'])}</td><td>{_e(plan.get('name') or '')} ({dues} a month)</td>"
+                   f'<td class="status-{_e(m["status"])}" data-membership="{_e(m["membership_id"])}">{_e(m["status"])}</td>'
+                   f"<td>{'past due' if m.get('past_due') else ''}</td>"
+                   f'<td class="num">{m["draft_day"]}</td><td>{_e(next_draft)}</td><td class="num">{m["credits"]}</td>'
+                   f'<td class="num" data-store-credit-of="{_e(m["membership_id"])}" '
+                   f'{_data({"location_id": m.get("location_id") or ""}, credit["currency"], "store_credit", credit["amount"])}>'
+                   f"{_amount(credit['amount'], credit['currency'])}</td>"
+                   f'<td class="num">{m["full_dues_paid"]}</td><td>{paper}</td>'
+                   f"<td>{_e(last.get('outcome') or '')}: {_e(last.get('reason') or '')}</td></tr>")
+    out.append("</tbody></table>")
+    drafts = report.get("drafts") or []
+    if drafts:
+        out.append(f"<h3>Drafts ({len(drafts)})</h3>")
+        out.append('<table class="drafts"><thead><tr><th>membership</th><th>draft date</th><th>purpose</th>'
+                   '<th class="num">attempt</th><th class="num">amount</th><th>status</th><th>decided (UTC)</th>'
+                   "<th>run</th></tr></thead><tbody>")
+        for d in drafts:
+            amount = d["amount"]
+            out.append(f"<tr><td>{_e(d['membership_id'])}</td><td>{_e(d['due_on'])}</td><td>{_e(d['purpose'])}</td>"
+                       f'<td class="num">{d["attempt"]}</td><td class="num">{_amount(amount["amount"], amount["currency"])}'
+                       f'</td><td class="draft-{_e(d["status"])}">{_e(d["status"])}'
+                       + (f" ({_e(d['decline_code'])})" if d.get("decline_code") else "")
+                       + f"</td><td>{_e(d.get('decided_at') or d.get('updated_at') or '')}</td>"
+                       f"<td>{_e(d.get('execution') or '')}</td></tr>")
+        out.append("</tbody></table>")
+    return out
 
 
 def _quarantine_section(quarantined: list[Mapping[str, Any]]) -> list[str]:

@@ -17,7 +17,7 @@ Decisions:
   one line naming the entry and the field (:class:`ScenarioError`).
 * Stripe ids are not known when a scenario is written (the fake generates them), so the scenario names a
   test card per client and the runner fills ``stripe_customer_id``/``stripe_payment_method_id`` into that
-  client's events. Stripe's declining test cards already fail when attached; for them the test token
+  client's events (a booking's card on file, a new card, the card a membership's dues are drafted from). Stripe's declining test cards already fail when attached; for them the test token
   itself stands for "a card that was good when saved and declines now" (``fakestripe.save_test_card``).
 """
 
@@ -40,6 +40,9 @@ from medspa.events import (
     ClientErasureRequested,
     FeeWaived,
     InvalidBookingEvent,
+    MEMBERSHIP_MODELS,
+    MembershipStarted,
+    ServiceCreditRedeemed,
     parse_booking_event,
 )
 from medspa.policy.loader import load_packs
@@ -299,12 +302,13 @@ def prepare_inputs(scenario: Scenario, ids: StripeIds) -> list[Input]:
     """Fill what a scenario may leave out, then check every event as the deployed system will.
 
     Filled when absent: ``occurred_at`` (the entry's ``at``), ``event_id`` (``<scenario>-<index>``), the
-    client's contact details in an AppointmentBooked ``client`` (from the ``clients`` section), and the
-    client's Stripe ids in an AppointmentBooked ``payment`` whose ``card_on_file`` is true and in a
-    CardUpdated. Then each event must pass what the intake checks (the catalogue, the spa's sources and
-    locations), name only clients and appointments booked before it, and raise its appointment's
-    ``booking_version``: otherwise the run would quarantine it, hold it or fail later, far from the
-    line of the file that caused it. An event marked ``expect_rejected`` must fail one of the intake's
+    client's contact details in an AppointmentBooked or MembershipStarted ``client`` (from the ``clients``
+    section), and the client's Stripe ids in an AppointmentBooked ``payment`` whose ``card_on_file`` is
+    true, in a MembershipStarted ``payment`` and in a CardUpdated. Then each event must pass what the
+    intake checks (the catalogue, the spa's sources and locations), name only clients and appointments
+    booked before it, and raise its appointment's ``booking_version`` or its membership's
+    ``membership_version``: otherwise the run would quarantine it, hold it, fold it where the owner did
+    not mean it or fail later, far from the line of the file that caused it. An event marked ``expect_rejected`` must fail one of the intake's
     checks instead, and is delivered as written.
 
     Every problem is collected; the error names the first in file order and counts the rest.
@@ -352,7 +356,7 @@ def prepare_inputs(scenario: Scenario, ids: StripeIds) -> list[Input]:
             continue
         version = known.version_problem(event)
         if version is not None:
-            problems.append((index, f"{where}.detail.booking_version: {version}"))
+            problems.append((index, f"{where}.{version}"))
         known.track(event, index)
         visits.track(entry["detail_type"], detail)
         inputs.append(Input(index, at, "event", envelope=envelope))
@@ -385,7 +389,8 @@ def _tenancy_refusals(event: BookingEvent, source: str, tenants: Mapping[str, Te
     if not tenant.may_speak(source):
         refusals.append(f"source: {_shown(source)} is not authorised to speak for {event.spa_id} "
                         f"(its sources: {', '.join(tenant.event_sources)})")
-    if isinstance(event, AppointmentBooked) and event.location_id not in tenant.locations:
+    if (isinstance(event, AppointmentBooked | MembershipStarted | ServiceCreditRedeemed)
+            and event.location_id not in tenant.locations):
         owner = next((t.spa_id for t in tenants.values() if event.location_id in t.locations), None)
         refusals.append(f"detail.location_id: {_shown(event.location_id)} is "
                         + (f"a location of {owner}, not of {event.spa_id}" if owner else
@@ -395,22 +400,26 @@ def _tenancy_refusals(event: BookingEvent, source: str, tenants: Mapping[str, Te
 
 
 class _Known:
-    """What the scenario has booked (and erased) so far, in delivery order, as the intake will see it: an
-    admin event naming a client or appointment not booked yet is retried, then quarantined; an event
-    naming an erased client is quarantined; and a booking version that does not rise is stale to the fold
-    (or a conflict, at the same version), so the run would not show it."""
+    """What the scenario has booked, signed up (and erased) so far, in delivery order, as the intake will see
+    it: an admin event naming a client or appointment not booked yet is retried, then quarantined; an event
+    naming an erased client is quarantined; a booking version that does not rise is stale to the fold (or a
+    conflict, at the same version), so the run would not show it; and a membership version that does not
+    rise is a conflict (quarantined) or folds before the entries the owner wrote it after."""
 
     def __init__(self) -> None:
         self._clients: set[tuple[str, str]] = set()
         self._erased: set[tuple[str, str]] = set()
         self._appointments: dict[tuple[str, str], str] = {}  # appointment -> its client's booking-site id
-        self._versions: dict[tuple[str, str], tuple[int, int]] = {}  # appointment -> (version, entry index)
+        self._members: dict[tuple[str, str], str] = {}  # membership -> its client's booking-site id
+        self._versions: dict[tuple[str, str, str], tuple[int, int]] = {}  # (kind, spa, id) -> (version, entry)
 
     def refusals(self, event: BookingEvent) -> list[str]:
         spa = event.spa_id
         client_id, field = getattr(event, "client_id", None), "detail.client_id"
-        if isinstance(event, AppointmentBooked):
+        if isinstance(event, AppointmentBooked | MembershipStarted):
             client_id, field = event.client.id, "detail.client.id"
+        elif isinstance(event, MEMBERSHIP_MODELS):
+            client_id, field = self._members.get((spa, event.membership_id)), "detail.membership_id"
         elif client_id is None and getattr(event, "appointment_id", None) is not None:
             client_id, field = self._appointments.get((spa, event.appointment_id)), "detail.appointment_id"
         if (spa, client_id) in self._erased and not isinstance(event, ClientErasureRequested):
@@ -426,24 +435,40 @@ class _Known:
         return []
 
     def version_problem(self, event: BookingEvent) -> str | None:
-        version = getattr(event, "booking_version", None)
-        if version is None:
+        """``<field>: <why>`` when the event's booking or membership version does not rise."""
+        versioned = _versioned(event)
+        if versioned is None:
             return None
-        before = self._versions.get((event.spa_id, event.appointment_id))
+        key, version = versioned
+        before = self._versions.get(key)
         if before is not None and version <= before[0]:
-            return (f"{version} does not increase on events[{before[1]}] (version {before[0]}) of appointment "
-                    f"{event.appointment_id}")
+            field = "membership_version" if key[0] == "membership" else "booking_version"
+            return (f"detail.{field}: {version} does not increase on events[{before[1]}] (version {before[0]}) of "
+                    f"{key[0]} {key[2]}")
         return None
 
     def track(self, event: BookingEvent, index: int) -> None:
         if isinstance(event, AppointmentBooked):
             self._clients.add((event.spa_id, event.client.id))
             self._appointments[(event.spa_id, event.appointment_id)] = event.client.id
+        if isinstance(event, MembershipStarted):  # the intake keeps the member as a client of the spa
+            self._clients.add((event.spa_id, event.client.id))
+            self._members[(event.spa_id, event.membership_id)] = event.client.id
         if isinstance(event, ClientErasureRequested):
             self._erased.add((event.spa_id, event.client_id))
-        version = getattr(event, "booking_version", None)
-        if version is not None:
-            self._versions[(event.spa_id, event.appointment_id)] = (version, index)
+        versioned = _versioned(event)
+        if versioned is not None:
+            self._versions[versioned[0]] = (versioned[1], index)
+
+
+def _versioned(event: BookingEvent) -> tuple[tuple[str, str, str], int] | None:
+    """(("appointment" or "membership", spa, id), version) of an event that carries a version."""
+    if isinstance(event, MEMBERSHIP_MODELS):
+        return ("membership", event.spa_id, event.membership_id), event.membership_version
+    version = getattr(event, "booking_version", None)
+    if version is None:
+        return None
+    return ("appointment", event.spa_id, event.appointment_id), version
 
 
 def _stripe_problem(entry: Mapping[str, Any], detail: Mapping[str, Any], clients: Mapping[str, ScenarioClient],
@@ -461,6 +486,14 @@ def _stripe_problem(entry: Mapping[str, Any], detail: Mapping[str, Any], clients
             if not ids.cards.get(key):
                 return (f"detail.payment.card_on_file: true, but client {_shown(client.get('id'))} of {spa} has no "
                         "card in the clients section")
+    elif entry["detail_type"] == "MembershipStarted":
+        client = detail.get("client") if isinstance(detail.get("client"), Mapping) else {}
+        payment = detail.get("payment") if isinstance(detail.get("payment"), Mapping) else {}
+        declared = "stripe_customer_id" in payment or "stripe_payment_method_id" in payment
+        if not declared and f"{spa}#{client.get('id')}" not in clients:
+            return (f"detail.client.id: {_shown(client.get('id'))} of {spa} is not in the clients section, so the "
+                    "runner has no Stripe customer or card to fill into detail.payment (list the client with a "
+                    "card, or give payment's Stripe ids)")
     elif entry["detail_type"] == "CardUpdated":
         key = f"{spa}#{detail.get('client_id')}"
         if "stripe_customer_id" not in detail and key not in clients:
@@ -500,14 +533,23 @@ class _Visits:
 def _fill_client(entry: Mapping[str, Any], detail: dict[str, Any], clients: Mapping[str, ScenarioClient],
                  ids: StripeIds) -> None:
     spa = detail.get("spa_id")
-    if entry["detail_type"] == "AppointmentBooked" and isinstance(detail.get("client"), dict):
+    kind = entry["detail_type"]
+    if kind in ("AppointmentBooked", "MembershipStarted") and isinstance(detail.get("client"), dict):
         client = clients.get(f"{spa}#{detail['client'].get('id')}")
         if client is None:
             return
         for key, value in client.contact.items():
             detail["client"].setdefault(key, value)
         payment = detail.setdefault("payment", {})
-        if payment.get("card_on_file") and ids.cards.get(client.key):
+        if not isinstance(payment, dict):
+            return
+        if kind == "MembershipStarted" and not {"stripe_customer_id", "stripe_payment_method_id"} & set(payment):
+            # Dues are drafted from the client's card; a client listed without one is drafted (and declined)
+            # until a CardUpdated gives them one, as the booking site would send it.
+            payment["stripe_customer_id"] = ids.customers[client.key]
+            if ids.cards.get(client.key):
+                payment["stripe_payment_method_id"] = ids.cards[client.key]
+        elif kind == "AppointmentBooked" and payment.get("card_on_file") and ids.cards.get(client.key):
             payment.setdefault("stripe_customer_id", ids.customers[client.key])
             payment.setdefault("stripe_payment_method_id", ids.cards[client.key])
     elif entry["detail_type"] == "CardUpdated":

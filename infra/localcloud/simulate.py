@@ -100,7 +100,7 @@ def run_scenario(source: Path | str | Mapping[str, Any], report: Path | str | No
             if scenario.until is not None:
                 cloud.run_until(scenario.until)
             else:
-                cloud.run_until_idle()
+                cloud.run_until_idle()  # recurring schedules (daily drafts) fire on the way, keep nothing going
             ran = time.perf_counter() - ran_from
             result = collect(cloud, scenario, delivered, recorders, ids)
         finally:
@@ -116,3 +116,4 @@ def run_scenario(source: Path | str | Mapping[str, Any], report: Path | str | No
 
         write_html(result, html)
     return result
+

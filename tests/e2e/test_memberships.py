@@ -73,7 +73,7 @@ def test_a_draft_day_of_the_31st_drafts_on_the_last_day_of_february_and_returns_
     [(kind, started), (_, drafted)] = [(k, d) for k, d in site.inbox() if k == "MembershipDecision"]
     assert (started["outcome"], drafted["outcome"], drafted["credits"], drafted["next_draft_on"]) == (
         "started", "drafted", 1, "2026-02-28")
-    assert drafted["event_id"] == "massageluxe#mem-31:drafted:" + drafted["decided_at"]
+    assert drafted["event_id"].startswith("massageluxe#mem-31:drafted:" + drafted["decided_at"] + ":")
     cloud.run_until(local(2026, 5, 1))
 
     assert member.drafts() == [

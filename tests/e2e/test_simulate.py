@@ -73,8 +73,11 @@ SMALL = {
 # ------------------------------------------------------------------ the sample scenarios
 
 
-def test_there_is_one_sample_scenario_per_seed_location():
-    assert {path.stem for path in SCENARIOS} == set(load_packs())
+def test_there_is_one_sample_scenario_per_seed_location_and_each_other_story_names_its_location():
+    stems, locations = {path.stem for path in SCENARIOS}, set(load_packs())
+    assert locations <= stems
+    for extra in stems - locations:
+        assert any(extra.startswith(f"{location}-") for location in locations), extra
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
@@ -82,12 +85,18 @@ def test_each_sample_scenario_parses_and_every_event_validates(path: Path):
     inputs = validate_scenario(path)  # raises ScenarioError naming the entry and field on any typo
     assert inputs, "a scenario with no events"
     versions: dict[str, list[int]] = {}
+    memberships: dict[str, list[int]] = {}
     for item in inputs:
         if item.kind == "event" and not item.expect_rejected and "booking_version" in item.detail:
             versions.setdefault(item.detail["appointment_id"], []).append(item.detail["booking_version"])
-    assert 3 <= len(versions) <= 6, "each sample tells a short story of 3 to 6 appointments"
+        if item.kind == "event" and not item.expect_rejected and "membership_version" in item.detail:
+            memberships.setdefault(item.detail["membership_id"], []).append(item.detail["membership_version"])
+    assert 3 <= len(versions) <= 6 or 3 <= len(memberships) <= 8, (
+        "each sample tells a short story of 3 to 6 appointments (or 3 to 8 memberships)")
     for appointment, seen in versions.items():
         assert seen == sorted(set(seen)), f"{appointment}: booking_version must increase with every event"
+    for membership, seen in memberships.items():
+        assert seen == sorted(set(seen)), f"{membership}: membership_version must increase with every event"
 
 
 def test_a_daylight_saving_change_falls_inside_a_sample_scenario():

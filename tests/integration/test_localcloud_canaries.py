@@ -16,7 +16,17 @@ from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.responses import StepFunctionResponse
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.program.program import Program
+from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (
+    DistributedIterationComponent,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.inline_iteration_component import (
+    InlineIterationComponent,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.iteration_worker import IterationWorker
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.job import JobPool
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from localcloud import patches
@@ -130,21 +140,79 @@ def test_timestamp_waits_are_still_truncated_to_whole_seconds():
     assert "delta_sec = int(delta.total_seconds())" in _source(Timestamp._get_wait_seconds)
 
 
+def test_map_workers_still_each_start_one_plain_thread_and_the_map_waits_on_its_pool_event():
+    """Patches 8-10: every Map (INLINE, DISTRIBUTED, the legacy Iterator) launches workers through the one
+    ``_launch_worker``, at most MaxConcurrency of them, and waits on the pool's termination event."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor.distributed_item_processor import (  # noqa: E501
+        DistributedItemProcessor,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor.inline_item_processor import (  # noqa: E501
+        InlineItemProcessor,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.iterator.distributed_iterator import (
+        DistributedIterator,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.iterator.inline_iterator import (
+        InlineIterator,
+    )
+
+    launch = _source(InlineIterationComponent._launch_worker)
+    assert "worker = self._create_worker(env=env, eval_input=eval_input, job_pool=job_pool)" in launch
+    assert "worker_thread = threading.Thread(target=worker.eval, daemon=True)" in launch
+    for component in (InlineItemProcessor, DistributedItemProcessor, InlineIterator, DistributedIterator):
+        assert component._launch_worker is InlineIterationComponent._launch_worker, component
+    for runs_the_pool in (InlineIterationComponent._eval_body, DistributedIterationComponent._map_run):
+        source = _source(runs_the_pool)
+        assert "else max_concurrency" in source
+        assert "self._launch_worker(env=env, eval_input=eval_input, job_pool=job_pool)" in source
+        assert "job_pool.await_jobs()" in source
+        assert "if worker_exception is not None:" in source
+    await_jobs = _source(JobPool.await_jobs)
+    assert "if not self._is_terminated():" in await_jobs
+    assert "self._termination_event.wait()" in await_jobs
+    assert "self._termination_event.set()" in _source(JobPool._notify_on_termination)
+    assert "self._notify_on_termination()" in _source(JobPool.close_job)
+    assert "self._job_pool.next_job()" in _source(IterationWorker._eval_pool)
+
+
+def test_a_stopped_map_still_raises_its_abort_with_details_moto_cannot_read_and_set_error_still_overrides_a_stop():
+    """Patch 11: when moto keeps a stopped program stopped (or gives the abort readable details), drop it."""
+    assert "executionFailedEventDetails=end_program_state.error" in _source(IterationWorker._eval_job)
+    assert 'spec_event_details.get("error", "")' in _source(ExecutionState._construct_error_output_value)
+    set_error = _source(Environment.set_error)
+    assert "self._program_state = ProgramError(error=error)" in set_error
+    assert "ProgramStopped" not in set_error
+    assert "env.set_error(" in _source(Program._eval_body)
+
+
 def test_install_replaces_exactly_the_documented_targets_and_uninstall_restores_them():
-    originals = (WaitFunction._wait_interval, ExecutionWorker.start, ExecutionWorker.stop,
-                 LambdaFunction._invoke_lambda, retrier_decl.time)
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
+
+    def targets() -> tuple:
+        return (WaitFunction._wait_interval, retrier_decl.time, ExecutionWorker.start, ExecutionWorker.stop,
+                LambdaFunction._invoke_lambda, StateMachine.__dict__["create_from_cloudformation_json"],
+                StepFunctionResponse.stop_execution, Timestamp._get_wait_seconds,
+                InlineIterationComponent._launch_worker, JobPool.await_jobs, JobPool._notify_on_termination,
+                Environment.set_error)
+
+    originals = targets()
     patches.install()
     try:
         assert WaitFunction._wait_interval is patches._wait_interval
+        assert retrier_decl.time is not originals[1]
         assert ExecutionWorker.start is patches._start
+        assert ExecutionWorker.stop is patches._stop
         assert LambdaFunction._invoke_lambda is patches._invoke_lambda
-        assert retrier_decl.time is not originals[-1]
-        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
+        assert StateMachine.__dict__["create_from_cloudformation_json"] is patches._state_machine_from_cfn
+        assert StepFunctionResponse.stop_execution is patches._stop_execution_response
         assert Timestamp._get_wait_seconds is patches._timestamp_wait_seconds
+        assert InlineIterationComponent._launch_worker is patches._launch_worker
+        assert JobPool.await_jobs is patches._await_jobs
+        assert JobPool._notify_on_termination is patches._notify_on_termination
+        assert Environment.set_error is patches._set_error
     finally:
         patches.uninstall()
-    assert (WaitFunction._wait_interval, ExecutionWorker.start, ExecutionWorker.stop,
-            LambdaFunction._invoke_lambda, retrier_decl.time) == originals
+    assert targets() == originals
 
 
 def test_a_different_moto_version_refuses_to_patch(monkeypatch):

@@ -138,3 +138,19 @@ def test_a_property_the_local_cloud_cannot_honour_fails_the_deploy_naming_it(tmp
     with LocalCloud(START, template=_variant(tmp_path, change)) as cloud:
         with pytest.raises(DeployFailed, match=rf"^{CHICAGO}: .*schedule's {named}\b"):
             cloud.deploy()
+
+
+def test_daily_schedules_fire_on_the_way_to_other_work_but_never_keep_the_cloud_busy(cloud):
+    cloud.run_until_idle()  # nothing but the daily schedules: idle at once, nothing fired
+    assert (cloud.now(), cloud.scheduler.fired) == (START, [])
+
+    cloud.client("scheduler").create_schedule(
+        Name="once", ScheduleExpression="at(2026-03-07T20:00:00)", FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": cloud.state_machine_arn("MorningStateMachine"), "RoleArn": "arn:aws:iam::123456789012:role/x",
+                "Input": json.dumps({"spa": "once"})})
+    cloud.run_until_idle()  # a one-time schedule is work: the daily ones due before it fire on the way
+
+    assert [name for name, _ in sorted(cloud.scheduler.fired, key=lambda f: f[1])] == [
+        "default/hong-kong-morning", f"default/{CHICAGO}", "default/hong-kong-morning", f"default/{CHICAGO}",
+        "default/once"]
+    assert cloud.now() == utc(2026, 3, 7, 20)

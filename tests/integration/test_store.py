@@ -99,10 +99,11 @@ def test_each_table_is_created_from_its_template_definition(dynamo_tables, logic
 
 def test_table_names_are_configuration_not_environment_lookups():
     environ = {"CLIENTS_TABLE": "c-tbl", "APPOINTMENTS_TABLE": "a-tbl", "LEDGER_TABLE": "l-tbl",
-               "CONSENT_TABLE": "k-tbl", "IDEMPOTENCY_TABLE": "i-tbl", "MEMBERSHIPS_TABLE": "m-tbl",
+               "CONSENT_TABLE": "k-tbl", "IDEMPOTENCY_TABLE": "i-tbl", "MEMBERSHIPS_TABLE": "m-tbl", "COURSES_TABLE": "co-tbl",
                "AWS_REGION": "eu-west-1"}
     assert TableNames.from_env(environ) == TableNames(clients="c-tbl", appointments="a-tbl", ledger="l-tbl",
-                                                      consent="k-tbl", idempotency="i-tbl", memberships="m-tbl")
+                                                      consent="k-tbl", idempotency="i-tbl", memberships="m-tbl",
+                                                      courses="co-tbl")
     assert Store.from_env(environ).tables.ledger == "l-tbl"
     with pytest.raises(KeyError, match="LEDGER_TABLE"):
         TableNames.from_env({k: v for k, v in environ.items() if k != "LEDGER_TABLE"})

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from localcloud.deploy import load_template
 from medspa.policy.loader import load_packs
+from medspa.policy.schema import DEFAULT_DRAFTS
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 
@@ -18,9 +19,9 @@ def schedules() -> dict[str, tuple[str, dict]]:
             for e in events.values() if e["Type"] == "ScheduleV2"}
 
 
-def test_each_membership_location_is_drafted_daily_at_its_packs_hour_in_its_own_zone():
-    wanted = {pack.location.time_zone: pack.membership.drafts.at_local_time
-              for pack in load_packs().values() if pack.membership is not None}
+def test_each_membership_or_course_location_has_its_daily_run_at_its_packs_hour_in_its_own_zone():
+    wanted = {pack.location.time_zone: (pack.membership.drafts if pack.membership else DEFAULT_DRAFTS).at_local_time
+              for pack in load_packs().values() if pack.membership is not None or pack.prepaid is not None}
     assert wanted, "no pack has membership terms"
     found = schedules()
     for zone, at in wanted.items():
@@ -30,6 +31,7 @@ def test_each_membership_location_is_drafted_daily_at_its_packs_hour_in_its_own_
         assert payload == {"time_zone": zone, "membership_id": None}
 
 
-def test_no_schedule_runs_for_a_zone_without_memberships():
-    zones = {pack.location.time_zone for pack in load_packs().values() if pack.membership is not None}
+def test_no_schedule_runs_for_a_zone_without_memberships_or_courses():
+    zones = {pack.location.time_zone for pack in load_packs().values()
+             if pack.membership is not None or pack.prepaid is not None}
     assert set(schedules()) <= zones

@@ -28,11 +28,12 @@ class FunctionSettings(BaseSettings):
     consent_table: str = Field(min_length=3)
     idempotency_table: str = Field(min_length=3)
     memberships_table: str = Field(min_length=3)
+    courses_table: str = Field(min_length=3)
 
     def tables(self) -> TableNames:
         return TableNames(clients=self.clients_table, appointments=self.appointments_table, ledger=self.ledger_table,
                           consent=self.consent_table, idempotency=self.idempotency_table,
-                          memberships=self.memberships_table)
+                          memberships=self.memberships_table, courses=self.courses_table)
 
 
 class BookingSiteSettings(FunctionSettings):

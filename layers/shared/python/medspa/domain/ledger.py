@@ -23,6 +23,7 @@ class EntryKind(StrEnum):
     FORFEIT = "forfeit"
     OUTSTANDING = "outstanding"
     PAID_AT_DESK = "paid_at_desk"  # money the client handed over at the spa: recorded here, never sent to Stripe
+    EXPIRY = "expiry"  # prepaid value forfeited by the calendar (a course's sessions): no money moves
 
 
 class EntryStatus(StrEnum):

@@ -466,13 +466,41 @@ class ServiceCreditRedeemed(_MembershipDetail):
     appointment_id: Id | None = None
 
 
+class CoursePurchased(_BookingSiteDetail):
+    """A client bought a prepaid course at a location (Glow): its sessions expire a set time after purchase.
+
+    No version: a course is bought once; the same ``course_id`` again is the same purchase (a duplicate)."""
+
+    detail_type: ClassVar[str] = "CoursePurchased"
+
+    course_id: Id
+    client: BookingClient
+    location_id: Id
+    sessions: int = Field(ge=1, le=100, description="Sessions in the course")
+    paid: Annotated[Amount, AfterValidator(_more_than_zero)] = Field(description="What the course cost, in minor units")
+    purchased_on: Day = Field(description="The local date of purchase, from which the expiry is counted")
+
+
+class CourseDeferred(_BookingSiteDetail):
+    """The spa verified a pregnancy or a medical condition and deferred the course's expiry (Glow: "for up to
+    18 months"). No condition is recorded here: only who verified it and until when."""
+
+    detail_type: ClassVar[str] = "CourseDeferred"
+
+    course_id: Id
+    admin_id: Id = Field(description="The staff member who verified the condition")
+    deferred_until: Day = Field(description="The new last day of the course; at most the pack's deferral limit")
+
+
 MembershipEvent = (MembershipStarted | MembershipPlanChanged | MembershipFreezeRequested
                    | MembershipFreezeFormCompleted | MembershipUnfreezeRequested | MembershipCancellationRequested
                    | MembershipCancellationFormCompleted | ServiceCreditRedeemed)
 MEMBERSHIP_MODELS: tuple[type[_MembershipDetail], ...] = get_args(MembershipEvent)
 
+CourseEvent = CoursePurchased | CourseDeferred
+
 BookingEvent = (AppointmentEvent | CardUpdated | FeeWaived | PrepayRequirementCleared | OutstandingBalancePaid
-                | PrivacyRequest | MembershipEvent)
+                | PrivacyRequest | MembershipEvent | CourseEvent)
 _MODELS: tuple[type[_BookingSiteDetail], ...] = get_args(BookingEvent)
 
 DETAIL_MODELS: dict[str, type[_BookingSiteDetail]] = {model.detail_type: model for model in _MODELS}

@@ -281,6 +281,23 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "request_id": "dsar-2025-021",
         },
     ),
+    "CoursePurchased": _event(
+        "CoursePurchased",
+        "9cadbecf-d0e1-4cf3-8e1b-8a9bacbdce29",
+        "2026-01-10T04:00:00Z",
+        {"event_id": "gl-evt-002001", "occurred_at": "2026-01-10T12:00:00+08:00", "spa_id": "glow",
+         "course_id": "crs-0311",
+         "client": {"id": "c-mei", "first_name": "Mei", "phone": "+85291230001", "sms_opt_in": True},
+         "location_id": "glow-hk", "sessions": 6, "paid": {"amount": 1080000, "currency": "HKD"},
+         "purchased_on": "2026-01-10"},
+    ),
+    "CourseDeferred": _event(
+        "CourseDeferred",
+        "adbecfd0-e1f2-4d04-9f2c-9bacbdcedf30",
+        "2026-09-02T03:00:00Z",
+        {"event_id": "gl-evt-002077", "occurred_at": "2026-09-02T11:00:00+08:00", "spa_id": "glow",
+         "course_id": "crs-0311", "admin_id": "admin-wing", "deferred_until": "2027-07-10"},
+    ),
     **{name: _event(name, event_id, time, {"event_id": detail_id, "occurred_at": occurred, **_MEMBERSHIP, **detail})
        for name, event_id, time, detail_id, occurred, detail in _MEMBERSHIP_EVENTS},
 }

@@ -48,7 +48,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
-from medspa.adapters.store import Appointment, ClientProfile, StaleVersion, Store
+from medspa.adapters.store import Appointment, AppointmentStatus, ClientProfile, StaleVersion, Store
 from medspa.events import (
     DETAIL_MODELS,
     AppointmentBooked,
@@ -60,6 +60,8 @@ from medspa.events import (
     ClientErasureRequested,
     FeeWaived,
     MEMBERSHIP_MODELS,
+    CourseDeferred,
+    CoursePurchased,
     MembershipEvent,
     MembershipStarted,
     OutstandingBalancePaid,
@@ -78,6 +80,7 @@ from medspa.policy.tenants import Tenant
 from medspa.ports import BookingSiteEvents, Executions
 from medspa.ports.memberships import ConflictingMembershipEvent, DraftRuns
 from medspa.services import balances
+from medspa.services.courses import CourseRefused, CourseService
 from medspa.services.memberships import MembershipService
 
 
@@ -108,7 +111,7 @@ class IngestOutcome(BaseModel):
     applied: bool
     action: Literal["started", "superseded", "unchanged", "held_until_booked", "card_updated", "waiver_started",
                     "prepay_cleared", "exported", "contact_corrected", "erased", "balance_paid",
-                    "membership_folded", "held_until_started"]
+                    "membership_folded", "held_until_started", "course_recorded", "course_deferred"]
     execution_name: str | None = None
 
 
@@ -126,7 +129,8 @@ class IngestService:
     def __init__(self, store: Store, executions: Executions, packs: Mapping[str, PolicyPack],
                  tenants: Mapping[str, Tenant], privacy: PrivacyDesk | None = None,
                  booking_site: BookingSiteEvents | None = None, memberships: MembershipService | None = None,
-                 draft_runs: DraftRuns | None = None) -> None:
+                 draft_runs: DraftRuns | None = None, courses: CourseService | None = None) -> None:
+        self._courses = courses
         self._booking_site = booking_site
         self._memberships = memberships
         self._draft_runs = draft_runs
@@ -154,6 +158,8 @@ class IngestService:
             return self._paid_at_desk(event, now)
         if isinstance(event, MEMBERSHIP_MODELS):
             return self._membership_event(event, now)
+        if isinstance(event, CoursePurchased | CourseDeferred):
+            return self._course_event(event, now)
         return self._appointment_event(event, now)
 
     def _authorise(self, event: BookingEvent, source: str) -> None:
@@ -162,7 +168,7 @@ class IngestService:
             raise EventRefused("detail.spa_id", "no spa with this id is served here")
         if not tenant.may_speak(source):
             raise EventRefused("source", "this source is not authorised to speak for the spa in detail.spa_id")
-        if (isinstance(event, AppointmentBooked | MembershipStarted | ServiceCreditRedeemed)
+        if (isinstance(event, AppointmentBooked | MembershipStarted | ServiceCreditRedeemed | CoursePurchased)
                 and event.location_id not in tenant.locations):
             raise EventRefused("detail.location_id", "not a location of the spa in detail.spa_id")
 
@@ -170,8 +176,11 @@ class IngestService:
         """Nothing about an erased client is stored again; a repeated erasure may pass, to finish the job."""
         if isinstance(event, ClientErasureRequested):
             return
-        if isinstance(event, AppointmentBooked | MembershipStarted):
+        if isinstance(event, AppointmentBooked | MembershipStarted | CoursePurchased):
             named, field = client_key(event.spa_id, event.client.id), "detail.client.id"
+        elif isinstance(event, CourseDeferred):
+            held = self._store.courses.get(spa_key(event.spa_id, event.course_id))
+            named, field = (held[0].client_id if held else None), "detail.course_id"
         elif isinstance(event, CardUpdated | PrepayRequirementCleared | ClientDataExportRequested
                         | ClientContactCorrected | OutstandingBalancePaid):
             named, field = client_key(event.spa_id, event.client_id), "detail.client_id"
@@ -185,7 +194,8 @@ class IngestService:
         client = self._store.clients.get(named) if named else None
         if client is not None and client.erased:
             through = {"detail.appointment_id": "the appointment's client: ",
-                       "detail.membership_id": "the membership's client: "}.get(field, "")
+                       "detail.membership_id": "the membership's client: ",
+                       "detail.course_id": "the course's client: "}.get(field, "")
             raise ErasedClientRefused(field, through + ERASED)
 
     def _privacy_request(self, event: PrivacyRequest, now: datetime) -> IngestOutcome:
@@ -221,6 +231,9 @@ class IngestService:
                 sms_consent=event.client.sms_opt_in, email_consent=event.client.email_opt_in,
             ), now)
         result = appointments.upsert_from_booking(folded.booking, now)
+        course_id = folded.booking.payment.course_id
+        if self._courses is not None and course_id and folded.booking.status is AppointmentStatus.COMPLETED:
+            self._courses.record_use(spa_key(event.spa_id, course_id), key, "completed", folded.occurred_at, now)
         cause = (f"Superseded by booking version {folded.booking.booking_version}: {folded.changed_by} at the booking "
                  f"site {folded.occurred_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC (visit "
                  f"{folded.booking.starts_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC)")
@@ -258,6 +271,20 @@ class IngestService:
         if planned is not None and self._draft_runs is not None:
             self._draft_runs.start_now(key, planned.due_on, planned.attempt)
         return IngestOutcome(applied=True, action="membership_folded")
+
+    def _course_event(self, event: CoursePurchased | CourseDeferred, now: datetime) -> IngestOutcome:
+        if self._courses is None:
+            raise EventRefused("detail-type", "prepaid courses are not served by this deployment")
+        try:
+            if isinstance(event, CoursePurchased):
+                self._courses.purchase(event, now)
+                return IngestOutcome(applied=True, action="course_recorded")
+            if not self._courses.known(spa_key(event.spa_id, event.course_id)):
+                raise NotKnownHere("detail.course_id", "no course with this id at the spa in detail.spa_id")
+            self._courses.defer(event, now)
+        except CourseRefused as refused:
+            raise EventRefused(refused.field, str(refused).partition(": ")[2]) from None
+        return IngestOutcome(applied=True, action="course_deferred")
 
     def _card(self, event: CardUpdated, now: datetime) -> IngestOutcome:
         """The newest card replaces the old one; a declined fee's next dunning attempt charges it."""

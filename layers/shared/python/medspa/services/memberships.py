@@ -19,6 +19,7 @@ booking site once per decision, with an event id derived from it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -204,7 +205,9 @@ class MembershipService:
 
 
 def _decision_id(membership_id: str, decision: Decision) -> str:
-    return f"{membership_id}:{decision.outcome}:{decision.decided_at.isoformat()}"
+    """Outcome, instant and a digest of the reason: two certificates expiring at one midnight are two decisions."""
+    digest = hashlib.sha256(decision.reason.encode()).hexdigest()[:8]
+    return f"{membership_id}:{decision.outcome}:{decision.decided_at.isoformat()}:{digest}"
 
 
 def _kept(event: MembershipEvent) -> str:

@@ -49,12 +49,13 @@ from medspa.adapters.store import (
     ledger_entry_id,
 )
 from medspa.domain import engine
-from medspa.domain.keys import spa_of
+from medspa.domain.keys import spa_key, spa_of
 from medspa.money import Money
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import FeeReason, PolicyPack, SettlementSource
 from medspa.ports import ChargeResult, ChargeStatus, PaymentProviderUnavailable, Payments, RefundStatus
 from medspa.services import prepayment
+from medspa.services.courses import CourseService
 
 __all__ = [
     "PaymentProviderUnavailable",
@@ -152,6 +153,7 @@ class SettlementService:
         self._store = store
         self._payments = payments
         self._packs = PolicyPacks.of(packs)
+        self._courses = CourseService(store, self._packs)
 
     # ------------------------------------------------------------------------------ settle
 
@@ -167,8 +169,11 @@ class SettlementService:
         pack = self._packs.for_visit(stored)  # the fee and its order are those the client accepted when booking
         domain = stored.to_domain()
         # The prepayment this fee may take, not the one booked: the fee and its plan are reckoned on it.
-        appointment = domain.model_copy(update={"payment": domain.payment.model_copy(update={
-            "prepaid": self._prepayment_for(stored, reason), "deposit": self._deposit_left(stored, reason)})})
+        held: dict[str, object] = {"prepaid": self._prepayment_for(stored, reason),
+                                   "deposit": self._deposit_left(stored, reason)}
+        if (covered := self._course_covers(stored, pack)) is not None:
+            held["course_session_available"] = covered  # the balance this system keeps, not the booking's word
+        appointment = domain.model_copy(update={"payment": domain.payment.model_copy(update=held)})
         fee = engine.fee_for(pack, appointment, reason)
         if fee is None or fee.is_zero:
             return SettlementReport(appointment_id=appointment_id, reason=reason, attempt=attempt, outcome="no_fee",
@@ -195,8 +200,18 @@ class SettlementService:
             else:
                 # Deposits, courses and balances are taken once per fee, whatever card attempt this is.
                 entry = self._take_from(step.source, step.amount, appointment_id, reason, 1, stored.client_id, now)
+                if step.source == "course_session" and stored.payment.course_id:
+                    self._courses.record_use(spa_key(spa_of(appointment_id), stored.payment.course_id),
+                                             appointment_id, "deducted", entry.created_at, now)
             outcomes.append(_outcome(step.source, entry, step.sessions))
         return self._report(pack, appointment_id, reason, attempt, fee, outcomes, card_entry, now)
+
+    def _course_covers(self, stored: Appointment, pack: PolicyPack) -> bool | None:
+        course_id = stored.payment.course_id
+        if not course_id:
+            return None
+        return self._courses.covers(spa_key(spa_of(stored.appointment_id), course_id), stored.appointment_id,
+                                    stored.starts_at.astimezone(pack.zone).date())
 
     def _prepayment_for(self, stored: Appointment, reason: FeeReason) -> Money | None:
         """The prepayment this violation forfeits, or ``None``: a prepayment is taken at most once.

@@ -51,8 +51,9 @@ from .errors import (
 )
 from .consent import Consent, ConsentBook, ConsentRepository, InMemoryConsent
 from .ledger import LedgerRepository
+from .courses import CourseRepository, InMemoryCourses
 from .memberships import InMemoryMemberships, MembershipRepository
-from .models import AppointmentRecord, ClientRecord, ConsentItem, LedgerRecord, MembershipItem, bind
+from .models import AppointmentRecord, ClientRecord, ConsentItem, CourseItem, LedgerRecord, MembershipItem, bind
 
 
 class TableNames(BaseModel):
@@ -64,10 +65,11 @@ class TableNames(BaseModel):
     consent: str = Field(min_length=3, description="Consent by contact address, unsubscribe links, keyword replies.")
     idempotency: str = Field(min_length=3, description="Powertools idempotency; no model here.")
     memberships: str = Field(min_length=3)
+    courses: str = Field(min_length=3)
 
     ENV: ClassVar[Mapping[str, str]] = {"clients": "CLIENTS_TABLE", "appointments": "APPOINTMENTS_TABLE",
            "ledger": "LEDGER_TABLE", "consent": "CONSENT_TABLE", "idempotency": "IDEMPOTENCY_TABLE",
-           "memberships": "MEMBERSHIPS_TABLE"}
+           "memberships": "MEMBERSHIPS_TABLE", "courses": "COURSES_TABLE"}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "TableNames":
@@ -87,6 +89,7 @@ class Store:
         self.ledger = LedgerRepository(bind(LedgerRecord, tables.ledger, region, endpoint_url))
         self.consent = ConsentRepository(bind(ConsentItem, tables.consent, region, endpoint_url))
         self.memberships = MembershipRepository(bind(MembershipItem, tables.memberships, region, endpoint_url))
+        self.courses = CourseRepository(bind(CourseItem, tables.courses, region, endpoint_url))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "Store":
@@ -102,7 +105,7 @@ __all__ = [
     "MessageResult", "OPEN_STATUSES", "Violation", "AppointmentNotFound", "AppointmentRepository", "AppointmentStatus",
     "Channel", "Client", "ClientErased", "ClientNotFound", "Consent", "ConsentBook", "ConsentRepository", "InMemoryConsent", "ClientProfile", "ClientRepository", "ConcurrentUpdate", "ConflictingEvent", "EntryKind",
     "EntryStatus", "InsufficientBalance", "LedgerConflict", "LedgerEntry", "LedgerEntryNotFound",
-    "LedgerRepository", "InMemoryMemberships", "MembershipRepository", "NotFound", "Purpose", "StaleVersion", "Store", "StoreUnavailable",
+    "LedgerRepository", "CourseRepository", "InMemoryCourses", "InMemoryMemberships", "MembershipRepository", "NotFound", "Purpose", "StaleVersion", "Store", "StoreUnavailable",
     "StoreError", "Strike", "TableNames", "UpsertResult", "account_entry_id", "client_key", "ledger_entry_id",
     "stripe_idempotency_key",
 ]

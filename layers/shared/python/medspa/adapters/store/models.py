@@ -293,6 +293,28 @@ class MembershipItem(Model):
     by_due_day = MembershipsByDueDay()
 
 
+class CoursesByDueDay(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "by_due_day"
+        projection = AllProjection()
+
+    due_shard = UnicodeAttribute(hash_key=True)
+    due_on = UnicodeAttribute(range_key=True)
+
+
+class CourseItem(Model):
+    """A prepaid course as ``Course`` JSON, written over the version it was read at; sparse due index."""
+
+    course_id = UnicodeAttribute(hash_key=True)
+    state = UnicodeAttribute()
+    due_shard = UnicodeAttribute(null=True)
+    due_on = UnicodeAttribute(null=True)
+    updated_at = UtcTime(null=True)
+    record_version = NumberAttribute()
+
+    by_due_day = CoursesByDueDay()
+
+
 @cache
 def bind(model: type[M], table_name: str, region: str, endpoint_url: str | None = None) -> type[M]:
     meta: dict[str, Any] = {"table_name": table_name, "region": region, "host": endpoint_url}
