@@ -41,6 +41,7 @@ clean:
 
 faults: venv
 	MEDSPA_FAULT_TRIALS=1000 $(PY) -m pytest tests/e2e/test_fault_injection.py -q -s
+	MEDSPA_MEMBERSHIP_FAULT_TRIALS=500 $(PY) -m pytest tests/e2e/test_membership_faults.py -q -s
 
 # Hostile input: 10,000 events at the parser and a few hundred through the real intake; prints the figures.
 fuzz: venv

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 REPORT_FORMAT = "medspa.simulate.report/1"
 REPORT_KEYS = ("format", "scenario", "started_at", "ended_at", "real_seconds", "deploy_seconds", "run_seconds",
                "fake_stripe", "inputs", "messages", "ledger", "appointments", "executions", "clients", "memberships",
-               "drafts", "events_to_booking_site", "quarantined", "summary")
+               "drafts", "expiries", "events_to_booking_site", "quarantined", "summary")
 OUTCOMES = ("applied", "held", "quarantined", "pending", "not_delivered", "delivered")  # inputs[].outcome
 
 

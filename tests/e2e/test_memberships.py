@@ -162,8 +162,17 @@ def test_a_cancellation_with_paper_certificates_stops_drafts_and_issues_one_cert
     cancelled = member.stored()
     assert (cancelled.status.value, cancelled.credits, cancelled.next_draft_on) == ("cancelled", 0, None)
     assert [(c.issued_on, c.expires_on) for c in cancelled.certificates] == [(date(2026, 3, 21), date(2026, 9, 21))] * 3
+    member.send("CertificateRedeemed", certificate_id="cert-2", client_id="c-friend", location_id="massageluxe-austin",
+                redeemed_at=cloud.now().isoformat())  # a gift: $20 at the checkout
+    cloud.run_for(timedelta(minutes=5))
+    redeemed = member.stored().decisions[-1]
+    assert (redeemed.outcome, redeemed.fee_due.amount) == ("certificate_redeemed", 2000)
+    assert len(member.stored().certificates) == 2
     cloud.run_until(local(2026, 9, 23))
     assert member.stored().certificates == ()
+    expiries = [(e.purpose, e.kind.value, e.amount.amount) for e in site.store.ledger.for_appointment(member.key)
+                if e.kind.value == "expiry"]
+    assert expiries == [("certificate_expired", "expiry", 7900)] * 2  # what each certificate's service was paid for
 
 
 @pytest.mark.parametrize("cloud", [utc(2026, 1, 5, 15)], indirect=True)
@@ -199,7 +208,8 @@ def test_a_paid_in_full_membership_is_never_drafted_and_expires_after_its_end_da
     assert (member.stored().status.value, member.stored().credits) == ("active", 3)
     cloud.run_until(local(2026, 4, 1, 10))
 
-    assert member.drafts() == []
+    [(_, purpose, forfeited, status)] = member.drafts()  # no draft: only the expiry, recorded as such
+    assert (purpose, forfeited, status) == ("membership_expired", 3 * 7900, "succeeded")
     expired = member.stored()
     assert (expired.status.value, expired.credits, expired.next_due()) == ("expired", 0, None)
     assert cloud.stripe.payment_intents == []

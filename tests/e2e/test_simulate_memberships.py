@@ -134,6 +134,8 @@ def test_statuses_draft_days_credits_store_credit_and_certificates_at_the_end(re
     ivy = [d["outcome"] for d in _membership(report, "mem-ivy")["decisions"]]
     assert ivy == ["started", "draft_declined", "draft_declined", "drafted", "drafted"]
     assert [d["outcome"] for d in _membership(report, "mem-jo")["decisions"]] == ["started", "expired"]
+    assert [(x["of"], x["purpose"], x["amount"]["amount"]) for x in report["expiries"]] == [
+        ("mem-jo", "membership_expired", 7900)]  # the paid-in-full month's service, forfeited without grace
     told = [e for e in report["events_to_booking_site"] if e["detail_type"] == "MembershipDecision"]
     assert len(told) == sum(len(m["decisions"]) for m in report["memberships"])
     assert {e["membership_id"] for e in told} == {m["membership_id"] for m in report["memberships"]}

@@ -37,6 +37,7 @@ from medspa.domain.membership import (
     next_draft,
 )
 from medspa.events.catalogue import (
+    CertificateRedeemed,
     BookingClient,
     MembershipCancellationFormCompleted,
     MembershipCancellationRequested,
@@ -498,6 +499,7 @@ def test_a_cancelled_membership_is_never_drafted_again_and_forfeits_its_luxe_bux
     assert membership.store_credit == NO_CREDIT
     outcome, reason = last(membership)
     assert outcome == "cancelled" and "USD 15.00 of store credit forfeited" in reason
+    assert membership.decisions[-1].forfeited == usd(1500)  # the ledger's expiry entry records it
 
 
 def test_services_are_good_for_60_days_from_the_last_billing_date_after_cancellation() -> None:
@@ -541,6 +543,47 @@ def test_paper_certificates_outlive_the_60_days_and_are_gone_the_day_after_they_
     assert last(gone)[1] == "certificate cert-3 expired on 2026-05-03"
 
 
+def certificates_member() -> Member:
+    """Drafted Aug 31, Sep 30, Oct 31 (three services), cancelled Nov 3 with paper certificates; the 60-day
+    window runs to Dec 30 (60 days from the last billing date, Oct 31)."""
+    member = paid_member(date(2025, 8, 31), months=3)
+    member.cancel(local(2025, 11, 3, 10), paper_certificates=True)
+    return member
+
+
+def redeem(member: Member, at: datetime, certificate_id: str, client_id: str = "c-7781",
+           location_id: str = "massageluxe-austin") -> tuple[str, str, Money | None]:
+    member.send(CertificateRedeemed, at, certificate_id=certificate_id, client_id=client_id, location_id=location_id,
+                redeemed_at=at)
+    decision = member.membership().decisions[-1]
+    return decision.outcome, decision.reason, decision.fee_due
+
+
+def test_the_former_member_redeems_certificates_free_inside_the_60_day_window_and_pays_20_outside_it() -> None:
+    member = certificates_member()
+    assert redeem(member, local(2025, 12, 1), "cert-1") == ("certificate_redeemed",
+                                                            "cert-1 redeemed free inside the grace window", None)
+    assert redeem(member, local(2025, 12, 2), "cert-2")[0] == "certificate_redeemed"  # no limit inside the window
+    assert redeem(member, local(2026, 1, 5), "cert-3") == ("certificate_redeemed",
+                                                           "cert-3 redeemed; USD 20.00 due at checkout", usd(2000))
+    assert member.membership().certificates == ()
+
+
+def test_a_gifted_certificate_costs_20_one_every_six_months_per_client_at_the_home_spa_only() -> None:
+    member = certificates_member()
+    assert redeem(member, local(2025, 11, 20), "cert-1", client_id="c-friend")[2] == usd(2000)
+    assert redeem(member, local(2026, 2, 1), "cert-2", client_id="c-friend")[:2] == (
+        "certificate_refused", "cert-2: one certificate every 6 months: the next from 2026-05-20")
+    assert redeem(member, local(2026, 2, 1), "cert-2", client_id="c-friend",
+                  location_id="massageluxe-scottsdale")[:2] == (
+        "certificate_refused", "cert-2: paper certificates are redeemed only at the home spa of the former membership")
+    assert redeem(member, local(2026, 2, 1), "cert-1")[:2] == ("certificate_refused",
+                                                               "cert-1: this certificate was already redeemed")
+    assert redeem(member, local(2026, 5, 3), "cert-2", client_id="another-friend")[0] == "certificate_redeemed"
+    assert redeem(member, local(2026, 5, 4), "cert-3")[:2] == ("certificate_refused",
+                                                               "cert-3: no such certificate")  # expired and gone
+
+
 # --- paid in full --------------------------------------------------------------------------------
 
 
@@ -574,6 +617,8 @@ def test_the_paid_in_full_end_date_is_still_usable_and_the_next_day_everything_i
     assert (expired.status, expired.credits, expired.next_draft_on) == (MembershipStatus.EXPIRED, 0, None)
     assert last(expired) == ("expired", "paid in full until 2026-07-30; 5 service(s) forfeited, no grace period")
     assert expired.decisions[-1].decided_at == local(2026, 7, 31, 0) and expired.next_due() is None
+    per_service = expired.plan.monthly_dues.amount // expired.plan.service_credits_per_month
+    assert expired.decisions[-1].forfeited == usd(5 * per_service)
     member.redeem(local(2026, 7, 31, 10))
     assert last(member.membership()) == ("redemption_refused", "the membership has expired")
 

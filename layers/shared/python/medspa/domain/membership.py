@@ -77,6 +77,17 @@ class Decision(_Value):
     outcome: str
     reason: str
     membership_version: int | None = None
+    forfeited: Money | None = Field(None, description="What the decision forfeited (store credit, or the services' "
+                                    "value): recorded in the ledger as an expiry")
+    fee_due: Money | None = Field(None, description="What the booking site's checkout collects (a certificate "
+                                  "redeemed outside the former member's window)")
+
+
+class Redemption(_Value):
+    certificate_id: str
+    client_id: str
+    on: date
+    fee: Money
 
 
 class PlannedDraft(_Value):
@@ -119,11 +130,18 @@ class Membership(_Value):
     cancelled_on: date | None = None
     credits_usable_until: date | None = None
     certificates: tuple[Certificate, ...] = ()
+    redemptions: tuple[Redemption, ...] = ()
     decisions: tuple[Decision, ...] = ()
 
     @property
     def in_good_standing(self) -> bool:
         return self.status in (MembershipStatus.ACTIVE, MembershipStatus.FROZEN) and not self.past_due
+
+    def services_worth(self, services: int) -> Money:
+        """What ``services`` were paid for: the plan's monthly dues over its services a month, rounded down."""
+        dues = self.plan.monthly_dues
+        return Money(amount=dues.amount // max(self.plan.service_credits_per_month, 1) * services,
+                     currency=dues.currency)
 
     @property
     def paid_in_full(self) -> bool:
@@ -263,3 +281,28 @@ def certificates_for(membership: Membership, issued_on: date, terms: MembershipT
                              expires_on=expires_on)
                  for n in range(1, membership.credits + 1))
 
+
+
+def certificate_redemption(membership: Membership, certificate_id: str, client_id: str, location_id: str, on: date,
+                           terms: MembershipTerms) -> tuple[str | None, Money]:
+    """Why a paper certificate cannot be redeemed (or None), and its fee.
+
+    Inside the 60-day window after the last billing the former member redeems free and without limit; anyone
+    else, and the former member outside it, pays the pack's fee and redeems at most one certificate every
+    ``one_per_months`` (counted per client among this membership's certificates: the system sees no others)."""
+    rule = terms.certificates
+    fee = Money(amount=rule.redemption_fee, currency=membership.store_credit.currency)
+    certificate = next((c for c in membership.certificates if c.certificate_id == certificate_id), None)
+    if certificate is None:
+        redeemed = any(r.certificate_id == certificate_id for r in membership.redemptions)
+        return ("this certificate was already redeemed" if redeemed else "no such certificate"), fee
+    if on > certificate.expires_on:
+        return f"the certificate expired on {certificate.expires_on}", fee
+    if rule.home_spa_only and location_id != membership.location_id:
+        return "paper certificates are redeemed only at the home spa of the former membership", fee
+    if client_id == membership.client_id and membership.credits_usable_until and on <= membership.credits_usable_until:
+        return None, Money.zero(fee.currency)
+    last = max((r.on for r in membership.redemptions if r.client_id == client_id and not r.fee.is_zero), default=None)
+    if last is not None and on < months_later(last, rule.one_per_months):
+        return f"one certificate every {rule.one_per_months} months: the next from {months_later(last, rule.one_per_months)}", fee
+    return None, fee

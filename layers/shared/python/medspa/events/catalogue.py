@@ -492,9 +492,22 @@ class CourseDeferred(_BookingSiteDetail):
     deferred_until: Day = Field(description="The new last day of the course; at most the pack's deferral limit")
 
 
+class CertificateRedeemed(_MembershipDetail):
+    """A paper certificate from a cancelled membership was presented at checkout, by the former member or by
+    anyone they gave it to (``client_id``); the answer (accepted with the fee due, or refused) comes back as a
+    ``MembershipDecision``."""
+
+    detail_type: ClassVar[str] = "CertificateRedeemed"
+
+    certificate_id: Id = Field(description="As issued in the cancellation's MembershipDecision, e.g. cert-2")
+    client_id: Id = Field(description="Who presents it: the former member, or a client it was given to")
+    location_id: Id
+    redeemed_at: Instant
+
+
 MembershipEvent = (MembershipStarted | MembershipPlanChanged | MembershipFreezeRequested
                    | MembershipFreezeFormCompleted | MembershipUnfreezeRequested | MembershipCancellationRequested
-                   | MembershipCancellationFormCompleted | ServiceCreditRedeemed)
+                   | MembershipCancellationFormCompleted | ServiceCreditRedeemed | CertificateRedeemed)
 MEMBERSHIP_MODELS: tuple[type[_MembershipDetail], ...] = get_args(MembershipEvent)
 
 CourseEvent = CoursePurchased | CourseDeferred

@@ -23,7 +23,9 @@ from medspa.domain.membership import (
     Membership,
     MembershipStatus,
     Plan,
+    Redemption,
     cancellation_refusal,
+    certificate_redemption,
     certificates_for,
     following_draft,
     freeze_refusal,
@@ -37,6 +39,7 @@ from medspa.money import Money
 from medspa.policy.schema import MembershipTerms, PolicyPack
 
 from .catalogue import (
+    CertificateRedeemed,
     MembershipCancellationFormCompleted,
     MembershipCancellationRequested,
     MembershipEvent,
@@ -94,8 +97,9 @@ class _Fold:
         )
 
     def decide(self, state: Membership, at: datetime, outcome: str, reason: str, version: int | None = None,
-               **changes: object) -> Membership:
-        decision = Decision(decided_at=at, outcome=outcome, reason=reason, membership_version=version)
+               *, forfeited: Money | None = None, **changes: object) -> Membership:
+        kept = forfeited if forfeited is not None and forfeited.amount > 0 else None
+        decision = Decision(decided_at=at, outcome=outcome, reason=reason, membership_version=version, forfeited=kept)
         return state.model_copy(update={**changes, "decisions": (*state.decisions, decision)})
 
     def advance(self, state: Membership, today: date, at: datetime) -> Membership:
@@ -113,18 +117,18 @@ class _Fold:
                 state = self.decide(state, self.midnight(until + timedelta(days=1)), "expired",
                                     f"paid in full until {until}; {state.credits} service(s) "
                                     "forfeited, no grace period", status=MembershipStatus.EXPIRED, credits=0,
-                                    next_draft_on=None)
+                                    next_draft_on=None, forfeited=state.services_worth(state.credits))
         if (state.status is MembershipStatus.CANCELLED and state.credits and state.credits_usable_until
                 and today > state.credits_usable_until):
             state = self.decide(state, self.midnight(state.credits_usable_until + timedelta(days=1)),
                                 "services_expired", f"{state.credits} service(s) unused "
                                 f"{self.terms.cancellation.services_usable_days} days after the last billing date",
-                                credits=0)
+                                credits=0, forfeited=state.services_worth(state.credits))
         expired = [c for c in state.certificates if today > c.expires_on]
         for certificate in expired:
             state = self.decide(state, self.midnight(certificate.expires_on + timedelta(days=1)),
                                 "certificate_expired", f"certificate {certificate.certificate_id.rsplit('#', 1)[1]} "
-                                f"expired on {certificate.expires_on}",
+                                f"expired on {certificate.expires_on}", forfeited=state.services_worth(1),
                                 certificates=tuple(c for c in state.certificates if c is not certificate))
         return state
 
@@ -166,7 +170,7 @@ class _Fold:
                 f" (and {draft.store_credit_used} of store credit)" if not draft.store_credit_used.is_zero else "")
         if state.status is not MembershipStatus.ACTIVE and state.status is not MembershipStatus.FROZEN:
             changes["next_draft_on"] = None  # a draft decided as the membership ended settles only its month
-        return self.decide(state, draft.decided_at, "drafted", reason, None, **changes)
+        return self.decide(state.model_copy(update=changes), draft.decided_at, "drafted", reason)
 
     def apply(self, state: Membership, event: MembershipEvent) -> Membership:
         at, version = moment_of(event), event.membership_version
@@ -204,7 +208,27 @@ class _Fold:
                 return self.decide(state, at, "redemption_refused", refusal, version)
             return self.decide(state, at, "redeemed", f"{event.credits} service(s) used", version,
                                credits=state.credits - event.credits)
+        if isinstance(event, CertificateRedeemed):
+            return self.redeem_certificate(state, event, at, version)
         return self.decide(state, at, "ignored", f"{event.detail_type} after the membership started", version)
+
+    def redeem_certificate(self, state: Membership, event: CertificateRedeemed, at: datetime,
+                           version: int) -> Membership:
+        certificate_id = f"{state.membership_id}#{event.certificate_id}"
+        client_id = client_key(event.spa_id, event.client_id)
+        on = local_day(at, self.zone)
+        refusal, fee = certificate_redemption(state, certificate_id, client_id, event.location_id, on, self.terms)
+        if refusal:
+            return self.decide(state, at, "certificate_refused", f"{event.certificate_id}: {refusal}", version)
+        decision = Decision(decided_at=at, outcome="certificate_redeemed", membership_version=version,
+                            reason=f"{event.certificate_id} redeemed" + (f"; {fee} due at checkout" if fee.amount
+                                                                         else " free inside the grace window"),
+                            fee_due=fee if fee.amount else None)
+        return state.model_copy(update={
+            "certificates": tuple(c for c in state.certificates if c.certificate_id != certificate_id),
+            "redemptions": (*state.redemptions, Redemption(certificate_id=certificate_id, client_id=client_id,
+                                                           on=on, fee=fee)),
+            "decisions": (*state.decisions, decision)})
 
     def cancel(self, state: Membership, event: MembershipCancellationFormCompleted, at: datetime,
                version: int) -> Membership:
@@ -222,7 +246,7 @@ class _Fold:
                            next_retry_on=None,
                            cancellation_form_sent_at=None, credits_usable_until=usable_until,
                            store_credit=state.store_credit - forfeited, certificates=certificates,
-                           credits=0 if certificates else state.credits, failed_attempts=0)
+                           credits=0 if certificates else state.credits, failed_attempts=0, forfeited=forfeited)
 
 
 def fold_membership(events: Iterable[MembershipEvent], drafts: Iterable[Draft], pack: PolicyPack,

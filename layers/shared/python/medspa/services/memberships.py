@@ -13,6 +13,11 @@ after Stripe succeeded is finished by looking the charge up. Store credit paid t
 a deduction entry beside it. A month declined on every retry becomes the client's outstanding balance, which
 the booking site hears about at their next booking or check-in.
 
+A draft the day's run gave up on (its Lambda died after Stripe answered, on every retry) is finished before
+anything else is planned for the membership, and keeps it due until then: by the next run a freeze or a
+cancellation may have changed what would be planned, and a new plan would draft the month again under
+another purpose, or never come back to the charge Stripe already took.
+
 What the membership decided (frozen, refused and why, drafted, declined, cancelled, expired) is told to the
 booking site once per decision, with an event id derived from it.
 """
@@ -28,12 +33,13 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
-from medspa.adapters.store import Client, ClientProfile, ConcurrentUpdate, EntryKind, EntryStatus, Store
+from medspa.adapters.store import Client, ClientProfile, ConcurrentUpdate, EntryKind, EntryStatus, LedgerEntry, Store
 from medspa.domain.keys import client_key, spa_key, split_key
 from medspa.domain.membership import (
     STORE_CREDIT_APPLIED,
     Decision,
     Draft,
+    DraftKind,
     Membership,
     PlannedDraft,
     local_day,
@@ -46,10 +52,11 @@ from medspa.money import Money
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
 from medspa.ports import BookingSiteEvents
-from medspa.ports.memberships import MembershipStore, due_shard, shards_of
+from medspa.ports.memberships import MembershipRecord, MembershipStore, due_shard, shards_of
 from medspa.services.settlement import _UNPAID, SettlementService
 
 _SAVE_ATTEMPTS = 5
+FORFEIT_PURPOSES = {"cancelled": "store_credit_forfeited", "expired": "membership_expired"}
 
 
 class DraftOutcome(BaseModel):
@@ -109,15 +116,19 @@ class MembershipService:
                 raise MembershipNotYetKnown(membership_id)
             pack = self._packs.accepted(started.location_id,
                                         record.membership.policy_version if record.membership else None)
-            membership = fold_membership(events, record.drafts, pack,  # type: ignore[arg-type]
-                                         as_of=local_day(now, ZoneInfo(pack.location.time_zone)))
+            today = local_day(now, ZoneInfo(pack.location.time_zone))
+            membership = fold_membership(events, record.drafts, pack, as_of=today)  # type: ignore[arg-type]
             due = membership.next_due()
+            if due is None or due > today:
+                due = min([*(date.fromisoformat(e.entry_id.rsplit("#", 3)[1]) for e in self._unfinished(record)),
+                           *([due] if due else [])], default=None)
             shard = (due_shard(pack.location.time_zone, membership_id), due) if due is not None else None
             if self._memberships.save(membership_id, record.record_version, membership, shard, now):
                 told = {_decision_id(membership_id, d) for d in (record.membership.decisions
                                                                   if record.membership else ())}
-                self._tell(membership, [d for d in membership.decisions
-                                        if _decision_id(membership_id, d) not in told])
+                new = [d for d in membership.decisions if _decision_id(membership_id, d) not in told]
+                self._record_forfeits(membership, new, now)
+                self._tell(membership, new)
                 return membership
         raise ConcurrentUpdate(f"{membership_id} kept changing while it was folded")  # the step is retried
 
@@ -138,8 +149,13 @@ class MembershipService:
 
     def take_due_step(self, membership_id: str, now: datetime) -> DraftOutcome:
         """Draft what is due today, or just let the calendar act (expiries); safe to repeat at any time."""
+        finished = self._finish_unfinished(membership_id, now)
         membership = self.refold(membership_id, now)
         planned = self.due_now(membership, now)
+        if planned is None and finished:
+            draft, entry_id = finished[-1]
+            return DraftOutcome(membership_id=membership_id, outcome="drafted" if draft.succeeded else "declined",
+                                due_on=draft.due_on, attempt=draft.attempt, ledger_entry_id=entry_id)
         if planned is None:
             return DraftOutcome(membership_id=membership_id, outcome="nothing_due")
         draft, entry_id = self._draft(membership, planned, self.pack_for(membership), now)
@@ -172,9 +188,44 @@ class MembershipService:
             entry = self._settlement.collect(entry, self._client(client_id), membership.location_id, now,
                                              look_up_first=existing is not None)
         succeeded = entry.status is EntryStatus.SUCCEEDED
-        if entry.status in _UNPAID and planned.attempt > len(terms_of(pack).drafts.retry_after_days):
-            self._store.clients.add_outstanding(client_id, entry.amount, entry.entry_id, now)
+        self._owe_if_last(entry, pack, now)
         return self._fact(planned, entry.amount, succeeded, entry.updated_at), entry_id
+
+    def _owe_if_last(self, entry: LedgerEntry, pack: PolicyPack, now: datetime) -> None:
+        if entry.status in _UNPAID and entry.attempt > len(terms_of(pack).drafts.retry_after_days):
+            self._store.clients.add_outstanding(entry.client_id, entry.amount, entry.entry_id, now)
+
+    def _unfinished(self, record: MembershipRecord) -> list[LedgerEntry]:
+        """The membership's draft charges whose outcome never reached the membership as a Draft fact."""
+        kept = {(d.due_on.isoformat(), d.kind.value, d.attempt) for d in record.drafts}
+        drafts = {kind.value for kind in DraftKind}
+        return [e for e in self._store.ledger.for_appointment(record.membership_id)
+                if e.kind is EntryKind.CHARGE and e.purpose in drafts
+                and (e.entry_id.rsplit("#", 3)[1], e.purpose, e.attempt) not in kept]
+
+    def _finish_unfinished(self, membership_id: str, now: datetime) -> list[tuple[Draft, str]]:
+        """Finish each draft as it was decided when its entry was written (look-up first, so Stripe is not
+        charged twice), and keep its fact, so the next plan starts from what really happened."""
+        record = self._memberships.read(membership_id)
+        if record is None or record.membership is None:
+            return []
+        pack, finished = self.pack_for(record.membership), []
+        for entry in self._unfinished(record):
+            if self._settlement is None:
+                raise RuntimeError("drafting needs the settlement service (Stripe)")
+            if entry.status is EntryStatus.PENDING:
+                entry = self._settlement.collect(entry, self._client(entry.client_id), record.membership.location_id,
+                                                 now, look_up_first=True)
+            self._owe_if_last(entry, pack, now)
+            due_on = date.fromisoformat(entry.entry_id.rsplit("#", 3)[1])
+            credit = self._store.ledger.get(
+                f"{membership_id}#{due_on.isoformat()}#{STORE_CREDIT_APPLIED}#{entry.attempt}")
+            draft = Draft(due_on=due_on, kind=DraftKind(entry.purpose), attempt=entry.attempt, charged=entry.amount,
+                          store_credit_used=credit.amount if credit else Money.zero(entry.amount.currency),
+                          succeeded=entry.status is EntryStatus.SUCCEEDED, decided_at=entry.updated_at)
+            self._memberships.record_draft(membership_id, entry.entry_id, draft, now)
+            finished.append((draft, entry.entry_id))
+        return finished
 
     @staticmethod
     def _fact(planned: PlannedDraft, charged: Money, succeeded: bool, at: datetime) -> Draft:
@@ -188,6 +239,21 @@ class MembershipService:
             raise LookupError(f"no client {client_id}")
         return client
 
+    def _record_forfeits(self, membership: Membership, decisions: Iterable[Decision], now: datetime) -> None:
+        """Store credit lost on cancellation and services that expired, as ledger entries of kind ``expiry`` (no
+        money moves), so a spa sees what was forfeited and why; one entry per decision, however often it is told."""
+        ledger = self._store.ledger
+        for decision in decisions:
+            if decision.forfeited is None:
+                continue
+            purpose = FORFEIT_PURPOSES.get(decision.outcome, decision.outcome)
+            entry = ledger.record_intent(
+                appointment_id=membership.membership_id, client_id=membership.client_id, purpose=purpose,
+                kind=EntryKind.EXPIRY, amount=decision.forfeited, now=now,
+                entry_id=f"{_decision_id(membership.membership_id, decision).replace(':', '#')}")
+            if entry.status is EntryStatus.PENDING:
+                ledger.record_outcome(entry.entry_id, EntryStatus.SUCCEEDED, now)
+
     # ------------------------------------------------------------------ telling the booking site
 
     def _tell(self, membership: Membership, decisions: Iterable[Decision]) -> None:
@@ -198,6 +264,9 @@ class MembershipService:
             self._booking_site.publish("MembershipDecision", _decision_id(membership.membership_id, decision), {
                 "spa_id": spa_id, "membership_id": local_id, "client_id": split_key(membership.client_id)[1],
                 "outcome": decision.outcome, "reason": decision.reason,
+                "fee_due": decision.fee_due.model_dump() if decision.fee_due else None,
+                "certificates": [{"certificate_id": c.certificate_id.rsplit("#", 1)[1], "issued_on": c.issued_on.isoformat(),
+                                  "expires_on": c.expires_on.isoformat()} for c in membership.certificates],
                 "decided_at": decision.decided_at.isoformat(), "membership_version": decision.membership_version,
                 "status": membership.status.value, "past_due": membership.past_due, "credits": membership.credits,
                 "store_credit": membership.store_credit.model_dump(),
