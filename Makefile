@@ -3,24 +3,37 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml layers/shared/requirements.txt | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml layers/shared/python/requirements.txt | cksum | cut -d' ' -f1)
 
 export TZ := UTC
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: venv test demo bench faults fuzz lint clean lock-packs archive-pack
+.PHONY: venv test demo bench faults fuzz lint package clean lock-packs archive-pack
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml layers/shared/requirements.txt
+$(STAMP): pyproject.toml layers/shared/python/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-test: venv lint
+test: venv lint package
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The deployable artifacts, built by aws-sam-cli itself (its own virtual environment: its pins are not ours)
+# for this machine's Python and CPU; tests/package imports every handler from them alone.
+SAM_VENV := .venv-sam
+SAM      := $(SAM_VENV)/bin/sam
+
+$(SAM):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli==1.170.0
+
+package: venv $(SAM)
+	$(PY) tools/package.py $(SAM)
 
 demo: venv
 	$(VENV)/bin/medspa demo
@@ -28,6 +41,7 @@ demo: venv
 bench: venv
 	$(PY) benchmarks/cold_import.py
 	$(PY) benchmarks/lifecycle_paths.py
+	$(PY) benchmarks/membership_drafts.py
 
 # The pure layers are type-checked strictly (services next).
 lint: venv
@@ -37,7 +51,7 @@ lint: venv
 	$(PY) tools/apply_retry_policies.py --check
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .hypothesis
 
 faults: venv
 	MEDSPA_FAULT_TRIALS=1000 $(PY) -m pytest tests/e2e/test_fault_injection.py -q -s

@@ -1,5 +1,6 @@
 """MembershipDrafts tasks: find the memberships and prepaid courses with something due today, and take each one's
-due step (a membership's draft, a course's expiry notice or expiry).
+due step (a membership's draft, a course's expiry notice or expiry). Members and course clients are messaged
+(a declined draft, what expires in a week) through the same NotificationService the lifecycle uses.
 
 The finder reads the by_due_day index of one time zone (its daily schedule) or names one membership (a sign-up
 or an unfreeze whose dues are due at once). The step drafts the dues ledger first through Stripe, or lets the
@@ -15,19 +16,38 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from medspa.adapters.factory import adapters_for
+from medspa.adapters.messaging import AwsMessenger, SesEmailSender, SnsSmsSender
 from medspa.adapters.payments import StripePayments
 from medspa.adapters.settings import MembershipsSettings
+from medspa.messages.templates import load_templates
 from medspa.policy.loader import PolicyPacks, load_packs
 from medspa.services.courses import CourseService
 from medspa.services.memberships import MembershipService
+from medspa.services.notifications import NotificationService
 from medspa.services.settlement import SettlementService
+from medspa.services.unsubscribe import EmailUnsubscribe
 
 logger = Logger()
 packs = load_packs()
 settings = MembershipsSettings()
 adapters = adapters_for(settings)
 _service: MembershipService | None = None
-courses = CourseService(adapters.store, PolicyPacks.of(packs), adapters.booking_site)
+
+
+def unsubscribe_signing_key() -> bytes:
+    """Fetched when the first email is sent, inside an invocation (and its retry), cached five minutes."""
+    return parameters.get_parameter(settings.unsubscribe_signing_key_parameter, decrypt=True, max_age=300).encode()
+
+
+notifications = NotificationService(
+    AwsMessenger(SnsSmsSender(adapters.client("sns")), SesEmailSender(adapters.client("sesv2"), settings.email_from)),
+    load_templates(),
+    packs,
+    consent=adapters.store.consent,
+    unsubscribe=EmailUnsubscribe(adapters.store.consent, unsubscribe_signing_key, settings.unsubscribe_url,
+                                 {p.spa.id: p.spa.name for p in packs.values()}),
+)
+courses = CourseService(adapters.store, PolicyPacks.of(packs), adapters.booking_site, notifications)
 
 
 class _Request(BaseModel):
@@ -62,7 +82,7 @@ def service() -> MembershipService:
         payments = StripePayments.from_settings(api_key, settings.stripe_api_base)
         store = adapters.store
         _service = MembershipService(store, store.memberships, PolicyPacks.of(packs),
-                                     SettlementService(store, payments, packs), adapters.booking_site)
+                                     SettlementService(store, payments, packs), adapters.booking_site, notifications)
     return _service
 
 

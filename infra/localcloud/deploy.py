@@ -128,6 +128,11 @@ def load_template(path: Path) -> dict[str, Any]:
     return yaml_parse(path.read_text())
 
 
+def translate(packaged: dict[str, Any], parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    """The CloudFormation template ``sam deploy`` would create: aws-sam-translator run on the packaged template."""
+    return transform(packaged, dict(parameters or {}), _ManagedPolicies())
+
+
 def package(template: dict[str, Any], root: Path, s3: Any) -> tuple[dict[str, Any], dict[str, FunctionSource]]:
     """Upload code to the artifact bucket and inline state machine definitions; return sources by logical id."""
     template = copy.deepcopy(template)
@@ -171,7 +176,7 @@ def deploy(
     s3 = boto3.client("s3", region_name=region)
     cfn = boto3.client("cloudformation", region_name=region)
     packaged, sources = package(load_template(template_path), root, s3)
-    translated = transform(packaged, dict(parameters or {}), _ManagedPolicies())
+    translated = translate(packaged, parameters)
     _refuse_references_to_schedules(translated)
     http_apis = _create_http_apis(translated, stack_name, region)
     stack_template = _without_http_apis(translated, http_apis, region)

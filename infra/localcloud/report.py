@@ -271,13 +271,22 @@ def _plain(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else value
 
 
-def messages_from(appointments: Iterable[Any], recorded: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def messages_from(appointments: Iterable[Any], recorded: Iterable[Mapping[str, Any]],
+                  clients: Iterable[Any] = ()) -> list[dict[str, Any]]:
     """Every message moto recorded, joined by message id with the appointments' message logs.
 
     A log entry adds the kind and the appointment. Log results that sent nothing (opted out, deferred,
     failed) are listed too, with their status and no text. Before the lifecycle keeps a log
     (``Appointment.messages``), every message is listed with ``kind`` and ``appointment_id`` null.
+    A message no log names (a member's or course client's notice, a reply to an inbound text) gets the
+    ``client_id`` of the one client of ``clients`` whose phone or address it went to, so the summary counts
+    it at that client's home location rather than at none.
     """
+    by_contact: dict[str, set[str]] = {}
+    for c in clients:
+        for contact in (c.phone, (c.email or "").strip().casefold() or None):
+            if contact:
+                by_contact.setdefault(contact, set()).add(c.client_id)
     logged: dict[str, dict[str, Any]] = {}
     unsent: list[dict[str, Any]] = []
     for a in appointments:
@@ -294,8 +303,9 @@ def messages_from(appointments: Iterable[Any], recorded: Iterable[Mapping[str, A
                     unsent.append(line | {"to": None, "subject": None, "text": None, "message_id": None})
     out = []
     for sent in recorded:
-        line = {"appointment_id": None, "client_id": None, "kind": None, "key": None, "status": "sent",
-                "error": None} | logged.pop(sent["message_id"], {})
+        owners = by_contact.get(sent["to"] if sent["channel"] == "sms" else str(sent["to"] or "").strip().casefold())
+        line = {"appointment_id": None, "client_id": next(iter(owners)) if owners and len(owners) == 1 else None,
+                "kind": None, "key": None, "status": "sent", "error": None} | logged.pop(sent["message_id"], {})
         out.append(line | {"at": line.get("at") or iso(sent["at"]), "channel": sent["channel"],
                            "to": mask(sent["to"]), "subject": sent["subject"], "text": sent["text"],
                            "message_id": sent["message_id"]})

@@ -93,6 +93,7 @@ from medspa.adapters.payments import StripePayments
 from medspa.adapters.store import EntryStatus
 from medspa.adapters.store.ledger import LedgerRepository
 from medspa.adapters.store.memberships import MembershipRepository
+from medspa.services.memberships import MembershipService
 
 pytestmark = pytest.mark.e2e
 
@@ -400,6 +401,7 @@ class Injector:
         self.by_key: dict[str, Live] = {}
         self.misfires = 0
         self.counts: Counter = Counter()
+        self.steps: Counter = Counter()  # what each due step answered (the Map's results go to S3, not the output)
         self.later: list[tuple[datetime, str]] = []  # (when, execution name) of runs started by the idle hook
         self.queued: dict[date, list[str]] = defaultdict(list)  # local date -> names started with the firing
         for plan in plans:
@@ -435,6 +437,7 @@ class Injector:
         real_charge, real_find = StripePayments.charge_off_session, StripePayments.find_charge
         real_outcome, real_fact = LedgerRepository.record_outcome, MembershipRepository.record_draft
         real_start_now = MembershipDraftRuns.start_now
+        real_step = MembershipService.take_due_step
 
         def fire(schedule: dict[str, Any], when: datetime) -> None:
             real_fire(schedule, when)
@@ -502,7 +505,13 @@ class Injector:
                 raise LambdaUnknown("Task timed out: the Draft fact was kept, the membership not refolded (injected)")
             return kept
 
+        def take_due_step(self: MembershipService, membership_id: str, now: datetime) -> Any:
+            outcome = real_step(self, membership_id, now)
+            injector.steps[outcome.outcome] += 1
+            return outcome
+
         monkeypatch.setattr(scheduler, "_fire", fire)
+        monkeypatch.setattr(MembershipService, "take_due_step", take_due_step)
         monkeypatch.setattr(MembershipDraftRuns, "start_now", start_now)
         monkeypatch.setattr(StripePayments, "charge_off_session", charge_off_session)
         monkeypatch.setattr(StripePayments, "find_charge", find_charge)
@@ -617,7 +626,8 @@ def run_batch(seed: int, numbers: list[int], monkeypatch: pytest.MonkeyPatch) ->
             cloud.run_until(when)
             site.publish_all(groups[when])
         cloud.run_until(END)
-        return _observe(cloud, site, plans, lives, counts + injector.counts) | {"misfires": injector.misfires}
+        return _observe(cloud, site, plans, lives, counts + injector.counts) | {"misfires": injector.misfires,
+                                                                               "outcomes": injector.steps}
 
 
 def _observe(cloud: LocalCloud, site: Any, plans: list[TrialPlan], lives: list[Live],
@@ -631,7 +641,6 @@ def _observe(cloud: LocalCloud, site: Any, plans: list[TrialPlan], lives: list[L
     charges = Counter(ch["customer"] for ch in cloud.stripe.charges if ch["status"] == "succeeded")
     sfn = cloud.client("stepfunctions")
     runs: Counter = Counter()
-    outcomes: Counter = Counter()
     failures: list[str] = []
     for page in sfn.get_paginator("list_executions").paginate(
             stateMachineArn=cloud.state_machine_arn("MembershipDraftsStateMachine")):
@@ -640,8 +649,6 @@ def _observe(cloud: LocalCloud, site: Any, plans: list[TrialPlan], lives: list[L
             if execution["status"] != "SUCCEEDED":
                 failures.append(f"execution {execution['name']} is {execution['status']}")
                 continue
-            output = json.loads(sfn.describe_execution(executionArn=execution["executionArn"]).get("output") or "{}")
-            outcomes.update(d.get("outcome") for d in output.get("drafts") or [])
     dlq = quarantined(cloud)
     if dlq:
         failures.append(f"{len(dlq)} events in the intake DLQ: {[reason for _, reason in dlq][:5]}")
@@ -722,7 +729,7 @@ def _observe(cloud: LocalCloud, site: Any, plans: list[TrialPlan], lives: list[L
             failures.append(f"trial {plan.n} (seed {plan.seed}, extra runs {plan.extra_runs}, members "
                             f"{[_describe(m) for m in plan.members]}): " + "; ".join(by_trial[plan.n]))
     errors = Counter(i.error_type for i in cloud.runtime.invocations if i.errored)
-    return {"tally": tally + counts, "failures": failures, "errors": errors, "runs": runs, "outcomes": outcomes,
+    return {"tally": tally + counts, "failures": failures, "errors": errors, "runs": runs,
             "invocations": len(cloud.runtime.invocations)}
 
 

@@ -83,7 +83,8 @@ def intent(store: Store, amount: Money = usd(5_000), attempt: int = 1, purpose: 
 # ------------------------------------------------------------------ tables come from template.yaml
 
 @pytest.mark.parametrize("logical_id, field", [("ClientsTable", "clients"), ("AppointmentsTable", "appointments"),
-                                               ("LedgerTable", "ledger"), ("IdempotencyTable", "idempotency")])
+                                               ("LedgerTable", "ledger"), ("ConsentTable", "consent"),
+                                               ("MembershipsTable", "memberships"), ("CoursesTable", "courses")])
 def test_each_table_is_created_from_its_template_definition(dynamo_tables, logical_id, field):
     declared = table_resources(load_template())[logical_id]
     table = boto3.client("dynamodb").describe_table(TableName=getattr(dynamo_tables, field))["Table"]
@@ -99,10 +100,10 @@ def test_each_table_is_created_from_its_template_definition(dynamo_tables, logic
 
 def test_table_names_are_configuration_not_environment_lookups():
     environ = {"CLIENTS_TABLE": "c-tbl", "APPOINTMENTS_TABLE": "a-tbl", "LEDGER_TABLE": "l-tbl",
-               "CONSENT_TABLE": "k-tbl", "IDEMPOTENCY_TABLE": "i-tbl", "MEMBERSHIPS_TABLE": "m-tbl", "COURSES_TABLE": "co-tbl",
+               "CONSENT_TABLE": "k-tbl", "MEMBERSHIPS_TABLE": "m-tbl", "COURSES_TABLE": "co-tbl",
                "AWS_REGION": "eu-west-1"}
     assert TableNames.from_env(environ) == TableNames(clients="c-tbl", appointments="a-tbl", ledger="l-tbl",
-                                                      consent="k-tbl", idempotency="i-tbl", memberships="m-tbl",
+                                                      consent="k-tbl", memberships="m-tbl",
                                                       courses="co-tbl")
     assert Store.from_env(environ).tables.ledger == "l-tbl"
     with pytest.raises(KeyError, match="LEDGER_TABLE"):

@@ -40,7 +40,7 @@ def test_every_function_has_its_handler_and_its_own_least_privilege_policies(nam
 
 def test_runtime_pins_are_the_same_in_pyproject_and_the_lambda_layer():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    layer = [line for line in (ROOT / "layers/shared/requirements.txt").read_text().splitlines() if line]
+    layer = [line for line in (ROOT / "layers/shared/python/requirements.txt").read_text().splitlines() if line]
     assert sorted(project) == sorted(layer)
     assert all("==" in pin for pin in project)
 
@@ -102,6 +102,8 @@ def _consent_grants() -> dict[str, dict[str, set[str]]]:
 def test_each_function_reaches_only_its_own_kind_of_consent_item():
     assert _consent_grants() == {
         "LifecycleFunction": {"dynamodb:GetItem": {"sms#*", "email#*"}, "dynamodb:UpdateItem": {"link#*"}},
+        # Members hear of declined drafts and expiries: consent read at send time, as the lifecycle's notices.
+        "MembershipsFunction": {"dynamodb:GetItem": {"sms#*", "email#*"}, "dynamodb:UpdateItem": {"link#*"}},
         "InboundSmsFunction": {"dynamodb:GetItem": {"sms#*"}, "dynamodb:UpdateItem": {"sms#*", "reply#*"},
                                "dynamodb:PutItem": {"reply#*"}, "dynamodb:DeleteItem": {"reply#*"}},
         "HttpApiFunction": {"dynamodb:GetItem": {"link#*", "email#*"}, "dynamodb:UpdateItem": {"email#*"}},

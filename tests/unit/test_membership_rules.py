@@ -507,7 +507,8 @@ def test_services_are_good_for_60_days_from_the_last_billing_date_after_cancella
     member.cancel(local(2026, 3, 20, 10))
     cancelled = member.membership()
     assert (cancelled.credits, cancelled.credits_usable_until) == (3, date(2026, 5, 14))  # Mar 15 + 60 days
-    assert cancelled.next_due() == date(2026, 5, 15)
+    assert cancelled.next_due() == date(2026, 5, 7)  # the member is told a week before the window ends
+    assert member.membership(date(2026, 5, 7)).next_due() == date(2026, 5, 15)
     member.redeem(local(2026, 5, 14, 19))
     assert member.membership(date(2026, 5, 14)).credits == 2 and last(member.membership())[0] == "redeemed"
 

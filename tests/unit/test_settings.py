@@ -9,7 +9,7 @@ from medspa.adapters.factory import Adapters, adapters_for
 from medspa.adapters.settings import IngestSettings, LifecycleSettings, SettlementSettings
 
 TABLES = {"CLIENTS_TABLE": "medspa-clients", "APPOINTMENTS_TABLE": "medspa-appointments", "LEDGER_TABLE": "medspa-ledger",
-          "CONSENT_TABLE": "medspa-consent", "IDEMPOTENCY_TABLE": "medspa-idempotency",
+          "CONSENT_TABLE": "medspa-consent",
           "MEMBERSHIPS_TABLE": "medspa-memberships", "COURSES_TABLE": "medspa-courses",
           "AWS_REGION": "us-east-1"}
 LIFECYCLE = {**TABLES, "BOOKING_EVENTS_BUS": "medspa-booking-events", "EMAIL_FROM": "hello@example.com",

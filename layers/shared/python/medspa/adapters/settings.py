@@ -26,13 +26,12 @@ class FunctionSettings(BaseSettings):
     appointments_table: str = Field(min_length=3)
     ledger_table: str = Field(min_length=3)
     consent_table: str = Field(min_length=3)
-    idempotency_table: str = Field(min_length=3)
     memberships_table: str = Field(min_length=3)
     courses_table: str = Field(min_length=3)
 
     def tables(self) -> TableNames:
         return TableNames(clients=self.clients_table, appointments=self.appointments_table, ledger=self.ledger_table,
-                          consent=self.consent_table, idempotency=self.idempotency_table,
+                          consent=self.consent_table,
                           memberships=self.memberships_table, courses=self.courses_table)
 
 
@@ -64,7 +63,11 @@ class SettlementSettings(BookingSiteSettings):
 
 
 class MembershipsSettings(SettlementSettings):
-    pass
+    """Drafts through Stripe, and messages members (a declined draft, what expires in a week)."""
+
+    email_from: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    unsubscribe_url: str = Field(pattern=r"^https://")
+    unsubscribe_signing_key_parameter: str = _Name
 
 
 class InboundSmsSettings(BookingSiteSettings):

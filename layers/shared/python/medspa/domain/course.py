@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medspa.domain.membership import months_later
 from medspa.money import Money
-from medspa.policy.schema import PrepaidExpiry
+from medspa.policy.schema import DEFAULT_EXPIRY_NOTICE, PrepaidExpiry
 
 SessionUse = Literal["completed", "deducted"]
-EXPIRY_NOTICE = timedelta(days=7)
+EXPIRY_NOTICE = timedelta(days=DEFAULT_EXPIRY_NOTICE.days_before)  # a pack's [expiry_notice] may restate it
 
 
 class UsedSession(BaseModel):
@@ -64,11 +64,12 @@ class Course(BaseModel):
         expiry forfeits in money."""
         return Money(amount=self.paid.amount // self.sessions, currency=self.paid.currency)
 
-    def next_due(self) -> date | None:
-        """The next day the daily job must look at this course: the expiry notice, then the day after expiry."""
+    def next_due(self, notice_before: timedelta = EXPIRY_NOTICE) -> date | None:
+        """The next day the daily job must look at this course: the expiry notice (``notice_before`` the last day
+        of use: the pack's ``[expiry_notice]``), then the day after expiry."""
         if self.sessions_left <= 0:
             return None
-        notice = self.expires_on - EXPIRY_NOTICE
+        notice = self.expires_on - notice_before
         return notice if not self.expiry_noticed else self.expires_on + timedelta(days=1)
 
 

@@ -41,6 +41,8 @@ class DraftKind(StrEnum):
 
 
 STORE_CREDIT_APPLIED = "store_credit_applied"
+SERVICES_EXPIRING = "services_expiring"
+CERTIFICATES_EXPIRING = "certificates_expiring"
 STORE_CREDIT_FORFEITED = "store_credit_forfeited"
 
 
@@ -81,6 +83,11 @@ class Decision(_Value):
                                     "value): recorded in the ledger as an expiry")
     fee_due: Money | None = Field(None, description="What the booking site's checkout collects (a certificate "
                                   "redeemed outside the former member's window)")
+    amount: Money | None = Field(None, description="A declined draft: what it asked for (the member is told)")
+    retry_on: date | None = Field(None, description="A declined draft: the local day of the next attempt; None on "
+                                  "the last one, when the month becomes an outstanding balance")
+    expires_on: date | None = Field(None, description="An expiry notice: the last day of use")
+    items: int | None = Field(None, ge=1, description="An expiry notice: how many services or certificates expire")
 
 
 class Redemption(_Value):
@@ -132,6 +139,8 @@ class Membership(_Value):
     certificates: tuple[Certificate, ...] = ()
     redemptions: tuple[Redemption, ...] = ()
     decisions: tuple[Decision, ...] = ()
+    next_notice_on: date | None = Field(None, description="The local day of the next expiry notice not yet given "
+                                        "(services after a cancellation, paper certificates); the fold sets it")
 
     @property
     def in_good_standing(self) -> bool:
@@ -161,6 +170,8 @@ class Membership(_Value):
         if self.status is not MembershipStatus.EXPIRED and self.paid_in_full_until is not None:
             candidates.append(self.paid_in_full_until + timedelta(days=1))
         candidates += [c.expires_on + timedelta(days=1) for c in self.certificates]
+        if self.next_notice_on is not None:
+            candidates.append(self.next_notice_on)
         return min(candidates, default=None)
 
 

@@ -7,6 +7,16 @@ after it was decided, then the calendar run up to ``as_of`` (paid-in-full ends, 
 certificates past their date). The same events and drafts give the same membership however they arrived.
 
 A draft is a fact: money moved (or not) at that moment, so a form that arrives later cannot undo it.
+
+Expiry notices are decisions of the calendar too: the pack's ``[expiry_notice]`` days (7) before a cancelled
+membership's services end, and before each day paper certificates expire, the member is told
+(``services_expiring``, ``certificates_expiring``). Each is decided at that day's draft time (09:00 local, when the
+daily run of the zone fires), a wall-clock time in the home spa's zone, so a DST change in between does not move
+it, and the fold makes it only once the moment has come (``now``), so an intake on the morning of that day does
+not decide it before the run that messages the member. Certificates issued together (all of a cancellation's)
+expire together, so they get one notice naming how many, not one message per certificate. Nothing is noticed that
+began inside its own notice period (a cancellation in the last week of the window: its confirmation says when the
+services end), or that is gone by then (services all used, certificates all redeemed).
 """
 
 from __future__ import annotations
@@ -23,6 +33,8 @@ from medspa.domain.membership import (
     Membership,
     MembershipStatus,
     Plan,
+    CERTIFICATES_EXPIRING,
+    SERVICES_EXPIRING,
     Redemption,
     cancellation_refusal,
     certificate_redemption,
@@ -97,10 +109,42 @@ class _Fold:
         )
 
     def decide(self, state: Membership, at: datetime, outcome: str, reason: str, version: int | None = None,
-               *, forfeited: Money | None = None, **changes: object) -> Membership:
+               *, forfeited: Money | None = None, amount: Money | None = None, retry_on: date | None = None,
+               expires_on: date | None = None, items: int | None = None, **changes: object) -> Membership:
         kept = forfeited if forfeited is not None and forfeited.amount > 0 else None
-        decision = Decision(decided_at=at, outcome=outcome, reason=reason, membership_version=version, forfeited=kept)
+        decision = Decision(decided_at=at, outcome=outcome, reason=reason, membership_version=version, forfeited=kept,
+                            amount=amount, retry_on=retry_on, expires_on=expires_on, items=items)
         return state.model_copy(update={**changes, "decisions": (*state.decisions, decision)})
+
+    def notice_at(self, day: date) -> datetime:
+        """The notice day at the draft time, in the home spa's zone (the wall clock, whatever the offset then)."""
+        return datetime.combine(day, self.terms.drafts.at_local_time, self.zone)
+
+    def pending_notices(self, state: Membership) -> list[tuple[datetime, str, date, int]]:
+        """The expiry notices not given yet: (moment, outcome, last day of use, how many), earliest first."""
+        lead = timedelta(days=self.pack.expiry_notice.days_before)
+        given = {(d.outcome, d.decided_at) for d in state.decisions}
+        found: list[tuple[datetime, str, date, int]] = []
+        until = state.credits_usable_until
+        if (state.status is MembershipStatus.CANCELLED and state.credits and until is not None
+                and state.cancelled_on is not None and until - lead > state.cancelled_on):
+            found.append((self.notice_at(until - lead), SERVICES_EXPIRING, until, state.credits))
+        for expires_on in sorted({c.expires_on for c in state.certificates}):
+            held = [c for c in state.certificates if c.expires_on == expires_on]
+            if expires_on - lead > min(c.issued_on for c in held):
+                found.append((self.notice_at(expires_on - lead), CERTIFICATES_EXPIRING, expires_on, len(held)))
+        return sorted(n for n in found if (n[1], n[0]) not in given)
+
+    def notices(self, state: Membership, at: datetime) -> Membership:
+        """Tell the member what expires in a week, once its moment has come (``at``)."""
+        for when, outcome, until, items in self.pending_notices(state):
+            if when > at:
+                continue
+            what = (f"{items} service(s) usable until {until}" if outcome == SERVICES_EXPIRING
+                    else f"{items} paper certificate(s) expire on {until}")
+            state = self.decide(state, when, outcome, f"{what}; the member is told "
+                                f"{self.pack.expiry_notice.days_before} days before", expires_on=until, items=items)
+        return state
 
     def advance(self, state: Membership, today: date, at: datetime) -> Membership:
         """What the calendar alone does by ``today``: a paid-in-full month's services, the end of a
@@ -118,6 +162,7 @@ class _Fold:
                                     f"paid in full until {until}; {state.credits} service(s) "
                                     "forfeited, no grace period", status=MembershipStatus.EXPIRED, credits=0,
                                     next_draft_on=None, forfeited=state.services_worth(state.credits))
+        state = self.notices(state, at)
         if (state.status is MembershipStatus.CANCELLED and state.credits and state.credits_usable_until
                 and today > state.credits_usable_until):
             state = self.decide(state, self.midnight(state.credits_usable_until + timedelta(days=1)),
@@ -149,11 +194,11 @@ class _Fold:
                 return self.decide(state, draft.decided_at, "draft_declined",
                                    f"{draft.kind.value} of {month} declined (attempt {draft.attempt}); "
                                    f"retried on {retry}", past_due=True, failed_attempts=draft.attempt,
-                                   next_retry_on=retry)
+                                   next_retry_on=retry, amount=draft.charged, retry_on=retry)
             return self.decide(state, draft.decided_at, "dues_unpaid",
                                f"{draft.kind.value} of {month} declined {draft.attempt} times: owed as an "
                                "outstanding balance", past_due=True, failed_attempts=0, next_retry_on=None,
-                               next_draft_on=following_draft(month, state.draft_day))
+                               next_draft_on=following_draft(month, state.draft_day), amount=draft.charged)
         changes: dict[str, object] = {
             "past_due": False, "failed_attempts": 0, "next_retry_on": None, "last_billed_on": planned.attempt_on,
             "next_draft_on": following_draft(month, state.draft_day),
@@ -250,10 +295,11 @@ class _Fold:
 
 
 def fold_membership(events: Iterable[MembershipEvent], drafts: Iterable[Draft], pack: PolicyPack,
-                    as_of: date) -> Membership:
+                    as_of: date, now: datetime | None = None) -> Membership:
     """The membership after its events and drafts, with the calendar run to the local day ``as_of``.
 
-    ``pack`` is the home location's pack at the version the member accepted when it started."""
+    ``pack`` is the home location's pack at the version the member accepted when it started. ``now`` (a moment
+    of ``as_of``) holds back an expiry notice whose time has not come that day; None: the whole day has passed."""
     ordered = sorted({e.membership_version: e for e in events}.values(), key=lambda e: e.membership_version)
     started = next((e for e in ordered if isinstance(e, MembershipStarted)), None)
     if started is None:
@@ -271,4 +317,7 @@ def fold_membership(events: Iterable[MembershipEvent], drafts: Iterable[Draft], 
         state = fold.apply(fold.advance(state, local_day(at, fold.zone), at), event)
     for draft in pending:
         state = fold.draft(fold.advance(state, local_day(draft.decided_at, fold.zone), draft.decided_at), draft)
-    return fold.advance(state, as_of, fold.midnight(as_of))
+    end = now if now is not None else fold.midnight(as_of + timedelta(days=1)) - timedelta(microseconds=1)
+    state = fold.advance(state, as_of, end)
+    notices = fold.pending_notices(state)
+    return state.model_copy(update={"next_notice_on": local_day(notices[0][0], fold.zone) if notices else None})

@@ -1,7 +1,7 @@
 """Client messages: per-location templates and pure rendering (no boto3, no clock).
 
 The service in :mod:`medspa.services.notifications` decides whom to message and when; this package
-only turns a message kind plus facts about a visit into text. See :mod:`.templates` for the file
+only turns a message kind plus facts about a visit (or a membership or course) into text. See :mod:`.templates` for the file
 format and :mod:`.render` for the placeholder values.
 """
 
@@ -9,6 +9,7 @@ from .inbound import InboundIntent, keyword_reply, parse_inbound_sms
 from .render import (
     DEFAULT_SERVICE_LABEL,
     SMS_MAX_CHARS,
+    AccountContext,
     AppointmentContext,
     EmailMessage,
     MessageTooLong,
@@ -20,6 +21,7 @@ from .render import (
     render_sms,
 )
 from .templates import (
+    ACCOUNT_KINDS,
     BASE_KINDS,
     CHARGED_FEE_KINDS,
     FEE_KINDS,
@@ -33,12 +35,14 @@ from .templates import (
 )
 
 __all__ = [
+    "ACCOUNT_KINDS",
     "BASE_KINDS",
     "CHARGED_FEE_KINDS",
     "DEFAULT_SERVICE_LABEL",
     "FEE_KINDS",
     "PAYABLE_KINDS",
     "SMS_MAX_CHARS",
+    "AccountContext",
     "AppointmentContext",
     "EmailMessage",
     "InboundIntent",

@@ -17,6 +17,11 @@ it happened), and ``$late_cancel_fee`` the fee a late cancel would cost ("a $50.
 word it as a rule ("changes after $cancel_by incur $late_cancel_fee"), true both before that time
 and on the morning of, after it has passed.
 
+A membership or course notice (:data:`~.templates.ACCOUNT_KINDS`) is about the client's account, not a visit,
+so it is rendered from an :class:`AccountContext`: ``$amount`` (a declined draft), ``$what_next`` (the next
+attempt's day, or that the month is now an outstanding balance), ``$what_expires`` ("2 paper certificates") and
+``$expiry_date`` ("Tue 15 Dec 2026", the last day of use, a local date).
+
 PHI: the context has no field for the treatment. ``service_label`` is a neutral phrase ("your
 appointment") from the location's settings; a caller may pass another neutral label, never the
 service name.
@@ -24,7 +29,7 @@ service name.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -84,6 +89,36 @@ class AppointmentContext(BaseModel):
                           "Templates may use $payment_link only where the location defines one, so none is needed.")
 
 
+class AccountContext(BaseModel):
+    """The facts a notice about the client's membership or prepaid course may mention: no visit, no treatment.
+
+    ``subject_id`` (the membership or course key) names it in logs and errors, as ``appointment_id`` does a
+    visit's. Messaging follows the location's current pack."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    subject_id: str
+    location_id: str
+    client_first_name: Annotated[str, Field(max_length=200)] | None = None
+    amount: Money | None = Field(None, description="A declined draft: what it asked for")
+    retry_on: date | None = Field(None, description="A declined draft: the day of the next attempt; None: the "
+                                  "month is now an outstanding balance")
+    expires_on: date | None = Field(None, description="The last day of use of what expires")
+    items: int | None = Field(None, ge=1, description="How many services, certificates or sessions expire")
+
+    @property
+    def policy_version(self) -> None:
+        return None
+
+
+MessageContext = AppointmentContext | AccountContext
+
+
+def subject_of(ctx: MessageContext) -> str:
+    """What a message is about, for logs and errors: the appointment, membership or course key (never a name)."""
+    return ctx.appointment_id if isinstance(ctx, AppointmentContext) else ctx.subject_id
+
+
 class EmailMessage(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -104,6 +139,16 @@ def format_clock_time(moment: datetime, zone: ZoneInfo) -> str:
     """``12:55 PM``: the local time of day, for a moment on the visit's own day."""
     local = moment.astimezone(zone)
     return f"{local.hour % 12 or 12}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
+
+
+def format_day(day: date) -> str:
+    """``Tue 15 Dec 2026``: a local date, spelled out here so the locale cannot change it."""
+    return f"{_WEEKDAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
+
+
+_WHAT_EXPIRES = {"membership_services_expiring": ("membership service", "membership services"),
+                 "certificate_expiring": ("paper certificate", "paper certificates"),
+                 "course_sessions_expiring": ("prepaid session", "prepaid sessions")}
 
 
 def format_money(money: Money) -> str:
@@ -182,7 +227,28 @@ def _fee_at_stake(pack: PolicyPack, ctx: AppointmentContext, fee: Money | None) 
     return f"a {format_money(fee)} fee"
 
 
-def _values(names: set[str], pack: PolicyPack, templates: LocationTemplates, ctx: AppointmentContext,
+def _account_value(name: str, pack: PolicyPack, ctx: AccountContext, kind: str) -> str:
+    if name == "amount":
+        if ctx.amount is None or ctx.amount.currency != pack.currency:
+            raise MissingMessageValue(f"{ctx.subject_id}: the message needs an amount in {pack.currency}")
+        return format_money(ctx.amount)
+    if name == "what_next":
+        if ctx.retry_on is not None:
+            return f"we will try your card again on {format_day(ctx.retry_on)}"
+        return "this month's dues are now an outstanding balance on your account"
+    if name == "expiry_date":
+        if ctx.expires_on is None:
+            raise MissingMessageValue(f"{ctx.subject_id}: the message needs the last day of use")
+        return format_day(ctx.expires_on)
+    if name == "what_expires":
+        if ctx.items is None or kind not in _WHAT_EXPIRES:
+            raise MissingMessageValue(f"{ctx.subject_id}: the message needs how many of what expire")
+        one, many = _WHAT_EXPIRES[kind]
+        return f"{ctx.items} {one if ctx.items == 1 else many}"
+    raise MissingMessageValue(f"{ctx.subject_id}: ${name} is about a visit; this notice has none")
+
+
+def _values(names: set[str], pack: PolicyPack, templates: LocationTemplates, ctx: MessageContext,
             kind: str) -> dict[str, str]:
     """Compute only what the template uses, so a reminder never needs a fee."""
     values: dict[str, str] = {}
@@ -191,16 +257,23 @@ def _values(names: set[str], pack: PolicyPack, templates: LocationTemplates, ctx
             values[name] = _first_name(ctx.client_first_name)
         elif name == "spa_name":
             values[name] = templates.settings.get("spa_name", pack.location.name)
+        elif name == "spa_phone":
+            values[name] = templates.settings["spa_phone"]
+        elif name == "opt_out_keyword":
+            values[name] = pack.messaging.keywords.opt_out_word
+        elif name == "payment_link" and isinstance(ctx, AccountContext):
+            link = templates.settings.get("payment_link")
+            if not link:
+                raise MissingMessageValue(f"{ctx.subject_id}: the message needs a payment link")
+            values[name] = link
+        elif isinstance(ctx, AccountContext):
+            values[name] = _account_value(name, pack, ctx, kind)
         elif name == "visit_time":
             values[name] = format_visit_time(ctx.starts_at, pack.zone)
         elif name == "service_label":
             values[name] = ctx.service_label or templates.settings.get("service_label", DEFAULT_SERVICE_LABEL)
-        elif name == "spa_phone":
-            values[name] = templates.settings["spa_phone"]
         elif name == "confirm_keyword":
             values[name] = _confirm_keyword(pack)
-        elif name == "opt_out_keyword":
-            values[name] = pack.messaging.keywords.opt_out_word
         elif name == "cancel_by":
             if ctx.cancel_by is None:
                 raise MissingMessageValue(f"{ctx.appointment_id}: the message needs the cancel-by time")
@@ -231,23 +304,26 @@ def _values(names: set[str], pack: PolicyPack, templates: LocationTemplates, ctx
             if not link:  # load_templates refuses such a template; only a hand-built LocationTemplates gets here
                 raise MissingMessageValue(f"{ctx.appointment_id}: the message needs a payment link")
             values[name] = link
+        else:
+            raise MissingMessageValue(f"{ctx.appointment_id}: ${name} is about an account; this message is a visit's")
     return values
 
 
-def _check(pack: PolicyPack, templates: LocationTemplates, ctx: AppointmentContext) -> None:
+def _check(pack: PolicyPack, templates: LocationTemplates, ctx: MessageContext) -> None:
     if not (ctx.location_id == pack.location_id == templates.location_id):
         raise ValueError(f"context {ctx.location_id!r}, pack {pack.location_id!r} and templates "
                          f"{templates.location_id!r} must be the same location")
 
 
-def render_sms(templates: LocationTemplates, pack: PolicyPack, kind: str, ctx: AppointmentContext) -> str:
+def render_sms(templates: LocationTemplates, pack: PolicyPack, kind: str, ctx: MessageContext) -> str:
     """The SMS text, ending with the opt-out line built from the pack's first opt-out keyword."""
     _check(pack, templates, ctx)
     template = templates.template(kind)
     names = set(template.sms.get_identifiers()) | set(templates.footer_sms.get_identifiers())
     values = _values(names, pack, templates, ctx, kind)
     text = f"{template.sms.substitute(values).strip()}\n{templates.footer_sms.substitute(values).strip()}"
-    if len(text) > SMS_MAX_CHARS and "fee_breakdown" in values and ctx.fee_breakdown is not None:
+    if (len(text) > SMS_MAX_CHARS and "fee_breakdown" in values and isinstance(ctx, AppointmentContext)
+            and ctx.fee_breakdown is not None):
         values["fee_breakdown"] = format_fee_breakdown(ctx.fee_breakdown, compact=True)
         text = f"{template.sms.substitute(values).strip()}\n{templates.footer_sms.substitute(values).strip()}"
     if len(text) > SMS_MAX_CHARS:
@@ -255,14 +331,14 @@ def render_sms(templates: LocationTemplates, pack: PolicyPack, kind: str, ctx: A
     return text
 
 
-def render_email(templates: LocationTemplates, pack: PolicyPack, kind: str, ctx: AppointmentContext, *,
+def render_email(templates: LocationTemplates, pack: PolicyPack, kind: str, ctx: MessageContext, *,
                  unsubscribe_link: str) -> EmailMessage:
     """Subject plus plain-text body ending with the location's unsubscribe footer, which carries
     ``unsubscribe_link`` (signed per spa and address by the caller; the same link goes in the
     ``List-Unsubscribe`` header)."""
     _check(pack, templates, ctx)
     if not unsubscribe_link.startswith("https://"):
-        raise MissingMessageValue(f"{ctx.appointment_id}: the email needs an https:// unsubscribe link")
+        raise MissingMessageValue(f"{subject_of(ctx)}: the email needs an https:// unsubscribe link")
     template = templates.template(kind)
     names = {n for t in (template.email_subject, template.email_body, templates.footer_email)
              for n in t.get_identifiers()}

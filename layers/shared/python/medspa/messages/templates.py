@@ -58,6 +58,17 @@ The kinds (every one must be renderable at every location, so ``default.toml`` w
   card turned out expired by then, removed, or refused by the issuer (``medspa.services.card_check``).
   It asks the client to update the card before the visit and never names the card (no brand, no digits).
 
+Membership and course notices (:data:`ACCOUNT_KINDS`) are about the client's account, not a visit, so they
+are given no visit placeholders (no ``$visit_time``, ``$service_label``, ``$confirm_keyword``), only
+``$client_first_name``, ``$spa_name``, ``$spa_phone`` and their own:
+
+* ``membership_draft_declined``: a monthly draft was declined; ``$amount`` (what it asked for) and
+  ``$what_next`` ("we will try your card again on Thu 8 Jan 2026", or that the month's dues are now an
+  outstanding balance). It may also offer ``$payment_link`` where the location defines one.
+* ``membership_services_expiring``, ``certificate_expiring``, ``course_sessions_expiring``: a week before the
+  last day of use (the pack's ``[expiry_notice]``); ``$what_expires`` ("2 paper certificates") and
+  ``$expiry_date`` ("Tue 15 Dec 2026").
+
 Payment links: the lifecycle has none to give, so ``fee_declined`` (and ``fee_outstanding``) ask the
 client to contact the spa. A location with a standing payment page may use ``$payment_link`` in those
 two kinds, but only if its ``[settings]`` define ``payment_link``; otherwise the file fails to load.
@@ -107,6 +118,10 @@ BASE_KINDS: tuple[str, ...] = (
     "fee_released",
     "card_update_requested",
 )
+# Notices about a membership or a prepaid course (rendered from an AccountContext, never about a visit).
+EXPIRING_KINDS = frozenset({"membership_services_expiring", "certificate_expiring", "course_sessions_expiring"})
+ACCOUNT_KINDS: tuple[str, ...] = ("membership_draft_declined", *sorted(EXPIRING_KINDS))
+ACCOUNT_PLACEHOLDERS = frozenset({"client_first_name", "spa_name", "spa_phone"})
 _REMINDER_KIND = re.compile(r"^reminder_([a-z0-9][a-z0-9_-]*)$")
 
 COMMON_PLACEHOLDERS = frozenset(
@@ -124,6 +139,10 @@ class TemplateError(ValueError):
 
 
 def allowed_placeholders(kind: str) -> frozenset[str]:
+    if kind == "membership_draft_declined":
+        return ACCOUNT_PLACEHOLDERS | {"amount", "what_next", "payment_link"}
+    if kind in EXPIRING_KINDS:
+        return ACCOUNT_PLACEHOLDERS | {"what_expires", "expiry_date"}
     allowed = COMMON_PLACEHOLDERS
     if kind in FEE_KINDS or kind in CREDIT_KINDS or kind in RELEASED_KINDS:
         allowed |= {"fee_amount"}
@@ -147,7 +166,7 @@ def reminder_name(kind: str) -> str | None:
 
 
 def _base_kind(kind: str) -> str | None:
-    if kind in BASE_KINDS and kind != REMINDER:
+    if (kind in BASE_KINDS and kind != REMINDER) or kind in ACCOUNT_KINDS:
         return kind
     if kind == REMINDER or reminder_name(kind) is not None:
         return REMINDER
@@ -245,7 +264,8 @@ def _parse(path: Path) -> _Parsed:
         else:
             base = _base_kind(table)
             if base is None or table == "reminder_":
-                raise TemplateError(f"{name}: {table}: unknown message kind (known: {', '.join(BASE_KINDS)}, reminder_<name>)")
+                raise TemplateError(f"{name}: {table}: unknown message kind (known: {', '.join(BASE_KINDS + ACCOUNT_KINDS)}, "
+                                    "reminder_<name>)")
             missing = [f for f in _FIELDS if f not in body]
             extra = [k for k in body if k not in _FIELDS]
             if missing or extra:
@@ -267,7 +287,7 @@ def _merge(location_id: str, default: _Parsed, own: _Parsed | None) -> LocationT
         footer.update(own.footer)
         templates.update(own.templates)
     where = own.name if own else default.name
-    for kind in BASE_KINDS:
+    for kind in BASE_KINDS + ACCOUNT_KINDS:
         if kind not in templates:
             raise TemplateError(f"{where}: {kind}: missing (and not in {DEFAULT_FILE})")
     for key in ("sms", "email"):

@@ -9,19 +9,23 @@ settlement's ``course_session`` step). A visit reported again uses nothing more.
 session": when a course visit completes with sessions left, the booking site hears ``CourseNextSessionDue``
 (it holds the calendar and the treatment protocol, so it prompts the client).
 
-The daily MembershipDrafts run of the location's time zone takes each course's due step: a week before the
-last day of use the booking site hears ``CourseExpiringSoon`` (it tells the client); the day after, what is left
+The daily MembershipDrafts run of the location's time zone takes each course's due step: a week (the pack's
+``[expiry_notice]``) before the last day of use the booking site hears ``CourseExpiringSoon`` and the client is
+messaged directly (``course_sessions_expiring``, every reachable channel); the day after, what is left
 expires: a ledger entry of kind ``expiry`` records the sessions and what they were bought for, and the booking
 site hears ``CourseSessionsExpired``. A verified pregnancy or medical condition (``CourseDeferred``) moves the
 last day of use, up to the pack's limit from purchase.
 
-Every change is written over the version it was read at; a writer that lost the race reads again.
+Every change is written over the version it was read at; a writer that lost the race reads again. The notice is
+marked given (``expiry_noticed``) before it is told and messaged, so a rerun never repeats it, and a crash in
+between loses that one notice: at most once, as for memberships (``medspa.services.memberships``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from zoneinfo import ZoneInfo
 
@@ -30,11 +34,14 @@ from medspa.domain.course import Course, SessionUse, UsedSession, deferral_refus
 from medspa.domain.keys import client_key, spa_key, split_key
 from medspa.domain.membership import local_day
 from medspa.events import CourseDeferred, CoursePurchased
+from medspa.messages.render import AccountContext
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack, PrepaidExpiry
 from medspa.ports import BookingSiteEvents
 from medspa.ports.memberships import due_shard, shards_of
+from medspa.services.notifications import NotificationService
 
+logger = logging.getLogger(__name__)
 _SAVE_ATTEMPTS = 5
 EXPIRED = "course_sessions_expired"
 
@@ -48,11 +55,16 @@ class CourseRefused(ValueError):
 
 
 class CourseService:
-    def __init__(self, store: Store, packs: PolicyPacks, booking_site: BookingSiteEvents | None = None) -> None:
+    def __init__(self, store: Store, packs: PolicyPacks, booking_site: BookingSiteEvents | None = None,
+                 notifications: NotificationService | None = None) -> None:
         self._store = store
         self._courses = store.courses
         self._packs = packs
         self._booking_site = booking_site
+        self._notifications = notifications
+
+    def _notice_before(self, course: Course) -> timedelta:
+        return timedelta(days=self._packs[course.location_id].expiry_notice.days_before)
 
     def _rule(self, location_id: str) -> tuple[PolicyPack, PrepaidExpiry]:
         pack = self._packs[location_id]
@@ -61,7 +73,7 @@ class CourseService:
         return pack, pack.prepaid
 
     def _due(self, course: Course) -> tuple[str, date] | None:
-        day = course.next_due()
+        day = course.next_due(self._notice_before(course))
         return (due_shard(self._packs[course.location_id].location.time_zone, course.course_id), day) if day else None
 
     def purchase(self, event: CoursePurchased, now: datetime) -> Course:
@@ -135,9 +147,11 @@ class CourseService:
         today = local_day(now, ZoneInfo(self._packs[course.location_id].location.time_zone))
         if course.sessions_left > 0 and today > course.expires_on:
             return self._expire(course, now)
-        if course.sessions_left > 0 and not course.expiry_noticed and today >= course.next_due():  # type: ignore[operator]
+        notice_on = course.next_due(self._notice_before(course))
+        if course.sessions_left > 0 and not course.expiry_noticed and notice_on is not None and today >= notice_on:
             course = self._change(course_id, lambda c: c.model_copy(update={"expiry_noticed": True}), now)
             self._tell("CourseExpiringSoon", f"{course_id}:expiring:{course.expires_on}", course, {})
+            self._message_client(course, now)
             return "expiry_noticed"
         return "nothing_due"
 
@@ -169,6 +183,18 @@ class CourseService:
             if self._courses.replace(changed, version, self._due(changed), now):
                 return changed
         raise ConcurrentUpdate(f"{course_id} kept changing")
+
+    def _message_client(self, course: Course, now: datetime) -> None:
+        client = self._store.clients.get(course.client_id) if self._notifications is not None else None
+        if self._notifications is None or client is None:
+            return
+        try:
+            self._notifications.notify(client, "course_sessions_expiring", AccountContext(
+                subject_id=course.course_id, location_id=course.location_id, client_first_name=client.first_name,
+                expires_on=course.expires_on, items=course.sessions_left), now)
+        except Exception as err:  # noqa: BLE001 - the notice stands; the other courses' steps still run
+            logger.error("course client not messaged", extra={"course_id": course.course_id,
+                                                              "error": type(err).__name__})
 
     def _tell(self, detail_type: str, event_id: str, course: Course, extra: dict[str, object]) -> None:
         if self._booking_site is None:

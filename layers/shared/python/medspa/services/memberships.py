@@ -20,12 +20,24 @@ another purpose, or never come back to the charge Stripe already took.
 
 What the membership decided (frozen, refused and why, drafted, declined, cancelled, expired) is told to the
 booking site once per decision, with an event id derived from it.
+
+The member is messaged (``NotificationService``: every reachable channel, consent and quiet hours honoured) for
+the decisions issue 9 says they hear of: a declined draft (``draft_declined`` with the retry's day, or
+``dues_unpaid``: the month is now an outstanding balance), and the week-before notices the fold decides
+(``services_expiring``, ``certificates_expiring``). Delivery is at most once: a decision is saved with the
+membership first, then told to the booking site, then messaged, and "new" means not in the membership this
+refold replaced, so a crash between the save and the send loses that one message (as it loses the booking-site
+event) and a rerun never sends it twice. A notice is only messaged up to its last day of use, so a membership
+refolded late does not tell a member about something already gone. The intake (which has no messenger) never
+decides a notice before the daily run does: the fold holds a notice back until its moment, the run's time.
+A message the quiet hours defer is logged, not retried: the run is at 09:00 local, after every pack's quiet hours.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Literal
@@ -36,6 +48,8 @@ from pydantic import BaseModel
 from medspa.adapters.store import Client, ClientProfile, ConcurrentUpdate, EntryKind, EntryStatus, LedgerEntry, Store
 from medspa.domain.keys import client_key, spa_key, split_key
 from medspa.domain.membership import (
+    CERTIFICATES_EXPIRING,
+    SERVICES_EXPIRING,
     STORE_CREDIT_APPLIED,
     Decision,
     Draft,
@@ -48,15 +62,21 @@ from medspa.domain.membership import (
 from medspa.events import DETAIL_MODELS, MembershipEvent, MembershipStarted
 from medspa.events.membership_history import MembershipNotYetKnown, fold_membership, terms_of
 from medspa.events.personal import as_kept
+from medspa.messages.render import AccountContext
 from medspa.money import Money
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
 from medspa.ports import BookingSiteEvents
 from medspa.ports.memberships import MembershipRecord, MembershipStore, due_shard, shards_of
+from medspa.services.notifications import NotificationService
 from medspa.services.settlement import _UNPAID, SettlementService
 
+logger = logging.getLogger(__name__)
 _SAVE_ATTEMPTS = 5
 FORFEIT_PURPOSES = {"cancelled": "store_credit_forfeited", "expired": "membership_expired"}
+# The decisions the member is messaged about, and the message kind of each.
+MESSAGE_KINDS = {"draft_declined": "membership_draft_declined", "dues_unpaid": "membership_draft_declined",
+                 SERVICES_EXPIRING: "membership_services_expiring", CERTIFICATES_EXPIRING: "certificate_expiring"}
 
 
 class DraftOutcome(BaseModel):
@@ -75,12 +95,14 @@ def draft_entry_id(membership_id: str, planned: PlannedDraft, purpose: str | Non
 
 class MembershipService:
     def __init__(self, store: Store, memberships: MembershipStore, packs: PolicyPacks,
-                 settlement: SettlementService | None = None, booking_site: BookingSiteEvents | None = None) -> None:
+                 settlement: SettlementService | None = None, booking_site: BookingSiteEvents | None = None,
+                 notifications: NotificationService | None = None) -> None:
         self._store = store
         self._memberships = memberships
         self._packs = packs
         self._settlement = settlement
         self._booking_site = booking_site
+        self._notifications = notifications
 
     # ------------------------------------------------------------------ the intake
 
@@ -117,7 +139,7 @@ class MembershipService:
             pack = self._packs.accepted(started.location_id,
                                         record.membership.policy_version if record.membership else None)
             today = local_day(now, ZoneInfo(pack.location.time_zone))
-            membership = fold_membership(events, record.drafts, pack, as_of=today)  # type: ignore[arg-type]
+            membership = fold_membership(events, record.drafts, pack, as_of=today, now=now)  # type: ignore[arg-type]
             due = membership.next_due()
             if due is None or due > today:
                 due = min([*(date.fromisoformat(e.entry_id.rsplit("#", 3)[1]) for e in self._unfinished(record)),
@@ -129,6 +151,7 @@ class MembershipService:
                 new = [d for d in membership.decisions if _decision_id(membership_id, d) not in told]
                 self._record_forfeits(membership, new, now)
                 self._tell(membership, new)
+                self._message_member(membership, new, today, now)
                 return membership
         raise ConcurrentUpdate(f"{membership_id} kept changing while it was folded")  # the step is retried
 
@@ -254,6 +277,31 @@ class MembershipService:
             if entry.status is EntryStatus.PENDING:
                 ledger.record_outcome(entry.entry_id, EntryStatus.SUCCEEDED, now)
 
+    # ------------------------------------------------------------------ telling the member
+
+    def _message_member(self, membership: Membership, decisions: Iterable[Decision], today: date,
+                        now: datetime) -> None:
+        """After the save (at most once, see the module's docstring); a notice whose last day has passed is not
+        sent. Without a messenger (the intake) nothing is sent: the intake decides no declines, and no notice
+        before the run that messages it."""
+        if self._notifications is None:
+            return
+        for decision in decisions:
+            kind = MESSAGE_KINDS.get(decision.outcome)
+            if kind is None or (decision.expires_on is not None and decision.expires_on < today):
+                continue
+            client = self._store.clients.get(membership.client_id)
+            if client is None:
+                continue
+            context = AccountContext(subject_id=membership.membership_id, location_id=membership.location_id,
+                                     client_first_name=client.first_name, amount=decision.amount,
+                                     retry_on=decision.retry_on, expires_on=decision.expires_on, items=decision.items)
+            try:
+                self._notifications.notify(client, kind, context, now)
+            except Exception as err:  # noqa: BLE001 - the decision stands; a message never fails the draft step
+                logger.error("member not messaged", extra={"membership_id": membership.membership_id, "kind": kind,
+                                                           "error": type(err).__name__})
+
     # ------------------------------------------------------------------ telling the booking site
 
     def _tell(self, membership: Membership, decisions: Iterable[Decision]) -> None:
@@ -265,6 +313,10 @@ class MembershipService:
                 "spa_id": spa_id, "membership_id": local_id, "client_id": split_key(membership.client_id)[1],
                 "outcome": decision.outcome, "reason": decision.reason,
                 "fee_due": decision.fee_due.model_dump() if decision.fee_due else None,
+                "amount": decision.amount.model_dump() if decision.amount else None,
+                "retry_on": decision.retry_on.isoformat() if decision.retry_on else None,
+                "expires_on": decision.expires_on.isoformat() if decision.expires_on else None,
+                "items": decision.items,
                 "certificates": [{"certificate_id": c.certificate_id.rsplit("#", 1)[1], "issued_on": c.issued_on.isoformat(),
                                   "expires_on": c.expires_on.isoformat()} for c in membership.certificates],
                 "decided_at": decision.decided_at.isoformat(), "membership_version": decision.membership_version,

@@ -29,6 +29,9 @@ Decisions (written down because the seeds are silent):
   messages today), not the pack version the appointment was booked under.
 * The result carries no text, phone or address: it is returned into Step Functions history, which
   admins read; only kind, channel, status and provider message id. Logs carry the same.
+* Membership and course notices (declined dues, services, certificates or course sessions about to expire)
+  are about the client's money and what they paid for, so they go to every channel, like fee notices. They
+  are rendered from an ``AccountContext`` (no visit, no treatment) and follow the location's current pack.
 * Sending is not idempotent here: a caller that retries after a partial send may send twice. The
   lifecycle step should record the returned message ids and not re-notify a kind already sent.
 """
@@ -45,7 +48,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from medspa.domain.client import Channel, Client
 from medspa.adapters.store.consent import ConsentBook
 from medspa.domain.wallclock import end_of_quiet_hours, in_quiet_hours
-from medspa.messages.render import AppointmentContext, render_email, render_sms
+from medspa.messages.render import AppointmentContext, MessageContext, render_email, render_sms, subject_of
 from medspa.messages.templates import TemplateLibrary, reminder_name, template_key
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
@@ -140,8 +143,9 @@ class NotificationService:
                 usable.append(channel)
         return usable, skipped
 
-    def notify(self, client: Client, kind: str, appointment_context: AppointmentContext,
+    def notify(self, client: Client, kind: str, appointment_context: MessageContext,
                now: datetime) -> list[SentMessage]:
+        """Message ``client`` about a visit (``AppointmentContext``) or their account (``AccountContext``)."""
         ctx = appointment_context
         pack = self._pack(ctx.location_id, ctx.policy_version)
         if client.spa_id != pack.spa.id:
@@ -165,7 +169,8 @@ class NotificationService:
 
         # Render everything before sending anything, so a template error never half-notifies.
         templates = self._templates.for_location(pack.location_id)
-        if (Channel.EMAIL in usable and ctx.confirm_link is None and self._confirm_links is not None
+        if (isinstance(ctx, AppointmentContext) and Channel.EMAIL in usable and ctx.confirm_link is None
+                and self._confirm_links is not None
                 and "confirm_link" in templates.template(kind).placeholders()):
             ctx = ctx.model_copy(update={"confirm_link": self._confirm_links.link_for(ctx.appointment_id, ctx.starts_at)})
         sms = render_sms(templates, pack, kind, ctx) if Channel.SMS in usable else None
@@ -191,8 +196,9 @@ class NotificationService:
         return results
 
     @staticmethod
-    def _log(results: list[SentMessage], ctx: AppointmentContext) -> None:
+    def _log(results: list[SentMessage], ctx: MessageContext) -> None:
+        subject = ("appointment_id" if isinstance(ctx, AppointmentContext) else "subject_id", subject_of(ctx))
         for r in results:
-            logger.info("notification", extra={"appointment_id": ctx.appointment_id, "kind": r.kind,
+            logger.info("notification", extra={subject[0]: subject[1], "kind": r.kind,
                                                "channel": str(r.channel), "status": r.status,
                                                "message_id": r.message_id, "error": r.error})

@@ -63,12 +63,11 @@ class TableNames(BaseModel):
     appointments: str = Field(min_length=3)
     ledger: str = Field(min_length=3)
     consent: str = Field(min_length=3, description="Consent by contact address, unsubscribe links, keyword replies.")
-    idempotency: str = Field(min_length=3, description="Powertools idempotency; no model here.")
     memberships: str = Field(min_length=3)
     courses: str = Field(min_length=3)
 
     ENV: ClassVar[Mapping[str, str]] = {"clients": "CLIENTS_TABLE", "appointments": "APPOINTMENTS_TABLE",
-           "ledger": "LEDGER_TABLE", "consent": "CONSENT_TABLE", "idempotency": "IDEMPOTENCY_TABLE",
+           "ledger": "LEDGER_TABLE", "consent": "CONSENT_TABLE",
            "memberships": "MEMBERSHIPS_TABLE", "courses": "COURSES_TABLE"}
 
     @classmethod
