@@ -76,9 +76,11 @@ COMPLETED_BY_LOCALCLOUD = {
     "AWS::ApiGatewayV2::Api": "no moto CloudFormation model: created through ApiGatewayV2 CreateApi + ReimportApi",
     "AWS::ApiGatewayV2::Stage": "no moto CloudFormation model: created through ApiGatewayV2 CreateStage",
     "AWS::Scheduler::Schedule": "no moto CloudFormation model: created through Scheduler CreateSchedule",
+    "AWS::CloudWatch::Alarm": "no moto CloudFormation model: created through CloudWatch PutMetricAlarm",
 }
 _SUBSCRIPTION = "AWS::SNS::Subscription"
 _SCHEDULE = "AWS::Scheduler::Schedule"
+_ALARM = "AWS::CloudWatch::Alarm"
 _HTTP_API = "AWS::ApiGatewayV2::Api"
 _HTTP_STAGE = "AWS::ApiGatewayV2::Stage"
 _API_PROPERTIES = {"Body", "Description", "Tags"}
@@ -211,6 +213,9 @@ def deploy(
         resource = translated["Resources"][logical_id]
         if to_complete[logical_id] == _SUBSCRIPTION:
             physical = _subscribe(resource, logical_id, deployment, region)
+        elif to_complete[logical_id] == _ALARM:
+            physical = _create_alarm(resource, logical_id, deployment, _parameter_values(translated, parameters),
+                                     region)
         else:
             physical = _create_schedule(resource, logical_id, deployment, _parameter_values(translated, parameters),
                                         region)
@@ -430,6 +435,31 @@ def _schedule_target(target: dict[str, Any], fail: Callable[[str, str], DeployFa
     return out
 
 
+def _create_alarm(resource: dict[str, Any], logical_id: str, deployment: Deployment,
+                  parameters: dict[str, Any], region: str) -> str:
+    """Create an ``AWS::CloudWatch::Alarm`` the stack skipped: its properties are PutMetricAlarm's parameters,
+    with every reference resolved; the alarm is named after the stack and the logical id, as CloudFormation
+    names it."""
+
+    def fail(prop: str, why: str) -> DeployFailed:
+        return DeployFailed(f"{logical_id}: the local cloud cannot create the alarm's {prop}: {why}")
+
+    def resolved(node: Any, prop: str) -> Any:
+        if isinstance(node, dict) and len(node) == 1 and next(iter(node)) in ("Ref", "Fn::GetAtt", "Fn::Sub"):
+            return _resolve_text(node, prop, fail, deployment, parameters, region)
+        if isinstance(node, dict):
+            return {k: resolved(v, f"{prop}.{k}") for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolved(v, prop) for v in node]
+        return node
+
+    props = resolved(resource.get("Properties", {}), "Properties")
+    name = props.pop("AlarmName", f"{deployment.stack_name}-{logical_id}")
+    props["Threshold"] = float(props["Threshold"])
+    boto3.client("cloudwatch", region_name=region).put_metric_alarm(AlarmName=name, **props)
+    return str(name)
+
+
 def _resolve_text(node: Any, prop: str, fail: Callable[[str, str], DeployFailed], deployment: Deployment,
                   parameters: dict[str, Any], region: str) -> str:
     """A string as CloudFormation would hand it to the resource: a literal, a ``Ref`` (resource, parameter,
@@ -452,6 +482,8 @@ def _resolve_text(node: Any, prop: str, fail: Callable[[str, str], DeployFailed]
         target, attribute = _get_att(spec)
         if attribute == "Arn" and (arn := _arn(target, deployment, region)) is not None:
             return arn
+        if attribute == "QueueName" and target in deployment.resources:  # a queue's physical id is its URL
+            return deployment.physical(target).rsplit("/", 1)[-1]
         raise fail(prop, f"cannot resolve Fn::GetAtt {target}.{attribute}")
 
     if isinstance(node, str):

@@ -1,6 +1,7 @@
-"""Least privilege, read from the template CloudFormation would create (aws-sam-translator's output, so the
-SAM policy templates are expanded): every ``Resource: "*"`` and every wildcard action is on the allow-list
-below with the reason no narrower ARN or condition can replace it, or the test fails (issue 12)."""
+"""Least privilege and data protection, read from the template CloudFormation would create (aws-sam-translator's
+output, so the SAM policy templates are expanded): every ``Resource: "*"`` and every wildcard action is on the
+allow-list below with the reason no narrower ARN or condition can replace it, every table refuses deletion, and
+the tables with personal data are under the customer-managed key (issue 12)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,14 @@ ROOT = Path(__file__).resolve().parents[2]
 ALLOWED_ANY_RESOURCE = {
     "sns:Publish to a phone number": "An SMS sent straight to a phone number has no resource ARN; the statement's "
                                      "condition (sns:TopicArn is null) forbids publishing to any topic.",
+    "log delivery": "Step Functions writes its execution logs through CloudWatch Logs' log-delivery API, which "
+                    "has no resource-level permissions; AWS documents these actions on * for state machine logging.",
     "kms via SNS": "SNS encrypts the inbound-SMS topic with the AWS-managed key whose ARN the template cannot name; "
                    "the kms:ViaService condition confines the grant to SNS in this region.",
 }
+LOG_DELIVERY = {"logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+                "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+                "logs:DescribeLogGroups"}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +68,8 @@ def why_any_resource(statement: dict[str, Any]) -> str | None:
     actions, condition = _listed(statement["Action"]), statement.get("Condition", {})
     if actions == ["sns:Publish"] and condition == {"Null": {"sns:TopicArn": "true"}}:
         return ALLOWED_ANY_RESOURCE["sns:Publish to a phone number"]
+    if set(actions) <= LOG_DELIVERY:
+        return ALLOWED_ANY_RESOURCE["log delivery"]
     if set(actions) <= {"kms:GenerateDataKey*", "kms:Decrypt"} and "kms:ViaService" in condition.get("StringEquals", {}):
         return ALLOWED_ANY_RESOURCE["kms via SNS"]
     return None
@@ -99,3 +107,32 @@ def test_the_statements_checked_are_the_whole_template(translated: dict[str, Any
     functions = {n for n, r in translated["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
     assert {f"{f}Role" for f in functions} <= roles
     assert sum(1 for _ in statements(translated)) > 3 * len(functions)
+
+
+PERSONAL_DATA_TABLES = {"ClientsTable", "AppointmentsTable", "MembershipsTable", "CoursesTable", "ConsentTable"}
+
+
+def test_every_table_refuses_deletion_and_personal_data_is_under_the_spas_own_key(translated: dict[str, Any]) -> None:
+    tables = {n: r for n, r in translated["Resources"].items() if r["Type"] == "AWS::DynamoDB::Table"}
+    assert PERSONAL_DATA_TABLES <= set(tables)
+    for name, table in tables.items():
+        props = table["Properties"]
+        assert props.get("DeletionProtectionEnabled") is True, name
+        assert table.get("DeletionPolicy") == "Retain", name
+        sse = props["SSESpecification"]
+        if name in PERSONAL_DATA_TABLES:
+            assert (sse.get("SSEType"), sse.get("KMSMasterKeyId")) == ("KMS", {"Ref": "PersonalDataKey"}), name
+    key = translated["Resources"]["PersonalDataKey"]
+    assert key["Properties"]["EnableKeyRotation"] is True and key["DeletionPolicy"] == "Retain"
+
+
+def test_logs_are_kept_for_a_while_and_never_carry_execution_data(translated: dict[str, Any]) -> None:
+    """Executions' inputs and outputs may name clients: the state machines log failures without them, and every
+    log group (each function's, each state machine's) expires."""
+    resources = translated["Resources"]
+    machines = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    assert machines and all(m["LoggingConfiguration"]["IncludeExecutionData"] is False for m in machines)
+    groups = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    functions = [n for n, r in resources.items() if r["Type"] == "AWS::Lambda::Function"]
+    assert len(groups) == len(functions) + len(machines)
+    assert all(g["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups)

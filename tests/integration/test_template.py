@@ -112,3 +112,26 @@ def test_each_function_reaches_only_its_own_kind_of_consent_item():
         "PrivacyFunction": {"dynamodb:GetItem": {"sms#*", "email#*", "link#*"},
                             "dynamodb:DeleteItem": {"sms#*", "email#*", "link#*"}, "dynamodb:Scan": {"*"}},
     }
+
+
+def test_on_call_is_paged_for_every_function_state_machine_and_the_intake_dlq():
+    """Each function has an error-rate alarm, each state machine a failed and a timed-out alarm, the intake DLQ
+    one; all notify the on-call topic. The local cloud creates them (moto's CloudFormation skips alarms) with
+    every reference resolved to the deployed resource."""
+    alarms = _of_type("AWS::CloudWatch::Alarm")
+    functions, machines = _of_type("AWS::Serverless::Function"), _of_type("AWS::Serverless::StateMachine")
+    assert {f"{f}ErrorsAlarm" for f in functions} <= set(alarms)
+    assert {f"{m.removesuffix('StateMachine')}{k}Alarm" for m in machines
+            for k in ("ExecutionsFailed", "ExecutionsTimedOut")} <= set(alarms)
+    with LocalCloud(utc(2026, 1, 1)) as cloud:
+        deployment = cloud.deploy()
+        described = {a["AlarmName"]: a for a in cloud.client("cloudwatch").describe_alarms()["MetricAlarms"]}
+        topic = deployment.outputs["OnCallTopicArn"]
+        dlq_name = deployment.outputs["IntakeDeadLetterQueueUrl"].rsplit("/", 1)[-1]
+    assert set(described) == {f"medspa-{name}" for name in alarms}
+    assert all(a["AlarmActions"] == [topic] for a in described.values())
+    assert described["medspa-IntakeDeadLettersAlarm"]["Dimensions"] == [{"Name": "QueueName", "Value": dlq_name}]
+    lifecycle = described["medspa-AppointmentLifecycleExecutionsFailedAlarm"]["Dimensions"]
+    assert lifecycle == [{"Name": "StateMachineArn", "Value": deployment.state_machines["AppointmentLifecycleStateMachine"]}]
+    ingest = described["medspa-IngestFunctionErrorsAlarm"]["Metrics"][0]["MetricStat"]["Metric"]["Dimensions"]
+    assert ingest == [{"Name": "FunctionName", "Value": deployment.functions["IngestFunction"]}]
