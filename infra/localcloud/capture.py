@@ -513,7 +513,7 @@ def _executions(cloud: LocalCloud) -> list[dict[str, Any]]:
                     "cause": details.get("cause") or described.get("cause"),
                     "state_transitions": len(states),
                     "states": states,
-                    "steps": _draft_steps(payload, described) if logical_id == MEMBERSHIP_DRAFTS else None,
+                    "steps": _draft_steps(payload, described, cloud) if logical_id == MEMBERSHIP_DRAFTS else None,
                     "_appointment": appointment if logical_id == LIFECYCLE else None,
                 })
     lines.sort(key=lambda e: (e["started_at"] or "", e["state_machine"], e["name"]))
@@ -550,14 +550,22 @@ def _by_appointment(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
     return dict(by_appointment)
 
 
-def _draft_steps(payload: Mapping[str, Any], described: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-    """What a MembershipDrafts run did for each membership it found due: the Map's results, in the order
-    of the memberships the finder returned (the Map keeps its items' order). None while it runs."""
+def _draft_steps(payload: Mapping[str, Any], described: Mapping[str, Any],
+                 cloud: LocalCloud) -> list[dict[str, Any]] | None:
+    """What a MembershipDrafts run did for each membership it found due: the Map's results, which its
+    ``ResultWriter`` put in S3 (the manifest names the files; each record's name is its item's position in the
+    local cloud), in the order of the memberships the finder returned. None while it runs."""
     output = _json_object(described.get("output"))
     due = (output.get("due") or {}).get("membership_ids") or []
-    results = output.get("drafts")
-    if not isinstance(results, list):
+    written = (output.get("drafts") or {}).get("ResultWriterDetails") if isinstance(output.get("drafts"), dict) else None
+    if not written:
         return None
+    s3 = cloud.client("s3")
+    manifest = json.loads(s3.get_object(Bucket=written["Bucket"], Key=written["Key"])["Body"].read())
+    records = sorted((record for status in ("SUCCEEDED", "FAILED") for file in manifest["ResultFiles"][status]
+                      for record in json.loads(s3.get_object(Bucket=written["Bucket"], Key=file["Key"])["Body"].read())),
+                     key=lambda record: record["Name"])
+    results = [json.loads(record["Output"]) if record.get("Output") else None for record in records]
     steps = []
     for membership, result in zip(due, results, strict=False):
         result = result if isinstance(result, Mapping) else {}

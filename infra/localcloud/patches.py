@@ -32,6 +32,12 @@ changes it. Bumping moto means re-reading each target below and ``../shared/note
    ``States.Runtime`` error that follows turned ABORTED into FAILED. On AWS a stopped execution ends ABORTED
    whatever its states were doing, and neither a Retry nor a Catch runs.
 
+12. ``ResourceEvalS3._handle_put_object``  a Distributed Map's ``ResultWriter`` writes the results too: moto
+   writes the manifest with empty ``ResultFiles`` and drops the results ("TODO: results"). As on AWS, the
+   iterations' outputs go to ``<prefix>/<map run id>/SUCCEEDED_0.json`` (each ``{"Name", "Status", "Output"}``,
+   Output a JSON string; Name, standing for the child execution's, is the item's position), and a failed
+   iteration (moto yields null) to ``FAILED_0.json``, listed in the manifest, so what a run did can be read back from S3.
+
 DISTRIBUTED Maps run in moto 5.2.5 from ``ItemsPath`` as from an ItemReader, in-process: iterations are not
 child executions and their events go to a throw-away history (the parent shows only MapRunStarted/Succeeded).
 A failed iteration there yields ``null`` and the Map still succeeds: moto reads ToleratedFailure* but never
@@ -63,6 +69,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.inli
     InlineIterationComponent,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.job import JobPool
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3 import (
+    ResourceEvalS3,
+)
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval.environment import Environment
@@ -188,6 +197,32 @@ def _set_error(self: Environment, error: Any) -> None:
         _originals["set_error"](self, error)
 
 
+def _result_writer_put_object(env: Environment, resource_runtime_part: Any, state_credentials: Any) -> None:
+    parameters = env.stack.pop()
+    results = env.stack.pop()
+    s3 = ResourceEvalS3._get_s3_client(resource_runtime_part=resource_runtime_part,
+                                       state_credentials=state_credentials)
+    map_run_arn = env.map_run_record_pool_manager.get_all().pop().map_run_arn
+    prefix = parameters["Prefix"] if not parameters["Prefix"] or parameters["Prefix"].endswith("/") else (
+        parameters["Prefix"] + "/")
+    folder = f"{prefix}{map_run_arn.split(':')[-1]}/"
+    files: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+    numbered = [(f"{n:08d}", r) for n, r in enumerate(results)]  # child names in item order
+    records = {"SUCCEEDED": [{"Name": name, "Status": "SUCCEEDED", "Output": json.dumps(r)}
+                             for name, r in numbered if r is not None],
+               "FAILED": [{"Name": name, "Status": "FAILED"} for name, r in numbered if r is None]}
+    for status, written in records.items():
+        if written:
+            body = json.dumps(written).encode("utf8")
+            s3.put_object(Bucket=parameters["Bucket"], Key=f"{folder}{status}_0.json", Body=body)
+            files[status].append({"Key": f"{folder}{status}_0.json", "Size": len(body)})
+    manifest = {"DestinationBucket": parameters["Bucket"], "MapRunArn": map_run_arn, "ResultFiles": files}
+    s3.put_object(Bucket=parameters["Bucket"], Key=f"{folder}manifest.json",
+                  Body=json.dumps(manifest, indent=2).encode("utf8"))
+    env.stack.append({"MapRunArn": map_run_arn,
+                      "ResultWriterDetails": {"Bucket": parameters["Bucket"], "Key": f"{folder}manifest.json"}})
+
+
 def _invoke_lambda(self: LambdaFunction, event: str | None = None) -> tuple[str, bool, str]:
     runtime = _active["runtime"]
     if runtime is None:
@@ -267,7 +302,9 @@ def install() -> None:
             await_jobs=JobPool.await_jobs,
             pool_ended=JobPool._notify_on_termination,
             set_error=Environment.set_error,
+            result_writer=ResourceEvalS3.__dict__["_handle_put_object"],
         )
+        ResourceEvalS3._handle_put_object = staticmethod(_result_writer_put_object)
         Environment.set_error = _set_error
         InlineIterationComponent._launch_worker = _launch_worker
         JobPool.await_jobs = _await_jobs
@@ -298,4 +335,5 @@ def uninstall() -> None:
         JobPool.await_jobs = _originals["await_jobs"]
         JobPool._notify_on_termination = _originals["pool_ended"]
         Environment.set_error = _originals["set_error"]
+        ResourceEvalS3._handle_put_object = _originals["result_writer"]
         _originals.clear()

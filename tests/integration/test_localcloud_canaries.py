@@ -25,6 +25,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.inli
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.iteration_worker import IterationWorker
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.job import JobPool
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3 import (
+    ResourceEvalS3,
+)
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
@@ -185,6 +188,13 @@ def test_a_stopped_map_still_raises_its_abort_with_details_moto_cannot_read_and_
     assert "env.set_error(" in _source(Program._eval_body)
 
 
+def test_the_result_writer_still_writes_only_the_manifest_and_drops_the_results():
+    source = _source(ResourceEvalS3._handle_put_object)
+    assert "env.stack.pop()  # TODO: results" in source
+    assert '"ResultFiles": {"FAILED": [], "PENDING": [], "SUCCEEDED": []}' in source
+    assert '"ResultWriterDetails": {"Bucket": parameters["Bucket"], "Key": key}' in source
+
+
 def test_install_replaces_exactly_the_documented_targets_and_uninstall_restores_them():
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
 
@@ -193,7 +203,7 @@ def test_install_replaces_exactly_the_documented_targets_and_uninstall_restores_
                 LambdaFunction._invoke_lambda, StateMachine.__dict__["create_from_cloudformation_json"],
                 StepFunctionResponse.stop_execution, Timestamp._get_wait_seconds,
                 InlineIterationComponent._launch_worker, JobPool.await_jobs, JobPool._notify_on_termination,
-                Environment.set_error)
+                Environment.set_error, ResourceEvalS3.__dict__["_handle_put_object"])
 
     originals = targets()
     patches.install()
@@ -210,6 +220,7 @@ def test_install_replaces_exactly_the_documented_targets_and_uninstall_restores_
         assert JobPool.await_jobs is patches._await_jobs
         assert JobPool._notify_on_termination is patches._notify_on_termination
         assert Environment.set_error is patches._set_error
+        assert ResourceEvalS3.__dict__["_handle_put_object"].__func__ is patches._result_writer_put_object
     finally:
         patches.uninstall()
     assert targets() == originals
