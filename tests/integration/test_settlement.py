@@ -242,8 +242,6 @@ def test_transient_stripe_failure_raises_named_error_then_the_retry_charges_once
     assert len(spa.succeeded_charges()) == 1
     keys = {r.idempotency_key for r in spa.charge_posts()}
     assert keys == {spa.card_entry(appointment_id).stripe_idempotency_key}, "the retry reused the same key"
-    assert [r for r in spa.fake.requests if r.method == "GET"] == [], \
-        "within a day the key is the lookup: a retry after a 429 spends one request of the rate limit, not two"
 
 
 def test_retry_days_later_on_a_succeeded_entry_does_not_charge_after_stripe_forgot_the_key(spa: Spa, visit) -> None:

@@ -13,10 +13,7 @@ How exactly-once holds, whatever fails and however late the retry comes:
 4. An entry found still *pending* (a crash between Stripe's answer and step 3) is first looked up
    in Stripe by its opaque ``ledger_ref`` metadata; only if Stripe holds no PaymentIntent for it is
    the charge sent, with the same key. The key guards the first 24 hours (and concurrent duplicates),
-   the lookup guards every hour after. So the lookup is made only for an entry written
-   ``STRIPE_REMEMBERS_KEY`` or longer ago: before that, sending the same key again is the lookup (Stripe
-   replays what it did), and a retry after a 429 costs one request of the account's rate limit, not two,
-   which is what lets a day of membership drafts run at the limit.
+   the lookup guards every hour after.
 5. Balance side effects (outstanding, credit) are keyed by the entry id on the client record, so
    re-applying them on every retry is a no-op; a crash between any two writes heals on the retry.
 6. A visit's prepayment and its booking deposit are sums that several fees (a late reschedule, then a
@@ -33,7 +30,7 @@ replay the old decline.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
@@ -79,7 +76,6 @@ _KIND_BY_SOURCE: dict[str, EntryKind] = {
 }
 _UNPAID = (EntryStatus.DECLINED, EntryStatus.REQUIRES_ACTION, EntryStatus.FAILED)
 NO_CARD = "no_card_on_file"
-STRIPE_REMEMBERS_KEY = timedelta(hours=23)  # Stripe keeps an idempotency key at least 24 hours; an hour's margin
 
 
 class SettlementOutOfOrder(Exception):
@@ -290,13 +286,12 @@ class SettlementService:
 
     def collect(self, entry: LedgerEntry, client: Client, location_id: str, now: datetime, *,
                  look_up_first: bool) -> LedgerEntry:
-        """Resolve a pending card entry: charge with its key, first looking up what Stripe did for it when the entry
-        is old enough that Stripe may have forgotten the key (``look_up_first``: the entry existed before)."""
+        """Resolve a pending card entry: find what Stripe already did for it, else charge with its key."""
         if not self._has_card(client):
             return self._store.ledger.record_outcome(entry.entry_id, EntryStatus.FAILED, now, failure_message=NO_CARD)
         assert client.stripe_customer_id and client.default_payment_method_id
         result: ChargeResult | None = None
-        if look_up_first and now - entry.created_at >= STRIPE_REMEMBERS_KEY:
+        if look_up_first:
             found = self._payments.find_charge(client.stripe_customer_id, ledger_ref(entry))
             result = found if found is not None and found.final else None
         if result is None:
