@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medspa.adapters.factory import adapters_for
@@ -44,13 +43,9 @@ PAGE_HEADERS = {
 }
 
 
-def signing_key() -> bytes:
-    return parameters.get_parameter(settings.unsubscribe_signing_key_parameter, decrypt=True, max_age=300).encode()
-
-
 packs = load_packs()
-unsubscribe = EmailUnsubscribe(store.consent, signing_key, None, {p.spa.id: p.spa.name for p in packs.values()})
-confirmation = EmailConfirmation(store, packs, signing_key, None,
+unsubscribe = EmailUnsubscribe(store.consent, adapters.signing_key, None, {p.spa.id: p.spa.name for p in packs.values()})
+confirmation = EmailConfirmation(store, packs, adapters.signing_key, None,
                                  adapters.booking_site)
 
 

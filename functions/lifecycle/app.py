@@ -3,11 +3,9 @@
 from datetime import UTC, datetime
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medspa.adapters.factory import adapters_for
-from medspa.adapters.messaging import AwsMessenger, SesEmailSender, SnsSmsSender
 from medspa.adapters.settings import LifecycleSettings
 from medspa.messages.templates import load_templates
 from medspa.policy.loader import load_packs
@@ -23,23 +21,18 @@ packs = load_packs()
 store = adapters.store
 
 
-def unsubscribe_signing_key() -> bytes:
-    """Fetched when the first email is sent, inside an invocation (and its retry), cached five minutes."""
-    return parameters.get_parameter(settings.unsubscribe_signing_key_parameter, decrypt=True, max_age=300).encode()
-
-
 service = LifecycleService(
     store,
     packs,
     NotificationService(
-        AwsMessenger(SnsSmsSender(adapters.client("sns")), SesEmailSender(adapters.client("sesv2"), settings.email_from)),
+        adapters.messenger,
         load_templates(),
         packs,
         consent=store.consent,
-        unsubscribe=EmailUnsubscribe(store.consent, unsubscribe_signing_key, settings.unsubscribe_url,
+        unsubscribe=EmailUnsubscribe(store.consent, adapters.signing_key, settings.unsubscribe_url,
                                      {p.spa.id: p.spa.name for p in packs.values()}),
         # The same signing key: the signed text names the link's purpose, so neither link passes for the other.
-        confirm_links=EmailConfirmation(store, packs, unsubscribe_signing_key, settings.confirm_url),
+        confirm_links=EmailConfirmation(store, packs, adapters.signing_key, settings.confirm_url),
     ),
     adapters.booking_site,
     adapters.executions,

@@ -16,7 +16,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from medspa.adapters.factory import adapters_for
-from medspa.adapters.messaging import AwsMessenger, SesEmailSender, SnsSmsSender
 from medspa.adapters.payments import StripePayments
 from medspa.adapters.settings import MembershipsSettings
 from medspa.messages.templates import load_templates
@@ -33,18 +32,12 @@ settings = MembershipsSettings()
 adapters = adapters_for(settings)
 _service: MembershipService | None = None
 
-
-def unsubscribe_signing_key() -> bytes:
-    """Fetched when the first email is sent, inside an invocation (and its retry), cached five minutes."""
-    return parameters.get_parameter(settings.unsubscribe_signing_key_parameter, decrypt=True, max_age=300).encode()
-
-
 notifications = NotificationService(
-    AwsMessenger(SnsSmsSender(adapters.client("sns")), SesEmailSender(adapters.client("sesv2"), settings.email_from)),
+    adapters.messenger,
     load_templates(),
     packs,
     consent=adapters.store.consent,
-    unsubscribe=EmailUnsubscribe(adapters.store.consent, unsubscribe_signing_key, settings.unsubscribe_url,
+    unsubscribe=EmailUnsubscribe(adapters.store.consent, adapters.signing_key, settings.unsubscribe_url,
                                  {p.spa.id: p.spa.name for p in packs.values()}),
 )
 courses = CourseService(adapters.store, PolicyPacks.of(packs), adapters.booking_site, notifications)

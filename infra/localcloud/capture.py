@@ -557,7 +557,8 @@ def _draft_steps(payload: Mapping[str, Any], described: Mapping[str, Any],
     local cloud), in the order of the memberships the finder returned. None while it runs."""
     output = _json_object(described.get("output"))
     due = (output.get("due") or {}).get("membership_ids") or []
-    written = (output.get("drafts") or {}).get("ResultWriterDetails") if isinstance(output.get("drafts"), dict) else None
+    drafts = output.get("drafts")
+    written = drafts.get("ResultWriterDetails") if isinstance(drafts, dict) else None
     if not written:
         return None
     s3 = cloud.client("s3")

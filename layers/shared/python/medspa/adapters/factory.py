@@ -12,9 +12,11 @@ from functools import cache, cached_property
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities import parameters
 
 from medspa.adapters.booking_site import EventBridgeBookingSite
 from medspa.adapters.executions import LifecycleExecutions, MembershipDraftRuns
+from medspa.adapters.messaging import AwsMessenger, SesEmailSender, SnsSmsSender
 from medspa.adapters.settings import FunctionSettings
 from medspa.adapters.store import Store
 
@@ -46,6 +48,17 @@ class Adapters:
     @cached_property
     def draft_runs(self) -> MembershipDraftRuns:
         return MembershipDraftRuns(self.client("stepfunctions"), self._setting("membership_drafts_state_machine_arn"))
+
+    @cached_property
+    def messenger(self) -> AwsMessenger:
+        return AwsMessenger(SnsSmsSender(self.client("sns")),
+                            SesEmailSender(self.client("sesv2"), self._setting("email_from")))
+
+    def signing_key(self) -> bytes:
+        """The secret that signs email links (unsubscribe, confirm), fetched when the first link is made or
+        checked, inside an invocation (and its retry), and cached five minutes."""
+        name = self._setting("unsubscribe_signing_key_parameter")
+        return str(parameters.get_parameter(name, decrypt=True, max_age=300)).encode()
 
     def _setting(self, name: str) -> str:
         value = getattr(self.settings, name, None)

@@ -41,12 +41,17 @@ class BookingSiteSettings(FunctionSettings):
     booking_events_bus: str = _Name
 
 
-class LifecycleSettings(BookingSiteSettings):
-    lifecycle_state_machine_arn: str = Field(pattern=r"^arn:")
+class MessagingSettings(BookingSiteSettings):
+    """A function that texts and emails clients: the sender, and the signed unsubscribe links."""
+
     email_from: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
     unsubscribe_url: str = Field(pattern=r"^https://")
-    confirm_url: str = Field(pattern=r"^https://")
     unsubscribe_signing_key_parameter: str = _Name
+
+
+class LifecycleSettings(MessagingSettings):
+    lifecycle_state_machine_arn: str = Field(pattern=r"^arn:")
+    confirm_url: str = Field(pattern=r"^https://")
 
 
 class IngestSettings(BookingSiteSettings):
@@ -62,12 +67,8 @@ class SettlementSettings(BookingSiteSettings):
     stripe_api_base: str | None = Field(None, description="A Stripe-compatible base URL; unset in production")
 
 
-class MembershipsSettings(SettlementSettings):
+class MembershipsSettings(SettlementSettings, MessagingSettings):
     """Drafts through Stripe, and messages members (a declined draft, what expires in a week)."""
-
-    email_from: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
-    unsubscribe_url: str = Field(pattern=r"^https://")
-    unsubscribe_signing_key_parameter: str = _Name
 
 
 class InboundSmsSettings(BookingSiteSettings):

@@ -261,10 +261,11 @@ def _values(names: set[str], pack: PolicyPack, templates: LocationTemplates, ctx
             values[name] = templates.settings["spa_phone"]
         elif name == "opt_out_keyword":
             values[name] = pack.messaging.keywords.opt_out_word
-        elif name == "payment_link" and isinstance(ctx, AccountContext):
-            link = templates.settings.get("payment_link")
-            if not link:
-                raise MissingMessageValue(f"{ctx.subject_id}: the message needs a payment link")
+        elif name == "payment_link":
+            own = ctx.payment_link if isinstance(ctx, AppointmentContext) else None
+            link = own or templates.settings.get("payment_link")
+            if not link:  # load_templates refuses such a template; only a hand-built LocationTemplates gets here
+                raise MissingMessageValue(f"{subject_of(ctx)}: the message needs a payment link")
             values[name] = link
         elif isinstance(ctx, AccountContext):
             values[name] = _account_value(name, pack, ctx, kind)
@@ -299,11 +300,6 @@ def _values(names: set[str], pack: PolicyPack, templates: LocationTemplates, ctx
             if not (ctx.confirm_link or "").startswith("https://"):
                 raise MissingMessageValue(f"{ctx.appointment_id}: the message needs an https:// confirm link")
             values[name] = ctx.confirm_link or ""
-        elif name == "payment_link":
-            link = ctx.payment_link or templates.settings.get("payment_link")
-            if not link:  # load_templates refuses such a template; only a hand-built LocationTemplates gets here
-                raise MissingMessageValue(f"{ctx.appointment_id}: the message needs a payment link")
-            values[name] = link
         else:
             raise MissingMessageValue(f"{ctx.appointment_id}: ${name} is about an account; this message is a visit's")
     return values
