@@ -11,12 +11,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from medspa.adapters.factory import adapters_for
-from medspa.adapters.payments import StripePayments
 from medspa.adapters.settings import MembershipsSettings
 from medspa.messages.templates import load_templates
 from medspa.policy.loader import PolicyPacks, load_packs
@@ -71,8 +69,7 @@ def service() -> MembershipService:
     """Built on first use, so the Stripe key is fetched inside an invocation (and its retry), not at import."""
     global _service
     if _service is None:
-        api_key = parameters.get_parameter(settings.stripe_api_key_parameter, decrypt=True, max_age=300)
-        payments = StripePayments.from_settings(api_key, settings.stripe_api_base)
+        payments = adapters_for(settings).payments
         store = adapters.store
         _service = MembershipService(store, store.memberships, PolicyPacks.of(packs),
                                      SettlementService(store, payments, packs), adapters.booking_site, notifications)

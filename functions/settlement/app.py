@@ -10,11 +10,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from medspa.adapters.payments import StripePayments
 from medspa.adapters.factory import adapters_for
 from medspa.adapters.settings import SettlementSettings
 from medspa.policy.loader import load_packs
@@ -77,8 +75,7 @@ def steps() -> FeeSteps:
     """Built on first use, so the key is fetched inside an invocation (and its retry), not at import."""
     global _steps, _cards
     if _steps is None:
-        api_key = parameters.get_parameter(settings.stripe_api_key_parameter, decrypt=True, max_age=300)
-        payments = StripePayments.from_settings(api_key, settings.stripe_api_base)
+        payments = adapters_for(settings).payments
         lifecycle = LifecycleService(store, packs, booking_site=adapters_for(settings).booking_site)
         _steps = FeeSteps(store, SettlementService(store, payments, packs), lifecycle)
         _cards = CardChecks(store, payments, packs, lifecycle)

@@ -25,7 +25,7 @@ MINIMUM_CHARGE = {"usd": 50, "eur": 50, "cad": 50, "aud": 50, "gbp": 30, "hkd": 
 CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmation", "requires_action", "processing")
 PREFIX_KIND = {
     "cus": "customer", "pm": "payment_method", "pi": "payment_intent", "ch": "charge",
-    "re": "refund", "seti": "setup_intent", "evt": "event",
+    "re": "refund", "seti": "setup_intent", "evt": "event", "du": "dispute",
 }
 
 
@@ -718,6 +718,29 @@ class Account:
     def list_refunds(self, ctx: Ctx, params: Obj) -> Obj:
         keys = [k for k in ("charge", "payment_intent") if params.get(k)]
         return self._list("refund", params, lambda re_: all(re_[k] == params[k] for k in keys), "/v1/refunds")
+
+    # Disputes --------------------------------------------------------------------------------
+
+    def open_dispute(self, ctx: Ctx, pi: Obj, reason: str) -> Obj:
+        """The client's bank disputes the intent's charge: the amount is withdrawn from the balance while the
+        dispute runs (``charge.dispute.created``, then ``charge.dispute.funds_withdrawn``)."""
+        charge = self.objects["charge"].get(pi["latest_charge"] or "")
+        if charge is None or charge["status"] != "succeeded":
+            raise invalid(f"{pi['id']} has no successful charge to dispute")
+        dispute: Obj = {
+            "id": self.new_id("du"), "object": "dispute", "amount": charge["amount"], "charge": charge["id"],
+            "created": ctx.now, "currency": charge["currency"], "is_charge_refundable": False,
+            "livemode": False, "metadata": {}, "payment_intent": pi["id"], "reason": reason,
+            "status": "needs_response",
+        }
+        charge["disputed"] = True
+        self.objects["dispute"][dispute["id"]] = dispute
+        self.emit(ctx, "charge.dispute.created", dispute)
+        return dispute
+
+    @route("GET", r"disputes/(du_\w+)")
+    def retrieve_dispute(self, ctx: Ctx, params: Obj, ident: str) -> Obj:
+        return self.get("dispute", ident)
 
     # Events ----------------------------------------------------------------------------------
 

@@ -277,6 +277,16 @@ class FakeStripe:
         self._deliver(deliveries)
         return result
 
+    def dispute(self, intent_id: str, reason: str = "fraudulent") -> Obj:
+        """The client's bank opens a chargeback on the intent's charge (dashboard-only in Stripe's test mode)."""
+        with self._lock:
+            ctx = self._ctx(None)
+            dispute = self.account.open_dispute(ctx, self.account.get("payment_intent", intent_id), reason)
+            deliveries = self._sign_all(ctx)
+            result = copy.deepcopy(dispute)
+        self._deliver(deliveries)
+        return result
+
     def _fail_authentication(self, ctx: Ctx, kind: str, intent: Obj) -> None:
         prefix = kind.replace("_intent", "_intent_authentication_failure")
         error = ApiError(400, "The provided PaymentMethod has failed authentication. You can provide "

@@ -26,7 +26,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,7 +38,7 @@ from moto import mock_aws
 
 from localcloud import patches
 from localcloud.clock import VirtualClock
-from fakestripe import FakeStripe
+from fakestripe import FakeStripe, WebhookDelivery, sign
 from localcloud.deploy import Deployment, deploy, load_template
 from localcloud.eventsources import SchedulerHook, SqsEventSourcePoller
 from localcloud.runtime import InProcessRuntime
@@ -80,6 +80,7 @@ class LocalCloud:
         self._saved_env: dict[str, str | None] = {}
         self._clients: dict[str, Any] = {}
         self.stripe: FakeStripe | None = None
+        self._webhooks_delivered = 0
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "LocalCloud":
@@ -129,6 +130,9 @@ class LocalCloud:
             parameters.setdefault("StripeApiBase", self.stripe.url)
             self.client("ssm").put_parameter(Name=value("StripeApiKeyParameter"), Value=self.stripe.api_key,
                                              Type="SecureString", Overwrite=True)
+            if "StripeWebhookSecretParameter" in declared:  # in AWS: copied from the endpoint's page in the dashboard
+                self.client("ssm").put_parameter(Name=value("StripeWebhookSecretParameter"),
+                                                 Value=self.stripe.webhook_secret, Type="SecureString", Overwrite=True)
         if "EmailFromAddress" in declared:
             self.client("sesv2").create_email_identity(EmailIdentity=value("EmailFromAddress"))
         if "UnsubscribeSigningKeyParameter" in declared:  # in AWS: the operator puts a random secret once
@@ -264,6 +268,29 @@ class LocalCloud:
             **({"body": base64.b64encode(raw).decode() if encoded else raw.decode(), "isBase64Encoded": encoded}
                if raw is not None else {"isBase64Encoded": False}),
         }
+
+    def deliver_stripe_webhooks(self, deliveries: Iterable[WebhookDelivery] | None = None, *,
+                                resign: bool = True) -> list[HttpResponse]:
+        """POST Stripe's events to the deployed ``/stripe/webhooks``, as Stripe does, and return the answers.
+
+        With no ``deliveries``, every event the fake Stripe emitted since the last call, in order. Stripe signs
+        each delivery attempt when it makes it, so by default each is signed now with the endpoint's secret: a
+        delivery made late, or again, verifies. ``resign=False`` sends the signature made when the event
+        happened, as a replay of a captured request would.
+        """
+        assert self.stripe is not None, "deploy() first"
+        if deliveries is None:
+            deliveries = self.stripe.webhook_events[self._webhooks_delivered:]
+            self._webhooks_delivered = len(self.stripe.webhook_events)
+        answers = []
+        for delivery in deliveries:
+            headers = delivery.headers
+            if resign:
+                headers["Stripe-Signature"] = sign(delivery.payload, self.stripe.webhook_secret, int(self.now().timestamp()))
+            answer = self.http("POST", "/stripe/webhooks", body=delivery.payload, headers=headers)
+            delivery.delivered_status = answer.status
+            answers.append(answer)
+        return answers
 
     @staticmethod
     def form(fields: Mapping[str, str]) -> tuple[str, dict[str, str]]:

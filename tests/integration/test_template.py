@@ -64,14 +64,20 @@ def test_the_http_api_is_deployed_with_its_routes_stage_and_permissions():
         apigw = cloud.client("apigatewayv2")
         routes = {r["RouteKey"]: r["Target"] for r in apigw.get_routes(ApiId=api_id)["Items"]}
         targets = {apigw.get_integration(ApiId=api_id, IntegrationId=t.removeprefix("integrations/"))["IntegrationUri"]
-                   for t in routes.values()}
+                   for key, t in routes.items() if key != "POST /stripe/webhooks"}
+        webhook_target = routes["POST /stripe/webhooks"]
+        [webhook_uri] = {apigw.get_integration(ApiId=api_id, IntegrationId=webhook_target.removeprefix(
+            "integrations/"))["IntegrationUri"]}
+        webhook_function = deployment.functions["StripeWebhookFunction"]
         stages = [s["StageName"] for s in apigw.get_stages(ApiId=api_id)["Items"]]
         function = deployment.functions["HttpApiFunction"]
         policy = json.loads(cloud.client("lambda").get_policy(FunctionName=function)["Policy"])
         unsubscribe_url = cloud.function_environment("LifecycleFunction")["UNSUBSCRIBE_URL"]
-    assert set(routes) == {"GET /unsubscribe", "POST /unsubscribe", "GET /confirm", "POST /confirm"}
+    assert set(routes) == {"GET /unsubscribe", "POST /unsubscribe", "GET /confirm", "POST /confirm",
+                           "POST /stripe/webhooks"}
     [uri] = targets
     assert uri.endswith(f":function:{function}/invocations")
+    assert webhook_uri.endswith(f":function:{webhook_function}/invocations")
     assert stages == ["$default"]
     assert {deployment.completed[r] for r in ("HttpApi", "HttpApiApiGatewayDefaultStage")} == {
         "AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage"}

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities import parameters
 from medspa.adapters.booking_site import EventBridgeBookingSite
 from medspa.adapters.executions import LifecycleExecutions, MembershipDraftRuns
 from medspa.adapters.messaging import AwsMessenger, SesEmailSender, SnsSmsSender
+from medspa.adapters.payments import StripePayments
 from medspa.adapters.settings import FunctionSettings
 from medspa.adapters.store import Store
 
@@ -59,6 +60,18 @@ class Adapters:
         checked, inside an invocation (and its retry), and cached five minutes."""
         name = self._setting("unsubscribe_signing_key_parameter")
         return str(parameters.get_parameter(name, decrypt=True, max_age=300)).encode()
+
+    @cached_property
+    def payments(self) -> StripePayments:
+        """Stripe with the secret key from SSM, fetched on first use: inside an invocation (and its retry),
+        never at import, so a cold start does not fail on a parameter the function may not need."""
+        api_key = parameters.get_parameter(self._setting("stripe_api_key_parameter"), decrypt=True, max_age=300)
+        return StripePayments.from_settings(str(api_key), getattr(self.settings, "stripe_api_base", None))
+
+    def stripe_webhook_secret(self) -> str:
+        """The webhook endpoint's signing secret (``whsec_...``), cached five minutes like the other secrets."""
+        return str(parameters.get_parameter(self._setting("stripe_webhook_secret_parameter"), decrypt=True,
+                                            max_age=300))
 
     def _setting(self, name: str) -> str:
         value = getattr(self.settings, name, None)

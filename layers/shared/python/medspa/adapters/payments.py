@@ -27,6 +27,7 @@ from medspa.ports.payments import (
     CardStatus,
     ChargeResult,
     ChargeStatus,
+    DisputeResult,
     PaymentProviderUnavailable,
     RefundResult,
     RefundStatus,
@@ -72,19 +73,31 @@ def _field(obj: Any, name: str) -> Any:
 def _charge_from_intent(intent: Any) -> ChargeResult:
     """Map a PaymentIntent (created now, or found later) to the outcome the ledger records."""
     amount = Money(amount=int(intent.amount), currency=str(intent.currency).upper())
+    metadata = _field(intent, "metadata")
+    ours = {"payment_intent_id": intent.id, "amount": amount, "ledger_ref": _field(metadata, "ledger_ref"),
+            "spa_id": _field(metadata, "spa_id")}
     if intent.status == "succeeded":
-        return ChargeResult(status=ChargeStatus.SUCCEEDED, payment_intent_id=intent.id, amount=amount)
+        return ChargeResult(status=ChargeStatus.SUCCEEDED, **ours)
     error = _field(intent, "last_payment_error")
     code = _field(error, "code")
+    if intent.status == "canceled":  # stopped while it waited for the client: it can never be paid now
+        return ChargeResult(status=ChargeStatus.DECLINED, code=code or "canceled",
+                            decline_code=_field(error, "decline_code"), **ours)
     if intent.status == "requires_action" or code == "authentication_required":
-        return ChargeResult(status=ChargeStatus.REQUIRES_ACTION, payment_intent_id=intent.id, amount=amount,
-                            code="authentication_required", decline_code=_field(error, "decline_code"))
-    if intent.status in ("requires_payment_method", "canceled") and error:
-        return ChargeResult(status=ChargeStatus.DECLINED, payment_intent_id=intent.id, amount=amount, code=code,
-                            decline_code=_field(error, "decline_code"), message=_field(error, "message"))
+        return ChargeResult(status=ChargeStatus.REQUIRES_ACTION, code="authentication_required",
+                            decline_code=_field(error, "decline_code"), **ours)
+    if intent.status == "requires_payment_method" and error:
+        return ChargeResult(status=ChargeStatus.DECLINED, code=code, decline_code=_field(error, "decline_code"),
+                            message=_field(error, "message"), **ours)
     # processing, requires_capture, requires_confirmation: Stripe has not decided yet.
-    return ChargeResult(status=ChargeStatus.TRANSIENT, payment_intent_id=intent.id, amount=amount,
-                        message=f"payment intent is {intent.status}")
+    return ChargeResult(status=ChargeStatus.TRANSIENT, message=f"payment intent is {intent.status}", **ours)
+
+
+def _unavailable(error: stripe.StripeError, doing: str) -> stripe.StripeError | PaymentProviderUnavailable:
+    """What to raise for an SDK error: an outage the caller retries, or the error itself (a bug or refusal)."""
+    if _transient(error):
+        return PaymentProviderUnavailable(f"{doing}: HTTP {error.http_status}")
+    return error
 
 
 class StripePayments:
@@ -195,6 +208,56 @@ class StripePayments:
             raise
         return None
 
+    def payment(self, payment_intent_id: str) -> ChargeResult | None:
+        """What Stripe holds for a PaymentIntent now. A webhook names the intent; its body is not trusted for
+        the outcome (events come late, twice and out of order), so the intent is read afresh."""
+        try:
+            return _charge_from_intent(self._stripe.v1.payment_intents.retrieve(payment_intent_id))
+        except stripe.InvalidRequestError as error:
+            if error.code == "resource_missing":
+                return None
+            raise
+        except stripe.StripeError as error:
+            raise _unavailable(error, "reading a payment intent") from error
+
+    def cancel_authentication(self, payment_intent_id: str) -> ChargeResult:
+        """Stop a charge that waits for the client (to authenticate, or to give another card), so it cannot be
+        completed after the fee is charged again or forgiven. Stripe refuses to cancel an intent that has
+        succeeded meanwhile: then the intent as it stands comes back, and the fee is paid."""
+        try:
+            intent = self._stripe.v1.payment_intents.cancel(
+                payment_intent_id, params={"cancellation_reason": "abandoned"})
+        except stripe.InvalidRequestError as error:
+            if error.code != "payment_intent_unexpected_state":
+                raise
+            try:
+                intent = self._stripe.v1.payment_intents.retrieve(payment_intent_id)
+            except stripe.StripeError as again:
+                raise _unavailable(again, "reading a payment intent") from again
+        except stripe.StripeError as error:
+            raise _unavailable(error, "cancelling a payment intent") from error
+        return _charge_from_intent(intent)
+
+    def refunds_of(self, payment_intent_id: str) -> list[RefundResult]:
+        """Every refund of a PaymentIntent's charge, the ones made in the Stripe dashboard included."""
+        try:
+            page = self._stripe.v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100})
+            return [_refund_result(refund) for refund in page.auto_paging_iter()]
+        except stripe.StripeError as error:
+            raise _unavailable(error, "listing refunds") from error
+
+    def dispute(self, dispute_id: str) -> DisputeResult | None:
+        try:
+            found = self._stripe.v1.disputes.retrieve(dispute_id)
+        except stripe.InvalidRequestError as error:
+            if error.code == "resource_missing":
+                return None
+            raise
+        except stripe.StripeError as error:
+            raise _unavailable(error, "reading a dispute") from error
+        return DisputeResult(dispute_id=found.id, payment_intent_id=str(_field(found, "payment_intent")),
+                             amount=Money(amount=int(found.amount), currency=str(found.currency).upper()),
+                             status=str(found.status))
 
     def check_card(
         self,
@@ -284,4 +347,5 @@ class StripePayments:
 def _refund_result(refund: Any) -> RefundResult:
     status = {"succeeded": RefundStatus.SUCCEEDED, "pending": RefundStatus.PENDING}.get(refund.status, RefundStatus.FAILED)
     return RefundResult(status=status, refund_id=refund.id,
-                        amount=Money(amount=int(refund.amount), currency=str(refund.currency).upper()))
+                        amount=Money(amount=int(refund.amount), currency=str(refund.currency).upper()),
+                        ledger_ref=_field(_field(refund, "metadata"), "ledger_ref"))

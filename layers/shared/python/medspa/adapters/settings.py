@@ -62,9 +62,22 @@ class IngestSettings(BookingSiteSettings):
     membership_drafts_state_machine_arn: str = Field(pattern=r"^arn:")
 
 
-class SettlementSettings(BookingSiteSettings):
+class StripeSettings(FunctionSettings):
+    """A function that calls Stripe with the account's secret key."""
+
     stripe_api_key_parameter: str = _Name
     stripe_api_base: str | None = Field(None, description="A Stripe-compatible base URL; unset in production")
+
+
+class SettlementSettings(StripeSettings, BookingSiteSettings):
+    pass
+
+
+class StripeWebhookSettings(FunctionSettings):
+    """The webhook endpoint: checks Stripe's signature and queues what to reconcile; it never calls Stripe."""
+
+    stripe_webhook_secret_parameter: str = _Name
+    stripe_events_queue_url: str = Field(pattern=r"^https?://")
 
 
 class MembershipsSettings(SettlementSettings, MessagingSettings):

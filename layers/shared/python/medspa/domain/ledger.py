@@ -24,6 +24,7 @@ class EntryKind(StrEnum):
     OUTSTANDING = "outstanding"
     PAID_AT_DESK = "paid_at_desk"  # money the client handed over at the spa: recorded here, never sent to Stripe
     EXPIRY = "expiry"  # prepaid value forfeited by the calendar (a course's sessions): no money moves
+    DISPUTE = "dispute"  # a chargeback the client's bank opened: Stripe withdrew the amount while it runs
 
 
 class EntryStatus(StrEnum):
@@ -67,10 +68,11 @@ def ledger_entry_id(appointment_id: str, purpose: str, attempt: int = 1) -> str:
 
 
 def account_entry_id(client_id: str, purpose: str, reference: str) -> str:
-    """An entry on the client's account that no visit owns (a balance paid at the desk), named by the
-    payment's own reference, so the same payment reported again finds the same entry. The client key
-    stands where the appointment would, and the reference has no '#', so the id still splits from the
-    right; the purposes used here are never an appointment's, so it cannot meet an appointment's entry."""
+    """An entry named by a payment's own reference, so the same payment reported again finds the same entry:
+    on the client's account when no visit owns it (a balance paid at the desk; the client key stands where
+    the appointment would), or on a visit for what Stripe did outside the system (a dashboard refund, a
+    dispute, by Stripe's id). The reference has no '#', so the id still splits from the right; the purposes
+    used here are never an attempt's, so it cannot meet an entry ``ledger_entry_id`` names."""
     if not client_id:
         raise ValueError("client_id is required")
     if not _PURPOSE.match(purpose):
@@ -80,9 +82,12 @@ def account_entry_id(client_id: str, purpose: str, reference: str) -> str:
     return f"{client_id}#{purpose}#{reference}"
 
 
+STRIPE_KEY_PREFIX = "medspa-ledger-"
+
+
 def stripe_idempotency_key(entry_id: str) -> str:
     """A hash, so Stripe sees neither appointment ids nor purposes, and the key length is bounded."""
-    return "medspa-ledger-" + hashlib.sha256(entry_id.encode()).hexdigest()
+    return STRIPE_KEY_PREFIX + hashlib.sha256(entry_id.encode()).hexdigest()
 
 
 class LedgerEntry(BaseModel):

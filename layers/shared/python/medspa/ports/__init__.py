@@ -13,6 +13,7 @@ from medspa.ports.payments import (
     CardStatus,
     ChargeResult,
     ChargeStatus,
+    DisputeResult,
     Payments,
     PaymentProviderUnavailable,
     RefundResult,
@@ -20,7 +21,7 @@ from medspa.ports.payments import (
 )
 
 __all__ = [
-    "BookingSiteEvents", "BookingSiteUnavailable", "CardCheckResult", "CardStatus", "ChargeResult", "ChargeStatus",
+    "BookingSiteEvents", "BookingSiteUnavailable", "CardCheckResult", "CardStatus", "ChargeResult", "ChargeStatus", "DisputeResult",
     "EmailSender", "ExecutionNameTaken", "Executions", "ExecutionsUnavailable", "InvalidRecipient", "Messenger",
     "PaymentProviderUnavailable", "Payments", "RefundResult", "RefundStatus", "SmsSender", "StartedExecution",
 ]

@@ -61,6 +61,8 @@ class ChargeResult(_Result):
     code: str | None = None
     decline_code: str | None = None
     message: str | None = None
+    ledger_ref: str | None = None
+    spa_id: str | None = None
 
     @property
     def final(self) -> bool:
@@ -72,6 +74,16 @@ class RefundResult(_Result):
     refund_id: str | None = None
     amount: Money | None = None
     message: str | None = None
+    ledger_ref: str | None = None
+
+
+class DisputeResult(_Result):
+    """A chargeback the client's bank opened: the money is withdrawn while it runs, and back only if won."""
+
+    dispute_id: str
+    payment_intent_id: str
+    amount: Money
+    status: str
 
 
 class CardCheckResult(_Result):
@@ -96,6 +108,14 @@ class Payments(Protocol):
                metadata: Mapping[str, str] | None = None) -> RefundResult: ...
 
     def find_refund(self, payment_intent_id: str, ledger_ref: str) -> RefundResult | None: ...
+
+    def payment(self, payment_intent_id: str) -> ChargeResult | None: ...
+
+    def cancel_authentication(self, payment_intent_id: str) -> ChargeResult: ...
+
+    def refunds_of(self, payment_intent_id: str) -> list[RefundResult]: ...
+
+    def dispute(self, dispute_id: str) -> DisputeResult | None: ...
 
     def check_card(self, customer_id: str | None, payment_method_id: str | None, needed_through: date,
                    idempotency_key: str, metadata: Mapping[str, str] | None = None) -> CardCheckResult: ...

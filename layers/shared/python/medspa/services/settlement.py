@@ -76,6 +76,8 @@ _KIND_BY_SOURCE: dict[str, EntryKind] = {
 }
 _UNPAID = (EntryStatus.DECLINED, EntryStatus.REQUIRES_ACTION, EntryStatus.FAILED)
 NO_CARD = "no_card_on_file"
+CANCELLED = "canceled"  # an unpaid charge stopped at Stripe before the fee was charged again or forgiven
+_CARD_PURPOSES = frozenset(f"{reason}_fee" for reason in get_args(FeeReason))
 
 
 class SettlementOutOfOrder(Exception):
@@ -338,6 +340,7 @@ class SettlementService:
             earlier = [ledger.get(ledger_entry_id(appointment_id, purpose, n)) for n in range(1, attempt)]
             if any(e is not None and e.status is EntryStatus.PENDING for e in earlier):
                 raise SettlementOutOfOrder(f"{appointment_id}: an earlier {purpose} attempt is still unresolved")
+            earlier = [self._close_open_payment(e, now) if e is not None else None for e in earlier]
             paid = next((e for e in earlier if e is not None and e.status is EntryStatus.SUCCEEDED), None)
             waived = ledger.get(ledger_entry_id(appointment_id, f"{purpose}_waiver", 1))
             if paid is not None or waived is not None or client.outstanding_in(fee.currency).amount < fee.amount:
@@ -363,6 +366,50 @@ class SettlementService:
         return self._report(pack, appointment_id, reason, attempt, fee, outcomes, entry, now,
                             first_failure_at=first.updated_at)
 
+    # ------------------------------------------------------------------------------ what Stripe decided later
+
+    def _close_open_payment(self, entry: LedgerEntry, now: datetime) -> LedgerEntry:
+        """Before a fee is charged again or forgiven, an earlier charge still waiting for the client to
+        authenticate (the client was sent to complete it) is cancelled at Stripe, so it cannot be paid on
+        top. If the client paid it meanwhile, Stripe refuses the cancel and says so: the fee is paid, whether
+        or not its webhook has arrived. The ledger's truth is read from Stripe, not waited for."""
+        if entry.status is not EntryStatus.REQUIRES_ACTION or not entry.stripe_payment_intent_id:
+            return entry
+        result = self._payments.cancel_authentication(entry.stripe_payment_intent_id)
+        if result.status is ChargeStatus.TRANSIENT:
+            raise PaymentProviderUnavailable(f"ledger entry {entry.entry_id}: {result.message}")
+        if result.status is not ChargeStatus.SUCCEEDED:
+            result = result.model_copy(update={"code": CANCELLED})
+        return self.record_later_outcome(entry, result, now)
+
+    def record_later_outcome(self, entry: LedgerEntry, result: ChargeResult, now: datetime) -> LedgerEntry:
+        """Stripe decided a fee's card charge after the step that made it: the client authenticated and paid,
+        paid with another card, or the charge was cancelled. Safe to repeat (a webhook delivered twice, the
+        webhook and dunning both learning it).
+
+        A fee paid late settles what the client owed for it. Its owed amount was raised under the first
+        attempt's entry; it is raised again here (a no-op then) in case this runs between the step's two
+        writes, and settled under ``<entry>#paid`` (a dunning attempt's own id for later attempts, as its
+        step would). The ledger's status moves last, so a crash between these writes is healed by the
+        redelivery that finds the entry still unpaid.
+        """
+        ledger, client_id = self._store.ledger, entry.client_id
+        if result.status is ChargeStatus.SUCCEEDED and entry.status is not EntryStatus.SUCCEEDED:
+            if entry.kind is EntryKind.CHARGE and entry.purpose in _CARD_PURPOSES:
+                first = ledger_entry_id(entry.appointment_id, entry.purpose, 1)
+                self._store.clients.add_outstanding(client_id, entry.amount, first, now)
+                key = f"{entry.entry_id}#paid" if entry.attempt == 1 else entry.entry_id
+                try:
+                    self._store.clients.settle_outstanding(client_id, entry.amount, key, now)
+                except InsufficientBalance:  # forgiven or paid at the desk meanwhile: the money is the client's
+                    self._store.clients.add_credit(client_id, entry.amount, key, now)
+            return ledger.record_outcome(entry.entry_id, EntryStatus.SUCCEEDED, now,
+                                         stripe_payment_intent_id=result.payment_intent_id)
+        if result.status is ChargeStatus.DECLINED and entry.status is EntryStatus.REQUIRES_ACTION:
+            return ledger.record_outcome(entry.entry_id, EntryStatus.DECLINED, now, decline_code=result.decline_code,
+                                         failure_message=result.code, keep_time=True)
+        return entry
+
     # ------------------------------------------------------------------------------ waiver
 
     def waive_fee(self, appointment_id: str, reason: FeeReason, admin_id: str, now: datetime) -> SettlementReport:
@@ -382,7 +429,7 @@ class SettlementService:
         while (entry := ledger.get(ledger_entry_id(appointment_id, purpose, len(charges) + 1))) is not None:
             if entry.status is EntryStatus.PENDING:  # learn what Stripe did before forgiving it
                 entry = self.collect(entry, client, stored.location_id, now, look_up_first=True)
-            charges.append(entry)
+            charges.append(self._close_open_payment(entry, now))
         outcomes: list[StepOutcome] = []
         refunded = waived = None
         paid = next((e for e in charges if e.status is EntryStatus.SUCCEEDED), None)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 
 
-from medspa.domain.ledger import EntryKind, EntryStatus, LedgerEntry, ledger_entry_id, stripe_idempotency_key
+from medspa.domain.ledger import (STRIPE_KEY_PREFIX, EntryKind, EntryStatus, LedgerEntry, ledger_entry_id,
+                                 stripe_idempotency_key)
 from medspa.money import Money
 
 from .errors import LedgerConflict, LedgerEntryNotFound
@@ -19,9 +20,10 @@ from .models import LedgerRecord, put_if, update_if
 
 
 # An outcome may follow only these statuses. requires_action is not final: the client may still
-# authenticate (3-D Secure) and Stripe's webhook then reports success or failure.
+# authenticate (3-D Secure) and Stripe's webhook then reports success or failure. Nor is a decline: the
+# client may come back and pay the same intent with another card.
 _MAY_FOLLOW = {
-    EntryStatus.SUCCEEDED: (EntryStatus.PENDING, EntryStatus.REQUIRES_ACTION),
+    EntryStatus.SUCCEEDED: (EntryStatus.PENDING, EntryStatus.REQUIRES_ACTION, EntryStatus.DECLINED),
     EntryStatus.DECLINED: (EntryStatus.PENDING, EntryStatus.REQUIRES_ACTION),
     EntryStatus.FAILED: (EntryStatus.PENDING, EntryStatus.REQUIRES_ACTION),
     EntryStatus.REQUIRES_ACTION: (EntryStatus.PENDING,),
@@ -114,13 +116,17 @@ class LedgerRepository:
         stripe_refund_id: str | None = None,
         decline_code: str | None = None,
         failure_message: str | None = None,
+        keep_time: bool = False,
     ) -> LedgerEntry:
-        """Move an entry forward once; repeating the same outcome (a redelivered webhook) is a no-op."""
+        """Move an entry forward once; repeating the same outcome (a redelivered webhook) is a no-op.
+
+        ``keep_time`` leaves ``updated_at`` at the first outcome's time: a charge that waited for the client
+        and was then cancelled or failed keeps the time it first failed, which dunning counts its days from."""
         status = EntryStatus(status)
         if status not in _MAY_FOLLOW:
             raise ValueError(f"{status} is not an outcome")
         m = self._model
-        actions = [m.status.set(status.value), m.updated_at.set(now)]
+        actions = [m.status.set(status.value)] + ([] if keep_time else [m.updated_at.set(now)])
         for attribute, value in (
             (m.stripe_payment_intent_id, stripe_payment_intent_id),
             (m.stripe_refund_id, stripe_refund_id),
@@ -142,6 +148,12 @@ class LedgerRepository:
 
     def for_appointment(self, appointment_id: str) -> list[LedgerEntry]:
         return [_to_entry(r) for r in self._model.by_appointment.query(appointment_id)]
+
+    def for_stripe_ref(self, ledger_ref: str) -> LedgerEntry | None:
+        """The entry a PaymentIntent or Refund was made for, by the ``ledger_ref`` it carries in metadata."""
+        for key in self._model.by_stripe_key.query(f"{STRIPE_KEY_PREFIX}{ledger_ref}", limit=1):
+            return self.get(key.entry_id)
+        return None
 
     def for_client(self, client_id: str) -> list[LedgerEntry]:
         return [_to_entry(r) for r in self._model.by_client.query(client_id)]

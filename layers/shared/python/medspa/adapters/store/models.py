@@ -25,7 +25,7 @@ from pynamodb.constants import ALL_NEW, STRING
 from pynamodb.exceptions import PynamoDBException, PutError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 M = TypeVar("M", bound=Model)
@@ -206,6 +206,16 @@ class LedgerByAppointment(GlobalSecondaryIndex):
     created_at = UtcTime(range_key=True)
 
 
+class LedgerByStripeKey(GlobalSecondaryIndex):
+    """How a Stripe webhook finds its entry: the intent's ``ledger_ref`` is the hash inside this key."""
+
+    class Meta:
+        index_name = "by_stripe_key"
+        projection = KeysOnlyProjection()
+
+    stripe_idempotency_key = UnicodeAttribute(hash_key=True)
+
+
 class LedgerByClient(GlobalSecondaryIndex):
     class Meta:
         index_name = "by_client"
@@ -237,6 +247,7 @@ class LedgerRecord(Model):
 
     by_appointment = LedgerByAppointment()
     by_client = LedgerByClient()
+    by_stripe_key = LedgerByStripeKey()
 
 
 class ConsentItem(Model):

@@ -1,0 +1,44 @@
+"""Applies the Stripe events the webhook endpoint queued (FIFO, grouped by PaymentIntent) to the ledger:
+``medspa.services.reconciliation`` says how, and why each event is only a pointer to what Stripe holds.
+
+A record that cannot be applied yet (Stripe unreachable or rate-limiting) fails alone and
+comes back after the visibility timeout; after five receives it goes to the dead-letter queue, which alarms.
+After a failure the rest of that payment's group in the batch is skipped too, so its later events wait for it;
+other payments' events go on.
+"""
+
+from datetime import UTC, datetime
+from functools import cache
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from medspa.adapters.factory import adapters_for
+from medspa.adapters.settings import StripeSettings
+from medspa.policy.loader import load_packs
+from medspa.services.reconciliation import StripeNotice, StripeReconciliation
+from medspa.services.settlement import SettlementService
+
+logger = Logger()
+settings = StripeSettings()
+adapters = adapters_for(settings)
+processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+
+
+@cache
+def reconciliation() -> StripeReconciliation:
+    store, payments = adapters.store, adapters.payments
+    return StripeReconciliation(store, payments, SettlementService(store, payments, load_packs()))
+
+
+def apply(record: SQSRecord) -> None:
+    notice = StripeNotice.model_validate_json(record.body)
+    result = reconciliation().apply(notice, datetime.now(UTC))
+    logger.info("stripe event applied", extra={"event_type": notice.type, **result.model_dump(exclude_none=True)})
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return process_partial_response(event=event, record_handler=apply, processor=processor, context=context)
