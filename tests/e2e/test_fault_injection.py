@@ -32,6 +32,13 @@ Faults, drawn per trial from ``random.Random(f"{SEED}:{n}")`` (several may combi
   has pruned the idempotency key. Only the ledger's look-up by ``ledger_ref`` stands between that retry
   and a second charge.
 
+* off-session authentication (issue 12): a card that needs 3-D Secure on every payment, so the fee waits for
+  the client (``requires_action``); most of those clients authenticate later (at a random time, on the charge
+  the ledger last told them about), so the fee is paid on-session while dunning goes on. Stripe's webhooks
+  reach ``/stripe/webhooks`` late (held back for hours), twice, out of order, and among them forged copies
+  (a wrong signature) and stale replays (a captured request sent again past the 300-second tolerance), which
+  must be refused. Every event is delivered validly in the end, as Stripe retries until it gets a 2xx.
+
 Faults and retries are in virtual time, so the days-long retry budget costs nothing real. Determinism:
 seeded plans, the virtual clock, one actor at a time, and the ASL's ``JitterStrategy: FULL`` drawn from
 a seeded ``random.Random`` instead of the process-wide one. This test found that moto truncates a Timestamp wait
@@ -42,7 +49,9 @@ to whole seconds (a jittered retry then looped forever at one instant against a 
 Checked from Stripe's side and the store's, never from the service's answers, per appointment: at most
 one succeeded charge (every succeeded charge of the trial's customer counted, whatever its metadata);
 a good card paid exactly the fee once, its ledger entry ``succeeded`` with that PaymentIntent, nothing
-owed; a declining card paid nothing and owes exactly the fee; no ledger entry ``pending``; exactly one
+owed; a declining card paid nothing and owes exactly the fee; a client who authenticated paid exactly the fee
+once, one card entry ``succeeded`` with that PaymentIntent and nothing owed, and one who never did paid nothing
+and owes the fee; no ledger entry ``pending``; exactly one
 fee recorded for the visit, for the right reason; one strike where the policy counts one; every
 execution ended (none ``FAILED``; ``ABORTED`` only when superseded by a newer revision); nothing in the
 intake DLQ.
@@ -71,10 +80,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import stripe
 from moto.stepfunctions.parser.asl.component.common.retry import jitter_strategy_decl
 
 from localcloud.cloud import LocalCloud
 from localcloud.clock import utc
+from fakestripe import WebhookDelivery
 from medspa.adapters.payments import StripePayments
 from medspa.adapters.store import EntryStatus, StoreUnavailable, ledger_entry_id, stripe_idempotency_key
 from medspa.adapters.store.ledger import LedgerRepository
@@ -102,12 +113,14 @@ LOCATIONS: dict[str, tuple[str, str, list[tuple[str, str, int, int, int]]]] = {
     "massageluxe-austin": ("massageluxe", "+1512555", [("Deep tissue massage", "massage", 90, 15900, 15900)]),
 }
 GOOD_CARD = "visa"
+AUTHENTICATING_CARD = "authenticationRequired"  # 3-D Secure on every payment: off-session, the fee waits for the client
 DECLINING_CARDS = ["visa_chargeDeclined", "visa_chargeDeclinedInsufficientFunds"]
 STRIPE_FAULTS = ["500", "500_stored", "429", "lock_timeout", "drop"]
 CARD_PURPOSES = {"no_show_fee", "late_cancel_fee"}
 FAULT_KINDS = ["duplicate_event", "out_of_order", "front_desk_no_show", "500", "500_stored", "429", "lock_timeout",
                "drop_after_charge", "crash_after_stripe", "crash_after_ledger", "store_throttle",
-               "retry_after_24h"]
+               "retry_after_24h", "authenticated_later", "webhook_late", "webhook_twice", "webhook_out_of_order",
+               "webhook_forged", "webhook_stale"]
 
 # How a Lambda that dies (timeout, OOM) reaches Step Functions: the runtime reports the class name.
 LambdaUnknown = type("Lambda.Unknown", (Exception,), {
@@ -140,6 +153,7 @@ class Plan:
     store_throttle: bool
     late_retry: bool
     delayed: timedelta | None = None  # the last event reaches the bus this long after the client acted
+    authenticates_at: datetime | None = None  # a 3-D Secure card: when the client completes the charge she was told of
 
     @property
     def appointment_id(self) -> str:
@@ -209,9 +223,17 @@ def plan_trial(seed: int, n: int) -> Plan:
     late_retry = rng.random() < 0.08
     if late_retry and "drop" not in stripe_faults and not crash_after_stripe:
         crash_after_stripe = True  # the first answer must be lost for the late retry to matter
+    # Drawn apart, so adding authentication left every other trial's plan as it was.
+    authentication = random.Random(f"{seed}:{n}:authentication")
+    authenticates_at = None
+    if authentication.random() < 0.12:
+        card = AUTHENTICATING_CARD
+        stripe_faults = [f for f in stripe_faults if f != "drop"]  # nothing is charged off-session to lose
+        if authentication.random() < 0.75:
+            authenticates_at = visit + timedelta(hours=authentication.randint(2, 24 * 5))
     return Plan(seed, n, location, service, card, violation, visit, booked_at, confirm_at, cancel_at, marked_at,
                 duplicates, out_of_order, stripe_faults, crash_after_stripe, crash_after_ledger, store_throttle,
-                late_retry)
+                late_retry, authenticates_at=authenticates_at)
 
 
 # ------------------------------------------------------------------------------ fault injection
@@ -233,6 +255,7 @@ class Live:
     injected: Counter = field(default_factory=Counter)
     armed: str | None = None  # the fault armed on the fake for the request being sent
     requests_before: int = 0
+    authenticated: str | None = None  # the PaymentIntent the client completed
 
 
 class Injector:
@@ -393,6 +416,65 @@ def _deliveries(plan: Plan, events: list, counts: Counter) -> list[tuple[datetim
     return out
 
 
+def authenticate_later(cloud: LocalCloud, site: Any, live: Live) -> None:
+    """The client opens the link of the newest charge the system told her about (a card entry waiting for her)
+    and completes 3-D Secure on-session. A charge dunning has cancelled since can no longer be completed."""
+    waiting = [e for e in site.store.ledger.for_appointment(live.plan.key)
+               if e.purpose in CARD_PURPOSES and e.status is EntryStatus.REQUIRES_ACTION and e.stripe_payment_intent_id]
+    if not waiting:
+        return
+    intent = max(waiting, key=lambda e: e.attempt).stripe_payment_intent_id
+    method = site.clients[live.plan.client_id]["payment"]["stripe_payment_method_id"]
+    try:
+        site.stripe.v1.payment_intents.confirm(intent, params={"payment_method": method})
+        cloud.stripe.authenticate(intent)
+    except stripe.InvalidRequestError:  # cancelled by dunning a moment ago
+        return
+    live.authenticated = intent
+
+
+class Webhooks:
+    """Stripe's deliveries to the deployed endpoint, as badly as Stripe may make them: some held back to a later
+    round (late), some sent twice, a round's order shuffled, forged and stale copies thrown in. Each round
+    takes every event the fake emitted since the last one; ``drain`` delivers all that is held."""
+
+    def __init__(self, cloud: LocalCloud, seed: int, first: int, counts: Counter) -> None:
+        self.cloud, self.counts = cloud, counts
+        self.rng = random.Random(f"{seed}:webhooks:{first}")
+        self.sent, self.held, self.refused_wrongly, self.failed = 0, [], 0, 0
+
+    def round(self, *, drain: bool = False) -> None:
+        events = self.cloud.stripe.webhook_events
+        batch, self.held, self.sent = self.held + events[self.sent:], [], len(events)
+        now: list[WebhookDelivery] = []
+        for delivery in batch:
+            if not drain and self.rng.random() < 0.25:
+                self.held.append(delivery)
+                self.counts["webhook_late"] += 1
+                continue
+            now.append(delivery)
+            if self.rng.random() < 0.15:
+                now.append(delivery)
+                self.counts["webhook_twice"] += 1
+        if len(now) > 1 and self.rng.random() < 0.5:
+            self.rng.shuffle(now)
+            self.counts["webhook_out_of_order"] += 1
+        for delivery in now:
+            if self.rng.random() < 0.05:
+                self._expect_refused(delivery, {**delivery.headers, "Stripe-Signature": "t=1,v1=" + "ab" * 32},
+                                     "webhook_forged")
+            signed_at = int(delivery.signature.split(",")[0].removeprefix("t="))
+            if self.cloud.now().timestamp() - signed_at > 360 and self.rng.random() < 0.05:
+                self._expect_refused(delivery, delivery.headers, "webhook_stale")
+            [answer] = self.cloud.deliver_stripe_webhooks([delivery])
+            self.failed += answer.status != 200
+
+    def _expect_refused(self, delivery: WebhookDelivery, headers: dict[str, str], kind: str) -> None:
+        answer = self.cloud.http("POST", "/stripe/webhooks", body=delivery.payload, headers=headers)
+        self.refused_wrongly += answer.status != 400
+        self.counts[kind] += 1
+
+
 def run_batch(seed: int, numbers: list[int], monkeypatch: pytest.MonkeyPatch,
               plans: list[Plan] | None = None) -> dict[str, Any]:
     """Deploy a local cloud, run these trials to the end under their faults, and read what happened."""
@@ -421,12 +503,24 @@ def run_batch(seed: int, numbers: list[int], monkeypatch: pytest.MonkeyPatch,
         groups: dict[datetime, list] = defaultdict(list)
         for when, _, _, event in deliveries:
             groups[max(when, cloud.now())].append(event)
-        for when in sorted(groups):
-            cloud.run_until(when)
-            site.publish_all(groups[when])
+        clients_act = {live.plan.authenticates_at: live for live in lives if live.plan.authenticates_at}
+        webhooks = Webhooks(cloud, seed, plans[0].n, counts)
+        rounds = {START + timedelta(hours=3 * k) for k in range(1, 8 * 10)}  # every 3 hours for 10 days
+        for when in sorted(set(groups) | set(clients_act) | rounds):
+            cloud.run_until(max(when, cloud.now()))
+            if when in groups:
+                site.publish_all(groups[when])
+            if when in clients_act:
+                authenticate_later(cloud, site, clients_act[when])
+            if when in rounds:
+                webhooks.round()
+        cloud.run_until_idle()
+        webhooks.round(drain=True)
         cloud.run_until_idle()
         end = cloud.now()
-        return _observe(cloud, site, lives, counts, end) | {"misfires": injector.misfires}
+        return _observe(cloud, site, lives, counts, end) | {
+            "misfires": injector.misfires, "webhooks_refused_wrongly": webhooks.refused_wrongly,
+            "webhooks_failed": webhooks.failed}
 
 
 def _observe(cloud: LocalCloud, site: Any, lives: list[Live], counts: Counter, end: datetime) -> dict[str, Any]:
@@ -443,8 +537,9 @@ def _observe(cloud: LocalCloud, site: Any, lives: list[Live], counts: Counter, e
             stateMachineArn=cloud.state_machine_arn("AppointmentLifecycleStateMachine")):
         for execution in page["executions"]:
             executions[execution["name"].split("-v")[0]].append(execution)
-    dlq = cloud.client("sqs").receive_message(QueueUrl=cloud.deployment.outputs["IntakeDeadLetterQueueUrl"],
-                                              MaxNumberOfMessages=10).get("Messages", [])
+    dlq = [message for queue in ("IntakeDeadLetterQueueUrl", "StripeEventsDeadLetterQueueUrl")
+           for message in cloud.client("sqs").receive_message(QueueUrl=cloud.deployment.outputs[queue],
+                                                              MaxNumberOfMessages=10).get("Messages", [])]
 
     failures: list[str] = []
     tally: Counter = Counter()
@@ -462,7 +557,23 @@ def _observe(cloud: LocalCloud, site: Any, lives: list[Live], counts: Counter, e
         owed = client.outstanding.get(plan.currency, 0)
         amounts = [(pi["amount"], pi["currency"].upper()) for pi in paid]
         collected = sum(amount for amount, currency in amounts if currency == plan.currency)
-        if plan.good_card:
+        if plan.card == AUTHENTICATING_CARD and live.authenticated:
+            done = [e for e in cards if e.status is EntryStatus.SUCCEEDED]
+            ok = (amounts == [(plan.fee, plan.currency)] and charges == 1 and owed == 0 and len(done) == 1
+                  and done[0].stripe_payment_intent_id == paid[0]["id"] == live.authenticated)
+            verdict = "charged"
+            tally["authenticated_later"] += 1
+            if not ok:
+                problems.append(f"authenticated: paid {amounts} ({charges} charges), owes {owed}, card entries "
+                                f"{[(e.attempt, e.status.value, e.stripe_payment_intent_id) for e in cards]}")
+        elif plan.card == AUTHENTICATING_CARD:
+            ok = not paid and charges == 0 and owed == plan.fee and bool(cards) and all(
+                e.status in (EntryStatus.DECLINED, EntryStatus.REQUIRES_ACTION) for e in cards)
+            verdict = "outstanding"
+            if not ok:
+                problems.append(f"never authenticated: paid {amounts}, owes {owed} (fee {plan.fee}), card entries "
+                                f"{[(e.attempt, e.status.value) for e in cards]}")
+        elif plan.good_card:
             first = cards[0] if cards else None
             ok = (amounts == [(plan.fee, plan.currency)] and charges == 1 and owed == 0 and first is not None
                   and first.status is EntryStatus.SUCCEEDED and first.stripe_payment_intent_id == paid[0]["id"]
@@ -509,7 +620,7 @@ def _observe(cloud: LocalCloud, site: Any, lives: list[Live], counts: Counter, e
             tally["charge_found_by_lookup_after_key_expired"] += 1  # Stripe had forgotten the key: only the ledger knew
         tally["trials"] += 1
         tally["late_retry"] += plan.late_retry
-        tally[f"card_{'good' if plan.good_card else 'declining'}"] += 1
+        tally[f"card_{'good' if plan.good_card else 'authenticating' if plan.card == AUTHENTICATING_CARD else 'declining'}"] += 1
         tally[plan.violation] += 1
         if problems:
             failures.append(f"trial {plan.n} ({aid}, seed {plan.seed}, {plan.location}, {plan.violation}, "
@@ -522,7 +633,7 @@ def _observe(cloud: LocalCloud, site: Any, lives: list[Live], counts: Counter, e
     if orphans:
         failures.append(f"charges to customers no trial owns: {orphans}")
     if dlq:
-        failures.append(f"{len(dlq)} events in the intake DLQ")
+        failures.append(f"{len(dlq)} events in the intake or Stripe events DLQ")
     errors = Counter(i.error_type for i in cloud.runtime.invocations if i.errored)
     return {"tally": tally + counts, "failures": failures, "errors": errors,
             "virtual_days": (end - START) / DAY, "invocations": len(cloud.runtime.invocations)}
@@ -564,6 +675,7 @@ def run_trials(seed: int, trials: int, workers: int = WORKERS) -> list[dict[str,
 def test_a_thousand_random_fault_trials_never_charge_twice_and_never_lose_a_fee(capsys) -> None:
     started = time.perf_counter()
     tally, errors, failures, days, invocations, misfires = Counter(), Counter(), [], 0.0, 0, 0
+    webhooks = Counter()
     for result in run_trials(SEED, TRIALS):
         tally += result["tally"]
         errors += result["errors"]
@@ -571,6 +683,7 @@ def test_a_thousand_random_fault_trials_never_charge_twice_and_never_lose_a_fee(
         days = max(days, result["virtual_days"])
         invocations += result["invocations"]
         misfires += result["misfires"]
+        webhooks.update(refused_wrongly=result["webhooks_refused_wrongly"], failed=result["webhooks_failed"])
     seconds = time.perf_counter() - started
     faults = {kind: tally[kind] for kind in FAULT_KINDS}
     with capsys.disabled():
@@ -579,7 +692,8 @@ def test_a_thousand_random_fault_trials_never_charge_twice_and_never_lose_a_fee(
               f"{tally['inconsistent']}, faults injected {faults}, "
               f"Stripe down for 24h+ after a lost answer: {tally['late_retry']} trials, {tally['outage_500']} "
               f"requests refused, charge found by ledger_ref after the key expired: "
-              f"{tally['charge_found_by_lookup_after_key_expired']}; Lambda errors retried by Step Functions "
+              f"{tally['charge_found_by_lookup_after_key_expired']}; 3-D Secure cards "
+              f"{tally['card_authenticating']} ({tally['authenticated_later']} authenticated later); Lambda errors retried by Step Functions "
               f"{dict(errors)}, {invocations} Lambda invocations, virtual days {days:.1f}, "
               f"real seconds {seconds:.0f} ({WORKERS} processes, seed {SEED})")
 
@@ -588,6 +702,8 @@ def test_a_thousand_random_fault_trials_never_charge_twice_and_never_lose_a_fee(
     assert tally["trials"] == TRIALS
     assert tally["charged"] + tally["outstanding"] == TRIALS
     assert misfires == 0, "an armed Stripe fault hit a request it was not meant for"
+    assert webhooks["refused_wrongly"] == 0, "a forged or stale webhook was not refused with 400"
+    assert webhooks["failed"] == 0, "a genuine webhook delivery was not answered 200"
     least = max(1, TRIALS // 200)
     exercised = faults | {"charge_found_by_lookup_after_key_expired": tally["charge_found_by_lookup_after_key_expired"]}
     untried = {kind: n for kind, n in exercised.items() if n < least}
