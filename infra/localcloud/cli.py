@@ -9,7 +9,7 @@ page a spa owner opens in a browser. A scenario that cannot be played as written
 anything is deployed, with one line naming the entry and the field, and exit status 2.
 
 ``medspa privacy export|correct|erase`` serves a client's privacy request against the deployed stack
-(``localcloud.privacy_cli``).
+(``localcloud.privacy_cli``); ``medspa admin ...`` does what the spa API does (``localcloud.admin_cli``).
 
 ``medspa demo`` runs every scenario in ``samples/scenarios/`` (one per seed location, and more stories of a
 location, such as its memberships), one after another, each in its own local cloud, prints each one the same
@@ -39,11 +39,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from localcloud.admin_cli import app as admin_app
 from localcloud.privacy_cli import app as privacy_app
 from localcloud.simulate import SCENARIOS_DIR, ScenarioError, run_scenario
 
 app = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(admin_app, name="admin")
 console = Console(width=120)
 
 

@@ -68,6 +68,23 @@ class HttpResponse:
 _TEXT_TYPES = re.compile(r"^(text/|application/(json|xml|javascript))")
 
 
+def _route(routes: Mapping[str, dict[str, Any]], method: str, path: str) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The route API Gateway picks: an exact path first, then a template (``/spas/{spa_id}``, one segment per
+    variable), a method's own before ``ANY``, then ``$default``; with the path's variables."""
+    for key in (f"{method} {path}", f"ANY {path}"):
+        if key in routes:
+            return routes[key], {}
+    for wanted in (method, "ANY"):
+        for key, route in routes.items():
+            verb, _, template = key.partition(" ")
+            if verb != wanted or "{" not in template:
+                continue
+            pattern = re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(template))
+            if match := re.fullmatch(pattern, path):
+                return route, match.groupdict()
+    return routes.get("$default"), {}
+
+
 class LocalCloud:
     def __init__(self, start: datetime, *, template: Path | None = None, region: str = REGION) -> None:
         self.template = template or REPO_ROOT / "template.yaml"
@@ -135,9 +152,10 @@ class LocalCloud:
                                                  Value=self.stripe.webhook_secret, Type="SecureString", Overwrite=True)
         if "EmailFromAddress" in declared:
             self.client("sesv2").create_email_identity(EmailIdentity=value("EmailFromAddress"))
-        if "UnsubscribeSigningKeyParameter" in declared:  # in AWS: the operator puts a random secret once
-            self.client("ssm").put_parameter(Name=value("UnsubscribeSigningKeyParameter"),
-                                             Value=secrets.token_urlsafe(48), Type="SecureString", Overwrite=True)
+        for secret in ("UnsubscribeSigningKeyParameter", "SpaApiSigningKeyParameter"):
+            if secret in declared:  # in AWS: the operator puts a random secret once
+                self.client("ssm").put_parameter(Name=value(secret), Value=secrets.token_urlsafe(48),
+                                                 Type="SecureString", Overwrite=True)
         # Powertools caches parameters process-wide, by name and until a time on the (virtual) clock: a cloud that
         # starts earlier than the last one ended would read the last cloud's secrets until then.
         from aws_lambda_powertools.utilities import parameters as powertools_parameters
@@ -219,7 +237,7 @@ class LocalCloud:
         method, path = method.upper(), parts.path or "/"
         apigw = self.client("apigatewayv2")
         routes = {r["RouteKey"]: r for r in apigw.get_routes(ApiId=api_id)["Items"]}
-        route = routes.get(f"{method} {path}") or routes.get(f"ANY {path}") or routes.get("$default")
+        route, path_parameters = _route(routes, method, path)
         if route is None:
             return HttpResponse(404, {"content-type": "application/json"}, json.dumps({"message": "Not Found"}))
         integration = apigw.get_integration(ApiId=api_id, IntegrationId=route["Target"].removeprefix("integrations/"))
@@ -227,6 +245,8 @@ class LocalCloud:
         if integration["IntegrationType"].upper() != "AWS_PROXY" or function is None:
             raise NotImplementedError(f"the local cloud serves only Lambda proxy routes, not {route['RouteKey']}")
         event = self._http_event(api_id, route["RouteKey"], method, path, parts.query, body, headers or {})
+        if path_parameters:
+            event["pathParameters"] = path_parameters
         response = self.client("lambda").invoke(FunctionName=function.group(1), Payload=json.dumps(event))
         payload = json.loads(response["Payload"].read() or b"null")
         if response.get("FunctionError"):

@@ -38,18 +38,25 @@ Stack = Annotated[str, typer.Option("--stack", help="The deployed CloudFormation
 Region = Annotated[str | None, typer.Option("--region", help="AWS region (default: your AWS configuration)")]
 
 
-def service_for(stack: str, region: str | None = None) -> PrivacyService:
-    """The privacy service as the stack's privacy function (its ``PrivacyFunctionName`` output) is configured."""
+def deployed_function(stack: str, output: str, region: str | None) -> tuple[boto3.session.Session, dict[str, str]]:
+    """A session and the environment of the function the stack names in ``output``, as it runs there: the CLIs
+    act on exactly the tables, buckets, state machines and secrets the deployment uses."""
     session = boto3.session.Session(region_name=region)
     [described] = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-    if "PrivacyFunctionName" not in outputs:
-        raise typer.BadParameter(f"stack {stack} has no PrivacyFunctionName output: deploy this release first")
-    function = outputs["PrivacyFunctionName"]
-    environ = session.client("lambda").get_function_configuration(FunctionName=function)["Environment"]["Variables"]
+    if output not in outputs:
+        raise typer.BadParameter(f"stack {stack} has no {output} output: deploy this release first")
+    environ = session.client("lambda").get_function_configuration(FunctionName=outputs[output])["Environment"][
+        "Variables"]
     environ = {**environ, "AWS_REGION": session.region_name or os.environ.get("AWS_DEFAULT_REGION", "")}
     if os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
         environ["AWS_ENDPOINT_URL_DYNAMODB"] = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+    return session, environ
+
+
+def service_for(stack: str, region: str | None = None) -> PrivacyService:
+    """The privacy service as the stack's privacy function (its ``PrivacyFunctionName`` output) is configured."""
+    session, environ = deployed_function(stack, "PrivacyFunctionName", region)
     ssm = session.client("ssm")
 
     def stripe_key() -> str:

@@ -63,21 +63,26 @@ def test_the_http_api_is_deployed_with_its_routes_stage_and_permissions():
         api_id = deployment.http_apis["HttpApi"]
         apigw = cloud.client("apigatewayv2")
         routes = {r["RouteKey"]: r["Target"] for r in apigw.get_routes(ApiId=api_id)["Items"]}
-        targets = {apigw.get_integration(ApiId=api_id, IntegrationId=t.removeprefix("integrations/"))["IntegrationUri"]
-                   for key, t in routes.items() if key != "POST /stripe/webhooks"}
-        webhook_target = routes["POST /stripe/webhooks"]
-        [webhook_uri] = {apigw.get_integration(ApiId=api_id, IntegrationId=webhook_target.removeprefix(
-            "integrations/"))["IntegrationUri"]}
-        webhook_function = deployment.functions["StripeWebhookFunction"]
+        served_by = {key: apigw.get_integration(ApiId=api_id, IntegrationId=t.removeprefix("integrations/"))[
+            "IntegrationUri"] for key, t in routes.items()}
+        functions = {deployment.functions[name]: name for name in
+                     ("HttpApiFunction", "StripeWebhookFunction", "SpaApiFunction")}
         stages = [s["StageName"] for s in apigw.get_stages(ApiId=api_id)["Items"]]
         function = deployment.functions["HttpApiFunction"]
         policy = json.loads(cloud.client("lambda").get_policy(FunctionName=function)["Policy"])
         unsubscribe_url = cloud.function_environment("LifecycleFunction")["UNSUBSCRIBE_URL"]
-    assert set(routes) == {"GET /unsubscribe", "POST /unsubscribe", "GET /confirm", "POST /confirm",
-                           "POST /stripe/webhooks"}
-    [uri] = targets
-    assert uri.endswith(f":function:{function}/invocations")
-    assert webhook_uri.endswith(f":function:{webhook_function}/invocations")
+    by_function = {key: functions[uri.rsplit(":function:", 1)[1].removesuffix("/invocations")]
+                   for key, uri in served_by.items()}
+    spa = "/spas/{spa_id}"
+    assert by_function == {
+        "GET /unsubscribe": "HttpApiFunction", "POST /unsubscribe": "HttpApiFunction",
+        "GET /confirm": "HttpApiFunction", "POST /confirm": "HttpApiFunction",
+        "POST /stripe/webhooks": "StripeWebhookFunction",
+        f"GET {spa}/clients/{{client_id}}": "SpaApiFunction", f"GET {spa}/booking-requirements": "SpaApiFunction",
+        f"GET {spa}/appointments/{{appointment_id}}/cancellation-quote": "SpaApiFunction",
+        f"GET {spa}/appointments/{{appointment_id}}/timeline": "SpaApiFunction",
+        f"POST {spa}/appointments/{{appointment_id}}/fees/{{purpose}}/waive": "SpaApiFunction",
+        f"POST {spa}/clients/{{client_id}}/prepay-requirement/clear": "SpaApiFunction"}
     assert stages == ["$default"]
     assert {deployment.completed[r] for r in ("HttpApi", "HttpApiApiGatewayDefaultStage")} == {
         "AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage"}

@@ -61,6 +61,11 @@ class Adapters:
         name = self._setting("unsubscribe_signing_key_parameter")
         return str(parameters.get_parameter(name, decrypt=True, max_age=300)).encode()
 
+    def spa_api_key(self) -> bytes:
+        """The secret that signs the spa API's bearer tokens (``medspa.domain.api_token``), cached five minutes."""
+        name = self._setting("spa_api_signing_key_parameter")
+        return str(parameters.get_parameter(name, decrypt=True, max_age=300)).encode()
+
     @cached_property
     def payments(self) -> StripePayments:
         """Stripe with the secret key from SSM, fetched on first use: inside an invocation (and its retry),

@@ -88,5 +88,12 @@ class InboundSmsSettings(BookingSiteSettings):
     pass
 
 
+class SpaApiSettings(FunctionSettings):
+    """The spa API: reads a spa's records, starts a waiver run, lifts a prepay flag."""
+
+    spa_api_signing_key_parameter: str = _Name
+    lifecycle_state_machine_arn: str = Field(pattern=r"^arn:")
+
+
 class HttpApiSettings(BookingSiteSettings):
     unsubscribe_signing_key_parameter: str = _Name
