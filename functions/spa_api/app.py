@@ -1,7 +1,7 @@
 """The spa API (HTTP API, Powertools event handler): what a booking site and a front desk ask, and two admin
 actions. Every route is under ``/spas/{spa_id}``, and the ``Authorization: Bearer`` token must be that spa's
-(``medspa.domain.api_token``): another spa's token gets 403, none or a forged one 401, before any route runs. What each answer means:
-``medspa.services.spa_desk``.
+(``medspa.domain.api_token``): another spa's token gets 403, none or a forged one 401, before any route runs.
+What each answer means: ``medspa.services.spa_desk``.
 
 GET  /spas/{spa_id}/clients/{client_id}                              strikes, prepay flag, balances, card on file
 GET  /spas/{spa_id}/booking-requirements?location_id=&party_size=&client_id=
@@ -27,7 +27,7 @@ from medspa.adapters.settings import SpaApiSettings
 from medspa.domain.api_token import InvalidApiToken, spa_of_token
 from medspa.policy.loader import load_packs
 from medspa.ports import ExecutionNameTaken
-from medspa.services.spa_desk import NotFound, NotOpen, SpaDesk
+from medspa.services.spa_desk import NotFound, NotOpen, NotWaivable, SpaDesk
 
 logger = Logger()
 app = APIGatewayHttpResolver()
@@ -47,8 +47,8 @@ def _json(status: int, body: Any) -> Response:
                     headers={"Cache-Control": "no-store"})
 
 
-def _answer(model: BaseModel, status: int = 200) -> Response:
-    return _json(status, model.model_dump(mode="json"))
+def _answer(model: BaseModel) -> Response:
+    return _json(200, model.model_dump(mode="json"))
 
 
 def _admin_action() -> AdminAction:
@@ -94,10 +94,10 @@ def timeline(spa_id: str, appointment_id: str) -> Response:
 @app.post("/spas/<spa_id>/appointments/<appointment_id>/fees/<purpose>/waive")
 def waive_fee(spa_id: str, appointment_id: str, purpose: str) -> Response:
     action = _admin_action()
-    if purpose not in ("no_show_fee", "late_cancel_fee", "late_reschedule_fee"):
-        raise BadRequestError("purpose must be no_show_fee, late_cancel_fee or late_reschedule_fee")
     try:
         started = desk.waive_fee(spa_id, appointment_id, purpose, action.admin_id)
+    except NotWaivable as error:
+        raise BadRequestError(str(error)) from None
     except ExecutionNameTaken:
         return _json(409, {"message": "this fee's waiver was already started by another admin"})
     logger.info("fee waiver started", extra={"spa_id": spa_id, "purpose": purpose})

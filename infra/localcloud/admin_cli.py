@@ -28,7 +28,7 @@ from medspa.adapters.factory import Adapters
 from medspa.adapters.settings import SpaApiSettings
 from medspa.domain.api_token import api_token
 from medspa.policy.loader import load_packs
-from medspa.services.spa_desk import NotFound, NotOpen, SpaDesk
+from medspa.services.spa_desk import NotFound, NotOpen, NotWaivable, SpaDesk
 
 from localcloud.privacy_cli import Region, Stack, deployed_function
 
@@ -144,10 +144,10 @@ def waive(spa: Spa, appointment: AppointmentId, by: By,
           fee: Annotated[str, typer.Option("--fee", help="no_show_fee, late_cancel_fee or late_reschedule_fee")],
           stack: Stack = "medspa", region: Region = None) -> None:
     """Waive a fee: refund what the card paid, cancel what is owed (the waiver run FeeWaived starts)."""
-    if fee not in ("no_show_fee", "late_cancel_fee", "late_reschedule_fee"):
-        raise typer.BadParameter("--fee is no_show_fee, late_cancel_fee or late_reschedule_fee")
     try:
         started = desk_of(stack, region).waive_fee(spa, appointment, fee, by)
+    except NotWaivable as error:
+        raise typer.BadParameter(str(error), param_hint="--fee") from None
     except NotFound as error:
         raise _refused(error) from None
     typer.echo(f"waiver {'already running' if started.already_running else 'started'}: {started.name}")

@@ -95,6 +95,9 @@ def test_an_admin_reads_the_timeline_waives_the_fee_and_lifts_a_prepay_flag(clou
                         body={"admin_id": "manager-1"})
     assert (status, again["waiver"]) == (202, started["waiver"])  # the same run: a repeat waives nothing more
     assert ask(cloud, "POST", "/spas/glow/appointments/apt-g1/fees/no_show_fee/waive", body={})[0] == 400
+    status, refused = ask(cloud, "POST", "/spas/glow/appointments/apt-g1/fees/deposit/waive",
+                          body={"admin_id": "manager-1"})
+    assert status == 400 and "no_show_fee" in refused["message"]
 
     site.store.clients.set_prepay_required("glow#c-mei", cloud.now())  # as the third strike would
     status, standing = ask(cloud, "POST", "/spas/glow/clients/c-mei/prepay-requirement/clear",

@@ -57,26 +57,27 @@ class Adapters:
 
     def signing_key(self) -> bytes:
         """The secret that signs email links (unsubscribe, confirm), fetched when the first link is made or
-        checked, inside an invocation (and its retry), and cached five minutes."""
-        name = self._setting("unsubscribe_signing_key_parameter")
-        return str(parameters.get_parameter(name, decrypt=True, max_age=300)).encode()
+        checked, inside an invocation (and its retry)."""
+        return self._secret("unsubscribe_signing_key_parameter").encode()
 
     def spa_api_key(self) -> bytes:
-        """The secret that signs the spa API's bearer tokens (``medspa.domain.api_token``), cached five minutes."""
-        name = self._setting("spa_api_signing_key_parameter")
-        return str(parameters.get_parameter(name, decrypt=True, max_age=300)).encode()
+        """The secret that signs the spa API's bearer tokens (``medspa.domain.api_token``)."""
+        return self._secret("spa_api_signing_key_parameter").encode()
 
     @cached_property
     def payments(self) -> StripePayments:
-        """Stripe with the secret key from SSM, fetched on first use: inside an invocation (and its retry),
-        never at import, so a cold start does not fail on a parameter the function may not need."""
-        api_key = parameters.get_parameter(self._setting("stripe_api_key_parameter"), decrypt=True, max_age=300)
-        return StripePayments.from_settings(str(api_key), getattr(self.settings, "stripe_api_base", None))
+        """Stripe with the secret key, fetched on first use: inside an invocation (and its retry), never at
+        import, so a cold start does not fail on a parameter the function may not need."""
+        return StripePayments.from_settings(self._secret("stripe_api_key_parameter"),
+                                            getattr(self.settings, "stripe_api_base", None))
 
     def stripe_webhook_secret(self) -> str:
-        """The webhook endpoint's signing secret (``whsec_...``), cached five minutes like the other secrets."""
-        return str(parameters.get_parameter(self._setting("stripe_webhook_secret_parameter"), decrypt=True,
-                                            max_age=300))
+        """The webhook endpoint's signing secret (``whsec_...``)."""
+        return self._secret("stripe_webhook_secret_parameter")
+
+    def _secret(self, setting: str) -> str:
+        """A SecureString the setting names, from SSM through Powertools, cached five minutes."""
+        return str(parameters.get_parameter(self._setting(setting), decrypt=True, max_age=300))
 
     def _setting(self, name: str) -> str:
         value = getattr(self.settings, name, None)

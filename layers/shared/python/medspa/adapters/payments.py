@@ -15,7 +15,8 @@ sends the same idempotency key; Stripe replays or completes the one charge.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -93,11 +94,27 @@ def _charge_from_intent(intent: Any) -> ChargeResult:
     return ChargeResult(status=ChargeStatus.TRANSIENT, message=f"payment intent is {intent.status}", **ours)
 
 
-def _unavailable(error: stripe.StripeError, doing: str) -> stripe.StripeError | PaymentProviderUnavailable:
-    """What to raise for an SDK error: an outage the caller retries, or the error itself (a bug or refusal)."""
-    if _transient(error):
-        return PaymentProviderUnavailable(f"{doing}: HTTP {error.http_status}")
-    return error
+@contextmanager
+def _outage_raised(doing: str) -> Iterator[None]:
+    """An outage (5xx, 429, the network) becomes ``PaymentProviderUnavailable``, for the caller to retry; any
+    other Stripe error is a bug or a refusal and goes up as it is."""
+    try:
+        yield
+    except stripe.StripeError as error:
+        if _transient(error):
+            raise PaymentProviderUnavailable(f"{doing}: HTTP {error.http_status}") from error
+        raise
+
+
+def _unless_missing(call: Callable[[], Any], doing: str) -> Any | None:
+    """What Stripe answers, or ``None`` when it holds no such object (``resource_missing``)."""
+    with _outage_raised(doing):
+        try:
+            return call()
+        except stripe.InvalidRequestError as error:
+            if error.code == "resource_missing":
+                return None
+            raise
 
 
 class StripePayments:
@@ -165,15 +182,11 @@ class StripePayments:
         (a crash after the charge, retried more than 24 hours later). Lists are strongly consistent,
         unlike Search. Raises ``PaymentProviderUnavailable`` when Stripe cannot answer.
         """
-        try:
+        with _outage_raised("listing payment intents"):
             page = self._stripe.v1.payment_intents.list(params={"customer": customer_id, "limit": 100})
             for intent in page.auto_paging_iter():
                 if _field(_field(intent, "metadata"), "ledger_ref") == ledger_ref:
                     return _charge_from_intent(intent)
-        except stripe.StripeError as error:
-            if _transient(error):
-                raise PaymentProviderUnavailable(f"listing payment intents: HTTP {error.http_status}") from error
-            raise
         return None
 
     def refund(
@@ -197,64 +210,39 @@ class StripePayments:
 
     def find_refund(self, payment_intent_id: str, ledger_ref: str) -> RefundResult | None:
         """The refund a ledger entry created, found by its ``ledger_ref`` metadata (see ``find_charge``)."""
-        try:
-            page = self._stripe.v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100})
-            for refund in page.auto_paging_iter():
-                if _field(_field(refund, "metadata"), "ledger_ref") == ledger_ref:
-                    return _refund_result(refund)
-        except stripe.StripeError as error:
-            if _transient(error):
-                raise PaymentProviderUnavailable(f"listing refunds: HTTP {error.http_status}") from error
-            raise
-        return None
+        return next((refund for refund in self.refunds_of(payment_intent_id) if refund.ledger_ref == ledger_ref), None)
 
     def payment(self, payment_intent_id: str) -> ChargeResult | None:
         """What Stripe holds for a PaymentIntent now. A webhook names the intent; its body is not trusted for
         the outcome (events come late, twice and out of order), so the intent is read afresh."""
-        try:
-            return _charge_from_intent(self._stripe.v1.payment_intents.retrieve(payment_intent_id))
-        except stripe.InvalidRequestError as error:
-            if error.code == "resource_missing":
-                return None
-            raise
-        except stripe.StripeError as error:
-            raise _unavailable(error, "reading a payment intent") from error
+        intent = _unless_missing(lambda: self._stripe.v1.payment_intents.retrieve(payment_intent_id),
+                                 "reading a payment intent")
+        return None if intent is None else _charge_from_intent(intent)
 
     def cancel_authentication(self, payment_intent_id: str) -> ChargeResult:
         """Stop a charge that waits for the client (to authenticate, or to give another card), so it cannot be
         completed after the fee is charged again or forgiven. Stripe refuses to cancel an intent that has
         succeeded meanwhile: then the intent as it stands comes back, and the fee is paid."""
-        try:
-            intent = self._stripe.v1.payment_intents.cancel(
-                payment_intent_id, params={"cancellation_reason": "abandoned"})
-        except stripe.InvalidRequestError as error:
-            if error.code != "payment_intent_unexpected_state":
-                raise
+        with _outage_raised("cancelling a payment intent"):
             try:
+                intent = self._stripe.v1.payment_intents.cancel(
+                    payment_intent_id, params={"cancellation_reason": "abandoned"})
+            except stripe.InvalidRequestError as error:
+                if error.code != "payment_intent_unexpected_state":
+                    raise
                 intent = self._stripe.v1.payment_intents.retrieve(payment_intent_id)
-            except stripe.StripeError as again:
-                raise _unavailable(again, "reading a payment intent") from again
-        except stripe.StripeError as error:
-            raise _unavailable(error, "cancelling a payment intent") from error
         return _charge_from_intent(intent)
 
     def refunds_of(self, payment_intent_id: str) -> list[RefundResult]:
         """Every refund of a PaymentIntent's charge, the ones made in the Stripe dashboard included."""
-        try:
+        with _outage_raised("listing refunds"):
             page = self._stripe.v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100})
             return [_refund_result(refund) for refund in page.auto_paging_iter()]
-        except stripe.StripeError as error:
-            raise _unavailable(error, "listing refunds") from error
 
     def dispute(self, dispute_id: str) -> DisputeResult | None:
-        try:
-            found = self._stripe.v1.disputes.retrieve(dispute_id)
-        except stripe.InvalidRequestError as error:
-            if error.code == "resource_missing":
-                return None
-            raise
-        except stripe.StripeError as error:
-            raise _unavailable(error, "reading a dispute") from error
+        found = _unless_missing(lambda: self._stripe.v1.disputes.retrieve(dispute_id), "reading a dispute")
+        if found is None:
+            return None
         return DisputeResult(dispute_id=found.id, payment_intent_id=str(_field(found, "payment_intent")),
                              amount=Money(amount=int(found.amount), currency=str(found.currency).upper()),
                              status=str(found.status))
@@ -331,17 +319,8 @@ class StripePayments:
         any customer. ``False`` when Stripe no longer has the customer: already deleted, so a retried
         erasure finishes. Raises ``PaymentProviderUnavailable`` when Stripe cannot answer.
         """
-        try:
-            deleted = self._stripe.v1.customers.delete(customer_id)
-        except stripe.InvalidRequestError as error:
-            if error.code == "resource_missing":
-                return False
-            raise
-        except stripe.StripeError as error:
-            if _transient(error):
-                raise PaymentProviderUnavailable(f"deleting a customer: HTTP {error.http_status}") from error
-            raise
-        return bool(_field(deleted, "deleted"))
+        deleted = _unless_missing(lambda: self._stripe.v1.customers.delete(customer_id), "deleting a customer")
+        return deleted is not None and bool(_field(deleted, "deleted"))
 
 
 def _refund_result(refund: Any) -> RefundResult:

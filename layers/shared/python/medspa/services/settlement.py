@@ -58,6 +58,7 @@ from medspa.services import prepayment
 from medspa.services.courses import CourseService
 
 __all__ = [
+    "CARD_PURPOSES",
     "PaymentProviderUnavailable",
     "SettlementOutOfOrder",
     "SettlementReport",
@@ -77,7 +78,6 @@ _KIND_BY_SOURCE: dict[str, EntryKind] = {
 _UNPAID = (EntryStatus.DECLINED, EntryStatus.REQUIRES_ACTION, EntryStatus.FAILED)
 NO_CARD = "no_card_on_file"
 CANCELLED = "canceled"  # an unpaid charge stopped at Stripe before the fee was charged again or forgiven
-_CARD_PURPOSES = frozenset(f"{reason}_fee" for reason in get_args(FeeReason))
 
 
 class SettlementOutOfOrder(Exception):
@@ -91,6 +91,9 @@ class SettlementOutOfOrder(Exception):
 def card_purpose(reason: FeeReason) -> str:
     """``no_show_fee``, ``late_cancel_fee``, ``late_reschedule_fee``: the card charge for a violation."""
     return f"{reason}_fee"
+
+
+CARD_PURPOSES = tuple(card_purpose(reason) for reason in get_args(FeeReason))
 
 
 def _purpose(reason: FeeReason, source: SettlementSource) -> str:
@@ -395,7 +398,7 @@ class SettlementService:
         """
         ledger, client_id = self._store.ledger, entry.client_id
         if result.status is ChargeStatus.SUCCEEDED and entry.status is not EntryStatus.SUCCEEDED:
-            if entry.kind is EntryKind.CHARGE and entry.purpose in _CARD_PURPOSES:
+            if entry.kind is EntryKind.CHARGE and entry.purpose in CARD_PURPOSES:
                 first = ledger_entry_id(entry.appointment_id, entry.purpose, 1)
                 self._store.clients.add_outstanding(client_id, entry.amount, first, now)
                 key = f"{entry.entry_id}#paid" if entry.attempt == 1 else entry.entry_id

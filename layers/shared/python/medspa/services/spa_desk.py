@@ -30,6 +30,7 @@ from medspa.money import Money
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
 from medspa.ports import Executions, StartedExecution
+from medspa.services.settlement import CARD_PURPOSES
 
 
 class NotFound(LookupError):
@@ -38,6 +39,10 @@ class NotFound(LookupError):
 
 class NotOpen(ValueError):
     """The visit is cancelled, completed or missed: there is nothing left to cancel."""
+
+
+class NotWaivable(ValueError):
+    """Only a violation's fee is waived (a card fee's purpose): the message names the ones there are."""
 
 
 class _Answer(BaseModel):
@@ -169,6 +174,8 @@ class SpaDesk:
                         entries=tuple(entries))
 
     def waive_fee(self, spa_id: str, appointment_id: str, purpose: str, admin_id: str) -> StartedExecution:
+        if purpose not in CARD_PURPOSES:
+            raise NotWaivable(f"the fee to waive is one of {', '.join(CARD_PURPOSES)}")
         stored = self._appointment(spa_id, appointment_id)
         return self._executions.start_waiver(stored.appointment_id, purpose, admin_id)
 
