@@ -30,6 +30,7 @@ from medspa.events import InvalidBookingEvent, parse_booking_envelope
 from medspa.events.personal import as_erased
 from medspa.policy.loader import PolicyPacks, load_packs
 from medspa.policy.tenants import load_tenants
+from medspa.ports import Counted
 from medspa.services.ingest import ErasedClientRefused, EventRefused, IngestService, NotKnownHere
 from medspa.services.courses import CourseService
 from medspa.services.memberships import MembershipService
@@ -99,6 +100,7 @@ def quarantine(record: SQSRecord, reason: str, body: str | None = None) -> None:
         "source_message_id": {"DataType": "String", "StringValue": record.message_id},
     })
     logger.warning("booking event quarantined", extra={"reason": reason, "message_id": record.message_id})
+    adapters.metrics.count(Counted.EVENT_QUARANTINED, spa_id=None)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -36,6 +36,7 @@ service = LifecycleService(
     ),
     adapters.booking_site,
     adapters.executions,
+    adapters.metrics,
 )
 
 

@@ -72,7 +72,8 @@ def service() -> MembershipService:
         payments = adapters_for(settings).payments
         store = adapters.store
         _service = MembershipService(store, store.memberships, PolicyPacks.of(packs),
-                                     SettlementService(store, payments, packs), adapters.booking_site, notifications)
+                                     SettlementService(store, payments, packs, adapters.metrics),
+                                     adapters.booking_site, notifications, adapters.metrics)
     return _service
 
 

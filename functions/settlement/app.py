@@ -76,8 +76,9 @@ def steps() -> FeeSteps:
     global _steps, _cards
     if _steps is None:
         payments = adapters_for(settings).payments
-        lifecycle = LifecycleService(store, packs, booking_site=adapters_for(settings).booking_site)
-        _steps = FeeSteps(store, SettlementService(store, payments, packs), lifecycle)
+        lifecycle = LifecycleService(store, packs, booking_site=adapters_for(settings).booking_site,
+                                     metrics=adapters_for(settings).metrics)
+        _steps = FeeSteps(store, SettlementService(store, payments, packs, adapters_for(settings).metrics), lifecycle)
         _cards = CardChecks(store, payments, packs, lifecycle)
     return _steps
 

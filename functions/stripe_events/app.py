@@ -16,13 +16,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medspa.adapters.factory import adapters_for
-from medspa.adapters.settings import StripeSettings
+from medspa.adapters.settings import StripeEventsSettings
 from medspa.policy.loader import load_packs
 from medspa.services.reconciliation import StripeNotice, StripeReconciliation
 from medspa.services.settlement import SettlementService
 
 logger = Logger()
-settings = StripeSettings()
+settings = StripeEventsSettings()
 adapters = adapters_for(settings)
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
@@ -30,7 +30,8 @@ processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 @cache
 def reconciliation() -> StripeReconciliation:
     store, payments = adapters.store, adapters.payments
-    return StripeReconciliation(store, payments, SettlementService(store, payments, load_packs()))
+    settlement = SettlementService(store, payments, load_packs(), adapters.metrics)
+    return StripeReconciliation(store, payments, settlement, adapters.metrics, adapters.draft_runs)
 
 
 def apply(record: SQSRecord) -> None:

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import boto3
 from moto import mock_aws
 
-from localcloud import patches
+from localcloud import iam, patches
 from localcloud.clock import VirtualClock
 from fakestripe import FakeStripe, WebhookDelivery, sign
 from localcloud.deploy import Deployment, deploy, load_template
@@ -45,6 +45,7 @@ from localcloud.runtime import InProcessRuntime
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
 
 _ENVIRONMENT = {
     "TZ": "UTC",  # moto compares Timestamp waits with a naive local now
@@ -98,6 +99,8 @@ class LocalCloud:
         self._clients: dict[str, Any] = {}
         self.stripe: FakeStripe | None = None
         self._webhooks_delivered = 0
+        self.metric_lines: list[tuple[str, dict[str, Any]]] = []
+        self.runtime.on_metrics = self._put_metrics
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "LocalCloud":
@@ -123,6 +126,7 @@ class LocalCloud:
                 self.stripe.stop()
                 self.stripe = None
             patches.deactivate()
+            iam.deactivate()
             self._mock.stop()
             self.clock.close()
             self.clock = None
@@ -162,6 +166,10 @@ class LocalCloud:
 
         powertools_parameters.clear_caches()
         self.deployment = deploy(self.template, runtime=self.runtime, parameters=parameters, region=self.region)
+        self.iam = iam.IamEnforcer.from_deployment(self.deployment, self.client("iam"), self.client("lambda"),
+                                                   self.client("dynamodb"), ACCOUNT, self.region)
+        iam.install()
+        iam.activate(self.iam)
         sqs_poller = SqsEventSourcePoller(self.client("sqs"), self.client("lambda"), self.region)
         sqs_poller.discover()
         self.sqs_poller = sqs_poller
@@ -208,6 +216,34 @@ class LocalCloud:
         configuration = self.client("lambda").get_function_configuration(
             FunctionName=self.deployment.functions[logical_id])
         return configuration["Environment"]["Variables"]
+
+    # ------------------------------------------------------------------ metrics
+    def _put_metrics(self, function: str, line: dict[str, Any]) -> None:
+        """What CloudWatch does with a function's embedded-metric-format line: each metric under each of the
+        line's dimension sets, at the line's time. The line is kept too, as Logs Insights would find it."""
+        self.metric_lines.append((function, line))
+        aws = line["_aws"]
+        when = datetime.fromtimestamp(aws["Timestamp"] / 1000, UTC)
+        for directive in aws["CloudWatchMetrics"]:
+            for dimensions in directive["Dimensions"]:
+                self.client("cloudwatch").put_metric_data(Namespace=directive["Namespace"], MetricData=[
+                    {"MetricName": metric["Name"], "Unit": metric.get("Unit", "None"), "Timestamp": when,
+                     "Dimensions": [{"Name": name, "Value": str(line[name])} for name in dimensions], "Value": value}
+                    for metric in directive["Metrics"]
+                    for value in (line[metric["Name"]] if isinstance(line[metric["Name"]], list)
+                                  else [line[metric["Name"]]])])
+
+    def metric_sum(self, name: str, **dimensions: str) -> float:
+        """A business metric's sum over the whole run, read back from CloudWatch as a dashboard reads it (Powertools
+        adds the ``service`` dimension to every metric)."""
+        environment = self.function_environment("LifecycleFunction")
+        dimensions = {"service": environment["POWERTOOLS_SERVICE_NAME"], **dimensions}
+        points = self.client("cloudwatch").get_metric_statistics(
+            Namespace=environment["POWERTOOLS_METRICS_NAMESPACE"], MetricName=name,
+            Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
+            StartTime=self.start - timedelta(days=1), EndTime=self.now() + timedelta(days=1), Period=86400,
+            Statistics=["Sum"])["Datapoints"]
+        return sum(p["Sum"] for p in points)
 
     def state_machine_arn(self, logical_id: str) -> str:
         assert self.deployment is not None, "deploy() first"
@@ -278,7 +314,7 @@ class LocalCloud:
             "headers": lowered,
             **({"queryStringParameters": params} if params else {}),
             "requestContext": {
-                "accountId": "123456789012", "apiId": api_id, "domainName": host,
+                "accountId": ACCOUNT, "apiId": api_id, "domainName": host,
                 "domainPrefix": host.partition(".")[0], "requestId": str(uuid.uuid4()), "routeKey": route_key,
                 "stage": "$default", "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
                 "timeEpoch": int(now.timestamp() * 1000),

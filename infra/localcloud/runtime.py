@@ -9,7 +9,9 @@ serialised; the virtual clock already runs one execution at a time.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import sys
@@ -17,10 +19,15 @@ import threading
 import time
 import traceback
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
+
+
+# The function whose code is running (its logical id), for the length of its call: whose role signs its requests.
+current_function: ContextVar[str | None] = ContextVar("current_function", default=None)
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,8 @@ class InProcessRuntime:
         self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
         self._lock = threading.RLock()
         self.invocations: list[Invocation] = []
+        # What CloudWatch Logs does with a function's embedded-metric-format lines: each, parsed, with its function.
+        self.on_metrics: Callable[[str, dict[str, Any]], None] | None = None
 
     def register(self, function_name: str, source: FunctionSource) -> None:
         self._sources[function_name] = source
@@ -99,8 +108,11 @@ class InProcessRuntime:
         }
         with self._lock, _environment(env):
             started = time.perf_counter()
+            running = current_function.set(source.logical_id)
+            printed = _Printed(sys.stdout)
             try:
-                result = self._handler(fn.function_name, source)(payload, context)
+                with contextlib.redirect_stdout(printed):
+                    result = self._handler(fn.function_name, source)(payload, context)
                 body, errored, error_type = json.dumps(result), False, None
             except Exception as error:  # the Lambda runtime turns any exception into a function error
                 error_type = type(error).__name__
@@ -111,6 +123,11 @@ class InProcessRuntime:
                     "stackTrace": traceback.format_exception(error)[-5:],
                 })
                 errored = True
+            finally:
+                current_function.reset(running)
+                for record in printed.metrics():
+                    if self.on_metrics is not None:
+                        self.on_metrics(source.logical_id, record)
             self.invocations.append(
                 Invocation(source.logical_id, errored, error_type, time.perf_counter() - started)
             )
@@ -137,6 +154,33 @@ def _load_module(name: str, path: Path) -> ModuleType:
     sys.modules[name] = module  # a fresh copy per local cloud: module state never leaks between runs
     spec.loader.exec_module(module)
     return module
+
+
+class _Printed(io.TextIOBase):
+    """A function's standard output, passed through, but for its embedded-metric-format lines (a JSON object with
+    an ``_aws`` key, as Powertools prints them, one ``print`` each): those are kept for CloudWatch, not shown."""
+
+    def __init__(self, through: Any) -> None:
+        self._through = through
+        self._lines: list[str] = []
+        self._after_metrics = False
+
+    def write(self, text: str) -> int:
+        if text.startswith('{"_aws"'):
+            self._lines.append(text)
+            self._after_metrics = True
+            return len(text)
+        if self._after_metrics and text == "\n":  # the end of the line print() wrote
+            self._after_metrics = False
+            return len(text)
+        self._after_metrics = False
+        return self._through.write(text)
+
+    def flush(self) -> None:
+        self._through.flush()
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return [record for record in map(json.loads, self._lines) if "CloudWatchMetrics" in record["_aws"]]
 
 
 class _environment:

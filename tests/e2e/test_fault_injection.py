@@ -628,6 +628,15 @@ def _observe(cloud: LocalCloud, site: Any, lives: list[Live], counts: Counter, e
                             f"faults {plan.stripe_faults} crash={plan.crash_after_stripe}/{plan.crash_after_ledger} "
                             f"throttle={plan.store_throttle} late_retry={plan.late_retry} dup={plan.duplicates} "
                             f"ooo={plan.out_of_order}): " + "; ".join(problems))
+    # The business metrics: a fee the card paid is counted as charged when the client is told (at its step, or when
+    # dunning finds it paid) and as paid later when the ledger learns it after its step; never twice either way.
+    collected = [live for live in lives if len(succeeded_by_customer.get(live.customer, [])) == 1]
+    later = [live for live in collected if live.plan.card == AUTHENTICATING_CARD]
+    counted = Counter(name for _, line in cloud.metric_lines for name in ("FeeCharged", "PaidLater") if name in line)
+    if not (counted["FeeCharged"] <= len(collected) and counted["PaidLater"] <= len(later)
+            and counted["FeeCharged"] + counted["PaidLater"] >= len(collected)):
+        failures.append(f"{len(collected)} fees collected by card ({len(later)} after 3-D Secure), counted "
+                        f"{dict(counted)}")
     trial_customers = {live.customer for live in lives}
     orphans = [c for c in charges_by_customer if c not in trial_customers]
     if orphans:

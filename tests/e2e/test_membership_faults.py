@@ -445,8 +445,8 @@ class Injector:
                 for name in injector.queued.pop(when.astimezone(ZONE).date(), []):
                     injector.sfn.start_execution(stateMachineArn=injector.arn, name=name, input=ZONE_INPUT)
 
-        def start_now(self: MembershipDraftRuns, membership_id: str, due_on: date, attempt: int) -> None:
-            real_start_now(self, membership_id, due_on, attempt)
+        def start_now(self: MembershipDraftRuns, membership_id: str, due_on: date, attempt: int, why: str = "") -> None:
+            real_start_now(self, membership_id, due_on, attempt, why)
             live = injector.by_key.get(membership_id)
             while live is not None and live.own_runs < live.member.redrive_own_run:
                 live.own_runs += 1

@@ -292,10 +292,10 @@ def test_naive_times_are_refused(store):
 
 def test_the_same_strike_counts_once(store):
     add_client(store)
-    assert store.clients.add_strike(CLIENT, "bijoux#appt-1", "no_show", T0) == 1
-    assert store.clients.add_strike(CLIENT, "bijoux#appt-1", "no_show", T0 + timedelta(minutes=5)) == 1
-    assert store.clients.add_strike(CLIENT, "bijoux#appt-1", "late_cancel", T0) == 2
-    assert store.clients.add_strike(CLIENT, "bijoux#appt-2", "no_show", T0 + timedelta(days=7)) == 3
+    assert store.clients.add_strike(CLIENT, "bijoux#appt-1", "no_show", T0) == (1, True)
+    assert store.clients.add_strike(CLIENT, "bijoux#appt-1", "no_show", T0 + timedelta(minutes=5)) == (1, False)
+    assert store.clients.add_strike(CLIENT, "bijoux#appt-1", "late_cancel", T0) == (2, True)
+    assert store.clients.add_strike(CLIENT, "bijoux#appt-2", "no_show", T0 + timedelta(days=7)) == (3, True)
 
     client = store.clients.get(CLIENT)
     assert client.strike_count == 3

@@ -102,8 +102,8 @@ class MembershipDraftRuns:
         self._sfn = sfn
         self._state_machine_arn = state_machine_arn
 
-    def start_now(self, membership_id: str, due_on: date, attempt: int) -> None:
-        name = execution_name(membership_id, suffix=f"{due_on.isoformat()}-a{attempt}")
+    def start_now(self, membership_id: str, due_on: date, attempt: int, why: str = "") -> None:
+        name = execution_name(membership_id, suffix=f"{due_on.isoformat()}-a{attempt}" + (f"-{why}" if why else ""))
         with _transient_errors_named():
             try:
                 self._sfn.start_execution(stateMachineArn=self._state_machine_arn, name=name,

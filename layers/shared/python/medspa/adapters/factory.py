@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities import parameters
 from medspa.adapters.booking_site import EventBridgeBookingSite
 from medspa.adapters.executions import LifecycleExecutions, MembershipDraftRuns
 from medspa.adapters.messaging import AwsMessenger, SesEmailSender, SnsSmsSender
+from medspa.adapters.metrics import CloudWatchMetrics
 from medspa.adapters.payments import StripePayments
 from medspa.adapters.settings import FunctionSettings
 from medspa.adapters.store import Store
@@ -54,6 +55,10 @@ class Adapters:
     def messenger(self) -> AwsMessenger:
         return AwsMessenger(SnsSmsSender(self.client("sns")),
                             SesEmailSender(self.client("sesv2"), self._setting("email_from")))
+
+    @cached_property
+    def metrics(self) -> CloudWatchMetrics:
+        return CloudWatchMetrics()
 
     def signing_key(self) -> bytes:
         """The secret that signs email links (unsubscribe, confirm), fetched when the first link is made or

@@ -73,6 +73,12 @@ class SettlementSettings(StripeSettings, BookingSiteSettings):
     pass
 
 
+class StripeEventsSettings(StripeSettings):
+    """Reconciling Stripe's events: a membership draft paid late starts that membership's drafts run."""
+
+    membership_drafts_state_machine_arn: str = Field(pattern=r"^arn:")
+
+
 class StripeWebhookSettings(FunctionSettings):
     """The webhook endpoint: checks Stripe's signature and queues what to reconcile; it never calls Stripe."""
 

@@ -8,6 +8,7 @@ get ports of their own.
 from medspa.ports.booking_site import BookingSiteEvents, BookingSiteUnavailable
 from medspa.ports.executions import Executions, ExecutionNameTaken, ExecutionsUnavailable, StartedExecution
 from medspa.ports.messaging import EmailSender, InvalidRecipient, Messenger, SmsSender
+from medspa.ports.metrics import Counted, Metrics
 from medspa.ports.payments import (
     CardCheckResult,
     CardStatus,
@@ -21,7 +22,8 @@ from medspa.ports.payments import (
 )
 
 __all__ = [
-    "BookingSiteEvents", "BookingSiteUnavailable", "CardCheckResult", "CardStatus", "ChargeResult", "ChargeStatus", "DisputeResult",
-    "EmailSender", "ExecutionNameTaken", "Executions", "ExecutionsUnavailable", "InvalidRecipient", "Messenger",
+    "BookingSiteEvents", "BookingSiteUnavailable", "CardCheckResult", "CardStatus", "ChargeResult", "ChargeStatus",
+    "Counted", "DisputeResult", "EmailSender", "ExecutionNameTaken", "Executions", "ExecutionsUnavailable",
+    "InvalidRecipient", "Messenger", "Metrics",
     "PaymentProviderUnavailable", "Payments", "RefundResult", "RefundStatus", "SmsSender", "StartedExecution",
 ]

@@ -60,6 +60,7 @@ def shards_of(time_zone: str) -> list[str]:
 
 
 class DraftRuns(Protocol):
-    """Starts a MembershipDrafts run for one membership whose dues are due at once; a repeat is a no-op."""
+    """Starts a MembershipDrafts run for one membership whose dues are due at once, or whose draft Stripe says
+    was paid since (``why="paid"``); a repeat is a no-op."""
 
-    def start_now(self, membership_id: str, due_on: date, attempt: int) -> None: ...
+    def start_now(self, membership_id: str, due_on: date, attempt: int, why: str = "") -> None: ...

@@ -19,6 +19,7 @@ from datetime import datetime
 from medspa.adapters.store import Appointment, AppointmentNotFound, EntryStatus, FeeState, Store, ledger_entry_id
 from medspa.domain.fee_breakdown import PAID_FROM_SOURCES, FeeBreakdown, PaidFrom
 from medspa.money import Money
+from medspa.ports import Counted
 from medspa.services.lifecycle import LifecycleService, StepResult, message_key
 from medspa.services.settlement import SettlementReport, SettlementService, card_purpose
 
@@ -70,9 +71,10 @@ class FeeSteps:
         stored = self._require(appointment_id)
         report = self._settlement.waive_fee(appointment_id, reason, admin_id, now)  # type: ignore[arg-type]
         state = stored.fees.get(reason)
-        if state is not None:
+        if state is not None and state.outcome != "waived":
             self._record(stored, state.model_copy(update={"outcome": "waived", "next_retry_at": None,
                                                           "updated_at": now}))
+            self._lifecycle.count(Counted.FEE_WAIVED, stored)
         notice = None
         if report.refunded or report.outstanding_waived:
             notice = message_key(f"fee_waived#{reason}")
@@ -99,6 +101,7 @@ class FeeSteps:
         given_back = self._settlement.give_back_covered(appointment_id, reason, now)  # type: ignore[arg-type]
         stored = self._record(stored, state.model_copy(update={"outcome": "waived", "next_retry_at": None,
                                                                "updated_at": now}))
+        self._lifecycle.count(Counted.FEE_RELEASED, stored)
         strikes_left = self._store.clients.remove_strike(stored.client_id, appointment_id, reason, now)
         self._lifecycle.notify_later(stored, "fee_released", now, fee=state.fee,
                                      key=message_key(f"fee_released#{reason}"))
@@ -116,18 +119,19 @@ class FeeSteps:
         if report.outcome == "no_fee":
             return
         if report.charged is not None and report.outcome == "settled":
-            kind = _CHARGED[reason]
+            kind, counted = _CHARGED[reason], Counted.FEE_CHARGED
         elif report.outcome == "settled":
-            kind = "fee_applied"
+            kind, counted = "fee_applied", Counted.FEE_APPLIED
         elif report.client_action == "pay_at_next_visit":
-            kind = "fee_outstanding"
+            kind, counted = "fee_outstanding", Counted.FEE_OUTSTANDING
         elif first_attempt:
-            kind = "fee_declined"
+            kind, counted = "fee_declined", Counted.FEE_DECLINED
         else:
             return
         breakdown = self._breakdown(stored, report, first_attempt)
-        self._lifecycle.notify_later(stored, kind, now, fee=breakdown.fee, key=message_key(f"{kind}#{reason}"),
-                                     fee_breakdown=breakdown)
+        if self._lifecycle.notify_later(stored, kind, now, fee=breakdown.fee, key=message_key(f"{kind}#{reason}"),
+                                        fee_breakdown=breakdown):
+            self._lifecycle.count(counted, stored)
         event = "FeeCharged" if report.outcome == "settled" else "FeeOutstanding"
         self._lifecycle.publish(event, f"{stored.appointment_id}:{reason}:{event}:{report.attempt}", {
             **stored.booking_site_ids, "reason": reason, "fee": _money(report.fee),

@@ -49,12 +49,14 @@ from medspa.adapters.store import (
 )
 from medspa.domain import engine
 from medspa.domain.fee_breakdown import FeeBreakdown
+from medspa.domain.keys import spa_of
 from medspa.domain.runs import run_name
 from medspa.money import Money
 from medspa.messages.render import AppointmentContext
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
-from medspa.ports import BookingSiteEvents, Executions
+from medspa.ports import BookingSiteEvents, Counted, Executions, Metrics
+from medspa.ports.metrics import NOT_COUNTED
 from medspa.services import balances, prepayment
 from medspa.services.notifications import NotificationService
 
@@ -127,14 +129,20 @@ def message_key(kind: str, starts_at: datetime | None = None) -> str:
     return f"{kind}@{starts_at:%Y-%m-%dT%H:%MZ}" if starts_at is not None else kind
 
 
+_MESSAGE_COUNTED = {"sent": Counted.MESSAGE_SENT, "failed": Counted.MESSAGE_FAILED,
+                    "skipped_opted_out": Counted.MESSAGE_SKIPPED, "skipped_no_contact": Counted.MESSAGE_SKIPPED}
+
+
 def _z(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
 class LifecycleService:
     def __init__(self, store: Store, packs: Mapping[str, PolicyPack], notifications: NotificationService | None = None,
-                 booking_site: BookingSiteEvents | None = None, executions: Executions | None = None) -> None:
+                 booking_site: BookingSiteEvents | None = None, executions: Executions | None = None,
+                 metrics: Metrics = NOT_COUNTED) -> None:
         self._store = store
+        self._metrics = metrics
         self._executions = executions
         self._packs = PolicyPacks.of(packs)
         self._notifications = notifications
@@ -388,6 +396,9 @@ class LifecycleService:
                                                                         message_id=r.message_id, error=r.error)
                                                           for r in results)})
         self._store.appointments.record_message(stored.appointment_id, log, now)
+        for result in results:
+            if (counted := _MESSAGE_COUNTED.get(result.status)) is not None:
+                self.count(counted, stored, channel=str(result.channel))
         return StepResult(done=f"{kind}: {status}", detail={"key": key, "channels": [
             f"{r.channel}:{r.status}" for r in results]})
 
@@ -407,13 +418,16 @@ class LifecycleService:
             treatment_ends_at=late.treatment_ends_at if late else None)
 
     def notify_later(self, stored: Appointment, kind: str, now: datetime, fee: Money | None = None,
-                     key: str | None = None, fee_breakdown: FeeBreakdown | None = None) -> None:
-        """Queue a notice; the plan sends it next (or after quiet hours). Queuing twice keeps the first."""
+                     key: str | None = None, fee_breakdown: FeeBreakdown | None = None) -> bool:
+        """Queue a notice; the plan sends it next (or after quiet hours). Queuing twice keeps the first: True
+        only the first time, which makes it the place to count what the notice announces."""
         key = key or message_key(kind)
-        if stored.message(key) is None:
-            self._store.appointments.record_message(
-                stored.appointment_id, MessageLog(key=key, kind=kind, due_at=now, status="due", fee=fee,
-                                                  fee_breakdown=fee_breakdown), now)
+        if stored.message(key) is not None:
+            return False
+        self._store.appointments.record_message(
+            stored.appointment_id, MessageLog(key=key, kind=kind, due_at=now, status="due", fee=fee,
+                                              fee_breakdown=fee_breakdown), now)
+        return True
 
     def _auto_cancel(self, stored: Appointment, now: datetime) -> StepResult:
         if stored.confirmed:
@@ -422,7 +436,8 @@ class LifecycleService:
             stored.appointment_id, LifecycleOutcome(status="auto_cancelled", revision=stored.revision, at=now))
         if updated.status is not AppointmentStatus.AUTO_CANCELLED:
             return StepResult(done="superseded before the cancel was recorded")
-        self.notify_later(updated, "auto_cancelled", now)
+        if self.notify_later(updated, "auto_cancelled", now):
+            self.count(Counted.AUTO_CANCELLED, stored)
         self.publish("AppointmentAutoCancelled", f"{stored.appointment_id}:auto-cancelled:r{stored.revision}", {
             **stored.booking_site_ids, "booking_version": stored.booking_version,
             "reason": "not_confirmed_by_deadline", "cancelled_at": now.isoformat(),
@@ -457,8 +472,10 @@ class LifecycleService:
 
     def _decide_attendance(self, stored: Appointment, now: datetime) -> StepResult:
         status = "attended" if stored.status in (AppointmentStatus.CHECKED_IN, AppointmentStatus.COMPLETED) else "no_show"
-        self._store.appointments.record_outcome(
+        updated = self._store.appointments.record_outcome(
             stored.appointment_id, LifecycleOutcome(status=status, revision=stored.revision, at=now))
+        if updated.status is AppointmentStatus.NO_SHOW and stored.status is not AppointmentStatus.NO_SHOW:
+            self.count(Counted.NO_SHOW, stored)
         return StepResult(done="client checked in" if status == "attended" else "no-show: not checked in by the "
                           "policy's time")
 
@@ -469,7 +486,9 @@ class LifecycleService:
         at = next((v.decided_at for v in stored.facts.violations if v.reason == reason), None) or (
             stored.outcome.at if stored.outcome else now)
         clients = self._store.clients
-        count = clients.add_strike(stored.client_id, stored.appointment_id, reason, at)
+        count, added = clients.add_strike(stored.client_id, stored.appointment_id, reason, at)
+        if added:
+            self.count(Counted.STRIKE_RECORDED, stored)
         # Whether this visit's violation is a strike is the booked version's rule; what the count leads to
         # restricts the client's bookings from now on, which the current pack governs (as at booking time).
         pack = self._packs[stored.location_id]
@@ -483,6 +502,7 @@ class LifecycleService:
         client = clients.get(stored.client_id)
         if "prepay_required" in consequences and client is not None and not client.prepay_required:
             clients.set_prepay_required(stored.client_id, now)
+            self.count(Counted.PREPAY_REQUIRED, stored)
             self.notify_later(stored, "prepay_required", now)
         site = stored.booking_site_ids
         self.publish("ClientBookingRestricted", f"{stored.client_id}:restricted:{count}", {
@@ -575,6 +595,9 @@ class LifecycleService:
         self._store.appointments.set_execution(stored.appointment_id, stored.booking_version, started.name,
                                                started.arn, now, revision=stored.revision)
         return StepResult(done=f"continued in {started.name}", detail={"execution": started.name})
+
+    def count(self, what: Counted, stored: Appointment, channel: str | None = None) -> None:
+        self._metrics.count(what, spa_of(stored.appointment_id), channel)
 
     def publish(self, detail_type: str, event_id: str, detail: dict[str, object]) -> None:
         if self._booking_site is not None:

@@ -45,8 +45,17 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
-from medspa.adapters.store import Client, ClientProfile, ConcurrentUpdate, EntryKind, EntryStatus, LedgerEntry, Store
-from medspa.domain.keys import client_key, spa_key, split_key
+from medspa.adapters.store import (
+    Client,
+    ClientProfile,
+    ConcurrentUpdate,
+    EntryKind,
+    EntryStatus,
+    InsufficientBalance,
+    LedgerEntry,
+    Store,
+)
+from medspa.domain.keys import client_key, spa_key, spa_of, split_key
 from medspa.domain.membership import (
     CERTIFICATES_EXPIRING,
     SERVICES_EXPIRING,
@@ -66,8 +75,9 @@ from medspa.messages.render import AccountContext
 from medspa.money import Money
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
-from medspa.ports import BookingSiteEvents
+from medspa.ports import BookingSiteEvents, Counted, Metrics
 from medspa.ports.memberships import MembershipRecord, MembershipStore, due_shard, shards_of
+from medspa.ports.metrics import NOT_COUNTED
 from medspa.services.notifications import NotificationService
 from medspa.services.settlement import _UNPAID, SettlementService
 
@@ -87,6 +97,13 @@ class DraftOutcome(BaseModel):
     ledger_entry_id: str | None = None
 
 
+def _attempt_of(draft: Draft | LedgerEntry) -> tuple[str, str, int]:
+    """(the month's draft date, the kind, the attempt) of a draft fact or of its ledger entry."""
+    if isinstance(draft, LedgerEntry):
+        return draft.entry_id.rsplit("#", 3)[1], draft.purpose, draft.attempt
+    return draft.due_on.isoformat(), draft.kind.value, draft.attempt
+
+
 def draft_entry_id(membership_id: str, planned: PlannedDraft, purpose: str | None = None) -> str:
     """The membership, the month's draft date, the purpose and the attempt: one entry per attempt at one month,
     so a retry is a new Stripe key (reusing the old one would replay the decline) and a rerun is not."""
@@ -96,8 +113,9 @@ def draft_entry_id(membership_id: str, planned: PlannedDraft, purpose: str | Non
 class MembershipService:
     def __init__(self, store: Store, memberships: MembershipStore, packs: PolicyPacks,
                  settlement: SettlementService | None = None, booking_site: BookingSiteEvents | None = None,
-                 notifications: NotificationService | None = None) -> None:
+                 notifications: NotificationService | None = None, metrics: Metrics = NOT_COUNTED) -> None:
         self._store = store
+        self._metrics = metrics
         self._memberships = memberships
         self._packs = packs
         self._settlement = settlement
@@ -182,7 +200,7 @@ class MembershipService:
         if planned is None:
             return DraftOutcome(membership_id=membership_id, outcome="nothing_due")
         draft, entry_id = self._draft(membership, planned, self.pack_for(membership), now)
-        self._memberships.record_draft(membership_id, entry_id, draft, now)
+        self._keep_draft(membership_id, entry_id, draft, now)
         self.refold(membership_id, now)
         return DraftOutcome(membership_id=membership_id, outcome="drafted" if draft.succeeded else "declined",
                             due_on=planned.due_on, attempt=planned.attempt, ledger_entry_id=entry_id)
@@ -193,6 +211,9 @@ class MembershipService:
             raise RuntimeError("drafting needs the settlement service (Stripe)")
         ledger, key, client_id = self._store.ledger, membership.membership_id, membership.client_id
         entry_id = draft_entry_id(key, planned)
+        existing = ledger.get(entry_id)
+        if existing is None and (paid := self._paid_by_an_earlier_attempt(key, planned, now)) is not None:
+            return self._paid_later(paid, pack, now)
         if not planned.store_credit_to_use.is_zero:
             used = ledger.record_intent(appointment_id=key, client_id=client_id, purpose=STORE_CREDIT_APPLIED,
                                         kind=EntryKind.DEDUCTION, amount=planned.store_credit_to_use, now=now,
@@ -203,7 +224,6 @@ class MembershipService:
         to_charge = planned.to_charge
         if to_charge.is_zero:
             return self._fact(planned, to_charge, True, now), draft_entry_id(key, planned, STORE_CREDIT_APPLIED)
-        existing = ledger.get(entry_id)
         entry = existing or ledger.record_intent(appointment_id=key, client_id=client_id,
                                                  purpose=planned.kind.value, kind=EntryKind.CHARGE, amount=to_charge,
                                                  now=now, attempt=planned.attempt, entry_id=entry_id)
@@ -214,17 +234,54 @@ class MembershipService:
         self._owe_if_last(entry, pack, now)
         return self._fact(planned, entry.amount, succeeded, entry.updated_at), entry_id
 
+    def _paid_by_an_earlier_attempt(self, membership_id: str, planned: PlannedDraft,
+                                    now: datetime) -> LedgerEntry | None:
+        """Before a month's retry, each earlier attempt still waiting for the member to authenticate is cancelled at
+        Stripe, so the link she was sent cannot pay on top of the retry; Stripe refuses to cancel one she has paid
+        meanwhile, and that attempt is the month's payment (whether or not its webhook has come)."""
+        assert self._settlement is not None
+        for attempt in range(1, planned.attempt):
+            earlier = self._store.ledger.get(draft_entry_id(membership_id, planned.model_copy(update={"attempt": attempt})))
+            if earlier is None:
+                continue
+            earlier = self._settlement.close_open_payment(earlier, now)
+            if earlier.status is EntryStatus.SUCCEEDED:
+                return earlier
+        return None
+
+    def _paid_later(self, entry: LedgerEntry, pack: PolicyPack, now: datetime) -> tuple[Draft, str]:
+        """A declined attempt Stripe says was paid since (the member completed 3-D Secure): the month is paid, as a
+        fact of its own beside the decline, so the fold shows both. If that attempt was the month's last, what it
+        left owing is settled (or becomes store credit, when it was forgiven or paid at the desk meanwhile); the
+        owed amount is raised again first, a no-op unless a crash came between the two writes, as for a fee."""
+        key = f"{entry.entry_id}#paid"
+        if self._last(entry, pack):
+            self._store.clients.add_outstanding(entry.client_id, entry.amount, entry.entry_id, now)
+            try:
+                self._store.clients.settle_outstanding(entry.client_id, entry.amount, key, now)
+            except InsufficientBalance:
+                self._store.clients.add_credit(entry.client_id, entry.amount, key, now)
+        due_on = date.fromisoformat(entry.entry_id.rsplit("#", 3)[1])
+        return Draft(due_on=due_on, kind=DraftKind(entry.purpose), attempt=entry.attempt, charged=entry.amount,
+                     store_credit_used=Money.zero(entry.amount.currency), succeeded=True, decided_at=now), key
+
+    @staticmethod
+    def _last(entry: LedgerEntry, pack: PolicyPack) -> bool:
+        return entry.attempt > len(terms_of(pack).drafts.retry_after_days)
+
     def _owe_if_last(self, entry: LedgerEntry, pack: PolicyPack, now: datetime) -> None:
-        if entry.status in _UNPAID and entry.attempt > len(terms_of(pack).drafts.retry_after_days):
+        if entry.status in _UNPAID and self._last(entry, pack):
             self._store.clients.add_outstanding(entry.client_id, entry.amount, entry.entry_id, now)
 
     def _unfinished(self, record: MembershipRecord) -> list[LedgerEntry]:
-        """The membership's draft charges whose outcome never reached the membership as a Draft fact."""
-        kept = {(d.due_on.isoformat(), d.kind.value, d.attempt) for d in record.drafts}
+        """The membership's draft charges whose outcome never reached the membership as a Draft fact, and the
+        declined ones Stripe has said were paid since, whose payment has no fact yet."""
+        kept = {_attempt_of(d) for d in record.drafts}
+        paid = {_attempt_of(d) for d in record.drafts if d.succeeded}
         drafts = {kind.value for kind in DraftKind}
         return [e for e in self._store.ledger.for_appointment(record.membership_id)
                 if e.kind is EntryKind.CHARGE and e.purpose in drafts
-                and (e.entry_id.rsplit("#", 3)[1], e.purpose, e.attempt) not in kept]
+                and (_attempt_of(e) not in kept or e.status is EntryStatus.SUCCEEDED and _attempt_of(e) not in paid)]
 
     def _finish_unfinished(self, membership_id: str, now: datetime) -> list[tuple[Draft, str]]:
         """Finish each draft as it was decided when its entry was written (look-up first, so Stripe is not
@@ -233,9 +290,15 @@ class MembershipService:
         if record is None or record.membership is None:
             return []
         pack, finished = self.pack_for(record.membership), []
+        kept = {_attempt_of(d) for d in record.drafts}
         for entry in self._unfinished(record):
             if self._settlement is None:
                 raise RuntimeError("drafting needs the settlement service (Stripe)")
+            if _attempt_of(entry) in kept:  # declined then, paid since
+                draft, key = self._paid_later(entry, pack, now)
+                self._keep_draft(membership_id, key, draft, now)
+                finished.append((draft, key))
+                continue
             if entry.status is EntryStatus.PENDING:
                 entry = self._settlement.collect(entry, self._client(entry.client_id), record.membership.location_id,
                                                  now, look_up_first=True)
@@ -246,9 +309,14 @@ class MembershipService:
             draft = Draft(due_on=due_on, kind=DraftKind(entry.purpose), attempt=entry.attempt, charged=entry.amount,
                           store_credit_used=credit.amount if credit else Money.zero(entry.amount.currency),
                           succeeded=entry.status is EntryStatus.SUCCEEDED, decided_at=entry.updated_at)
-            self._memberships.record_draft(membership_id, entry.entry_id, draft, now)
+            self._keep_draft(membership_id, entry.entry_id, draft, now)
             finished.append((draft, entry.entry_id))
         return finished
+
+    def _keep_draft(self, membership_id: str, entry_id: str, draft: Draft, now: datetime) -> None:
+        if self._memberships.record_draft(membership_id, entry_id, draft, now):
+            self._metrics.count(Counted.DRAFT_COLLECTED if draft.succeeded else Counted.DRAFT_DECLINED,
+                                spa_of(membership_id))
 
     @staticmethod
     def _fact(planned: PlannedDraft, charged: Money, succeeded: bool, at: datetime) -> Draft:

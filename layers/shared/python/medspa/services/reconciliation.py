@@ -3,6 +3,7 @@
 A fee's charge can change after the settlement step is over: a client asked to authenticate (3-D Secure) does so
 and the charge succeeds, or fails; staff refund a charge in the Stripe dashboard; the client's bank opens a
 dispute. Stripe tells the system by webhook (``functions/stripe_webhook``), and this service applies each one.
+A membership draft paid late is the ledger's here; the membership hears it from a drafts run this starts.
 
 Why the webhook's body is only a pointer: Stripe delivers events late, more than once and in any order, so the
 event names the PaymentIntent (or dispute) and the service reads it afresh from Stripe. Whatever order the events
@@ -15,20 +16,24 @@ this system did not make (another integration on the same Stripe account) is lef
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from medspa.adapters.store import EntryKind, EntryStatus, LedgerEntry, Store, account_entry_id
 from medspa.domain.keys import spa_of
+from medspa.domain.membership import DraftKind
 from medspa.money import Money
-from medspa.ports import ChargeResult, ChargeStatus, Payments, RefundStatus
+from medspa.ports import ChargeResult, ChargeStatus, Counted, Metrics, Payments, RefundStatus
+from medspa.ports.memberships import DraftRuns
+from medspa.ports.metrics import NOT_COUNTED
 from medspa.services.settlement import SettlementService
 
 REFUNDED_IN_STRIPE = "refunded_in_stripe"
 DISPUTED = "disputed"
 DISPUTE_WON = "dispute_won"
+DRAFT_PURPOSES = frozenset(kind.value for kind in DraftKind)
 
 Outcome = Literal["paid", "declined", "unchanged", "undecided", "left_to_its_step", "refund_recorded",
                   "dispute_recorded", "not_ours", "other_spa", "ignored"]
@@ -55,8 +60,11 @@ class Reconciled(BaseModel):
 
 
 class StripeReconciliation:
-    def __init__(self, store: Store, payments: Payments, settlement: SettlementService) -> None:
+    def __init__(self, store: Store, payments: Payments, settlement: SettlementService,
+                 metrics: Metrics = NOT_COUNTED, draft_runs: DraftRuns | None = None) -> None:
         self._store = store
+        self._draft_runs = draft_runs
+        self._metrics = metrics
         self._payments = payments
         self._settlement = settlement
 
@@ -85,7 +93,13 @@ class StripeReconciliation:
         after = self._settlement.record_later_outcome(entry, charge, now)
         if after.status is entry.status:
             return "unchanged"
-        return "paid" if after.status is EntryStatus.SUCCEEDED else "declined"
+        if after.status is EntryStatus.SUCCEEDED:
+            if entry.purpose in DRAFT_PURPOSES and self._draft_runs is not None:
+                # The membership hears it from its own drafts run, which keeps the fact and tells the member.
+                self._draft_runs.start_now(entry.appointment_id, date.fromisoformat(entry.entry_id.rsplit("#", 3)[1]),
+                                           entry.attempt, why="paid")
+            return "paid"
+        return "declined"
 
     def _record_outside_refunds(self, notice: StripeNotice, charge_entry: LedgerEntry, now: datetime) -> bool:
         """A refund made in the Stripe dashboard is money given back that no step of this system decided: it is
@@ -112,6 +126,8 @@ class StripeReconciliation:
         if dispute is None or dispute.payment_intent_id != notice.payment_intent_id:
             return False
         recorded = self._record(charge_entry, DISPUTED, dispute.dispute_id, EntryKind.DISPUTE, dispute.amount, now)
+        if recorded:
+            self._metrics.count(Counted.DISPUTED, spa_of(charge_entry.entry_id))
         if dispute.status == "won":
             recorded |= self._record(charge_entry, DISPUTE_WON, dispute.dispute_id, EntryKind.CREDIT,
                                      dispute.amount, now)

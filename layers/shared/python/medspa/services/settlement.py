@@ -53,7 +53,8 @@ from medspa.domain.keys import spa_key, spa_of
 from medspa.money import Money
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import FeeReason, PolicyPack, SettlementSource
-from medspa.ports import ChargeResult, ChargeStatus, PaymentProviderUnavailable, Payments, RefundStatus
+from medspa.ports import ChargeResult, ChargeStatus, Counted, Metrics, PaymentProviderUnavailable, Payments, RefundStatus
+from medspa.ports.metrics import NOT_COUNTED
 from medspa.services import prepayment
 from medspa.services.courses import CourseService
 
@@ -154,8 +155,10 @@ class SettlementService:
     """Takes the fee a violation costs from the sources the visit's policy names, in its order: the pack
     version the client accepted when booking (``PolicyPacks.for_visit``), not one published since."""
 
-    def __init__(self, store: Store, payments: Payments, packs: Mapping[str, PolicyPack]) -> None:
+    def __init__(self, store: Store, payments: Payments, packs: Mapping[str, PolicyPack],
+                 metrics: Metrics = NOT_COUNTED) -> None:
         self._store = store
+        self._metrics = metrics
         self._payments = payments
         self._packs = PolicyPacks.of(packs)
         self._courses = CourseService(store, self._packs)
@@ -343,7 +346,7 @@ class SettlementService:
             earlier = [ledger.get(ledger_entry_id(appointment_id, purpose, n)) for n in range(1, attempt)]
             if any(e is not None and e.status is EntryStatus.PENDING for e in earlier):
                 raise SettlementOutOfOrder(f"{appointment_id}: an earlier {purpose} attempt is still unresolved")
-            earlier = [self._close_open_payment(e, now) if e is not None else None for e in earlier]
+            earlier = [self.close_open_payment(e, now) if e is not None else None for e in earlier]
             paid = next((e for e in earlier if e is not None and e.status is EntryStatus.SUCCEEDED), None)
             waived = ledger.get(ledger_entry_id(appointment_id, f"{purpose}_waiver", 1))
             if paid is not None or waived is not None or client.outstanding_in(fee.currency).amount < fee.amount:
@@ -371,7 +374,7 @@ class SettlementService:
 
     # ------------------------------------------------------------------------------ what Stripe decided later
 
-    def _close_open_payment(self, entry: LedgerEntry, now: datetime) -> LedgerEntry:
+    def close_open_payment(self, entry: LedgerEntry, now: datetime) -> LedgerEntry:
         """Before a fee is charged again or forgiven, an earlier charge still waiting for the client to
         authenticate (the client was sent to complete it) is cancelled at Stripe, so it cannot be paid on
         top. If the client paid it meanwhile, Stripe refuses the cancel and says so: the fee is paid, whether
@@ -406,8 +409,10 @@ class SettlementService:
                     self._store.clients.settle_outstanding(client_id, entry.amount, key, now)
                 except InsufficientBalance:  # forgiven or paid at the desk meanwhile: the money is the client's
                     self._store.clients.add_credit(client_id, entry.amount, key, now)
-            return ledger.record_outcome(entry.entry_id, EntryStatus.SUCCEEDED, now,
+            paid = ledger.record_outcome(entry.entry_id, EntryStatus.SUCCEEDED, now,
                                          stripe_payment_intent_id=result.payment_intent_id)
+            self._metrics.count(Counted.PAID_LATER, spa_of(entry.entry_id))
+            return paid
         if result.status is ChargeStatus.DECLINED and entry.status is EntryStatus.REQUIRES_ACTION:
             return ledger.record_outcome(entry.entry_id, EntryStatus.DECLINED, now, decline_code=result.decline_code,
                                          failure_message=result.code, keep_time=True)
@@ -432,7 +437,7 @@ class SettlementService:
         while (entry := ledger.get(ledger_entry_id(appointment_id, purpose, len(charges) + 1))) is not None:
             if entry.status is EntryStatus.PENDING:  # learn what Stripe did before forgiving it
                 entry = self.collect(entry, client, stored.location_id, now, look_up_first=True)
-            charges.append(self._close_open_payment(entry, now))
+            charges.append(self.close_open_payment(entry, now))
         outcomes: list[StepOutcome] = []
         refunded = waived = None
         paid = next((e for e in charges if e.status is EntryStatus.SUCCEEDED), None)

@@ -116,8 +116,9 @@ class ClientRepository:
         ]
         return _to_client(update_if(m, profile.client_id, actions, None))
 
-    def add_strike(self, client_id: str, appointment_id: str, reason: str, at: datetime) -> int:
-        """Count a no-show or late cancel once, however often the settlement step is retried."""
+    def add_strike(self, client_id: str, appointment_id: str, reason: str, at: datetime) -> tuple[int, bool]:
+        """Count a no-show or late cancel once, however often the settlement step is retried: the client's
+        strikes, and whether this call added one."""
         if not appointment_id or not _REASON.match(reason):
             raise ValueError(f"a strike needs an appointment id and a lower_snake_case reason, got {reason!r}")
         m = self._model
@@ -125,7 +126,7 @@ class ClientRepository:
         actions = [strike.set({"appointment_id": appointment_id, "reason": reason, "at": utc_iso(at)}),
                    m.updated_at.set(at)]
         record = update_if(m, client_id, actions, m.client_id.exists() & strike.does_not_exist())
-        return len(_plain((record or self._require(client_id)).strikes))
+        return len(_plain((record or self._require(client_id)).strikes)), record is not None
 
     def remove_strike(self, client_id: str, appointment_id: str, reason: str, now: datetime) -> int | None:
         """Take back a strike the visit no longer earns; the count left, or ``None`` if there was none to take."""
