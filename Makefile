@@ -42,6 +42,7 @@ bench: venv
 	$(PY) benchmarks/cold_import.py
 	$(PY) benchmarks/lifecycle_paths.py
 	$(PY) benchmarks/membership_drafts.py
+	$(PY) benchmarks/local_cloud.py
 
 # The pure layers are type-checked strictly (services next).
 lint: venv

@@ -42,6 +42,7 @@ fails for a transient reason, so no retry is ever due, and a start that does fai
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import json
 import re
@@ -127,12 +128,26 @@ class _AwsManagedArns(dict):
 
 
 def load_template(path: Path) -> dict[str, Any]:
-    return yaml_parse(path.read_text())
+    return copy.deepcopy(_parsed(path.read_text()))
 
 
 def translate(packaged: dict[str, Any], parameters: dict[str, str] | None = None) -> dict[str, Any]:
-    """The CloudFormation template ``sam deploy`` would create: aws-sam-translator run on the packaged template."""
-    return transform(packaged, dict(parameters or {}), _ManagedPolicies())
+    """The CloudFormation template ``sam deploy`` would create: aws-sam-translator run on the packaged template.
+
+    Every local cloud of a test session deploys the same template; the translation of each distinct packaged
+    template and parameters is kept, and each deploy gets its own copy.
+    """
+    return copy.deepcopy(_translated(json.dumps(packaged, sort_keys=True), json.dumps(parameters or {}, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(text: str) -> dict[str, Any]:
+    return yaml_parse(text)
+
+
+@functools.lru_cache(maxsize=8)
+def _translated(packaged: str, parameters: str) -> dict[str, Any]:
+    return transform(json.loads(packaged), json.loads(parameters), _ManagedPolicies())
 
 
 def package(template: dict[str, Any], root: Path, s3: Any) -> tuple[dict[str, Any], dict[str, FunctionSource]]:

@@ -152,15 +152,21 @@ class SchedulerHook:
     sqs: Any
     fired: list[tuple[str, datetime]] = field(default_factory=list)
     _last: dict[str, datetime] = field(default_factory=dict)
+    _read: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def _schedules(self) -> list[dict[str, Any]]:
-        out = []
+        """Every enabled schedule; each is read again only when its summary (state, target, last modification)
+        changed: the clock asks whenever it idles, and a full read is a GetSchedule per schedule."""
+        out, read = [], {}
         for page in self.scheduler.get_paginator("list_schedules").paginate():
             for summary in page["Schedules"]:
                 if summary.get("State", "ENABLED") == "ENABLED":
-                    out.append(self.scheduler.get_schedule(
-                        Name=summary["Name"], GroupName=summary.get("GroupName", "default")
-                    ))
+                    group = summary.get("GroupName", "default")
+                    key = json.dumps(summary, sort_keys=True, default=str)
+                    read[key] = self._read.get(key) or self.scheduler.get_schedule(Name=summary["Name"],
+                                                                                   GroupName=group)
+                    out.append(read[key])
+        self._read = read
         return out
 
     def _due(self, schedule: dict[str, Any], now: datetime) -> datetime | None:

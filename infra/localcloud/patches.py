@@ -1,8 +1,8 @@
-"""Every patch of moto's internals, in one place, for moto 5.2.5 only.
+"""Every patch of moto's internals (and one of botocore's), in one place, for moto 5.2.5 and botocore 1.44.5 only.
 
 Each patch is a few lines, replaces one named function, and is checked by a canary test
 (tests/integration/test_localcloud_canaries.py) that reads the patched source and fails loudly when moto
-changes it. Bumping moto means re-reading each target below and ``../shared/notes/moto-local-cloud.md``.
+changes it. Bumping moto or botocore means re-reading each target below and ``../shared/notes/moto-local-cloud.md``.
 
 1. ``WaitFunction._wait_interval``     Wait states sleep on the virtual clock instead of wall time.
 2. ``retrier_decl.time``               Retry back-offs sleep on the virtual clock.
@@ -38,6 +38,24 @@ changes it. Bumping moto means re-reading each target below and ``../shared/note
    Output a JSON string; Name, standing for the child execution's, is the item's position), and a failed
    iteration (moto yields null) to ``FAILED_0.json``, listed in the manifest, so what a run did can be read back from S3.
 
+Five shortcuts, for speed alone: each keeps what moto or botocore would build again, identical, for every run,
+and changes no behaviour (the whole e2e suite runs on them; benchmarks/local_cloud.py measures them).
+
+13. ``json_path.parse``, ``result_path.parse``  one jsonpath-ng expression per path string: moto built a new
+   PLY parser (its LR tables read again) for every InputPath, OutputPath, ResultPath and ResultSelector
+   field of every state it evaluated. Expressions are immutable; ``find`` and ``update`` take the data.
+14. ``AmazonStateLanguageParser.parse``  the ANTLR parse tree of each definition is kept (the last 32),
+   and only the preprocessing into evaluation components, cheap and stateful, runs per execution: moto
+   parsed the whole 20 KB definition on every StartExecution.
+15. ``lambda_eval_utils.boto_client_for``  one Lambda client per region for every lambda:invoke Task; moto
+   made a client per Task. moto's own client ignores the state's credentials, as this one does.
+16. ``JSONFileLoader.load_file``  (botocore, pinned in pyproject.toml) each service model file is read and
+   parsed once per process, and every session gets its own copy (a pickle round trip, 7x cheaper than the
+   parse): pynamodb makes a session per thread, and every execution thread of the clock is a new thread.
+17. ``Stack.parse_template``  a JSON template body (the local cloud deploys JSON) is read with ``json``: moto
+   reads every body with PyYAML's pure-Python loader first, 40% of CreateStack for this template. YAML
+   bodies still go to moto's loader.
+
 DISTRIBUTED Maps run in moto 5.2.5 from ``ItemsPath`` as from an ItemReader, in-process: iterations are not
 child executions and their events go to a throw-away history (the parent shows only MapRunStarted/Succeeded).
 A failed iteration there yields ``null`` and the Map still succeeds: moto reads ToleratedFailure* but never
@@ -53,16 +71,23 @@ failed message comes back.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 import math
+import pickle
 import threading
+from collections import OrderedDict
+from datetime import datetime
+from functools import cache
 from importlib.metadata import version
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from botocore.loaders import JSONFileLoader
 from moto.awslambda.models import LambdaFunction
+from moto.cloudformation.models import Stack
+from moto.core.models import botocore_stubber
 from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.responses import StepFunctionResponse
+from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.inline_iteration_component import (
@@ -72,10 +97,14 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.job 
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3 import (
     ResourceEvalS3,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+from moto.stepfunctions.parser.asl.utils import json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.utils import TMP_THREADS
 
@@ -84,6 +113,7 @@ if TYPE_CHECKING:
     from localcloud.runtime import InProcessRuntime
 
 PINNED_MOTO = "5.2.5"
+PINNED_BOTOCORE = "1.44.5"
 
 _active: dict[str, Any] = {"clock": None, "runtime": None}
 _originals: dict[str, Any] = {}
@@ -279,16 +309,62 @@ def next_visible_at(region: str, queue_name: str, now: Any) -> Any:
     return max(datetime.fromtimestamp(min(waiting) / 1000 + 0.001, UTC), now)
 
 
+_parse_trees: OrderedDict[str, Any] = OrderedDict()
+_loaded_files: dict[str, bytes | None] = {}
+
+
+def _parse_definition(definition: str) -> tuple[Any, Any]:
+    with _lock:
+        tree = _parse_trees.get(definition)
+        if tree is not None:
+            _parse_trees.move_to_end(definition)
+    if tree is None:
+        program, tree = _originals["asl_parse"](definition)
+        with _lock:
+            _parse_trees[definition] = tree
+            while len(_parse_trees) > 32:
+                _parse_trees.popitem(last=False)
+        return program, tree
+    return Preprocessor().visit(tree), tree
+
+
+def _lambda_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+    return _client_for(region, service, botocore_stubber.enabled)
+
+
+@cache
+def _client_for(region: str, service: str, intercepting: bool) -> Any:
+    return _originals["boto_client_for"](region=region, service=service)
+
+
+def _load_file(self: JSONFileLoader, file_path: str) -> Any:
+    if file_path not in _loaded_files:
+        data = _originals["load_file"](self, file_path)
+        _loaded_files[file_path] = None if data is None else pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
+    kept = _loaded_files[file_path]
+    return None if kept is None else pickle.loads(kept)
+
+
+def _parse_stack_template(template: str) -> dict[str, Any]:
+    if template.lstrip().startswith("{"):
+        try:
+            parsed: dict[str, Any] = json.loads(template)
+            return parsed
+        except ValueError:
+            pass
+    return _originals["stack_template"](template)  # type: ignore[no-any-return]
+
+
 def install() -> None:
     with _lock:
         if _originals:
             return
-        found = version("moto")
-        if found != PINNED_MOTO:
-            raise MotoVersionMismatch(
-                f"the local cloud patches moto {PINNED_MOTO} internals; found moto {found}. "
-                "Re-check infra/localcloud/patches.py against the new version before bumping the pin."
-            )
+        for package, pinned in (("moto", PINNED_MOTO), ("botocore", PINNED_BOTOCORE)):
+            if (found := version(package)) != pinned:
+                raise MotoVersionMismatch(
+                    f"the local cloud patches {package} {pinned} internals; found {package} {found}. "
+                    "Re-check infra/localcloud/patches.py against the new version before bumping the pin."
+                )
         _originals.update(
             wait=WaitFunction._wait_interval,
             retry_time=retrier_decl.time,
@@ -303,7 +379,19 @@ def install() -> None:
             pool_ended=JobPool._notify_on_termination,
             set_error=Environment.set_error,
             result_writer=ResourceEvalS3.__dict__["_handle_put_object"],
+            json_path_parse=json_path.parse,
+            result_path_parse=result_path.parse,
+            asl_parse=AmazonStateLanguageParser.parse,
+            boto_client_for=lambda_eval_utils.boto_client_for,
+            load_file=JSONFileLoader.load_file,
+            stack_template=Stack.parse_template,
         )
+        json_path.parse = cache(json_path.parse)
+        result_path.parse = cache(result_path.parse)
+        AmazonStateLanguageParser.parse = staticmethod(_parse_definition)  # type: ignore[method-assign]
+        lambda_eval_utils.boto_client_for = _lambda_client_for
+        JSONFileLoader.load_file = _load_file
+        Stack.parse_template = staticmethod(_parse_stack_template)  # type: ignore[method-assign]
         ResourceEvalS3._handle_put_object = staticmethod(_result_writer_put_object)
         Environment.set_error = _set_error
         InlineIterationComponent._launch_worker = _launch_worker
@@ -336,4 +424,10 @@ def uninstall() -> None:
         JobPool._notify_on_termination = _originals["pool_ended"]
         Environment.set_error = _originals["set_error"]
         ResourceEvalS3._handle_put_object = _originals["result_writer"]
+        json_path.parse = _originals["json_path_parse"]
+        result_path.parse = _originals["result_path_parse"]
+        AmazonStateLanguageParser.parse = staticmethod(_originals["asl_parse"])  # type: ignore[method-assign]
+        lambda_eval_utils.boto_client_for = _originals["boto_client_for"]
+        JSONFileLoader.load_file = _originals["load_file"]
+        Stack.parse_template = staticmethod(_originals["stack_template"])  # type: ignore[method-assign]
         _originals.clear()

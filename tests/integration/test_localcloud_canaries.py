@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import inspect
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
+from botocore.loaders import JSONFileLoader
 from moto.awslambda.models import LambdaFunction
+from moto.cloudformation.models import Stack
 from moto.sqs.models import Message, Queue
 from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.responses import StepFunctionResponse
+from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.program.program import Program
 from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
@@ -28,8 +32,11 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.job 
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3 import (
     ResourceEvalS3,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.utils import json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from localcloud import patches
@@ -203,7 +210,9 @@ def test_install_replaces_exactly_the_documented_targets_and_uninstall_restores_
                 LambdaFunction._invoke_lambda, StateMachine.__dict__["create_from_cloudformation_json"],
                 StepFunctionResponse.stop_execution, Timestamp._get_wait_seconds,
                 InlineIterationComponent._launch_worker, JobPool.await_jobs, JobPool._notify_on_termination,
-                Environment.set_error, ResourceEvalS3.__dict__["_handle_put_object"])
+                Environment.set_error, ResourceEvalS3.__dict__["_handle_put_object"], json_path.parse,
+                result_path.parse, AmazonStateLanguageParser.parse, lambda_eval_utils.boto_client_for,
+                JSONFileLoader.load_file, Stack.parse_template)
 
     originals = targets()
     patches.install()
@@ -221,12 +230,93 @@ def test_install_replaces_exactly_the_documented_targets_and_uninstall_restores_
         assert JobPool._notify_on_termination is patches._notify_on_termination
         assert Environment.set_error is patches._set_error
         assert ResourceEvalS3.__dict__["_handle_put_object"].__func__ is patches._result_writer_put_object
+        assert json_path.parse.__wrapped__ is originals[13]
+        assert result_path.parse.__wrapped__ is originals[14]
+        assert AmazonStateLanguageParser.parse is patches._parse_definition
+        assert lambda_eval_utils.boto_client_for is patches._lambda_client_for
+        assert JSONFileLoader.load_file is patches._load_file
+        assert Stack.parse_template is patches._parse_stack_template
     finally:
         patches.uninstall()
     assert targets() == originals
 
 
-def test_a_different_moto_version_refuses_to_patch(monkeypatch):
-    monkeypatch.setattr(patches, "version", lambda _: "9.9.9")
-    with pytest.raises(patches.MotoVersionMismatch, match="9.9.9"):
+@pytest.mark.parametrize("package", ["moto", "botocore"])
+def test_a_different_moto_or_botocore_version_refuses_to_patch(monkeypatch, package):
+    monkeypatch.setattr(patches, "version", lambda name: "9.9.9" if name == package else version(name))
+    with pytest.raises(patches.MotoVersionMismatch, match=f"{package} 9.9.9"):
         patches.install()
+
+
+def test_the_state_machines_still_parse_json_paths_with_a_new_parser_per_call():
+    """Patch 13: when moto caches the expressions itself, drop the patch."""
+    assert "input_expr = parse(path)" in _source(json_path.extract_json)
+    assert "from jsonpath_ng.ext import parse" in _source(json_path)
+    assert "result_expr = parse(self.result_path_src)" in _source(result_path)
+    assert "from jsonpath_ng import parse" in _source(result_path)
+
+
+def test_every_execution_still_parses_its_definition_and_the_parse_still_ends_in_one_preprocessor_visit():
+    """Patch 14 keeps the tree and runs ``Preprocessor().visit(tree)`` again, which is what parse ends with."""
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker as Worker
+
+    assert "return AmazonStateLanguageParser.parse(" in _source(Worker._get_evaluation_entrypoint)
+    parse = _source(AmazonStateLanguageParser.parse)
+    assert "preprocessor = Preprocessor()\n        program = preprocessor.visit(tree)" in parse
+    assert "return program, tree" in parse
+
+
+def test_lambda_tasks_still_make_a_client_per_task_that_ignores_the_state_credentials():
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    for invoke in (lambda_eval_utils._invoke_lambda_function, lambda_eval_utils.exec_lambda_function):
+        assert "lambda_client = boto_client_for(" in _source(invoke)
+    made = _source(boto_client.boto_client_for)
+    assert "state_credentials" not in made.split("return boto3.client(")[1]
+    assert "intercepting_boto_calls = botocore_stubber.enabled" in made
+
+
+def test_stacks_still_read_every_template_body_with_pyyaml_first():
+    """Patch 17: when moto tries JSON first, drop it."""
+    source = _source(Stack.parse_template)
+    assert "return yaml.load(template, Loader=yaml.Loader)" in source
+    assert source.index("yaml.load") < source.index("json.loads")
+    assert "self.template_dict = self.parse_template(self.template)" in _source(Stack._parse_template)
+
+
+def test_botocore_still_loads_each_model_file_through_load_file():
+    from botocore import loaders
+
+    assert "def load_file(self, file_path):" in _source(JSONFileLoader.load_file)
+    assert "found = self.file_loader.load_file(possible_path)" in _source(loaders)
+
+
+def test_the_caches_give_each_caller_its_own_copy_and_the_same_program_as_a_fresh_parse(tmp_path):
+    (tmp_path / "model.json").write_text('{"shapes": {"A": {"type": "string"}}}')
+    definition = (Path(__file__).parents[2] / "statemachines" / "appointment_lifecycle.asl.json").read_text()
+    fresh = AmazonStateLanguageParser.parse(definition)[0]
+    patches.install()
+    try:
+        first, second = (JSONFileLoader().load_file(str(tmp_path / "model")) for _ in range(2))
+        assert first == second == {"shapes": {"A": {"type": "string"}}} and first is not second
+        programs = [AmazonStateLanguageParser.parse(definition)[0] for _ in range(3)]
+    finally:
+        patches.uninstall()
+    assert programs[1] is not programs[2]
+    assert all(_shape(p) == _shape(fresh) for p in programs)
+
+
+def _shape(component, depth: int = 0) -> object:
+    """A component tree as nested type names and plain values, to compare two parses of one definition."""
+    if depth > 40:
+        return "..."
+    if isinstance(component, (str, int, float, bool, type(None))):
+        return component
+    if isinstance(component, (list, tuple)):
+        return [_shape(c, depth + 1) for c in component]
+    if isinstance(component, dict):
+        return {k: _shape(v, depth + 1) for k, v in sorted(component.items(), key=lambda kv: str(kv[0]))}
+    if hasattr(component, "__dict__"):
+        return [type(component).__name__,
+                {k: _shape(v, depth + 1) for k, v in sorted(vars(component).items()) if not k.startswith("__")}]
+    return type(component).__name__
