@@ -38,7 +38,7 @@ changes it. Bumping moto or botocore means re-reading each target below and ``..
    Output a JSON string; Name, standing for the child execution's, is the item's position), and a failed
    iteration (moto yields null) to ``FAILED_0.json``, listed in the manifest, so what a run did can be read back from S3.
 
-Five shortcuts, for speed alone: each keeps what moto or botocore would build again, identical, for every run,
+Six shortcuts, for speed alone: each keeps what moto or botocore would build again, identical, for every run,
 and changes no behaviour (the whole e2e suite runs on them; benchmarks/local_cloud.py measures them).
 
 13. ``json_path.parse``, ``result_path.parse``  one jsonpath-ng expression per path string: moto built a new
@@ -55,6 +55,10 @@ and changes no behaviour (the whole e2e suite runs on them; benchmarks/local_clo
 17. ``Stack.parse_template``  a JSON template body (the local cloud deploys JSON) is read with ``json``: moto
    reads every body with PyYAML's pure-Python loader first, 40% of CreateStack for this template. YAML
    bodies still go to moto's loader.
+18. ``parsing.generate_resource_name``  a stack's generated names end in a suffix derived from the stack and
+   the logical id, not a random one, so every deploy of the template gets the same function ARNs, hence the
+   same state machine definitions, and patch 14's cache serves them across the local clouds of a test
+   session. CloudFormation's suffixes are opaque; nothing here reads them.
 
 DISTRIBUTED Maps run in moto 5.2.5 from ``ItemsPath`` as from an ItemReader, in-process: iterations are not
 child executions and their events go to a throw-away history (the parent shows only MapRunStarted/Succeeded).
@@ -70,6 +74,7 @@ failed message comes back.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pickle
@@ -83,6 +88,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.loaders import JSONFileLoader
 from moto.awslambda.models import LambdaFunction
+from moto.cloudformation import parsing
 from moto.cloudformation.models import Stack
 from moto.core.models import botocore_stubber
 from moto.stepfunctions.models import StateMachine
@@ -355,6 +361,12 @@ def _parse_stack_template(template: str) -> dict[str, Any]:
     return _originals["stack_template"](template)  # type: ignore[no-any-return]
 
 
+def _stable_resource_name(resource_type: str, stack_name: str, logical_id: str) -> str:
+    name: str = _originals["resource_name"](resource_type, stack_name, logical_id)
+    suffix = hashlib.sha256(f"{stack_name}/{logical_id}".encode()).hexdigest()[:12].upper()
+    return name[:-12] + (suffix.lower() if resource_type == "AWS::S3::Bucket" else suffix)
+
+
 def install() -> None:
     with _lock:
         if _originals:
@@ -385,6 +397,7 @@ def install() -> None:
             boto_client_for=lambda_eval_utils.boto_client_for,
             load_file=JSONFileLoader.load_file,
             stack_template=Stack.parse_template,
+            resource_name=parsing.generate_resource_name,
         )
         json_path.parse = cache(json_path.parse)
         result_path.parse = cache(result_path.parse)
@@ -392,6 +405,7 @@ def install() -> None:
         lambda_eval_utils.boto_client_for = _lambda_client_for
         JSONFileLoader.load_file = _load_file
         Stack.parse_template = staticmethod(_parse_stack_template)  # type: ignore[method-assign]
+        parsing.generate_resource_name = _stable_resource_name
         ResourceEvalS3._handle_put_object = staticmethod(_result_writer_put_object)
         Environment.set_error = _set_error
         InlineIterationComponent._launch_worker = _launch_worker
@@ -430,4 +444,5 @@ def uninstall() -> None:
         lambda_eval_utils.boto_client_for = _originals["boto_client_for"]
         JSONFileLoader.load_file = _originals["load_file"]
         Stack.parse_template = staticmethod(_originals["stack_template"])  # type: ignore[method-assign]
+        parsing.generate_resource_name = _originals["resource_name"]
         _originals.clear()

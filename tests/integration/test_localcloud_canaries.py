@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from botocore.loaders import JSONFileLoader
 from moto.awslambda.models import LambdaFunction
+from moto.cloudformation import parsing
 from moto.cloudformation.models import Stack
 from moto.sqs.models import Message, Queue
 from moto.stepfunctions.models import StateMachine
@@ -212,7 +213,7 @@ def test_install_replaces_exactly_the_documented_targets_and_uninstall_restores_
                 InlineIterationComponent._launch_worker, JobPool.await_jobs, JobPool._notify_on_termination,
                 Environment.set_error, ResourceEvalS3.__dict__["_handle_put_object"], json_path.parse,
                 result_path.parse, AmazonStateLanguageParser.parse, lambda_eval_utils.boto_client_for,
-                JSONFileLoader.load_file, Stack.parse_template)
+                JSONFileLoader.load_file, Stack.parse_template, parsing.generate_resource_name)
 
     originals = targets()
     patches.install()
@@ -236,6 +237,7 @@ def test_install_replaces_exactly_the_documented_targets_and_uninstall_restores_
         assert lambda_eval_utils.boto_client_for is patches._lambda_client_for
         assert JSONFileLoader.load_file is patches._load_file
         assert Stack.parse_template is patches._parse_stack_template
+        assert parsing.generate_resource_name is patches._stable_resource_name
     finally:
         patches.uninstall()
     assert targets() == originals
@@ -282,6 +284,18 @@ def test_stacks_still_read_every_template_body_with_pyyaml_first():
     assert "return yaml.load(template, Loader=yaml.Loader)" in source
     assert source.index("yaml.load") < source.index("json.loads")
     assert "self.template_dict = self.parse_template(self.template)" in _source(Stack._parse_template)
+
+
+def test_generated_names_still_end_in_a_twelve_character_random_suffix_and_have_one_caller():
+    """Patch 18 replaces the last twelve characters of the name moto generates."""
+    from moto.cloudformation.utils import random_suffix
+
+    source = _source(parsing.generate_resource_name)
+    assert source.count("random_suffix()") == 4
+    assert all(line.rstrip().endswith(("random_suffix()}\"", "random_suffix()}\".lower()"))
+               for line in source.splitlines() if "random_suffix()}" in line)
+    assert "size = 12" in _source(random_suffix)
+    assert _source(parsing).count("generate_resource_name(") == 2  # the definition and its one caller
 
 
 def test_botocore_still_loads_each_model_file_through_load_file():
