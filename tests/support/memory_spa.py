@@ -24,6 +24,7 @@ from medspa.domain.keys import appointment_key
 from medspa.events import DETAIL_MODELS
 from medspa.messages.templates import load_templates
 from medspa.policy.tenants import load_tenants
+from medspa.ports.store import Stores
 from medspa.services.card_check import CardChecks
 from medspa.services.fees import FeeSteps
 from medspa.services.ingest import IngestOutcome, IngestService
@@ -37,9 +38,10 @@ from tests.support.packs import PACKS
 class MemorySpa:
     """Every spa of the bundled packs, on in-memory adapters. ``now`` only moves forward."""
 
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime, store: Stores | None = None) -> None:
+        """``store`` replaces the in-memory store (with the pynamodb one on moto, to compare the two)."""
         self.now = now
-        self.store = InMemoryStore()
+        self.store: Any = store if store is not None else InMemoryStore()
         self.runs = InMemoryExecutions()
         self.site = InMemoryBookingSite()
         self.messenger = InMemoryMessenger()
