@@ -1,8 +1,11 @@
 """What the services need from outside the process, as typing Protocols, with the values that cross them.
 
 Services are written against these; the AWS and Stripe adapters (``medspa.adapters``) implement them, and
-so do in-memory ones (``medspa.adapters.memory``) for fast tests. The store's repositories are the next to
-get ports of their own.
+so do in-memory ones for fast tests and backtests (``InMemoryBookingSite``, ``InMemoryExecutions``,
+``InMemoryMessenger``, ``medspa.adapters.memory_payments.InMemoryPayments`` and the store's
+``medspa.adapters.store.memory.InMemoryStore``). The store's ports (appointments, clients, the ledger, courses,
+and their errors) are in ``medspa.ports.store``, imported from there rather than re-exported here, so a handler
+that needs only one port does not load the store's types at cold start.
 """
 
 from medspa.ports.booking_site import BookingSiteEvents, BookingSiteUnavailable

@@ -47,20 +47,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from medspa.adapters.store import (
-    OPEN_STATUSES,
-    Appointment,
-    AppointmentStatus,
-    Client,
-    ClientNotFound,
-    EntryKind,
-    EntryStatus,
-    InsufficientBalance,
-    LedgerEntry,
-    Store,
-    account_entry_id,
-    ledger_entry_id,
-)
+from medspa.domain.booking import OPEN_STATUSES, Appointment, AppointmentStatus
+from medspa.domain.client import Client
+from medspa.domain.ledger import EntryKind, EntryStatus, LedgerEntry, account_entry_id, ledger_entry_id
+from medspa.ports.store import ClientNotFound, InsufficientBalance, Stores
 from medspa.domain.keys import split_key
 from medspa.money import Money
 
@@ -104,7 +94,7 @@ def due_event_id(stored: Appointment, trigger: Trigger) -> str:
     return f"{stored.appointment_id}:balance-due:{trigger}"
 
 
-def unpaid_fees(store: Store, client_id: str) -> list[dict[str, Any]]:
+def unpaid_fees(store: Stores, client_id: str) -> list[dict[str, Any]]:
     """The client's visits whose fee is still outstanding, with the ledger entries that raised the balance
     (the card's first attempt that did not pay, or the fee's own outstanding-balance step; the names
     ``medspa.services.settlement`` gives them). One index query and two reads per unpaid fee: a client
@@ -124,7 +114,7 @@ def unpaid_fees(store: Store, client_id: str) -> list[dict[str, Any]]:
     return fees
 
 
-def due_detail(store: Store, stored: Appointment, balance: list[Money], trigger: Trigger) -> dict[str, Any]:
+def due_detail(store: Stores, stored: Appointment, balance: list[Money], trigger: Trigger) -> dict[str, Any]:
     """``OutstandingBalanceDue``: what the desk should collect at this visit, and where it comes from."""
     return {**stored.booking_site_ids, "booking_version": stored.booking_version, "trigger": trigger,
             "due": DUE, "balance": [m.model_dump() for m in balance],
@@ -149,7 +139,7 @@ class DeskPayment(BaseModel):
     fees_settled: tuple[tuple[str, str], ...] = ()
 
 
-def pay_at_desk(store: Store, client_id: str, amount: Money, reference: str, now: datetime) -> DeskPayment:
+def pay_at_desk(store: Stores, client_id: str, amount: Money, reference: str, now: datetime) -> DeskPayment:
     """Settle a payment the desk took, exactly once (steps 1-4 of the module's docstring)."""
     ledger, clients = store.ledger, store.clients
     paid_id = account_entry_id(client_id, PAID, reference)
@@ -187,7 +177,7 @@ def pay_at_desk(store: Store, client_id: str, amount: Money, reference: str, now
                        fees_settled=fees_settled)
 
 
-def _credit(store: Store, client_id: str, reference: str, amount: Money, now: datetime) -> LedgerEntry:
+def _credit(store: Stores, client_id: str, reference: str, amount: Money, now: datetime) -> LedgerEntry:
     """The part of a desk payment beyond what was owed: its own entry first, then the credit keyed by it."""
     entry = store.ledger.record_intent(appointment_id=client_id, client_id=client_id, purpose=CREDITED,
                                        kind=EntryKind.CREDIT, amount=amount, now=now,
@@ -196,7 +186,7 @@ def _credit(store: Store, client_id: str, reference: str, amount: Money, now: da
     return entry
 
 
-def _settle_visits(store: Store, client_id: str, currency: str, now: datetime) -> tuple[tuple[str, str], ...]:
+def _settle_visits(store: Stores, client_id: str, currency: str, now: datetime) -> tuple[tuple[str, str], ...]:
     """Nothing is owed in ``currency`` any more: every fee of the client's still outstanding in it is paid, so
     its visit plans no further dunning retry. Writing the same state again is harmless."""
     settled = []

@@ -29,7 +29,8 @@ import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 
-from medspa.adapters.store import Appointment, AppointmentNotFound, CardCheck, Store
+from medspa.domain.booking import Appointment, CardCheck
+from medspa.ports.store import AppointmentNotFound, Stores
 from medspa.domain.keys import spa_of
 from medspa.domain.wallclock import local_date
 from medspa.policy.loader import PolicyPacks
@@ -50,7 +51,7 @@ def check_ref(appointment_id: str, starts_at: datetime, payment_method_id: str) 
 
 
 class CardChecks:
-    def __init__(self, store: Store, payments: Payments, packs: Mapping[str, PolicyPack],
+    def __init__(self, store: Stores, payments: Payments, packs: Mapping[str, PolicyPack],
                  lifecycle: LifecycleService) -> None:
         self._store = store
         self._payments = payments

@@ -23,7 +23,8 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict
 
 from medspa.ports import BookingSiteEvents
-from medspa.adapters.store import OPEN_STATUSES, Appointment, AppointmentStatus, Store
+from medspa.domain.booking import OPEN_STATUSES, Appointment, AppointmentStatus
+from medspa.ports.store import Stores
 from medspa.domain.confirm_link import InvalidConfirmLink, confirm_token, confirm_token_matches, confirm_token_visit
 from medspa.messages.render import format_visit_time
 from medspa.policy.loader import PolicyPacks
@@ -58,7 +59,7 @@ class ConfirmTarget(BaseModel):
 
 
 class EmailConfirmation:
-    def __init__(self, store: Store, packs: Mapping[str, PolicyPack], secret: Callable[[], bytes],
+    def __init__(self, store: Stores, packs: Mapping[str, PolicyPack], secret: Callable[[], bytes],
                  link_base: str | None, booking_site: BookingSiteEvents | None = None) -> None:
         """``secret`` is called when a link is made or checked (fetched lazily from SSM by a handler);
         ``link_base`` is the public https:// address of ``/confirm`` (the HTTP API's own function checks

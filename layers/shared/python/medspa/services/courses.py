@@ -29,7 +29,9 @@ from datetime import date, datetime, timedelta
 
 from zoneinfo import ZoneInfo
 
-from medspa.adapters.store import ClientProfile, ConcurrentUpdate, EntryKind, EntryStatus, Store
+from medspa.domain.client import ClientProfile
+from medspa.domain.ledger import EntryKind, EntryStatus
+from medspa.ports.store import ConcurrentUpdate, Stores
 from medspa.domain.course import Course, SessionUse, UsedSession, deferral_refusal, expiry_date
 from medspa.domain.keys import client_key, spa_key, split_key
 from medspa.domain.membership import local_day
@@ -55,7 +57,7 @@ class CourseRefused(ValueError):
 
 
 class CourseService:
-    def __init__(self, store: Store, packs: PolicyPacks, booking_site: BookingSiteEvents | None = None,
+    def __init__(self, store: Stores, packs: PolicyPacks, booking_site: BookingSiteEvents | None = None,
                  notifications: NotificationService | None = None) -> None:
         self._store = store
         self._courses = store.courses

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from medspa.adapters.store import Appointment, AppointmentNotFound, EntryStatus, FeeState, Store, ledger_entry_id
+from medspa.domain.booking import Appointment, FeeState
+from medspa.domain.ledger import EntryStatus, ledger_entry_id
+from medspa.ports.store import AppointmentNotFound, Stores
 from medspa.domain.fee_breakdown import PAID_FROM_SOURCES, FeeBreakdown, PaidFrom
 from medspa.money import Money
 from medspa.ports import Counted
@@ -29,7 +31,7 @@ _CHARGED = {"late_cancel": "late_cancel_fee_charged", "no_show": "no_show_fee_ch
 
 
 class FeeSteps:
-    def __init__(self, store: Store, settlement: SettlementService, lifecycle: LifecycleService) -> None:
+    def __init__(self, store: Stores, settlement: SettlementService, lifecycle: LifecycleService) -> None:
         self._store = store
         self._settlement = settlement
         self._lifecycle = lifecycle

@@ -48,7 +48,9 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
-from medspa.adapters.store import Appointment, AppointmentStatus, ClientProfile, StaleVersion, Store
+from medspa.domain.booking import Appointment, AppointmentStatus
+from medspa.domain.client import ClientProfile
+from medspa.ports.store import StaleVersion, Stores
 from medspa.events import (
     DETAIL_MODELS,
     AppointmentBooked,
@@ -126,7 +128,7 @@ class PrivacyDesk(Protocol):
 
 
 class IngestService:
-    def __init__(self, store: Store, executions: Executions, packs: Mapping[str, PolicyPack],
+    def __init__(self, store: Stores, executions: Executions, packs: Mapping[str, PolicyPack],
                  tenants: Mapping[str, Tenant], privacy: PrivacyDesk | None = None,
                  booking_site: BookingSiteEvents | None = None, memberships: MembershipService | None = None,
                  draft_runs: DraftRuns | None = None, courses: CourseService | None = None) -> None:

@@ -33,20 +33,18 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from medspa.adapters.store import (
+from medspa.domain.booking import (
     OPEN_STATUSES,
     Appointment,
-    AppointmentNotFound,
     AppointmentStatus,
     CardCheck,
-    Client,
-    EntryKind,
-    EntryStatus,
     LifecycleOutcome,
     MessageLog,
     MessageResult,
-    Store,
 )
+from medspa.domain.client import Client
+from medspa.domain.ledger import EntryKind, EntryStatus
+from medspa.ports.store import AppointmentNotFound, Stores
 from medspa.domain import engine
 from medspa.domain.fee_breakdown import FeeBreakdown
 from medspa.domain.keys import spa_of
@@ -138,7 +136,7 @@ def _z(moment: datetime) -> datetime:
 
 
 class LifecycleService:
-    def __init__(self, store: Store, packs: Mapping[str, PolicyPack], notifications: NotificationService | None = None,
+    def __init__(self, store: Stores, packs: Mapping[str, PolicyPack], notifications: NotificationService | None = None,
                  booking_site: BookingSiteEvents | None = None, executions: Executions | None = None,
                  metrics: Metrics = NOT_COUNTED) -> None:
         self._store = store

@@ -45,16 +45,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
-from medspa.adapters.store import (
-    Client,
-    ClientProfile,
-    ConcurrentUpdate,
-    EntryKind,
-    EntryStatus,
-    InsufficientBalance,
-    LedgerEntry,
-    Store,
-)
+from medspa.domain.client import Client, ClientProfile
+from medspa.domain.ledger import EntryKind, EntryStatus, LedgerEntry
+from medspa.ports.store import ConcurrentUpdate, InsufficientBalance, Stores
 from medspa.domain.keys import client_key, spa_key, spa_of, split_key
 from medspa.domain.membership import (
     CERTIFICATES_EXPIRING,
@@ -111,7 +104,7 @@ def draft_entry_id(membership_id: str, planned: PlannedDraft, purpose: str | Non
 
 
 class MembershipService:
-    def __init__(self, store: Store, memberships: MembershipStore, packs: PolicyPacks,
+    def __init__(self, store: Stores, memberships: MembershipStore, packs: PolicyPacks,
                  settlement: SettlementService | None = None, booking_site: BookingSiteEvents | None = None,
                  notifications: NotificationService | None = None, metrics: Metrics = NOT_COUNTED) -> None:
         self._store = store

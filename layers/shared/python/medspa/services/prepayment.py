@@ -41,7 +41,8 @@ from __future__ import annotations
 
 from typing import get_args
 
-from medspa.adapters.store import LedgerEntry, Store, ledger_entry_id
+from medspa.domain.ledger import LedgerEntry, ledger_entry_id
+from medspa.ports.store import Stores
 from medspa.policy.schema import FeeReason
 
 CREDIT = "prepayment_credit"
@@ -56,7 +57,7 @@ def forfeit_purpose(reason: FeeReason) -> str:
 PURPOSES = (CREDIT, *(forfeit_purpose(r) for r in get_args(FeeReason)))
 
 
-def movements(store: Store, appointment_id: str) -> dict[str, LedgerEntry]:
+def movements(store: Stores, appointment_id: str) -> dict[str, LedgerEntry]:
     """Every ledger entry that has taken from this visit's prepayment, by purpose.
 
     Read entry by entry (strongly consistent gets) rather than through the by-appointment index,

@@ -21,7 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medspa.adapters.store import EntryKind, EntryStatus, LedgerEntry, Store, account_entry_id
+from medspa.domain.ledger import EntryKind, EntryStatus, LedgerEntry, account_entry_id
+from medspa.ports.store import Stores
 from medspa.domain.keys import spa_of
 from medspa.domain.membership import DraftKind
 from medspa.money import Money
@@ -60,7 +61,7 @@ class Reconciled(BaseModel):
 
 
 class StripeReconciliation:
-    def __init__(self, store: Store, payments: Payments, settlement: SettlementService,
+    def __init__(self, store: Stores, payments: Payments, settlement: SettlementService,
                  metrics: Metrics = NOT_COUNTED, draft_runs: DraftRuns | None = None) -> None:
         self._store = store
         self._draft_runs = draft_runs

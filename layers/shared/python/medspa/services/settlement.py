@@ -35,19 +35,10 @@ from typing import Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from medspa.adapters.store import (
-    Appointment,
-    AppointmentNotFound,
-    Client,
-    ClientNotFound,
-    EntryKind,
-    EntryStatus,
-    InsufficientBalance,
-    LedgerConflict,
-    LedgerEntry,
-    Store,
-    ledger_entry_id,
-)
+from medspa.domain.booking import Appointment
+from medspa.domain.client import Client
+from medspa.domain.ledger import EntryKind, EntryStatus, LedgerEntry, ledger_entry_id
+from medspa.ports.store import AppointmentNotFound, ClientNotFound, InsufficientBalance, LedgerConflict, Stores
 from medspa.domain import engine
 from medspa.domain.keys import spa_key, spa_of
 from medspa.money import Money
@@ -155,7 +146,7 @@ class SettlementService:
     """Takes the fee a violation costs from the sources the visit's policy names, in its order: the pack
     version the client accepted when booking (``PolicyPacks.for_visit``), not one published since."""
 
-    def __init__(self, store: Store, payments: Payments, packs: Mapping[str, PolicyPack],
+    def __init__(self, store: Stores, payments: Payments, packs: Mapping[str, PolicyPack],
                  metrics: Metrics = NOT_COUNTED) -> None:
         self._store = store
         self._metrics = metrics

@@ -23,7 +23,9 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from medspa.adapters.store import OPEN_STATUSES, Appointment, Client, Store
+from medspa.domain.booking import OPEN_STATUSES, Appointment
+from medspa.domain.client import Client
+from medspa.ports.store import Stores
 from medspa.domain import engine
 from medspa.domain.keys import appointment_key, client_key
 from medspa.money import Money
@@ -115,7 +117,7 @@ def console_url(execution_arn: str) -> str:
 
 
 class SpaDesk:
-    def __init__(self, store: Store, packs: Mapping[str, PolicyPack], executions: Executions) -> None:
+    def __init__(self, store: Stores, packs: Mapping[str, PolicyPack], executions: Executions) -> None:
         self._store = store
         self._packs = PolicyPacks.of(packs)
         self._executions = executions

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from medspa.domain.appointment import PaymentContext, Service
 from medspa.domain.booking import (
@@ -26,14 +26,10 @@ from medspa.domain.booking import (
     MessageResult,
 )
 from medspa.money import Money
+from medspa.ports.store import UpsertResult
 
 from .errors import AppointmentNotFound, ConcurrentUpdate, ConflictingEvent, StaleVersion, transient_errors_named
 from .models import AppointmentRecord, PaymentMap, ServiceMap, update_if
-
-
-class UpsertResult(NamedTuple):
-    applied: bool
-    appointment: Appointment
 
 
 def _money(amount: int | None, currency: str | None) -> Money | None:
@@ -216,7 +212,7 @@ class AppointmentRepository:
         m = self._model
         actions = [m.messages[log.key].set(log.model_dump_json(exclude_defaults=True)), m.updated_at.set(now),
                    m.record_version.set(m.record_version + 1)]
-        condition = m.appointment_id.exists()
+        condition = m.client_id.exists()
         record = update_if(m, appointment_id, actions, condition)
         return _to_appointment(record) if record is not None else self._require(appointment_id)
 
@@ -226,10 +222,11 @@ class AppointmentRepository:
                                              m.updated_at.set(state.updated_at)])
 
     def _update(self, appointment_id: str, actions: list[Any]) -> Appointment:
-        """Apply lifecycle-owned ``actions`` to a stored appointment, whatever its version."""
+        """Apply lifecycle-owned ``actions`` to a stored appointment, whatever its version. An item that holds
+        only early events is no appointment yet: ``AppointmentNotFound``, and nothing is written to it."""
         m = self._model
         record = update_if(m, appointment_id, [*actions, m.record_version.set(m.record_version + 1)],
-                           m.appointment_id.exists())
+                           m.client_id.exists())
         if record is None:
             raise AppointmentNotFound(appointment_id)
         return _to_appointment(record)
@@ -303,7 +300,7 @@ class AppointmentRepository:
         actions = [m.client_confirmed_at.set(m.client_confirmed_at | at),
                    m.client_confirmed_via.set(m.client_confirmed_via | channel),
                    m.updated_at.set(at), m.record_version.set(m.record_version + 1)]
-        record = update_if(m, appointment_id, actions, m.appointment_id.exists())
+        record = update_if(m, appointment_id, actions, m.client_id.exists())
         if record is None:
             raise AppointmentNotFound(appointment_id)
         return _to_appointment(record)

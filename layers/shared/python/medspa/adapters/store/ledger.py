@@ -14,20 +14,14 @@ from datetime import datetime
 from medspa.domain.ledger import (STRIPE_KEY_PREFIX, EntryKind, EntryStatus, LedgerEntry, ledger_entry_id,
                                  stripe_idempotency_key)
 from medspa.money import Money
+from medspa.ports.store import LEDGER_OUTCOMES
 
 from .errors import LedgerConflict, LedgerEntryNotFound
 from .models import LedgerRecord, put_if, update_if
 
 
-# An outcome may follow only these statuses. requires_action is not final: the client may still
-# authenticate (3-D Secure) and Stripe's webhook then reports success or failure. Nor is a decline: the
-# client may come back and pay the same intent with another card.
-_MAY_FOLLOW = {
-    EntryStatus.SUCCEEDED: (EntryStatus.PENDING, EntryStatus.REQUIRES_ACTION, EntryStatus.DECLINED),
-    EntryStatus.DECLINED: (EntryStatus.PENDING, EntryStatus.REQUIRES_ACTION),
-    EntryStatus.FAILED: (EntryStatus.PENDING, EntryStatus.REQUIRES_ACTION),
-    EntryStatus.REQUIRES_ACTION: (EntryStatus.PENDING,),
-}
+_MAY_FOLLOW = LEDGER_OUTCOMES  # which outcome may follow which: the port's rule, kept by both ledgers
+
 
 def _to_entry(record: LedgerRecord) -> LedgerEntry:
     return LedgerEntry(
