@@ -56,11 +56,21 @@ def test_a_malformed_variable_fails_with_its_name_and_an_empty_optional_one_is_u
     assert SettlementSettings().stripe_api_base is None
 
 
+class Client:
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def publish(self) -> str:
+        return f"{self.service}.publish"
+
+
 def test_adapters_are_made_once_per_function_and_only_when_first_used(environment) -> None:
     environment(LIFECYCLE)
     made: list[str] = []
-    adapters = Adapters(LifecycleSettings(), client=lambda service: made.append(service) or object())
+    adapters = Adapters(LifecycleSettings(), client=lambda service: made.append(service) or Client(service))
     assert made == []
     assert adapters.booking_site is adapters.booking_site and adapters.client("sns") is adapters.client("sns")
-    assert made == ["events", "sns"]
+    assert made == []  # wired, not yet called: a cold start makes no client
+    assert adapters.client("sns").publish() == "sns.publish" and adapters.client("sns").publish() == "sns.publish"
+    assert made == ["sns"]
     assert adapters_for(LifecycleSettings()) is adapters_for(LifecycleSettings())

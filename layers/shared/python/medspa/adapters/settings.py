@@ -18,7 +18,8 @@ _Name = Field(min_length=1)
 class FunctionSettings(BaseSettings):
     """What every function reads: its Region and the shared tables."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
+    # defer_build: only the one settings class a function instantiates builds its validator, at cold start.
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True, defer_build=True)
 
     aws_region: str = Field(min_length=1, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     aws_endpoint_url_dynamodb: str | None = None

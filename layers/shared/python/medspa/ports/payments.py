@@ -51,7 +51,7 @@ class CardStatus(StrEnum):
 
 
 class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
 
 class ChargeResult(_Result):

@@ -46,7 +46,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from medspa.adapters.store import Appointment, AppointmentStatus, ClientProfile, StaleVersion, Store
 from medspa.events import (
@@ -106,6 +106,8 @@ class NotKnownHere(Refusal):
 
 
 class IngestOutcome(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     appointment_id: str | None = None
     booking_version: int | None = None
     applied: bool

@@ -42,7 +42,7 @@ Outcome = Literal["paid", "declined", "unchanged", "undecided", "left_to_its_ste
 class StripeNotice(BaseModel):
     """One verified webhook event, as the queue carries it: what to read from Stripe, never its body."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     event_id: str = Field(pattern=r"^evt_\w+$")
     type: str = Field(min_length=1)
@@ -51,7 +51,7 @@ class StripeNotice(BaseModel):
 
 
 class Reconciled(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     event_id: str
     outcome: Outcome
