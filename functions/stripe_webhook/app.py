@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medspa.adapters.factory import adapters_for
 from medspa.adapters.settings import StripeWebhookSettings
-from medspa.services.reconciliation import StripeNotice
+from medspa.ports.payments import StripeNotice
 
 if TYPE_CHECKING:
     import stripe

@@ -7,7 +7,8 @@ use, a function pays at cold start only for the adapters it touches. ``adapters_
 What a cold start pays for (``benchmarks/cold_import.py``): the handler module wires its services at import, so
 everything here is deferred to the first call that needs it. A client is botocore's (boto3 adds only weight for
 clients: its resource layer and s3transfer), and is made on its first API call, not when a service is wired
-with it (:class:`ClientOnFirstUse`). ``stripe`` is imported with the payments adapter, the Powertools
+with it (:class:`ClientOnFirstUse`). Each adapter's module is imported by the property that builds it: the
+store (pynamodb and the domain models) with the store, ``stripe`` with the payments adapter, the Powertools
 parameters utility (which imports boto3) with the first secret.
 """
 
@@ -18,7 +19,6 @@ from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 
 from medspa.adapters.settings import FunctionSettings
-from medspa.adapters.store import Store
 
 if TYPE_CHECKING:
     from botocore.session import Session
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from medspa.adapters.messaging import AwsMessenger
     from medspa.adapters.metrics import CloudWatchMetrics
     from medspa.adapters.payments import StripePayments
+    from medspa.adapters.store import Store
 
 
 @cache
@@ -81,6 +82,8 @@ class Adapters:
 
     @cached_property
     def store(self) -> Store:
+        from medspa.adapters.store import Store
+
         s = self.settings
         return Store(s.tables(), s.aws_region, s.aws_endpoint_url_dynamodb)
 

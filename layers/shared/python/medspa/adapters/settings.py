@@ -7,10 +7,13 @@ own, lower-cased; empty values count as unset, so an optional one the template l
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import AliasChoices, Field, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from medspa.adapters.store import TableNames
+if TYPE_CHECKING:
+    from medspa.adapters.store import TableNames
 
 _Name = Field(min_length=1)
 
@@ -31,6 +34,8 @@ class FunctionSettings(BaseSettings):
     courses_table: str = Field(min_length=3)
 
     def tables(self) -> TableNames:
+        from medspa.adapters.store import TableNames  # the store, with its models, comes with the first table
+
         return TableNames(clients=self.clients_table, appointments=self.appointments_table, ledger=self.ledger_table,
                           consent=self.consent_table,
                           memberships=self.memberships_table, courses=self.courses_table)

@@ -16,7 +16,7 @@ Validated at build time, loaded ready at cold start: validating every pack (and 
 special days name) costs a cold start about 100 ms, so ``make lock-packs`` also writes the shipped packs,
 validated, to ``packs/prevalidated.pickle`` (:func:`write_prevalidated`), headed by a fingerprint of what they
 were made from: every pack file, the code that validates them (this package and ``medspa.money``) and the
-pydantic and holidays versions. ``load_packs()`` loads that file when its fingerprint is the current one, and
+pydantic version. ``load_packs()`` loads that file when its fingerprint is the current one, and
 validates the TOML files as before when it is not, so a stale file costs time, never a wrong policy; a test
 fails the build when it is stale (``tests/unit/test_policy_packs.py``). The file is this package's own
 output, read only from beside this module (pickle runs whatever a file says: never load one from elsewhere).
@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
-import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
@@ -64,6 +63,8 @@ def load_pack(path: str | Path, today: date | None = None) -> PolicyPack:
     date, so a lapsing pack fails the build; the Lambda functions pass none, so a running system
     keeps enforcing the pack it was deployed with instead of failing every cold start at midnight.
     """
+    import tomllib  # here: a cold start loads the packs validated at build time (:data:`PREVALIDATED`)
+
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -200,16 +201,17 @@ def _validated(root: Path, today: date | None) -> PolicyPacks:
 
 
 def packs_fingerprint(directory: str | Path | None = None) -> str:
-    """What validated packs were made from: the pack files, the code that validated them and its libraries.
+    """What validated packs were made from: the pack files, the code that validated them, and pydantic's version
+    (whose models the file holds). The holidays library only decides whether a pack is valid, and nothing it
+    computes is kept in the file; the test that the file is current validates the TOML files again anyway.
 
     Sources are hashed by their path under ``medspa``, so a copy of the layer elsewhere (the build) has the same
     fingerprint. About a millisecond at cold start."""
-    import holidays
-    import pydantic
+    from pydantic.version import VERSION
 
     root = Path(directory or PACKS_DIR)
     package = Path(__file__).parents[1]
-    digest = hashlib.sha256(f"pydantic {pydantic.VERSION}; holidays {holidays.__version__}\n".encode())
+    digest = hashlib.sha256(f"pydantic {VERSION}\n".encode())
     files = [("packs", path.relative_to(root)) for path in sorted(root.rglob("*.toml"))]
     for source in _VALIDATING_SOURCES:
         found = sorted(source.glob("*.py")) if source.is_dir() else [source]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from medspa.adapters.store import EntryKind, EntryStatus, LedgerEntry, Store, account_entry_id
 from medspa.domain.keys import spa_of
@@ -28,6 +28,7 @@ from medspa.money import Money
 from medspa.ports import ChargeResult, ChargeStatus, Counted, Metrics, Payments, RefundStatus
 from medspa.ports.memberships import DraftRuns
 from medspa.ports.metrics import NOT_COUNTED
+from medspa.ports.payments import StripeNotice
 from medspa.services.settlement import SettlementService
 
 REFUNDED_IN_STRIPE = "refunded_in_stripe"
@@ -37,17 +38,6 @@ DRAFT_PURPOSES = frozenset(kind.value for kind in DraftKind)
 
 Outcome = Literal["paid", "declined", "unchanged", "undecided", "left_to_its_step", "refund_recorded",
                   "dispute_recorded", "not_ours", "other_spa", "ignored"]
-
-
-class StripeNotice(BaseModel):
-    """One verified webhook event, as the queue carries it: what to read from Stripe, never its body."""
-
-    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
-
-    event_id: str = Field(pattern=r"^evt_\w+$")
-    type: str = Field(min_length=1)
-    payment_intent_id: str = Field(pattern=r"^pi_\w+$")
-    dispute_id: str | None = Field(None, pattern=r"^du_\w+$")
 
 
 class Reconciled(BaseModel):
