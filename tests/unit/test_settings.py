@@ -74,3 +74,15 @@ def test_adapters_are_made_once_per_function_and_only_when_first_used(environmen
     assert adapters.client("sns").publish() == "sns.publish" and adapters.client("sns").publish() == "sns.publish"
     assert made == ["sns"]
     assert adapters_for(LifecycleSettings()) is adapters_for(LifecycleSettings())
+
+
+def test_a_refused_environment_is_quoted_only_by_the_variables_settings_read(environment, monkeypatch) -> None:
+    """The error names the field and may show the settings' own values, never another variable's (Lambda's
+    environment holds the session's credentials)."""
+    environment({k: v for k, v in LIFECYCLE.items() if k != "EMAIL_FROM"})
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-logs")
+    with pytest.raises(ValidationError) as refused:
+        LifecycleSettings()
+    assert "email_from" in str(refused.value)
+    read = refused.value.errors()[0]["input"]
+    assert read["ledger_table"] == "medspa-ledger" and "not-for-logs" not in read.values()

@@ -160,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             added = lock(args.packs)
             print("locked " + ", ".join(added) if added else "nothing new to lock")
             if args.packs is None:  # the shipped packs: what a cold start loads, validated now (medspa.policy.loader)
-                print(f"wrote {loader.write_prevalidated().name}")
+                current = loader.prevalidated_is_current()  # left alone then: its bytes vary from run to run
+                print(f"{loader.PREVALIDATED.name} is current" if current else f"wrote {loader.write_prevalidated().name}")
         else:
             found = problems(args.packs)
             if found:
