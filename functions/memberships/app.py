@@ -42,7 +42,7 @@ courses = CourseService(adapters.store, PolicyPacks.of(packs), adapters.booking_
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class FindDue(_Request):
@@ -62,7 +62,8 @@ class TakeCourseSteps(_Request):
 
 
 Request: TypeAdapter[FindDue | TakeDueStep | TakeCourseSteps] = TypeAdapter(
-    Annotated[FindDue | TakeDueStep | TakeCourseSteps, Field(discriminator="action")])
+    Annotated[FindDue | TakeDueStep | TakeCourseSteps, Field(discriminator="action")],
+    config=ConfigDict(defer_build=True))  # built by the first task, not at cold start
 
 
 def service() -> MembershipService:

@@ -11,25 +11,32 @@ import json
 import os
 from datetime import UTC, datetime
 
-import boto3
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
+from medspa.adapters.factory import ClientOnFirstUse, aws_client
 from medspa.events import DETAIL_MODELS, PrivacyRequest
 from medspa.services.privacy import privacy_service_from
 
 logger = Logger()
-service = privacy_service_from(
-    os.environ, boto3.client,
-    lambda: parameters.get_parameter(os.environ["STRIPE_API_KEY_PARAMETER"], decrypt=True, max_age=300))
+
+
+def stripe_key() -> str:
+    """Fetched only when an erasure deletes a Stripe customer (Powertools parameters, imported here: it imports
+    boto3)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    return str(parameters.get_parameter(os.environ["STRIPE_API_KEY_PARAMETER"], decrypt=True, max_age=300))
+
+
+service = privacy_service_from(os.environ, lambda name: ClientOnFirstUse(aws_client, name), stripe_key)
 
 
 class Handover(BaseModel):
     """What the intake sends: an event it already parsed and authorised."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     detail_type: str
     detail: dict

@@ -34,7 +34,7 @@ class _Request(BaseModel):
     """A state-machine payload; a missing or malformed field fails the task with a ``ValidationError`` the
     execution shows, never a default that would charge the wrong fee or attempt."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     appointment_id: str = Field(min_length=1)
 
@@ -68,7 +68,8 @@ class CheckCard(_Request):
 
 
 FeeRequest: TypeAdapter[SettleFee | ReleaseFee | RetryFee | WaiveFee | CheckCard] = TypeAdapter(
-    Annotated[SettleFee | ReleaseFee | RetryFee | WaiveFee | CheckCard, Field(discriminator="action")])
+    Annotated[SettleFee | ReleaseFee | RetryFee | WaiveFee | CheckCard, Field(discriminator="action")],
+    config=ConfigDict(defer_build=True))  # built by the first task, not at cold start
 
 
 def steps() -> FeeSteps:

@@ -37,7 +37,7 @@ desk = SpaDesk(adapters.store, load_packs(), adapters.executions)
 
 
 class AdminAction(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     admin_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 

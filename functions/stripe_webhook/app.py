@@ -14,9 +14,8 @@ touches the ledger: the event is checked and a pointer to it queued for ``functi
 - Types the ledger does not need (a customer updated, a setup intent) are acknowledged and dropped.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import stripe
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
@@ -24,7 +23,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medspa.adapters.factory import adapters_for
 from medspa.adapters.settings import StripeWebhookSettings
-from medspa.services.reconciliation import StripeNotice
+from medspa.ports.payments import StripeNotice
+
+if TYPE_CHECKING:
+    import stripe
 
 logger = Logger()
 app = APIGatewayHttpResolver()
@@ -39,7 +41,7 @@ def _answer(status: int, **body: Any) -> Response:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-def notice_of(event: stripe.Event) -> StripeNotice | None:
+def notice_of(event: "stripe.Event") -> StripeNotice | None:
     """The pointer the ledger needs, or ``None`` for an event it does not."""
     obj = event["data"]["object"]
     if event.type in _PAYMENT_EVENTS:
@@ -57,6 +59,8 @@ def notice_of(event: stripe.Event) -> StripeNotice | None:
 
 @app.post("/stripe/webhooks")
 def stripe_webhook() -> Response:
+    import stripe  # here, not at import: only a request pays for it (medspa.adapters.factory)
+
     request = app.current_event
     try:
         event = stripe.Webhook.construct_event(request.decoded_body, request.headers.get("stripe-signature"),

@@ -97,9 +97,25 @@ def test_the_layer_holds_the_package_its_data_and_only_runtime_dependencies() ->
     layer = layer_dir()
     assert (layer / "medspa" / "__init__.py").exists(), "the package sits at python/medspa, where Lambda looks"
     assert not (layer / "python").exists(), "no python/python/ nesting"
-    for data in ("policy/packs/massageluxe-austin.toml", "policy/packs/versions.lock",
+    for data in ("policy/packs/massageluxe-austin.toml", "policy/packs/versions.lock", "policy/packs/prevalidated.pickle",
                  "messages/templates/default.toml", "policy/spas/bijoux.toml"):
         assert (layer / "medspa" / data).exists(), data
     shipped = {p.name.split("-")[0].lower() for p in layer.iterdir()}
     assert not DEV_ONLY & shipped, sorted(DEV_ONLY & shipped)
     assert {"boto3", "pynamodb", "stripe", "pydantic", "aws_lambda_powertools", "holidays"} <= shipped
+
+
+def test_the_layer_loads_its_packs_as_the_build_validated_them() -> None:
+    """A cold start loads ``prevalidated.pickle`` (medspa.policy.loader) only when its fingerprint matches the
+    layer's own pack files and code: where the layer is built to must not make it stale."""
+    built_template()
+    probe = (f"import sys; sys.path[:0] = {[str(layer_dir())]!r}; "
+             "from medspa.policy import loader; "
+             "assert loader.prevalidated_is_current(), 'stale in the layer'; "
+             "packs = loader.load_packs(); "
+             "assert 'tomllib' not in sys.modules and 'holidays' not in sys.modules, 'validated at cold start'; "
+             "print(len(packs))")
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, cwd=BUILD,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) == len(list((layer_dir() / "medspa" / "policy" / "packs").glob("*.toml")))

@@ -349,3 +349,57 @@ def test_domain_and_policy_are_pure(package):
                 assert node.attr != "environ", f"{path.name}:{node.lineno} reads the environment"
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 assert node.func.attr not in CLOCK_READS, f"{path.name}:{node.lineno} reads the clock"
+
+
+def test_the_prevalidated_packs_are_current_and_equal_the_validated_files() -> None:
+    """A cold start loads the packs the build validated (``loader.PREVALIDATED``); they must be these files,
+    validated by this code. When this fails: ``make lock-packs`` writes them again."""
+    from medspa.policy import loader
+
+    assert loader.prevalidated_is_current(), "packs/prevalidated.pickle is stale: run `make lock-packs`"
+    ready, validated = loader._prevalidated(), loader._validated(PACKS_DIR, None)
+    assert ready is not None
+    assert dict(ready) == dict(validated) and ready._versions == validated._versions
+    assert [ready.versions(location) for location in ready] == [validated.versions(location) for location in validated]
+
+
+def test_a_stale_or_missing_prevalidated_file_is_never_used(tmp_path, monkeypatch) -> None:
+    """A file made from other packs or other code costs the cold start a validation, never a wrong policy."""
+    from medspa.policy import loader
+
+    stale = tmp_path / "prevalidated.pickle"
+    stale.write_bytes(b"0" * 64 + b"\n" + loader.PREVALIDATED.read_bytes().partition(b"\n")[2])
+    validated: list[Path] = []
+    real = loader._validated
+    monkeypatch.setattr(loader, "_validated", lambda root, today: validated.append(root) or real(root, today))
+    for path in (stale, tmp_path / "missing.pickle"):
+        monkeypatch.setattr(loader, "PREVALIDATED", path)
+        assert loader._prevalidated() is None and not loader.prevalidated_is_current(path)
+        assert dict(load_packs()) == dict(PACKS)
+    assert validated == [PACKS_DIR, PACKS_DIR]
+
+
+def test_the_fingerprint_covers_every_pack_file_and_the_validating_code(tmp_path) -> None:
+    from medspa.policy import loader
+
+    copy = tmp_path / "packs"
+    copy.mkdir()
+    for path in PACKS_DIR.rglob("*.toml"):
+        (copy / path.relative_to(PACKS_DIR)).parent.mkdir(parents=True, exist_ok=True)
+        (copy / path.relative_to(PACKS_DIR)).write_bytes(path.read_bytes())
+    assert loader.packs_fingerprint(copy) == loader.packs_fingerprint()  # where the layer sits does not matter
+    history = next(copy.glob("history/*/*.toml"))
+    history.write_bytes(history.read_bytes() + b"\n# an edit\n")
+    assert loader.packs_fingerprint(copy) != loader.packs_fingerprint()
+
+
+def test_the_prevalidated_file_unpickles_nothing_but_pack_types(tmp_path, monkeypatch) -> None:
+    import pickle
+
+    from medspa.policy import loader
+
+    evil = tmp_path / "prevalidated.pickle"
+    evil.write_bytes(loader.packs_fingerprint().encode() + b"\n" + pickle.dumps(Path("/etc/passwd")))
+    monkeypatch.setattr(loader, "PREVALIDATED", evil)
+    with pytest.raises(pickle.UnpicklingError, match="is not part of a policy pack"):
+        loader._prevalidated()

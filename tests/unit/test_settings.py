@@ -56,11 +56,33 @@ def test_a_malformed_variable_fails_with_its_name_and_an_empty_optional_one_is_u
     assert SettlementSettings().stripe_api_base is None
 
 
+class Client:
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def publish(self) -> str:
+        return f"{self.service}.publish"
+
+
 def test_adapters_are_made_once_per_function_and_only_when_first_used(environment) -> None:
     environment(LIFECYCLE)
     made: list[str] = []
-    adapters = Adapters(LifecycleSettings(), client=lambda service: made.append(service) or object())
+    adapters = Adapters(LifecycleSettings(), client=lambda service: made.append(service) or Client(service))
     assert made == []
     assert adapters.booking_site is adapters.booking_site and adapters.client("sns") is adapters.client("sns")
-    assert made == ["events", "sns"]
+    assert made == []  # wired, not yet called: a cold start makes no client
+    assert adapters.client("sns").publish() == "sns.publish" and adapters.client("sns").publish() == "sns.publish"
+    assert made == ["sns"]
     assert adapters_for(LifecycleSettings()) is adapters_for(LifecycleSettings())
+
+
+def test_a_refused_environment_is_quoted_only_by_the_variables_settings_read(environment, monkeypatch) -> None:
+    """The error names the field and may show the settings' own values, never another variable's (Lambda's
+    environment holds the session's credentials)."""
+    environment({k: v for k, v in LIFECYCLE.items() if k != "EMAIL_FROM"})
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-logs")
+    with pytest.raises(ValidationError) as refused:
+        LifecycleSettings()
+    assert "email_from" in str(refused.value)
+    read = refused.value.errors()[0]["input"]
+    assert read["ledger_table"] == "medspa-ledger" and "not-for-logs" not in read.values()

@@ -22,7 +22,7 @@ class CurrencyMismatch(ValueError):
 
 
 class Money(BaseModel):
-    model_config = ConfigDict(frozen=True, strict=True)
+    model_config = ConfigDict(defer_build=True, frozen=True, strict=True)
 
     amount: Annotated[int, Field(description="Integer minor units, e.g. 5000 = $50.00")]
     currency: Currency

@@ -1,63 +1,121 @@
 """The one place a function gets its adapters: built from its settings on first use, kept for the container.
 
-A Lambda container serves many invocations, so a boto3 client or a bound table is made once; made on first
+A Lambda container serves many invocations, so an AWS client or a bound table is made once; made on first
 use, a function pays at cold start only for the adapters it touches. ``adapters_for`` is cached on the
 (frozen) settings, so every module of a function shares one set.
+
+What a cold start pays for (``benchmarks/cold_import.py``): the handler module wires its services at import, so
+everything here is deferred to the first call that needs it. A client is botocore's (boto3 adds only weight for
+clients: its resource layer and s3transfer), and is made on its first API call, not when a service is wired
+with it (:class:`ClientOnFirstUse`). Each adapter's module is imported by the property that builds it: the
+store (pynamodb and the domain models) with the store, ``stripe`` with the payments adapter, the Powertools
+parameters utility (which imports boto3) with the first secret.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache, cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from aws_lambda_powertools.utilities import parameters
-
-from medspa.adapters.booking_site import EventBridgeBookingSite
-from medspa.adapters.executions import LifecycleExecutions, MembershipDraftRuns
-from medspa.adapters.messaging import AwsMessenger, SesEmailSender, SnsSmsSender
-from medspa.adapters.metrics import CloudWatchMetrics
-from medspa.adapters.payments import StripePayments
 from medspa.adapters.settings import FunctionSettings
-from medspa.adapters.store import Store
+
+if TYPE_CHECKING:
+    from botocore.session import Session
+
+    from medspa.adapters.booking_site import EventBridgeBookingSite
+    from medspa.adapters.executions import LifecycleExecutions, MembershipDraftRuns
+    from medspa.adapters.messaging import AwsMessenger
+    from medspa.adapters.metrics import CloudWatchMetrics
+    from medspa.adapters.payments import StripePayments
+    from medspa.adapters.store import Store
+
+
+@cache
+def _session() -> Session:
+    """One botocore session per process, as boto3 keeps one default session: region, credentials and
+    ``AWS_ENDPOINT_URL_*`` come from the environment the same way."""
+    import botocore.session
+
+    return botocore.session.get_session()
+
+
+def aws_client(service: str) -> Any:
+    """A botocore client of ``service``: what ``boto3.client(service)`` returns, without importing boto3."""
+    return _session().create_client(service)
+
+
+class ClientOnFirstUse:
+    """A client made by ``make(service)`` on its first attribute access (its first API call), then kept.
+
+    Services are wired with their clients when a handler module is imported, and making a client (loading its
+    service model, resolving its endpoint) costs a few tens of milliseconds each; most invocations use one or
+    two of them. botocore has no lazy client, so this small proxy stands in for one."""
+
+    def __init__(self, make: Callable[[str], Any], service: str) -> None:
+        self._make = make
+        self._service = service
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle and friends probing for hooks: not a call
+            raise AttributeError(name)
+        if self._client is None:
+            self._client = self._make(self._service)
+        return getattr(self._client, name)
+
+    def __repr__(self) -> str:
+        return f"ClientOnFirstUse({self._service!r}, made={self._client is not None})"
 
 
 class Adapters:
-    def __init__(self, settings: FunctionSettings, client: Callable[[str], Any] = boto3.client) -> None:
+    def __init__(self, settings: FunctionSettings, client: Callable[[str], Any] = aws_client) -> None:
         self.settings = settings
         self._client = client
         self._clients: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:
+        """The function's one client of ``service``, made on its first API call."""
         if service not in self._clients:
-            self._clients[service] = self._client(service)
+            self._clients[service] = ClientOnFirstUse(self._client, service)
         return self._clients[service]
 
     @cached_property
     def store(self) -> Store:
+        from medspa.adapters.store import Store
+
         s = self.settings
         return Store(s.tables(), s.aws_region, s.aws_endpoint_url_dynamodb)
 
     @cached_property
     def booking_site(self) -> EventBridgeBookingSite:
+        from medspa.adapters.booking_site import EventBridgeBookingSite
+
         return EventBridgeBookingSite(self.client("events"), self._setting("booking_events_bus"))
 
     @cached_property
     def executions(self) -> LifecycleExecutions:
+        from medspa.adapters.executions import LifecycleExecutions
+
         return LifecycleExecutions(self.client("stepfunctions"), self._setting("lifecycle_state_machine_arn"))
 
     @cached_property
     def draft_runs(self) -> MembershipDraftRuns:
+        from medspa.adapters.executions import MembershipDraftRuns
+
         return MembershipDraftRuns(self.client("stepfunctions"), self._setting("membership_drafts_state_machine_arn"))
 
     @cached_property
     def messenger(self) -> AwsMessenger:
+        from medspa.adapters.messaging import AwsMessenger, SesEmailSender, SnsSmsSender
+
         return AwsMessenger(SnsSmsSender(self.client("sns")),
                             SesEmailSender(self.client("sesv2"), self._setting("email_from")))
 
     @cached_property
     def metrics(self) -> CloudWatchMetrics:
+        from medspa.adapters.metrics import CloudWatchMetrics
+
         return CloudWatchMetrics()
 
     def signing_key(self) -> bytes:
@@ -72,7 +130,10 @@ class Adapters:
     @cached_property
     def payments(self) -> StripePayments:
         """Stripe with the secret key, fetched on first use: inside an invocation (and its retry), never at
-        import, so a cold start does not fail on a parameter the function may not need."""
+        import, so a cold start does not fail on a parameter the function may not need. ``stripe`` is imported
+        here, where a function first calls Stripe."""
+        from medspa.adapters.payments import StripePayments
+
         return StripePayments.from_settings(self._secret("stripe_api_key_parameter"),
                                             getattr(self.settings, "stripe_api_base", None))
 
@@ -81,7 +142,10 @@ class Adapters:
         return self._secret("stripe_webhook_secret_parameter")
 
     def _secret(self, setting: str) -> str:
-        """A SecureString the setting names, from SSM through Powertools, cached five minutes."""
+        """A SecureString the setting names, from SSM through Powertools, cached five minutes (imported here:
+        it imports boto3)."""
+        from aws_lambda_powertools.utilities import parameters
+
         return str(parameters.get_parameter(self._setting(setting), decrypt=True, max_age=300))
 
     def _setting(self, name: str) -> str:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.policy import SMTP
 from typing import Any
 
 from medspa.ports.messaging import EmailSender, InvalidRecipient, SmsSender
@@ -65,6 +63,9 @@ def _require_https(url: str) -> None:
 
 def mime_email(from_address: str, to_address: str, subject: str, body: str, unsubscribe_url: str) -> bytes:
     """A plain-text UTF-8 message with the one-click unsubscribe headers (RFC 2369, RFC 8058)."""
+    from email.message import EmailMessage  # here: only a function that emails pays for the email package
+    from email.policy import SMTP
+
     _require_https(unsubscribe_url)
     message = EmailMessage(policy=SMTP)
     message["From"] = from_address

@@ -3,22 +3,54 @@
 A variable missing or malformed fails the cold start with its name (``email_from: Field required``), before
 any event is taken, instead of a ``KeyError`` at the first reminder due at 08:00. Names are the variables'
 own, lower-cased; empty values count as unset, so an optional one the template leaves blank is ``None``.
+
+Plain pydantic models over ``os.environ`` (:func:`_environment`), not pydantic-settings' ``BaseSettings``: that
+library's import (its dotenv, CLI and cloud secret sources) cost each cold start about half a bare ``import
+boto3``, for the one thing used here, reading the environment, which :func:`_environment` does by hand with the
+same rules (names matched lower-cased, empty values unset, arguments over the environment).
 """
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, PositiveInt
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import os
+from typing import TYPE_CHECKING, Any
 
-from medspa.adapters.store import TableNames
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PositiveInt
+
+if TYPE_CHECKING:
+    from medspa.adapters.store import TableNames
 
 _Name = Field(min_length=1)
 
 
-class FunctionSettings(BaseSettings):
+def _environment(names: frozenset[str]) -> dict[str, str]:
+    """The variables settings read, by the names they are read by: a field's lower-case name or one of its
+    aliases (``AWS_REGION``), matched without regard to case; empty ones unset. Nothing else is taken, so an
+    error never quotes another variable (Lambda's environment holds the session's credentials)."""
+    spellings: dict[str, list[str]] = {}
+    for name in names:
+        spellings.setdefault(name.lower(), []).append(name)
+    return {spelling: value for name, value in os.environ.items() if value
+            for spelling in spellings.get(name.lower(), ())}
+
+
+class FunctionSettings(BaseModel):
     """What every function reads: its Region and the shared tables."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
+    # defer_build: only the one settings class a function instantiates builds its validator, at cold start.
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_default=True, defer_build=True)
+
+    def __init__(self, **values: Any) -> None:
+        """The environment, with ``values`` over it (the admin CLI passes a deployed function's environment)."""
+        super().__init__(**{**_environment(self._names()), **values})
+
+    @classmethod
+    def _names(cls) -> frozenset[str]:
+        names = set(cls.model_fields)
+        for field in cls.model_fields.values():
+            if isinstance(field.validation_alias, AliasChoices):
+                names.update(choice for choice in field.validation_alias.choices if isinstance(choice, str))
+        return frozenset(names)
 
     aws_region: str = Field(min_length=1, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     aws_endpoint_url_dynamodb: str | None = None
@@ -30,6 +62,8 @@ class FunctionSettings(BaseSettings):
     courses_table: str = Field(min_length=3)
 
     def tables(self) -> TableNames:
+        from medspa.adapters.store import TableNames  # the store, with its models, comes with the first table
+
         return TableNames(clients=self.clients_table, appointments=self.appointments_table, ledger=self.ledger_table,
                           consent=self.consent_table,
                           memberships=self.memberships_table, courses=self.courses_table)

@@ -23,7 +23,7 @@ MAX_VISIT_MINUTES = 24 * 60
 
 
 class _Value(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
 
 def _chargeable(money: Money) -> Money:

@@ -24,7 +24,7 @@ EXPIRY_NOTICE = timedelta(days=DEFAULT_EXPIRY_NOTICE.days_before)  # a pack's [e
 
 
 class UsedSession(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     appointment_id: str
     use: SessionUse
@@ -32,7 +32,7 @@ class UsedSession(BaseModel):
 
 
 class Course(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     course_id: str
     spa_id: str

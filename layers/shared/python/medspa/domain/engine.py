@@ -107,7 +107,7 @@ class PolicyMismatch(ValueError):
 
 
 class _Decision(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
 
 class ScheduledReminder(_Decision):

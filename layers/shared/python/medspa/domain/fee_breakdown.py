@@ -20,7 +20,7 @@ PAID_FROM_SOURCES: tuple[PaidFromSource, ...] = ("deposit", "prepayment", "cours
 
 
 class PaidFrom(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     source: PaidFromSource
     amount: Money
@@ -31,7 +31,7 @@ class FeeBreakdown(BaseModel):
     """The fee, then its parts: ``paid_from`` (deposit, prepayment, course, certificate), ``charged`` to
     the card, ``outstanding`` (declined, or no way to collect it). All in the fee's currency."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     fee: Money
     paid_from: tuple[PaidFrom, ...] = ()

@@ -91,7 +91,7 @@ def stripe_idempotency_key(entry_id: str) -> str:
 
 
 class LedgerEntry(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     entry_id: str
     appointment_id: str

@@ -23,7 +23,7 @@ from medspa.policy.schema import MembershipTerms
 
 
 class _Value(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
 
 class MembershipStatus(StrEnum):

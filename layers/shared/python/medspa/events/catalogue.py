@@ -126,7 +126,7 @@ class InvalidBookingEvent(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid", strict=True)
 
 
 # --- shared parts --------------------------------------------------------------------------------
@@ -530,7 +530,7 @@ _AwsText = Annotated[str, StringConstraints(max_length=256)]
 class _Envelope(BaseModel):
     """The event as EventBridge delivers it. AWS owns these keys, so unknown ones are ignored."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", strict=True, populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="ignore", strict=True, populate_by_name=True)
 
     version: _AwsText | None = None
     id: _AwsText | None = Field(default=None, description="EventBridge's id (not the booking site's event_id)")

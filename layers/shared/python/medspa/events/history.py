@@ -88,7 +88,7 @@ FINAL = {AppointmentStatus.CANCELLED, AppointmentStatus.COMPLETED, AppointmentSt
 
 
 class FoldedBooking(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     booking: AppointmentBooking
     changed_by: str

@@ -60,7 +60,7 @@ class MissingMessageValue(ValueError):
 class AppointmentContext(BaseModel):
     """The facts a message about one visit may mention. Deliberately no treatment name."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     appointment_id: str
     location_id: str
@@ -95,7 +95,7 @@ class AccountContext(BaseModel):
     ``subject_id`` (the membership or course key) names it in logs and errors, as ``appointment_id`` does a
     visit's. Messaging follows the location's current pack."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     subject_id: str
     location_id: str
@@ -120,7 +120,7 @@ def subject_of(ctx: MessageContext) -> str:
 
 
 class EmailMessage(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     subject: str
     body: str

@@ -11,11 +11,22 @@ booking (DESIGN: "that is the policy the client accepted"). So the current pack 
 version's file (``medspa.policy.versions``). :class:`PolicyPacks` serves both: by location it is the
 current pack (what a new booking accepts, and what governs the client and the location as a whole),
 and :meth:`PolicyPacks.for_visit` is the version one appointment was booked under.
+
+Validated at build time, loaded ready at cold start: validating every pack (and the holiday calendars its
+special days name) costs a cold start about 100 ms, so ``make lock-packs`` also writes the shipped packs,
+validated, to ``packs/prevalidated.pickle`` (:func:`write_prevalidated`), headed by a fingerprint of what they
+were made from: every pack file, the code that validates them (this package and ``medspa.money``) and the
+pydantic version. ``load_packs()`` loads that file when its fingerprint is the current one, and
+validates the TOML files as before when it is not, so a stale file costs time, never a wrong policy; a test
+fails the build when it is stale (``tests/unit/test_policy_packs.py``). The file is this package's own
+output, read only from beside this module (pickle runs whatever a file says: never load one from elsewhere).
 """
 
 from __future__ import annotations
 
-import tomllib
+import hashlib
+import io
+import pickle
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
@@ -26,6 +37,9 @@ from pydantic import ValidationError
 from medspa.policy.schema import PolicyPack
 
 PACKS_DIR = Path(__file__).parent / "packs"
+PREVALIDATED = PACKS_DIR / "prevalidated.pickle"
+# The code whose classes the prevalidated packs are made of, or that decides what a valid pack is.
+_VALIDATING_SOURCES = (Path(__file__).parent, Path(__file__).parents[1] / "money.py")
 HISTORY = "history"  # PACKS_DIR / HISTORY / <location_id> / <policy_version>.toml: the versions a pack superseded
 UNKNOWN_VERSION = "unknown"  # what the fold records for a booking at a location it had no pack for
 
@@ -49,6 +63,8 @@ def load_pack(path: str | Path, today: date | None = None) -> PolicyPack:
     date, so a lapsing pack fails the build; the Lambda functions pass none, so a running system
     keeps enforcing the pack it was deployed with instead of failing every cold start at midnight.
     """
+    import tomllib  # here: a cold start loads the packs validated at build time (:data:`PREVALIDATED`)
+
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -163,10 +179,18 @@ def load_packs(directory: str | Path | None = None, today: date | None = None) -
     versions they superseded.
 
     The file name must be the location id, so the pack that governs a location is found by
-    name and two files can never claim the same location. History is loaded and validated here too
-    (about 2.5 ms a version at cold start), so a broken old version fails the deploy, not a fee years later.
+    name and two files can never claim the same location. History is loaded and validated here too, so a
+    broken old version fails the deploy, not a fee years later. The shipped packs without ``today`` (what a
+    function loads at cold start) come validated from the build when that is current (:data:`PREVALIDATED`).
     """
-    root = Path(directory or PACKS_DIR)
+    if directory is None and today is None:
+        ready = _prevalidated()
+        if ready is not None:
+            return ready
+    return _validated(Path(directory or PACKS_DIR), today)
+
+
+def _validated(root: Path, today: date | None) -> PolicyPacks:
     packs: dict[str, PolicyPack] = {}
     for path in sorted(root.glob("*.toml")):
         pack = load_pack(path, today)
@@ -174,3 +198,67 @@ def load_packs(directory: str | Path | None = None, today: date | None = None) -
             raise PolicyPackError(f"{path.name}: location.id: {pack.location_id!r} must match the file name")
         packs[pack.location_id] = pack
     return PolicyPacks(packs, _history(root, packs))
+
+
+def packs_fingerprint(directory: str | Path | None = None) -> str:
+    """What validated packs were made from: the pack files, the code that validated them, and pydantic's version
+    (whose models the file holds). The holidays library only decides whether a pack is valid, and nothing it
+    computes is kept in the file; the test that the file is current validates the TOML files again anyway.
+
+    Sources are hashed by their path under ``medspa``, so a copy of the layer elsewhere (the build) has the same
+    fingerprint. About a millisecond at cold start."""
+    from pydantic.version import VERSION
+
+    root = Path(directory or PACKS_DIR)
+    package = Path(__file__).parents[1]
+    digest = hashlib.sha256(f"pydantic {VERSION}\n".encode())
+    files = [("packs", path.relative_to(root)) for path in sorted(root.rglob("*.toml"))]
+    for source in _VALIDATING_SOURCES:
+        found = sorted(source.glob("*.py")) if source.is_dir() else [source]
+        files += [("medspa", path.relative_to(package)) for path in found]
+    for kind, name in files:
+        path = (root if kind == "packs" else package) / name
+        digest.update(f"{kind}/{name.as_posix()}\n".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def write_prevalidated(target: Path = PREVALIDATED) -> Path:
+    """Validate the shipped packs and write them, ready to load, under their fingerprint (``make lock-packs``)."""
+    packs = _validated(PACKS_DIR, None)
+    target.write_bytes(packs_fingerprint().encode() + b"\n" + pickle.dumps(packs, protocol=5))
+    return target
+
+
+def prevalidated_is_current(target: Path = PREVALIDATED) -> bool:
+    try:
+        head = target.read_bytes()[:64]
+    except OSError:
+        return False
+    return head == packs_fingerprint().encode()
+
+
+def _prevalidated() -> PolicyPacks | None:
+    """The shipped packs as the build validated them, or ``None`` when the file is missing or not current."""
+    try:
+        data = PREVALIDATED.read_bytes()
+    except OSError:
+        return None
+    fingerprint, _, body = data.partition(b"\n")
+    if fingerprint != packs_fingerprint().encode():
+        return None
+    packs = _PackUnpickler(io.BytesIO(body)).load()
+    return packs if isinstance(packs, PolicyPacks) else None
+
+
+class _PackUnpickler(pickle.Unpickler):
+    """Unpickles packs and nothing else: a class from anywhere but the policy package, ``medspa.money`` and the
+    date and time types is refused (``UnpicklingError``), so the file can only ever hold what packs are made of."""
+
+    _MODULES = frozenset({"datetime", "zoneinfo", "medspa.money"})
+
+    def find_class(self, module: str, name: str) -> type:
+        if module in self._MODULES or module.startswith("medspa.policy."):
+            found: type = super().find_class(module, name)
+            return found
+        raise pickle.UnpicklingError(f"{PREVALIDATED.name}: {module}.{name} is not part of a policy pack")

@@ -20,9 +20,15 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from functools import lru_cache
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from holidays import country_holidays
+
+def country_holidays(country: str, subdiv: str | None = None, years: int | range | None = None) -> Any:
+    """``holidays.country_holidays``, imported on first use: a cold start loads packs validated at build time
+    (``medspa.policy.loader``) and needs no calendar until a rule asks for one."""
+    from holidays import country_holidays as calendar
+
+    return calendar(country, subdiv=subdiv, years=years)
 
 NamedDay = Literal[
     "valentines_day", "mothers_day", "mothers_day_weekend", "fathers_day", "christmas_eve", "new_years_eve"

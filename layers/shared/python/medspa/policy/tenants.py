@@ -28,7 +28,7 @@ EventSource = Annotated[str, StringConstraints(pattern=r"^booking-site(\.[a-z0-9
 
 
 class Tenant(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, strict=True, extra="forbid", frozen=True)
 
     spa_id: Slug
     event_sources: Annotated[list[EventSource], Field(min_length=1)]

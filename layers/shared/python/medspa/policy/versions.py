@@ -18,7 +18,8 @@ and last steps):
    ``packs/history/<location_id>/<policy_version>.toml``;
 2. edit ``packs/<location_id>.toml`` and give it a new ``policy_version``;
 3. ``python -m medspa.policy.versions lock`` adds the new version's hash. It refuses to re-hash a
-   version already locked, so it cannot be used to bless an edit made without a new version.
+   version already locked, so it cannot be used to bless an edit made without a new version. On the shipped
+   packs it also writes ``packs/prevalidated.pickle``, what a cold start loads (``medspa.policy.loader``).
 
 The lock is TOML (one table, written here without a TOML writer: keys and hashes are plain ASCII) so it
 reads like the packs it pins.
@@ -158,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "lock":
             added = lock(args.packs)
             print("locked " + ", ".join(added) if added else "nothing new to lock")
+            if args.packs is None:  # the shipped packs: what a cold start loads, validated now (medspa.policy.loader)
+                current = loader.prevalidated_is_current()  # left alone then: its bytes vary from run to run
+                print(f"{loader.PREVALIDATED.name} is current" if current else f"wrote {loader.write_prevalidated().name}")
         else:
             found = problems(args.packs)
             if found:

@@ -21,7 +21,7 @@ DUE_SHARDS = 4
 
 
 class MembershipRecord(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     membership_id: str
     events: tuple[tuple[str, str], ...] = ()

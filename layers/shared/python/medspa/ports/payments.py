@@ -12,7 +12,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from medspa.money import Money
 
@@ -51,7 +51,7 @@ class CardStatus(StrEnum):
 
 
 class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
 
 class ChargeResult(_Result):
@@ -119,3 +119,15 @@ class Payments(Protocol):
 
     def check_card(self, customer_id: str | None, payment_method_id: str | None, needed_through: date,
                    idempotency_key: str, metadata: Mapping[str, str] | None = None) -> CardCheckResult: ...
+
+
+class StripeNotice(BaseModel):
+    """One verified webhook event, as the queue carries it: what to read from Stripe, never its body. Here rather than
+    beside the reconciliation that applies it, so the webhook endpoint imports only this and money."""
+
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
+
+    event_id: str = Field(pattern=r"^evt_\w+$")
+    type: str = Field(min_length=1)
+    payment_intent_id: str = Field(pattern=r"^pi_\w+$")
+    dispute_id: str | None = Field(None, pattern=r"^du_\w+$")

@@ -127,7 +127,7 @@ def due_detail(store: Stores, stored: Appointment, balance: list[Money], trigger
 class DeskPayment(BaseModel):
     """Where one desk payment went; the same on every re-run, since it is read back from the ledger."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     client_id: str
     payment_reference: str

@@ -50,7 +50,7 @@ def publish_client_confirmation(booking_site: BookingSiteEvents | None, confirme
 class ConfirmTarget(BaseModel):
     """What the page says about the visit: the spa and the local time, nothing about the client."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     spa_id: str
     spa_name: str

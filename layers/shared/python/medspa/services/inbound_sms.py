@@ -95,7 +95,7 @@ class InvalidInboundSms(ValueError):
 class InboundSms(BaseModel):
     """The JSON End User Messaging publishes for each inbound SMS (field names as AWS sends them)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="ignore", populate_by_name=True)
 
     origination_number: Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{1,14}$")] = Field(
         alias="originationNumber", description="The client's phone (E.164).")
@@ -129,7 +129,7 @@ def parse_inbound_message(raw: str | bytes | None) -> InboundSms:
 class InboundOutcome(BaseModel):
     """What one inbound SMS did; no phone number and no message text, so it may be logged and returned."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     intent: InboundIntent
     action: Action

@@ -46,7 +46,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from medspa.domain.booking import Appointment, AppointmentStatus
 from medspa.domain.client import ClientProfile
@@ -108,6 +108,8 @@ class NotKnownHere(Refusal):
 
 
 class IngestOutcome(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     appointment_id: str | None = None
     booking_version: int | None = None
     applied: bool

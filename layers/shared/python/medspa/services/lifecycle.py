@@ -68,7 +68,7 @@ PREPAYMENT_CREDIT = prepayment.CREDIT
 
 
 class StepRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     appointment_id: str = Field(min_length=1)
     booking_version: int = Field(ge=0)
@@ -92,6 +92,8 @@ class StepRequest(BaseModel):
 
 
 class NextAction(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     action: Action
     at: AwareDatetime
     key: str | None = None
@@ -104,6 +106,8 @@ class NextAction(BaseModel):
 class Plan(BaseModel):
     """The state machine's view after a wake-up; timestamps serialise as ``...Z`` for Wait states."""
 
+    model_config = ConfigDict(defer_build=True)
+
     current: bool = Field(description="False when a newer revision of the booking supersedes this run")
     status: AppointmentStatus
     next: NextAction | None = None
@@ -112,6 +116,8 @@ class Plan(BaseModel):
 
 class StepResult(BaseModel):
     """What one act did, for the execution history (no message text, no contact details)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     done: str
     detail: dict[str, object] = {}

@@ -43,7 +43,7 @@ from datetime import date, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from medspa.domain.client import Client, ClientProfile
 from medspa.domain.ledger import EntryKind, EntryStatus, LedgerEntry
@@ -83,6 +83,8 @@ MESSAGE_KINDS = {"draft_declined": "membership_draft_declined", "dues_unpaid": "
 
 
 class DraftOutcome(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     membership_id: str
     outcome: Literal["drafted", "declined", "nothing_due", "not_a_membership"]
     due_on: date | None = None

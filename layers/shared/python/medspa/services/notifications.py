@@ -63,7 +63,7 @@ ONE_CHANNEL_KINDS = frozenset({"confirmation_request", "confirmation_received"})
 class SentMessage(BaseModel):
     """The outcome for one channel of one notification (no message text, no contact details)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     kind: str
     channel: Channel

@@ -99,7 +99,7 @@ class ExportShelf(Protocol):
 class ErasureReport(BaseModel):
     """What an erasure changed, as counts: recorded in the audit, printed by the CLI."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     already_erased: bool
     appointments: int

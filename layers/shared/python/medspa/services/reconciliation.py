@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from medspa.domain.ledger import EntryKind, EntryStatus, LedgerEntry, account_entry_id
 from medspa.ports.store import Stores
@@ -29,6 +29,7 @@ from medspa.money import Money
 from medspa.ports import ChargeResult, ChargeStatus, Counted, Metrics, Payments, RefundStatus
 from medspa.ports.memberships import DraftRuns
 from medspa.ports.metrics import NOT_COUNTED
+from medspa.ports.payments import StripeNotice
 from medspa.services.settlement import SettlementService
 
 REFUNDED_IN_STRIPE = "refunded_in_stripe"
@@ -40,19 +41,8 @@ Outcome = Literal["paid", "declined", "unchanged", "undecided", "left_to_its_ste
                   "dispute_recorded", "not_ours", "other_spa", "ignored"]
 
 
-class StripeNotice(BaseModel):
-    """One verified webhook event, as the queue carries it: what to read from Stripe, never its body."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    event_id: str = Field(pattern=r"^evt_\w+$")
-    type: str = Field(min_length=1)
-    payment_intent_id: str = Field(pattern=r"^pi_\w+$")
-    dispute_id: str | None = Field(None, pattern=r"^du_\w+$")
-
-
 class Reconciled(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     event_id: str
     outcome: Outcome

@@ -103,7 +103,7 @@ def ledger_ref(entry: LedgerEntry) -> str:
 
 
 class StepOutcome(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     source: SettlementSource | Literal["refund", "waiver"]
     amount: Money
@@ -118,7 +118,7 @@ class StepOutcome(BaseModel):
 class SettlementReport(BaseModel):
     """What happened to one fee; serialises to the state machine's JSON (``model_dump(mode="json")``)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     appointment_id: str
     reason: FeeReason

@@ -48,7 +48,7 @@ class NotWaivable(ValueError):
 
 
 class _Answer(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
 
 class ClientStanding(_Answer):

@@ -31,7 +31,7 @@ NOT_ISSUED = "the link is not valid: this system did not issue it, or it has bee
 class UnsubscribeTarget(BaseModel):
     """Whom a valid link unsubscribes; only the masked address, so it may be logged or shown."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     spa_id: str
     spa_name: str

@@ -57,7 +57,7 @@ from .models import AppointmentRecord, ClientRecord, ConsentItem, CourseItem, Le
 
 
 class TableNames(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     clients: str = Field(min_length=3)
     appointments: str = Field(min_length=3)

@@ -61,7 +61,7 @@ class PrivacyAuditRecord(Model):
 
 
 class PrivacyRequestRecord(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     spa_id: str
     client_id: str

@@ -40,7 +40,7 @@ REPLY_KEPT_FOR = timedelta(days=30)  # SNS/Lambda redeliver within hours; a mont
 class Consent(BaseModel):
     """One address's consent for one channel and scope (no address in ``repr``: it is PII)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     channel: ConsentChannel
     scope: str
