@@ -64,3 +64,32 @@ def test_a_scenario_with_memberships_is_refused_in_one_line_rather_than_half_pla
                                                  ("pm_card_chargeDeclinedExpiredCard", "expired")])
 def test_each_test_card_behaves_in_memory_as_the_fake_stripe_makes_it_behave(card, behaviour):
     assert card_behaviour(card) == behaviour
+
+
+def test_medspa_backtest_prints_the_summary_per_location_and_writes_the_report(tmp_path):
+    from typer.testing import CliRunner
+
+    from localcloud.cli import app
+
+    written = tmp_path / "report.json"
+    result = CliRunner().invoke(app, ["backtest", str(SCENARIOS_DIR / "glow-hk.json"), "--report", str(written)])
+
+    assert result.exit_code == 0, result.output
+    assert "summary: glow-hk" in result.output and "money: glow-hk" in result.output
+    assert "5 appointments" in result.output and f"report written to {written}" in result.output
+    import json
+
+    assert json.loads(written.read_text())["engine"] == "backtest"
+
+
+def test_medspa_backtest_refuses_a_scenario_it_cannot_play_in_one_line_with_status_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from localcloud.cli import app
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"start": "2026-03-01T00:00:00Z", "events": [{"at": "yesterday"}]}')
+    result = CliRunner().invoke(app, ["backtest", str(broken)])
+
+    assert result.exit_code == 2
+    assert "events[0].at" in result.output
