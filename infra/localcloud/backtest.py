@@ -114,6 +114,7 @@ class InProcessSpa:
         self.steps: list[tuple[datetime, str, str]] = []  # (when, action, key or reason): the loop's own log
         self._wake_ups: list[tuple[datetime, int, str]] = []
         self._order = itertools.count()
+        self._queued: dict[str, tuple[datetime, int]] = {}  # appointment -> its earliest wake-up still queued
 
     # ------------------------------------------------------------------------------ inputs
 
@@ -152,7 +153,13 @@ class InProcessSpa:
     # ------------------------------------------------------------------------------ the lifecycle loop
 
     def wake(self, appointment_id: str, at: datetime) -> None:
-        heapq.heappush(self._wake_ups, (at, next(self._order), appointment_id))
+        """Queue a wake-up, unless one no later is already queued: that one re-plans, and queues what follows."""
+        queued = self._queued.get(appointment_id)
+        if queued is not None and queued[0] <= at:
+            return
+        token = next(self._order)
+        self._queued[appointment_id] = (at, token)
+        heapq.heappush(self._wake_ups, (at, token, appointment_id))
 
     def request(self, appointment_id: str) -> StepRequest:
         stored = self.store.appointments.get(appointment_id)
@@ -194,6 +201,7 @@ class InProcessSpa:
     def run_until(self, appointment_id: str, until: datetime) -> None:
         """One appointment's steps due by ``until``, then the clock is ``until``: what a unit test of one visit
         drives. Its next step stays queued, so :meth:`play_until` carries on from there."""
+        self._queued.pop(appointment_id, None)  # its queued wake-up, if any, is taken now or planned again below
         nxt = self.step_due(appointment_id, until)
         if nxt is not None:
             self.wake(appointment_id, nxt)
@@ -202,7 +210,10 @@ class InProcessSpa:
     def play_until(self, until: datetime) -> None:
         """Every wake-up due by ``until``, across all appointments, in time order; then the clock is ``until``."""
         while self._wake_ups and self._wake_ups[0][0] <= until:
-            at, _, appointment_id = heapq.heappop(self._wake_ups)
+            at, token, appointment_id = heapq.heappop(self._wake_ups)
+            if self._queued.get(appointment_id) != (at, token):
+                continue  # overtaken by an earlier wake-up, which planned again after it acted
+            del self._queued[appointment_id]
             self.now = max(self.now, at)
             nxt = self.step_due(appointment_id, self.now)
             if nxt is not None:
