@@ -185,9 +185,11 @@ class InProcessSpa:
         """Take every step of one appointment due by ``until``, each at its own time, as the execution's Wait
         states would; return when its next step is due (None: nothing left). The clock stops at the last step."""
         for _ in range(STEPS_PER_WAKE_UP):
-            if self.store.appointments.get(appointment_id) is None:
+            stored = self.store.appointments.get(appointment_id)
+            if stored is None:
                 return None
-            run = self.request(appointment_id)
+            run = StepRequest(appointment_id=appointment_id, booking_version=stored.booking_version,
+                              revision=stored.revision)
             step = self.lifecycle.plan(run, self.now).next
             if step is None:
                 return None
