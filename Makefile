@@ -43,6 +43,7 @@ bench: venv
 	$(PY) benchmarks/lifecycle_paths.py
 	$(PY) benchmarks/membership_drafts.py
 	$(PY) benchmarks/local_cloud.py
+	$(PY) benchmarks/backtest.py
 
 # The pure layers are type-checked strictly (services next).
 lint: venv

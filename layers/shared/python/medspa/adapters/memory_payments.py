@@ -51,9 +51,12 @@ def _metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
 
 @dataclass
 class InMemoryPayments:
-    """``medspa.ports.payments.Payments`` in dicts; ``cards`` maps a payment method id to what it does."""
+    """``medspa.ports.payments.Payments`` in dicts; ``cards`` maps a payment method id to what it does when
+    charged. ``declined_when_checked`` lists the declining cards whose issuer also refuses a SetupIntent (Stripe's
+    ``visa_chargeDeclined`` does; ``chargeCustomerFail`` is saved and checked fine and declines only charges)."""
 
     cards: dict[str, CardBehaviour] = field(default_factory=dict)
+    declined_when_checked: set[str] = field(default_factory=set)
     outage: bool = False
     intents: dict[str, _Intent] = field(default_factory=dict)
     by_key: dict[str, str] = field(default_factory=dict)
@@ -171,6 +174,9 @@ class InMemoryPayments:
             return CardCheckResult(status=CardStatus.DETACHED, code="resource_missing")
         if behaviour == "expired":
             return CardCheckResult(status=CardStatus.EXPIRED, code="expired_card")
+        if behaviour == "declines" and payment_method_id in self.declined_when_checked:
+            return CardCheckResult(status=CardStatus.VERIFICATION_FAILED, code="card_declined",
+                                   decline_code="generic_decline")
         if behaviour == "needs_authentication":
             return CardCheckResult(status=CardStatus.VERIFICATION_FAILED, code="authentication_required")
         return CardCheckResult(status=CardStatus.USABLE, setup_intent_id=f"seti_mem_{next(self._ids)}")
