@@ -28,9 +28,8 @@ from medspa.ports.payments import (
     PaymentProviderUnavailable,
     RefundResult,
     RefundStatus,
+    opaque_metadata,
 )
-
-METADATA_KEYS = frozenset({"ledger_ref", "check_ref", "spa_id", "location_id"})  # as medspa.adapters.payments
 
 CardBehaviour = Literal["pays", "declines", "needs_authentication", "expired"]
 
@@ -40,13 +39,6 @@ class _Intent:
     customer_id: str
     result: ChargeResult
     refunds: list[RefundResult] = field(default_factory=list)
-
-
-def _metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
-    held = dict(metadata or {})
-    if not set(held) <= METADATA_KEYS:
-        raise ValueError(f"metadata keys {sorted(set(held) - METADATA_KEYS)} are not allowed: opaque ids only")
-    return held
 
 
 @dataclass
@@ -76,7 +68,7 @@ class InMemoryPayments:
     def charge_off_session(self, customer_id: str, payment_method_id: str, amount: Money, idempotency_key: str,
                            statement_descriptor_suffix: str | None = None,
                            metadata: Mapping[str, str] | None = None) -> ChargeResult:
-        held = _metadata(metadata)
+        held = opaque_metadata(metadata)
         if self.outage:
             return ChargeResult(status=ChargeStatus.TRANSIENT, amount=amount, message="APIConnectionError: HTTP None")
         if idempotency_key in self.by_key:
@@ -131,7 +123,7 @@ class InMemoryPayments:
 
     def refund(self, payment_intent_id: str, amount: Money, idempotency_key: str,
                metadata: Mapping[str, str] | None = None) -> RefundResult:
-        held_metadata = _metadata(metadata)
+        held_metadata = opaque_metadata(metadata)
         if self.outage:
             return RefundResult(status=RefundStatus.TRANSIENT, amount=amount, message="APIConnectionError: HTTP None")
         if idempotency_key in self.refunds_by_key:
@@ -167,7 +159,7 @@ class InMemoryPayments:
                    idempotency_key: str, metadata: Mapping[str, str] | None = None) -> CardCheckResult:
         if not customer_id or not payment_method_id:  # known without asking Stripe
             return CardCheckResult(status=CardStatus.MISSING)
-        _metadata(metadata)
+        opaque_metadata(metadata)
         self._up("checking a card")
         behaviour = self.cards.get(payment_method_id)
         if behaviour is None:

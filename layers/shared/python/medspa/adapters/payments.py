@@ -24,6 +24,7 @@ import stripe
 
 from medspa.money import Money
 from medspa.ports.payments import (
+    METADATA_KEYS,
     CardCheckResult,
     CardStatus,
     ChargeResult,
@@ -32,6 +33,7 @@ from medspa.ports.payments import (
     PaymentProviderUnavailable,
     RefundResult,
     RefundStatus,
+    opaque_metadata,
 )
 
 __all__ = [
@@ -46,10 +48,6 @@ __all__ = [
     "StripePayments",
 ]
 
-# The only metadata keys the adapter lets through: all hold opaque ids, never words about a visit.
-METADATA_KEYS = frozenset({"ledger_ref", "check_ref", "spa_id", "location_id"})
-
-
 _TRANSIENT_ERRORS = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
 
 
@@ -57,13 +55,6 @@ def _transient(error: stripe.StripeError) -> bool:
     """5xx, 429 and network failures; a 409 is a concurrent request with the same key still running."""
     status = error.http_status or 0
     return isinstance(error, _TRANSIENT_ERRORS) or status >= 500 or status in (409, 429)
-
-
-def _check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    unknown = set(metadata) - METADATA_KEYS
-    if unknown:
-        raise ValueError(f"metadata keys {sorted(unknown)} are not allowed: only opaque ids go to Stripe")
-    return {key: str(value) for key, value in metadata.items()}
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -147,7 +138,7 @@ class StripePayments:
             "payment_method": payment_method_id,
             "confirm": True,
             "off_session": True,
-            "metadata": _check_metadata(metadata or {}),
+            "metadata": opaque_metadata(metadata),
         }
         if statement_descriptor_suffix:
             params["statement_descriptor_suffix"] = statement_descriptor_suffix
@@ -194,7 +185,7 @@ class StripePayments:
     ) -> RefundResult:
         """Refund part or all of a charge; Stripe itself refuses to refund more than is left on it."""
         params = {"payment_intent": payment_intent_id, "amount": amount.amount,
-                  "metadata": _check_metadata(metadata or {})}
+                  "metadata": opaque_metadata(metadata)}
         try:
             refund = self._stripe.v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})
         except stripe.InvalidRequestError as error:
@@ -280,7 +271,7 @@ class StripePayments:
             return CardCheckResult(status=CardStatus.EXPIRED, code="expires_before_the_visit")
         params: dict[str, Any] = {
             "customer": customer_id, "payment_method": payment_method_id, "payment_method_types": ["card"],
-            "usage": "off_session", "confirm": True, "metadata": _check_metadata(metadata or {}),
+            "usage": "off_session", "confirm": True, "metadata": opaque_metadata(metadata),
         }
         try:
             intent = self._stripe.v1.setup_intents.create(params=params, options={"idempotency_key": idempotency_key})

@@ -25,6 +25,19 @@ class PaymentProviderUnavailable(Exception):
     """
 
 
+# The only metadata keys a charge, refund or card check may carry: opaque ids, never words about a visit
+# (Stripe signs no BAA). Every adapter of the port refuses the rest, so a test on the in-memory one catches it.
+METADATA_KEYS = frozenset({"ledger_ref", "check_ref", "spa_id", "location_id"})
+
+
+def opaque_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """The metadata as strings, or ``ValueError`` naming the keys that are not opaque ids."""
+    held = dict(metadata or {})
+    if unknown := set(held) - METADATA_KEYS:
+        raise ValueError(f"metadata keys {sorted(unknown)} are not allowed: only opaque ids go to Stripe")
+    return {key: str(value) for key, value in held.items()}
+
+
 class ChargeStatus(StrEnum):
     SUCCEEDED = "succeeded"
     DECLINED = "declined"
