@@ -1,4 +1,4 @@
-"""Step Functions task of the AppointmentLifecycle: plan the next step, or take the step that is due."""
+"""Step Functions task of the AppointmentLifecycle: take the step that is due and those due with it, then plan."""
 
 from datetime import UTC, datetime
 
@@ -46,5 +46,5 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(appointment_id=request.appointment_id, booking_version=request.booking_version,
                        action=request.action)
     now = datetime.now(UTC)
-    result = service.plan(request, now) if request.action == "plan" else service.act(request, now)
+    result = service.take(request, now) if request.in_loop else service.act(request, now)
     return result.model_dump(mode="json")

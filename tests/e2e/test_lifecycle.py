@@ -129,8 +129,9 @@ def test_a_throttled_read_is_retried_by_the_state_machine(cloud, site, monkeypat
     events = cloud.client("stepfunctions").get_execution_history(executionArn=arn)["events"]
     failed = [e for e in events if e["type"] == "TaskFailed"]
     assert [e["taskFailedEventDetails"]["error"] for e in failed] == ["StoreUnavailable"]
-    # The first read after the patch: planning after the card check (Saturday 10:00 EST, three days ahead).
-    assert failed[0]["timestamp"] == utc(2026, 3, 7, 15)
+    # The lifecycle function's first read after the patch: the 48-hour reminder (Sunday 14:00 EDT). The card
+    # check before it is the settlement function's, which plans what follows it from its own store.
+    assert failed[0]["timestamp"] == utc(2026, 3, 8, 18)
     assert site.messages("apt-5")[0][:2] == ("reminder_48h", "sent")
 
 

@@ -1,7 +1,12 @@
 """What an appointment's execution does: plan the next step from the stored facts, then take it.
 
-The state machine is a loop: *plan* returns the one next action and when it is due, the execution
-sleeps until then (a Wait state named for the action), then *acts*. Every wake-up re-reads the
+The state machine is a loop: every task *acts* on the step it woke for and *plans* in the same
+invocation, returning the one next action and when it is due; the execution sleeps until then (a Wait
+state named for the action) and wakes the task named for it. The lifecycle's own steps that are due at
+once (a strike, a notice, telling the booking site) are taken in the same invocation, one after the
+other exactly as separate tasks would take them, and listed in its output (``Plan.did``), so a chain of
+immediate steps costs no state transitions; the settlement function's steps (fees, the card check)
+hold the Stripe key and stay tasks of their own. Every wake-up re-reads the
 appointment, because the execution may have slept for days: if the booking site has since sent a newer
 version, this execution is stale and does nothing; the newer revision has an execution of its own.
 
@@ -64,6 +69,10 @@ Action = Literal["send_message", "auto_cancel", "decide_attendance", "settle_fee
 LATE_ARRIVAL = "late_arrival"
 CARD_CHECK = "card_check"
 MAX_RUN = timedelta(days=350)  # a Standard execution may live a year; hand over well before
+CHAINED: frozenset[str] = frozenset({"send_message", "auto_cancel", "decide_attendance", "count_strike",
+                                     "credit_prepayment", "note_late_arrival", "tell_balance_due",
+                                     "tell_requirements_unmet"})
+MAX_CHAIN = 24  # steps one invocation takes; past it the state machine routes the next one as a task
 PREPAYMENT_CREDIT = prepayment.CREDIT
 
 
@@ -79,6 +88,8 @@ class StepRequest(BaseModel):
     attempt: int | None = None
     continuation: int = Field(0, ge=0)
     execution_started_at: AwareDatetime | None = None
+    in_loop: bool = Field(True, description="False for a step outside the lifecycle's loop (a waiver's notice, a "
+                                            "hand-over): it is taken alone, nothing chained, nothing planned")
 
     @model_validator(mode="after")
     def _names_what_the_step_needs(self) -> StepRequest:
@@ -103,6 +114,15 @@ class NextAction(BaseModel):
     deferred: bool = Field(False, description="A fee that waits until ``at`` (rebooking the same day would waive it)")
 
 
+class StepResult(BaseModel):
+    """What one act did, for the execution history (no message text, no contact details)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    done: str
+    detail: dict[str, object] = {}
+
+
 class Plan(BaseModel):
     """The state machine's view after a wake-up; timestamps serialise as ``...Z`` for Wait states."""
 
@@ -112,15 +132,7 @@ class Plan(BaseModel):
     status: AppointmentStatus
     next: NextAction | None = None
     why_done: str | None = None
-
-
-class StepResult(BaseModel):
-    """What one act did, for the execution history (no message text, no contact details)."""
-
-    model_config = ConfigDict(defer_build=True)
-
-    done: str
-    detail: dict[str, object] = {}
+    did: list[StepResult] = Field([], description="The steps this task took before planning, in order")
 
 
 def requirements_key(stored: Appointment) -> str:
@@ -153,6 +165,20 @@ class LifecycleService:
         self._booking_site = booking_site
 
     # ------------------------------------------------------------------------------ plan
+
+    def take(self, request: StepRequest, now: datetime) -> Plan:
+        """The lifecycle function's task: the step it woke for (none when ``action`` is ``plan``), then every
+        step of its own due by ``now``, then the plan. A retry of the task repeats the chain: each step is
+        idempotent, so what was done is found done."""
+        did = [] if request.action == "plan" else [self.act(request, now)]
+        plan = self.plan(request, now)
+        while (plan.next is not None and plan.next.action in CHAINED and plan.next.at <= now
+               and len(did) < MAX_CHAIN):
+            step = plan.next
+            did.append(self.act(request.model_copy(update={
+                "action": step.action, "key": step.key, "reason": step.reason, "attempt": step.attempt}), now))
+            plan = self.plan(request, now)
+        return plan.model_copy(update={"did": did})
 
     def plan(self, request: StepRequest, now: datetime) -> Plan:
         stored = self._current(request)
