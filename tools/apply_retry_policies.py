@@ -1,7 +1,8 @@
-"""Write each Task state's ``Retry`` of the AppointmentLifecycle from the named policies.
+"""Write each Task state's ``Retry`` of the AppointmentLifecycle and the FeeWaiver from the named policies.
 
 ASL cannot refer to a shared retrier, so the policies live in ``statemachines/retry_policies.json`` and this
-writes them out into ``statemachines/appointment_lifecycle.asl.json``. A state keeps the policy it has (found by
+writes them out into ``statemachines/appointment_lifecycle.asl.json`` and ``fee_waiver.asl.json``. A state
+keeps the policy it has (found by
 the errors its retriers name); ``--set "State name=policy"`` gives a new state one. Usage::
 
     .venv/bin/python tools/apply_retry_policies.py            # rewrite the Retry blocks
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-ASL = ROOT / "statemachines" / "appointment_lifecycle.asl.json"
+ASLS = (ROOT / "statemachines" / "appointment_lifecycle.asl.json", ROOT / "statemachines" / "fee_waiver.asl.json")
 POLICIES = ROOT / "statemachines" / "retry_policies.json"
 
 
@@ -53,18 +54,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--set", action="append", default=[], metavar="STATE=POLICY")
     args = parser.parse_args(argv)
-    current = json.loads(ASL.read_text(encoding="utf-8"))
-    wanted = json.loads(ASL.read_text(encoding="utf-8"))
-    problems = apply(wanted, dict(item.split("=", 1) for item in args.set))
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    if args.check:
+    chosen = dict(item.split("=", 1) for item in args.set)
+    failed = False
+    for asl in ASLS:
+        current = json.loads(asl.read_text(encoding="utf-8"))
+        wanted = json.loads(asl.read_text(encoding="utf-8"))
+        problems = apply(wanted, chosen)
+        for problem in problems:
+            print(f"{asl.name}: {problem}", file=sys.stderr)
         stale = [n for n in current["States"] if current["States"][n].get("Retry") != wanted["States"][n].get("Retry")]
-        for name in stale:
-            print(f"{name}: Retry differs from its policy: run tools/apply_retry_policies.py", file=sys.stderr)
-        return 1 if stale or problems else 0
-    ASL.write_text(json.dumps(wanted, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return 1 if problems else 0
+        if args.check:
+            for name in stale:
+                print(f"{asl.name}: {name}: Retry differs from its policy: run tools/apply_retry_policies.py",
+                      file=sys.stderr)
+        else:
+            asl.write_text(json.dumps(wanted, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        failed |= bool(problems or (args.check and stale))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

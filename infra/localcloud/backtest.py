@@ -164,8 +164,7 @@ class InProcessSpa:
     def request(self, appointment_id: str) -> StepRequest:
         stored = self.store.appointments.get(appointment_id)
         assert stored is not None, appointment_id
-        return StepRequest(appointment_id=appointment_id, booking_version=stored.booking_version,
-                           revision=stored.revision)
+        return StepRequest.run_of(stored)
 
     def take(self, run: StepRequest, action: str, reason: str | None = None, key: str | None = None,
              attempt: int | None = None) -> StepResult | Any:
@@ -188,8 +187,7 @@ class InProcessSpa:
             stored = self.store.appointments.get(appointment_id)
             if stored is None:
                 return None
-            run = StepRequest(appointment_id=appointment_id, booking_version=stored.booking_version,
-                              revision=stored.revision)
+            run = StepRequest.run_of(stored)
             step = self.lifecycle.plan(run, self.now).next
             if step is None:
                 return None

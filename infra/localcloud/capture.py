@@ -63,6 +63,8 @@ from medspa.policy.loader import load_packs
 
 
 LIFECYCLE = "AppointmentLifecycleStateMachine"
+FEE_WAIVER = "FeeWaiverStateMachine"
+OF_AN_APPOINTMENT = (LIFECYCLE, FEE_WAIVER)  # their input names the appointment; its report lists them together
 MEMBERSHIP_DRAFTS = "MembershipDraftsStateMachine"
 DEFAULT_SMS_DESTINATION = "+10000000000"
 OUTBOX_RULE = "medspa-simulate-to-booking-site"
@@ -498,7 +500,7 @@ def _executions(cloud: LocalCloud) -> list[dict[str, Any]]:
                 ended = next((e for e in reversed(history) if e["type"] in _END_DETAILS), None)
                 details = ended.get(_END_DETAILS[ended["type"]], {}) if ended else {}
                 member = payload.get("membership_id") if logical_id == MEMBERSHIP_DRAFTS else None
-                appointment = payload.get("appointment_id") if logical_id == LIFECYCLE else None
+                appointment = payload.get("appointment_id") if logical_id in OF_AN_APPOINTMENT else None
                 lines.append({
                     "state_machine": machine,
                     "name": listed["name"],
@@ -514,7 +516,7 @@ def _executions(cloud: LocalCloud) -> list[dict[str, Any]]:
                     "state_transitions": len(states),
                     "states": states,
                     "steps": _draft_steps(payload, described, cloud) if logical_id == MEMBERSHIP_DRAFTS else None,
-                    "_appointment": appointment if logical_id == LIFECYCLE else None,
+                    "_appointment": appointment,
                 })
     lines.sort(key=lambda e: (e["started_at"] or "", e["state_machine"], e["name"]))
     return lines
@@ -541,10 +543,11 @@ _APPOINTMENT_EXECUTION = ("name", "booking_version", "status", "started_at", "st
 
 
 def _by_appointment(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """The lifecycle's executions by the appointment their input names (an input without one: by name)."""
+    """The lifecycle's and the waivers' executions by the appointment their input names (an input without one:
+    by name), in start order."""
     by_appointment: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for line in lines:
-        if line["state_machine"] == LIFECYCLE.removesuffix("StateMachine"):
+        if line["state_machine"] + "StateMachine" in OF_AN_APPOINTMENT:
             key = line["_appointment"] if isinstance(line["_appointment"], str) else line["name"]
             by_appointment[key].append({k: line[k] for k in _APPOINTMENT_EXECUTION})
     return dict(by_appointment)

@@ -111,16 +111,24 @@ class BookingSite:
 
     # ------------------------------------------------------------------ what happened
     def executions(self, appointment_id: str) -> list[dict[str, Any]]:
+        """The appointment's lifecycle runs and its waivers' runs, by start."""
         sfn = self.cloud.client("stepfunctions")
-        listed = sfn.list_executions(stateMachineArn=self.cloud.state_machine_arn("AppointmentLifecycleStateMachine"))
+        listed = [e for machine in ("AppointmentLifecycleStateMachine", "FeeWaiverStateMachine")
+                  for e in sfn.list_executions(stateMachineArn=self.cloud.state_machine_arn(machine))["executions"]]
         prefix = f"{self._spa_of(appointment_id)}.{appointment_id}-"
-        return sorted((e for e in listed["executions"] if e["name"].startswith(prefix)),
-                      key=lambda e: e["startDate"])
+        return sorted((e for e in listed if e["name"].startswith(prefix)), key=lambda e: e["startDate"])
 
     def states_entered(self, execution_arn: str) -> list[tuple[datetime, str]]:
         events = self.cloud.client("stepfunctions").get_execution_history(executionArn=execution_arn)["events"]
         return [(e["timestamp"], e["stateEnteredEventDetails"]["name"]) for e in events
                 if "stateEnteredEventDetails" in e]
+
+    def steps_taken(self, execution_arn: str) -> list[tuple[datetime, str]]:
+        """What each of the run's tasks did, in order, as its output lists it (``plan.did``): a task takes the
+        step it woke for and the lifecycle's steps due with it, so one state can stand for several steps."""
+        events = self.cloud.client("stepfunctions").get_execution_history(executionArn=execution_arn)["events"]
+        return [(e["timestamp"], step["done"]) for e in events if e["type"] == "TaskStateExited"
+                for step in ((json.loads(e["stateExitedEventDetails"]["output"]).get("plan") or {}).get("did") or [])]
 
     def messages(self, appointment_id: str) -> list[tuple[str, str, datetime | None]]:
         stored = self.stored(appointment_id)

@@ -286,10 +286,15 @@ def test_a_visit_booked_more_than_a_year_ahead_continues_in_a_new_execution_and_
                                                               "Continued in a new execution")
     assert site.stored("apt-m").execution_name == "bijoux.apt-m-v1-c1"
 
-    site.send("AppointmentConfirmed", "apt-m", channel="web")  # a later event still stops the continuation
-    cloud.run_until(visit - timedelta(hours=1))
+    site.send("AppointmentConfirmed", "apt-m", channel="web")  # Bijoux waits for no confirmation: the run reads it
+    cloud.run_for(timedelta(minutes=5))
+    assert {e["name"]: e["status"] for e in site.executions("apt-m")} == {
+        "bijoux.apt-m-v1": "SUCCEEDED", "bijoux.apt-m-v1-c1": "RUNNING"}
+    moved = visit + timedelta(days=1)
+    site.send("AppointmentRescheduled", "apt-m", starts_at=moved.isoformat())  # a move stops the continuation
+    cloud.run_until(moved - timedelta(hours=1))
     runs = {e["name"]: e["status"] for e in site.executions("apt-m")}
-    assert runs == {"bijoux.apt-m-v1": "SUCCEEDED", "bijoux.apt-m-v1-c1": "ABORTED", "bijoux.apt-m-v2": "RUNNING"}
+    assert runs == {"bijoux.apt-m-v1": "SUCCEEDED", "bijoux.apt-m-v1-c1": "ABORTED", "bijoux.apt-m-v3": "RUNNING"}
     assert [m[:2] for m in site.messages("apt-m")] == [("reminder_48h", "sent"), ("reminder_morning_of", "sent")]
 
 

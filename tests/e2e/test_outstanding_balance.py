@@ -110,7 +110,7 @@ def test_bijoux_a_client_without_a_card_owes_the_no_show_fee_told_at_check_in_an
     assert (booked["appointment_id"], booked["booking_version"], booked["trigger"], booked["balance"]) == (
         "apt-b2", 1, "booked", [{"amount": 5000, "currency": "USD"}])
     run = site.executions("apt-b2")[0]["executionArn"]
-    assert (visit - timedelta(hours=48), "Tell the booking site what the client owes") in site.states_entered(run)
+    assert (visit - timedelta(hours=48), "booking site told: USD 50.00 owed, due at this visit") in site.steps_taken(run)
     site.send("ClientCheckedIn", "apt-b2", arrived_at=cloud.now().isoformat())
     cloud.run_for(timedelta(minutes=2))
     [due] = [d for k, d in site.inbox() if k == "OutstandingBalanceDue"]

@@ -55,7 +55,7 @@ def test_bijoux_a_prepaid_visit_moved_exactly_24_hours_ahead_is_credited_and_the
     credited = [d for kind, d in site.inbox() if kind == "PrepaymentCredited"]
     assert [(d["appointment_id"], d["credit"]) for d in credited] == [("apt-p1", {"amount": 45000, "currency": "USD"})]
     moved = site.executions("apt-p1")[-1]
-    assert "Credit the prepayment" in [name for _, name in site.states_entered(moved["executionArn"])]
+    assert "prepayment USD 450.00 credited for future services" in [done for _, done in site.steps_taken(moved["executionArn"])]
 
     cloud.run_until_idle()  # the moved visit is missed: an unpaid visit's no-show, the credit untouched
     assert site.ledger("apt-p1") == [("no_show_fee", "charge", 5000, "succeeded"),

@@ -99,7 +99,7 @@ class Spa:
         taken = []
         for _ in range(10):
             stored = self.store.appointments.get(key)
-            run = StepRequest(appointment_id=key, booking_version=stored.booking_version, revision=stored.revision)
+            run = StepRequest.run_of(stored)
             step = self.lifecycle.plan(run, self.now).next
             if step is None or step.action != "tell_balance_due":
                 return taken

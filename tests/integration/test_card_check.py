@@ -245,7 +245,7 @@ def test_a_check_given_up_is_recorded_so_the_visit_goes_on(spa: Spa) -> None:
     appointment_id = spa.book(client_id)
     spa.until(CHECK_AT)
     stored = spa.store.appointments.get(appointment_id)
-    run = StepRequest(appointment_id=appointment_id, booking_version=stored.booking_version, revision=stored.revision)
+    run = StepRequest.run_of(stored)
     spa.lifecycle.act(run.model_copy(update={"action": "skip_card_check", "reason": "PaymentProviderUnavailable"}),
                       spa.now)
     stored = spa.store.appointments.get(appointment_id)

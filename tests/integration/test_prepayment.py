@@ -84,8 +84,7 @@ class Desk:
             stored = self.store.appointments.get(appointment_id)
             if stored is None:
                 return
-            run = StepRequest(appointment_id=appointment_id, booking_version=stored.booking_version,
-                              revision=stored.revision)
+            run = StepRequest.run_of(stored)
             plan = self.lifecycle.plan(run, self.now).next
             if plan is None or plan.at > until:
                 return

@@ -26,6 +26,7 @@ from medspa.domain.booking import (
     CardCheck,
     FeeState,
     LifecycleOutcome,
+    LifecycleRun,
     MessageLog,
     Violation,
 )
@@ -157,6 +158,22 @@ def test_a_stale_run_cannot_record_its_execution(stores: Stores) -> None:
         appointments.set_execution(APPT, 2, "bijoux.appt-1-v2", "arn:v2", T0, revision=1)
     stored = appointments.set_execution(APPT, 2, "bijoux.appt-1-v2", "arn:v2", T0, revision=2)
     assert (stored.execution_name, stored.execution_arn) == ("bijoux.appt-1-v2", "arn:v2")
+
+
+def test_the_run_chosen_for_a_fold_outlives_later_folds_until_another_is_chosen(stores: Stores) -> None:
+    appointments = stores.appointments
+    run = LifecycleRun(booking_version=1, revision=1, name="bijoux.appt-1-v1", chosen_at="1.1")
+    with pytest.raises(AppointmentNotFound):
+        appointments.choose_run(APPT, 1, 1, run, T0)
+    appointments.upsert_from_booking(booking(1, revision=1), T0)
+    chosen = appointments.choose_run(APPT, 1, 1, run, T0)
+    assert chosen.run == run and chosen.run_chosen and chosen.run_identity == (1, 1)
+    folded = appointments.upsert_from_booking(booking(2, revision=2), T0).appointment
+    assert folded.run == run and not folded.run_chosen and folded.run_identity == (1, 1)
+    with pytest.raises(StaleVersion):
+        appointments.choose_run(APPT, 1, 1, run, T0)
+    kept = appointments.choose_run(APPT, 2, 2, run.model_copy(update={"chosen_at": "2.2"}), T0)
+    assert kept.run_chosen and kept.run_identity == (1, 1) and kept.booking_version == 2
 
 
 def test_the_lifecycle_outcome_counts_only_for_the_revision_it_was_planned_from(stores: Stores) -> None:

@@ -9,7 +9,7 @@ packs; times passed in.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -117,7 +117,8 @@ def test_a_newer_version_stops_the_old_run_and_a_late_older_event_refolds_it(spa
     stored = spa.appointment(KEY)
     assert (stored.booking_version, stored.revision, stored.status) == (4, 4, AppointmentStatus.CANCELLED)
     assert stored.starts_at == VISIT + timedelta(days=14), "the move v3 made stands under the cancel"
-    assert late.action == "started" and late.execution_name == stored.execution_name
+    # The refold leaves the next step as it was (none: the visit was cancelled in time), so v4's run stands.
+    assert late.action == "unchanged" and late.execution_name == stored.execution_name == "bijoux.apt-1-v4"
     assert [n for n, (_, s) in spa.runs.runs.items() if s == "RUNNING"] == [stored.execution_name]
 
 
@@ -158,3 +159,45 @@ def test_admin_events_act_on_known_clients_only(spa: MemorySpa) -> None:
     client = spa.store.clients.get(client_id)
     assert client is not None and not client.prepay_required and client.prepay_cleared_by == "admin-1"
     assert client.default_payment_method_id == "pm_2" and client.phone == "+14075550123"
+
+
+def test_an_event_that_leaves_the_next_step_as_it_was_is_read_by_the_run_already_waiting(spa: MemorySpa) -> None:
+    """Bijoux asks for no confirmation: confirming changes nothing the run waits for, so no execution starts or
+    stops; the run's steps still act, and the 48-hour reminder goes out on time."""
+    spa.deliver(booked(spa))
+    confirmed = spa.send("AppointmentConfirmed", BOOKED_AT + timedelta(days=1), **IDS, booking_version=2,
+                         channel="sms")
+    stored = spa.appointment(KEY)
+    assert (confirmed.action, confirmed.execution_name) == ("unchanged", "bijoux.apt-1-v1")
+    assert stored.booking_version == 2 and stored.run_identity == (1, 1) and stored.confirmed
+    assert {n: s for n, (_, s) in spa.runs.runs.items()} == {"bijoux.apt-1-v1": "RUNNING"}
+    spa.run_until(KEY, VISIT - timedelta(hours=47))
+    assert spa.appointment(KEY).message(f"reminder_48h@{VISIT.astimezone(UTC):%Y-%m-%dT%H:%MZ}") is not None
+
+
+def test_an_event_that_moves_the_next_step_stops_the_run_and_starts_its_own(spa: MemorySpa) -> None:
+    spa.deliver(booked(spa))
+    moved = spa.deliver(rescheduled(spa, 2, 1, at=BOOKED_AT + timedelta(days=1)))
+    assert (moved.action, spa.appointment(KEY).run_identity) == ("started", (2, 2))
+    assert {n: s for n, (_, s) in spa.runs.runs.items()} == {"bijoux.apt-1-v1": "ABORTED", "bijoux.apt-1-v2": "RUNNING"}
+
+
+def test_a_redelivery_that_finds_the_event_folded_but_not_judged_starts_a_run_of_its_own(
+        spa: MemorySpa, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Lambda died between storing the fold and choosing the run: what the appointment was before is gone,
+    so the redelivery cannot tell whether the event moved the next step, and starts a new run (always safe)."""
+    spa.deliver(booked(spa))
+    event = spa.event("AppointmentConfirmed", BOOKED_AT + timedelta(days=1), **IDS, booking_version=2, channel="sms")
+    appointments = spa.store.appointments
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise TimeoutError("the Lambda timed out")
+
+    monkeypatch.setattr(appointments, "choose_run", crash)
+    with pytest.raises(TimeoutError):
+        spa.deliver(event)
+    monkeypatch.undo()
+    again = spa.deliver(event)
+    assert (again.applied, again.action, again.execution_name) == (False, "started", "bijoux.apt-1-v2")
+    assert {n: s for n, (_, s) in spa.runs.runs.items()} == {"bijoux.apt-1-v1": "ABORTED", "bijoux.apt-1-v2": "RUNNING"}
+    assert spa.deliver(event).action == "unchanged"

@@ -1,4 +1,4 @@
-"""The AppointmentLifecycle's definition stays what the code expects of it.
+"""The AppointmentLifecycle's and the FeeWaiver's definitions stay what the code expects of them.
 
 Retries come from a few named policies (``statemachines/retry_policies.json``, written out by
 ``tools/apply_retry_policies.py``), every error a ``Retry`` or ``Catch`` names is one the code raises (a name
@@ -18,6 +18,8 @@ from medspa.services.lifecycle import Action
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = json.loads((ROOT / "statemachines" / "appointment_lifecycle.asl.json").read_text(encoding="utf-8"))
+WAIVER = json.loads((ROOT / "statemachines" / "fee_waiver.asl.json").read_text(encoding="utf-8"))
+STATES = {**ASL["States"], **WAIVER["States"]}
 CODE = [*(ROOT / "layers" / "shared" / "python" / "medspa").rglob("*.py"), *(ROOT / "functions").rglob("app.py")]
 LAMBDA_ERRORS = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
                  "Lambda.TooManyRequestsException", "Lambda.Unknown"}
@@ -52,7 +54,7 @@ def _raised_and_their_bases() -> set[str]:
 
 
 def _tasks() -> dict[str, dict]:
-    return {name: state for name, state in ASL["States"].items() if state["Type"] == "Task"}
+    return {name: state for name, state in STATES.items() if state["Type"] == "Task"}
 
 
 def test_every_task_retries_by_one_named_policy_and_the_definition_is_written_from_them() -> None:
@@ -67,7 +69,7 @@ def test_every_task_retries_by_one_named_policy_and_the_definition_is_written_fr
 
 def test_every_error_a_retry_or_catch_names_is_raised_by_the_code_or_the_lambda_service() -> None:
     raised = _raised_and_their_bases()
-    named = {error for state in ASL["States"].values() for rule in state.get("Retry", []) + state.get("Catch", [])
+    named = {error for state in STATES.values() for rule in state.get("Retry", []) + state.get("Catch", [])
              for error in rule["ErrorEquals"]}
     unknown = sorted(e for e in named if e not in raised and e not in LAMBDA_ERRORS and not e.startswith("States."))
     assert unknown == []

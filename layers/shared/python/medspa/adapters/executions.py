@@ -1,4 +1,5 @@
-"""The AppointmentLifecycle's executions, started by name (``medspa.domain.runs``) so a repeat is a no-op.
+"""The AppointmentLifecycle's and the FeeWaiver's executions, started by name (``medspa.domain.runs``) so a
+repeat is a no-op.
 
 Starting a run whose name is taken by the same input returns it; by other input, refuses. Throttling, 5xx and
 unreachable endpoints become ``ExecutionsUnavailable``, the one class a caller retries.
@@ -40,31 +41,37 @@ def _transient_errors_named() -> Iterator[None]:
 
 
 class LifecycleExecutions:
-    def __init__(self, sfn: Any, state_machine_arn: str) -> None:
+    """Each state machine's ARN is optional: a function is given only those it starts (the spa API: waivers)."""
+
+    def __init__(self, sfn: Any, state_machine_arn: str | None, waiver_state_machine_arn: str | None = None) -> None:
         self._sfn = sfn
         self._state_machine_arn = state_machine_arn
+        self._waiver_state_machine_arn = waiver_state_machine_arn
 
     def start(self, appointment_id: str, booking_version: int, revision: int = 0,
               name: str | None = None, continuation: int = 0) -> StartedExecution:
+        # "waive" is no longer read (waivers have their own state machine) but is kept: a run started before
+        # must still be found the same by a repeated start.
         payload = {"appointment_id": appointment_id, "booking_version": booking_version, "revision": revision,
                    "continuation": continuation, "waive": None}
         name = name or execution_name(appointment_id, booking_version)
-        return self._start(continued(name, continuation), payload)
+        return self._start(_given(self._state_machine_arn, "lifecycle"), continued(name, continuation), payload)
 
     def start_waiver(self, appointment_id: str, purpose: str, admin_id: str) -> StartedExecution:
         """An admin's waiver runs beside the appointment's runs; its name makes a repeated waiver a no-op."""
         payload = {"appointment_id": appointment_id, "waive": {"purpose": purpose, "admin_id": admin_id}}
-        return self._start(execution_name(appointment_id, suffix=f"waive-{purpose}"), payload)
+        return self._start(_given(self._waiver_state_machine_arn, "fee_waiver"),
+                           execution_name(appointment_id, suffix=f"waive-{purpose}"), payload)
 
-    def _start(self, name: str, input_: dict[str, Any]) -> StartedExecution:
+    def _start(self, state_machine_arn: str, name: str, input_: dict[str, Any]) -> StartedExecution:
         payload = json.dumps(input_, sort_keys=True)
         with _transient_errors_named():
             try:
-                arn = self._sfn.start_execution(stateMachineArn=self._state_machine_arn, name=name,
+                arn = self._sfn.start_execution(stateMachineArn=state_machine_arn, name=name,
                                                 input=payload)["executionArn"]
                 return StartedExecution(name, arn, already_running=False)
             except self._sfn.exceptions.ExecutionAlreadyExists as error:
-                arn = self._existing_arn(name)
+                arn = f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
                 described = self._sfn.describe_execution(executionArn=arn)
                 if json.loads(described.get("input", "{}")) == json.loads(payload):
                     return StartedExecution(name, arn, already_running=described["status"] == "RUNNING")
@@ -89,9 +96,12 @@ class LifecycleExecutions:
                 return False
         return running and self.stop(execution_arn, error=error, cause=cause)
 
-    def _existing_arn(self, name: str) -> str:
-        prefix = self._state_machine_arn.replace(":stateMachine:", ":execution:")
-        return f"{prefix}:{name}"
+
+
+def _given(arn: str | None, machine: str) -> str:
+    if not arn:
+        raise AttributeError(f"this function was not given {machine.upper()}_STATE_MACHINE_ARN")
+    return arn
 
 
 class MembershipDraftRuns:

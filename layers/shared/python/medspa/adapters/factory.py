@@ -97,7 +97,9 @@ class Adapters:
     def executions(self) -> LifecycleExecutions:
         from medspa.adapters.executions import LifecycleExecutions
 
-        return LifecycleExecutions(self.client("stepfunctions"), self._setting("lifecycle_state_machine_arn"))
+        return LifecycleExecutions(self.client("stepfunctions"),
+                                   getattr(self.settings, "lifecycle_state_machine_arn", None),
+                                   getattr(self.settings, "fee_waiver_state_machine_arn", None))
 
     @cached_property
     def draft_runs(self) -> MembershipDraftRuns:

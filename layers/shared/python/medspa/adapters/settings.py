@@ -90,6 +90,7 @@ class LifecycleSettings(MessagingSettings):
 
 class IngestSettings(BookingSiteSettings):
     lifecycle_state_machine_arn: str = Field(pattern=r"^arn:")
+    fee_waiver_state_machine_arn: str = Field(pattern=r"^arn:")
     quarantine_queue_url: str = Field(pattern=r"^https?://")
     intake_max_receive_count: PositiveInt
     privacy_function_name: str = _Name
@@ -132,7 +133,7 @@ class SpaApiSettings(FunctionSettings):
     """The spa API: reads a spa's records, starts a waiver run, lifts a prepay flag."""
 
     spa_api_signing_key_parameter: str = _Name
-    lifecycle_state_machine_arn: str = Field(pattern=r"^arn:")
+    fee_waiver_state_machine_arn: str = Field(pattern=r"^arn:")
 
 
 class HttpApiSettings(BookingSiteSettings):

@@ -117,6 +117,25 @@ class LifecycleOutcome(_Frozen):
     at: AwareDatetime
 
 
+class LifecycleRun(_Frozen):
+    """The execution that acts for the appointment, and the fold it was chosen at.
+
+    A run is started for one booking version and revision and keeps acting while later events leave the
+    appointment's next step as it was (a confirmation, a check-in that changes nothing due): it reads them
+    when it wakes. ``chosen_at`` names the fold (``<booking_version>.<revision>``) whose event was judged,
+    so a redelivery after a crash can tell a judged event from one that still needs judging.
+    """
+
+    booking_version: int
+    revision: int
+    name: str = Field(description="The run's execution name; a hand-over continues it as ``<name>-c<n>``")
+    chosen_at: str
+
+    @staticmethod
+    def fold_of(booking_version: int, revision: int) -> str:
+        return f"{booking_version}.{revision}"
+
+
 CardCheckOutcome = Literal["usable", "expired", "detached", "missing", "verification_failed", "not_checked"]
 
 
@@ -216,6 +235,18 @@ class Appointment(_DomainView, _Frozen):
     card_check: CardCheck | None = None
     told_booking_site: frozenset[str] = Field(frozenset(), description="Keys of what the lifecycle told the "
                                               "booking site on its own account (``balance_due@booked``)")
+    run: LifecycleRun | None = Field(None, description="The execution acting for the appointment (none on records "
+                                 "stored before runs outlived a booking version: the booking version's own run acts)")
+
+    @property
+    def run_identity(self) -> tuple[int, int]:
+        """(booking version, revision) of the run that acts for the appointment: what its steps carry."""
+        return (self.run.booking_version, self.run.revision) if self.run else (self.booking_version, self.revision)
+
+    @property
+    def run_chosen(self) -> bool:
+        """The run was chosen after the latest fold (a redelivery finds it so, and only converges)."""
+        return self.run is not None and self.run.chosen_at == LifecycleRun.fold_of(self.booking_version, self.revision)
 
     @property
     def confirmed(self) -> bool:

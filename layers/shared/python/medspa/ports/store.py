@@ -22,6 +22,7 @@ from medspa.domain.booking import (
     CardCheck,
     FeeState,
     LifecycleOutcome,
+    LifecycleRun,
     MessageLog,
 )
 from medspa.domain.client import Channel, Client, ClientProfile
@@ -155,6 +156,12 @@ class AppointmentStore(Protocol):
                       now: datetime, revision: int | None = None) -> Appointment:
         """Record the run of ``booking_version`` (and ``revision`` when given); ``StaleVersion`` once a newer
         one is stored."""
+        ...
+
+    def choose_run(self, appointment_id: str, booking_version: int, revision: int, run: LifecycleRun,
+                   now: datetime) -> Appointment:
+        """Record which run acts for the fold at ``booking_version`` and ``revision``; ``StaleVersion`` once a
+        newer fold is stored."""
         ...
 
     def record_client_confirmation(self, appointment_id: str, channel: str, at: datetime) -> Appointment:

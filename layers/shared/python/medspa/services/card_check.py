@@ -62,7 +62,7 @@ class CardChecks:
         stored = self._store.appointments.get(appointment_id)
         if stored is None:
             raise AppointmentNotFound(appointment_id)
-        if (stored.booking_version, stored.revision) != (booking_version, revision):
+        if stored.run_identity != (booking_version, revision):
             return StepResult(done="superseded: a newer booking revision has its own execution")
         if self._lifecycle.card_check_due(stored) is None:
             return StepResult(done="no card check due")

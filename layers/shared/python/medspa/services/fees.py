@@ -86,8 +86,8 @@ class FeeSteps:
             **stored.booking_site_ids, "reason": reason, "admin_id": admin_id,
             "refunded": _money(report.refunded), "outstanding_waived": _money(report.outstanding_waived)})
         return StepResult(done=f"{reason} fee waived by {admin_id}", detail={
-            **_detail(report), "notice": notice, "booking_version": stored.booking_version,
-            "revision": stored.revision})
+            **_detail(report), "notice": notice, "booking_version": stored.run_identity[0],
+            "revision": stored.run_identity[1]})
 
     def release(self, appointment_id: str, reason: str, now: datetime) -> StepResult:
         """Give back a fee the visit no longer owes (the lifecycle's ``_fees_released``): the client was there

@@ -4,7 +4,7 @@ SQS delivers at least once and in any order, and a Lambda may die between two wr
 applied by converging, not by replaying: the event is kept in the appointment's history (idempotent by
 booking version), the history is folded in version order (``medspa.events.history``), the store keeps
 the fold only if it holds more events than the stored one; then, whether or not this delivery changed
-anything, the stored revision must have its execution running and every older one must be stopped. A
+anything, the run chosen for the stored fold must be running and every other one must be stopped. A
 redelivery after a crash therefore finishes the job, and a duplicate changes nothing (StartExecution
 with the same name and input is idempotent).
 
@@ -31,9 +31,11 @@ theirs) is refused, so nothing about them is stored again; only a repeated erasu
 one that was interrupted can finish. An appointment's history keeps each event without the client's
 contact details and Stripe ids (``medspa.events.personal``): the profile holds the only copy.
 
-Every revision gets an execution, closed ones included: a late cancel is charged, a no-show marked by
-the front desk is settled, and a completed visit is recorded, each in the console under the
-appointment's name. ``FeeWaived`` starts a waiver run of its own (``<appointment>-waive-<purpose>``)
+One run acts for the appointment at a time (``Appointment.run``). An event that moves the appointment's
+next step (``LifecycleService.next_step``: a booking, a reschedule, a cancel, a check-in, a no-show marked by
+the front desk) stops it and starts a run of the new version; one that leaves the next step as it was is
+read by the waiting run when it wakes, and starts and stops nothing. A state machine transition costs
+money and a restart costs several, so most confirmations and completions now cost none. ``FeeWaived`` starts a waiver run of its own (``<appointment>-waive-<purpose>``)
 so it is audited beside the appointment's runs and reaches an execution that may be sleeping for days.
 ``OutstandingBalancePaid`` is settled here, ledger first and without Stripe (the desk already holds the
 money; ``medspa.services.balances``), and answered with ``OutstandingBalanceSettled``.
@@ -48,7 +50,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from medspa.domain.booking import Appointment, AppointmentStatus
+from medspa.domain.booking import Appointment, AppointmentStatus, LifecycleRun
 from medspa.domain.client import ClientProfile
 from medspa.ports.store import StaleVersion, Stores
 from medspa.events import (
@@ -83,6 +85,7 @@ from medspa.ports import BookingSiteEvents, Executions
 from medspa.ports.memberships import ConflictingMembershipEvent, DraftRuns
 from medspa.services import balances
 from medspa.services.courses import CourseRefused, CourseService
+from medspa.services.lifecycle import LifecycleService
 from medspa.services.memberships import MembershipService
 
 
@@ -141,6 +144,7 @@ class IngestService:
         self._store = store
         self._executions = executions
         self._packs = PolicyPacks.of(packs)  # with the superseded versions: a refold judges by the booked one
+        self._planner = LifecycleService(store, packs)
         self._tenants = dict(tenants)
         self._privacy = privacy
 
@@ -241,23 +245,47 @@ class IngestService:
         cause = (f"Superseded by booking version {folded.booking.booking_version}: {folded.changed_by} at the booking "
                  f"site {folded.occurred_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC (visit "
                  f"{folded.booking.starts_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC)")
-        return self._converge(result.appointment, event.booking_version, result.applied, now, cause)
+        return self._converge(result.appointment, stored if result.applied else None, event.booking_version,
+                              result.applied, now, cause)
 
-    def _converge(self, stored: Appointment, version: int, applied: bool, now: datetime, cause: str) -> IngestOutcome:
+    def _converge(self, stored: Appointment, before: Appointment | None, version: int, applied: bool, now: datetime,
+                  cause: str) -> IngestOutcome:
+        """The chosen run running, every other one stopped. ``before`` is the appointment as this delivery found
+        it, when this delivery folded the event: the only one that can judge whether the event moved the next step."""
         outcome = dict(appointment_id=stored.appointment_id, booking_version=version, applied=applied)
-        wanted = run_name(stored.appointment_id, stored.booking_version, stored.revision, stored.version_revision)
-        current = runs_for(wanted, stored.execution_name)
+        if not stored.run_chosen:
+            try:
+                stored = self._store.appointments.choose_run(stored.appointment_id, stored.booking_version,
+                                                             stored.revision, self._run_for(stored, before, now), now)
+            except StaleVersion:
+                return IngestOutcome(**outcome, action="superseded")
+        assert stored.run is not None
+        run = stored.run
+        current = runs_for(run.name, stored.execution_name)
         if stored.execution_arn and not current:
             self._executions.stop(stored.execution_arn, error="Superseded", cause=cause)
         if current:
             return IngestOutcome(**outcome, action="unchanged", execution_name=stored.execution_name)
-        started = self._executions.start(stored.appointment_id, stored.booking_version, stored.revision, wanted)
+        started = self._executions.start(stored.appointment_id, run.booking_version, run.revision, run.name)
         try:
             self._store.appointments.set_execution(stored.appointment_id, stored.booking_version, started.name,
                                                    started.arn, now, revision=stored.revision)
         except StaleVersion:
             return IngestOutcome(**outcome, action="superseded")
         return IngestOutcome(**outcome, action="started", execution_name=started.name)
+
+    def _run_for(self, stored: Appointment, before: Appointment | None, now: datetime) -> LifecycleRun:
+        """The run already acting keeps acting when the event left the next step as it was (same step, same
+        time): it reads the event when it wakes. Otherwise the new fold gets a run of its own. A redelivery
+        that finds the event folded but not judged cannot tell, and starts a new run: always safe."""
+        chosen_at = LifecycleRun.fold_of(stored.booking_version, stored.revision)
+        kept = before.run if before is not None else None
+        if (kept is not None and runs_for(kept.name, before.execution_name if before else None)
+                and self._planner.next_step(before, now) == self._planner.next_step(stored, now)):  # type: ignore[arg-type]
+            return kept.model_copy(update={"chosen_at": chosen_at})
+        return LifecycleRun(booking_version=stored.booking_version, revision=stored.revision, chosen_at=chosen_at,
+                            name=run_name(stored.appointment_id, stored.booking_version, stored.revision,
+                                          stored.version_revision))
 
     def _membership_event(self, event: MembershipEvent, now: datetime) -> IngestOutcome:
         """Keep the event and refold the membership; dues already due (a sign-up today, an unfreeze) are

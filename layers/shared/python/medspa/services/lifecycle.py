@@ -91,6 +91,12 @@ class StepRequest(BaseModel):
     in_loop: bool = Field(True, description="False for a step outside the lifecycle's loop (a waiver's notice, a "
                                             "hand-over): it is taken alone, nothing chained, nothing planned")
 
+    @classmethod
+    def run_of(cls, stored: Appointment) -> StepRequest:
+        """A step of the run that acts for ``stored`` (``Appointment.run_identity``)."""
+        booking_version, revision = stored.run_identity
+        return cls(appointment_id=stored.appointment_id, booking_version=booking_version, revision=revision)
+
     @model_validator(mode="after")
     def _names_what_the_step_needs(self) -> StepRequest:
         """A step without the key or reason it acts on fails where the execution shows it, rather than
@@ -185,19 +191,25 @@ class LifecycleService:
         if stored is None:
             latest = self._store.appointments.get(request.appointment_id)
             return Plan(current=False, status=latest.status if latest else AppointmentStatus.CANCELLED)
-        upcoming = self._money_due(stored, now) or self._next_timed(stored)
+        upcoming = self.next_step(stored, now)
         if upcoming is None:
             return Plan(current=True, status=stored.status, why_done=self._why_done(stored))
         started = request.execution_started_at
         if started is not None and upcoming.at > started + MAX_RUN:
-            upcoming = NextAction(action="continue_as_new", at=started + MAX_RUN)
-        return Plan(current=True, status=stored.status, next=upcoming.model_copy(update={"at": _z(upcoming.at)}))
+            upcoming = NextAction(action="continue_as_new", at=_z(started + MAX_RUN))
+        return Plan(current=True, status=stored.status, next=upcoming)
+
+    def next_step(self, stored: Appointment, now: datetime) -> NextAction | None:
+        """The appointment's one next step as of ``now``. The intake compares it before and after an event: a
+        run waiting for the same step keeps waiting, and reads what changed when it wakes."""
+        upcoming = self._money_due(stored, now) or self._next_timed(stored)
+        return upcoming.model_copy(update={"at": _z(upcoming.at)}) if upcoming is not None else None
 
     def _current(self, request: StepRequest) -> Appointment | None:
         stored = self._store.appointments.get(request.appointment_id)
         if stored is None:
             raise AppointmentNotFound(request.appointment_id)
-        if stored.booking_version != request.booking_version or stored.revision != request.revision:
+        if stored.run_identity != (request.booking_version, request.revision):
             return None
         return stored
 
@@ -619,9 +631,11 @@ class LifecycleService:
 
     def _continue(self, stored: Appointment, continuation: int, now: datetime) -> StepResult:
         assert self._executions is not None, "the lifecycle function is built with the executions adapter"
-        started = self._executions.start(stored.appointment_id, stored.booking_version, stored.revision,
-                                         name=run_name(stored.appointment_id, stored.booking_version, stored.revision,
-                                                       stored.version_revision), continuation=continuation)
+        booking_version, revision = stored.run_identity
+        name = stored.run.name if stored.run else run_name(stored.appointment_id, booking_version, revision,
+                                                           stored.version_revision)
+        started = self._executions.start(stored.appointment_id, booking_version, revision, name=name,
+                                         continuation=continuation)
         self._store.appointments.set_execution(stored.appointment_id, stored.booking_version, started.name,
                                                started.arn, now, revision=stored.revision)
         return StepResult(done=f"continued in {started.name}", detail={"execution": started.name})

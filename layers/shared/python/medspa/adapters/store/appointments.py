@@ -22,6 +22,7 @@ from medspa.domain.booking import (
     CardCheck,
     FeeState,
     LifecycleOutcome,
+    LifecycleRun,
     MessageLog,
     MessageResult,
 )
@@ -63,6 +64,7 @@ def _to_appointment(record: AppointmentRecord) -> Appointment:
         outcome=outcome,
         card_check=CardCheck.model_validate_json(record.card_check) if record.card_check else None,
         told_booking_site=frozenset(record.told_booking_site or ()),
+        run=LifecycleRun.model_validate_json(record.run) if record.run else None,
         appointment_id=record.appointment_id,
         client_id=record.client_id,
         location_id=record.location_id,
@@ -274,6 +276,20 @@ class AppointmentRepository:
             raise StaleVersion(
                 f"appointment {appointment_id} is at booking version {current.booking_version}, not {booking_version}"
             )
+        return _to_appointment(record)
+
+    def choose_run(
+        self, appointment_id: str, booking_version: int, revision: int, run: LifecycleRun, now: datetime
+    ) -> Appointment:
+        """Record the run that acts for the fold at ``booking_version`` and ``revision``; refused once a newer
+        fold exists."""
+        m = self._model
+        actions = [m.run.set(run.model_dump_json()), m.updated_at.set(now), m.record_version.set(m.record_version + 1)]
+        record = update_if(m, appointment_id, actions, (m.booking_version == booking_version) & (m.revision == revision))
+        if record is None:
+            current = self._require(appointment_id)
+            raise StaleVersion(f"appointment {appointment_id} is at fold {current.booking_version}.{current.revision}, "
+                               f"not {booking_version}.{revision}")
         return _to_appointment(record)
 
     def mark_status(

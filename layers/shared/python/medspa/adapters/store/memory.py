@@ -27,6 +27,7 @@ from medspa.domain.booking import (
     CardCheck,
     FeeState,
     LifecycleOutcome,
+    LifecycleRun,
     MessageLog,
     MessageResult,
 )
@@ -87,6 +88,7 @@ def _to_appointment(item: dict[str, Any]) -> Appointment:
         outcome=outcome,
         card_check=CardCheck.model_validate_json(item["card_check"]) if item.get("card_check") else None,
         told_booking_site=frozenset(item.get("told_booking_site") or ()),
+        run=LifecycleRun.model_validate_json(item["run"]) if item.get("run") else None,
         appointment_id=item["appointment_id"],
         client_id=item["client_id"],
         location_id=item["location_id"],
@@ -233,6 +235,15 @@ class InMemoryAppointments:
             raise StaleVersion(
                 f"appointment {appointment_id} is at booking version {current.booking_version}, not {booking_version}")
         return self._written(item, execution_name=execution_name, execution_arn=execution_arn, updated_at=_utc(now))
+
+    def choose_run(self, appointment_id: str, booking_version: int, revision: int, run: LifecycleRun,
+                   now: datetime) -> Appointment:
+        item = self.items.get(appointment_id)
+        if item is None or item.get("booking_version") != booking_version or (item.get("revision") or 0) != revision:
+            current = self._require(appointment_id)
+            raise StaleVersion(f"appointment {appointment_id} is at fold {current.booking_version}.{current.revision}, "
+                               f"not {booking_version}.{revision}")
+        return self._written(item, run=run.model_dump_json(), updated_at=_utc(now))
 
     def mark_status(self, appointment_id: str, status: AppointmentStatus, expected_version: int,
                     now: datetime) -> Appointment:

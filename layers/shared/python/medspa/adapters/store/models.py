@@ -132,6 +132,7 @@ class AppointmentRecord(Model):
     last_event_id = UnicodeAttribute(null=True)
     execution_name = UnicodeAttribute(null=True)
     execution_arn = UnicodeAttribute(null=True)
+    run = UnicodeAttribute(null=True)  # LifecycleRun JSON: the execution acting for the appointment
     payment = PaymentMap(null=True)
     confirmed_at = UtcTime(null=True)
     checked_in_at = UtcTime(null=True)
