@@ -12,6 +12,8 @@ import time
 
 from localcloud.simulate import run_scenario
 
+TARGETS = {"happy": 12, "worst": 25}  # issue 10: state transitions per appointment, all its executions together
+
 CLIENT = {"spa_id": "bijoux", "id": "c-1", "phone": "+14075550101", "sms_opt_in": True}
 SERVICE = {"name": "Botox forehead", "category": "injection_laser", "duration_minutes": 30,
            "price": {"amount": 45000, "currency": "USD"}}
@@ -57,7 +59,8 @@ def main() -> None:
         print(f"{scenario['name']:>6}: {total} state transitions over {len(runs)} executions "
               f"({', '.join(f'{n} {s.lower()} {t}' for n, s, t in runs)}); "
               f"{len(report['ledger'])} ledger entries, {len(report['messages'])} messages; "
-              f"{time.perf_counter() - began:.1f} s real")
+              f"{time.perf_counter() - began:.1f} s real; target <= {TARGETS[scenario['name']]}: "
+              f"{'meets' if total <= TARGETS[scenario['name']] else 'misses'}")
 
 
 if __name__ == "__main__":

@@ -88,9 +88,10 @@ def test_duplicates_and_out_of_order_deliveries_converge_on_the_newest_version(c
     stored = store.appointments.get("bijoux#apt-77")
     assert (stored.booking_version, stored.starts_at) == (3, utc(2026, 3, 21, 14))
     statuses = _executions(cloud)
-    # v1 + v3 folded first (v3's run), then v2 arrived late: the same newest version, refolded as revision 3.
-    assert [name for name, status in statuses.items() if status == "RUNNING"] == ["bijoux.apt-77-v3-r3"]
-    assert statuses["bijoux.apt-77-v3"] != "RUNNING"  # stopped, or it woke first and saw itself superseded
+    # v1 + v3 folded first (v3's run), then v2 arrived late: the same newest version, refolded as revision 3. The
+    # refold leaves v3's visit time, so the next step is as it was and v3's run goes on: no "-r3" run.
+    assert [name for name, status in statuses.items() if status == "RUNNING"] == ["bijoux.apt-77-v3"]
+    assert stored.revision == 3 and stored.run_identity == (3, 2) and "bijoux.apt-77-v3-r3" not in statuses
     dlq = cloud.deployment.outputs["IntakeDeadLetterQueueUrl"]
     assert cloud.client("sqs").receive_message(QueueUrl=dlq).get("Messages", []) == []
 

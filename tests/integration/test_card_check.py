@@ -93,7 +93,7 @@ class Spa:
 
     def check(self, appointment_id: str):
         stored = self.store.appointments.get(appointment_id)
-        return self.checks.check(appointment_id, stored.booking_version, stored.revision, self.now)
+        return self.checks.check(appointment_id, *stored.run_identity, self.now)
 
 
 @pytest.fixture

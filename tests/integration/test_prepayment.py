@@ -95,7 +95,7 @@ class Desk:
             elif plan.action == "retry_fee":
                 self.fees.retry(appointment_id, plan.reason or "", plan.attempt or 2, self.now)
             elif plan.action == "check_card":  # the settlement function's step, as the state machine routes it
-                self.cards.check(appointment_id, stored.booking_version, stored.revision, self.now)
+                self.cards.check(appointment_id, *stored.run_identity, self.now)
             else:
                 self.lifecycle.act(run.model_copy(update={"action": plan.action, "key": plan.key,
                                                           "reason": plan.reason, "attempt": plan.attempt}), self.now)

@@ -276,13 +276,15 @@ class IngestService:
 
     def _run_for(self, stored: Appointment, before: Appointment | None, now: datetime) -> LifecycleRun:
         """The run already acting keeps acting when the event left the next step as it was (same step, same
-        time): it reads the event when it wakes. Otherwise the new fold gets a run of its own. A redelivery
-        that finds the event folded but not judged cannot tell, and starts a new run: always safe."""
+        time): it reads the event when it wakes. Otherwise the new fold gets a run of its own. Only a run chosen
+        for the fold this delivery found can be judged so (its wait is that fold's next step); a redelivery that
+        finds the event folded but not judged, or a fold another delivery left unjudged, starts a new run:
+        always safe."""
         chosen_at = LifecycleRun.fold_of(stored.booking_version, stored.revision)
-        kept = before.run if before is not None else None
-        if (kept is not None and runs_for(kept.name, before.execution_name if before else None)
-                and self._planner.next_step(before, now) == self._planner.next_step(stored, now)):  # type: ignore[arg-type]
-            return kept.model_copy(update={"chosen_at": chosen_at})
+        if (before is not None and before.run is not None and before.run_chosen
+                and runs_for(before.run.name, before.execution_name)
+                and self._planner.next_step(before, now) == self._planner.next_step(stored, now)):
+            return before.run.model_copy(update={"chosen_at": chosen_at})
         return LifecycleRun(booking_version=stored.booking_version, revision=stored.revision, chosen_at=chosen_at,
                             name=run_name(stored.appointment_id, stored.booking_version, stored.revision,
                                           stored.version_revision))
