@@ -191,7 +191,10 @@ def _zone_share(text: str) -> dict[str, Any]:
     zone, sep, share = text.rpartition(":")
     if not sep or not zone:
         raise ValueError(f"--time-zone: {text!r} is not ZONE:SHARE")
-    ZoneInfo(zone)
+    try:
+        ZoneInfo(zone)
+    except (KeyError, ValueError):
+        raise ValueError(f"--time-zone: {zone!r} is not an IANA time zone (e.g. America/New_York)") from None
     return {"time_zone": zone, "share": share}
 
 

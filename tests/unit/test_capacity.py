@@ -143,3 +143,9 @@ def test_a_bad_option_is_one_line_and_exit_2() -> None:
     result = runner.invoke(app, ["capacity", "--size", "chain100", "--time-zone", "America/New_York:0.5"])
     assert result.exit_code == 2
     assert "add up to 0.5" in result.output
+
+
+def test_an_unknown_time_zone_is_one_line_and_exit_2() -> None:
+    result = runner.invoke(app, ["capacity", "--size", "small", "--time-zone", "America/Atlantis:1"])
+    assert result.exit_code == 2
+    assert "'America/Atlantis' is not an IANA time zone" in result.output
