@@ -12,6 +12,10 @@ anything is deployed, with one line naming the entry and the field, and exit sta
 process (``localcloud.backtest``: in-memory adapters, the lifecycle loop driven on a virtual clock) and
 prints the summary per location; the report has the simulator's keys for what both engines know.
 
+``medspa capacity [--size small|chain100|chain1000] [--scenario FILE] [--json FILE]`` prints a paper model of
+the AWS and Stripe quotas (``localcloud.capacity``): for each, the peak load a chain of that size puts on it,
+the default quota, the headroom and the first limit hit; from a preset, options, or a scenario scaled to a month.
+
 ``medspa privacy export|correct|erase`` serves a client's privacy request against the deployed stack
 (``localcloud.privacy_cli``); ``medspa admin ...`` does what the spa API does (``localcloud.admin_cli``).
 
@@ -97,6 +101,142 @@ def backtest(
     _print_summary(result)
     if report is not None:
         console.print(f"report written to {report}")
+
+
+@app.command()
+def capacity(
+    size: Annotated[str | None, typer.Option("--size", help="A preset: small (1 spa, 1,000 appointments a month), "
+                                                          "chain100 (100 spas, 100,000), chain1000 (1,000 spas, "
+                                                          "1,000,000 and 200,000 memberships)")] = None,
+    scenario: Annotated[Path | None, typer.Option("--scenario", help="Derive the inputs from a scenario file "
+                                                                     "(docs/simulate.md), scaled to a month",
+                                                  exists=True, dir_okay=False)] = None,
+    spas: Annotated[int | None, typer.Option(help="Spas (locations)")] = None,
+    appointments: Annotated[float | None, typer.Option(help="Appointments a month")] = None,
+    memberships: Annotated[float | None, typer.Option(help="Active memberships (dues drafted a month)")] = None,
+    lead_time: Annotated[list[str] | None, typer.Option("--lead-time", help="SHARE:DAYS booked ahead, repeated "
+                                                                            "(e.g. 0.9:7 --lead-time 0.1:180)")] = None,
+    time_zone: Annotated[list[str] | None, typer.Option("--time-zone", help="ZONE:SHARE of the spas, repeated "
+                                                                            "(e.g. America/New_York:0.5)")] = None,
+    identity_kind: Annotated[str | None, typer.Option(help="SMS origination identity: 10dlc, toll_free or "
+                                                           "short_code")] = None,
+    identities: Annotated[int | None, typer.Option(help="How many of them the account texts from")] = None,
+    declined_share: Annotated[float | None, typer.Option(help="Share of visits whose fee declines through "
+                                                              "dunning")] = None,
+    region: Annotated[str | None, typer.Option(help="big_three (us-east-1, us-west-2, eu-west-1) or "
+                                                    "elsewhere")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON to this file")] = None,
+) -> None:
+    """A paper model of the AWS and Stripe quotas: each one's peak load against its default, the headroom
+    (quota / peak) and the first limit hit. Options override the preset or the scenario's figures."""
+    from pydantic import ValidationError
+
+    from localcloud import capacity as model
+
+    try:
+        base = _capacity_base(size, scenario)
+        given: dict[str, Any] = {"spas": spas, "appointments_per_month": appointments,
+                                 "memberships_per_month": memberships, "declined_share": declined_share,
+                                 "region": region}
+        if lead_time:
+            given["lead_times"] = [_pair(text, "SHARE:DAYS", ("share", "days_ahead")) for text in lead_time]
+        if time_zone:
+            given["time_zones"] = [_zone_share(text) for text in time_zone]
+        if identity_kind is not None or identities is not None:
+            given["sending_identities"] = {**base.get("sending_identities", {}),
+                                           **({"kind": identity_kind} if identity_kind else {}),
+                                           **({"count": identities} if identities else {})}
+        inputs = model.CapacityInputs.model_validate({**base, **{k: v for k, v in given.items() if v is not None}})
+    except (ValidationError, ValueError) as error:
+        typer.echo(f"capacity: {' '.join(str(error).split())}", err=True)
+        raise typer.Exit(2) from None
+    report = model.capacity(inputs)
+    _print_capacity(report)
+    if json_file is not None:
+        json_file.write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")
+        console.print(f"report written to {json_file}")
+
+
+def _capacity_base(size: str | None, scenario: Path | None) -> dict[str, Any]:
+    from localcloud import capacity as model
+
+    if size is not None and scenario is not None:
+        raise ValueError("--size and --scenario: give one or the other")
+    if size is not None:
+        if size not in model.PRESETS:
+            raise ValueError(f"--size: {size!r} is not one of {', '.join(model.PRESETS)}")
+        return model.PRESETS[size].model_dump(mode="json")
+    if scenario is not None:
+        from localcloud.scenario import load_scenario
+        from medspa.policy.loader import load_packs
+
+        try:
+            loaded = load_scenario(scenario)
+        except ScenarioError as error:
+            _scenario_error(scenario, error)
+        zones = {location: pack.location.time_zone for location, pack in load_packs().items()}
+        return model.inputs_from_scenario(loaded, zones).model_dump(mode="json")
+    return {"name": "custom", "lead_times": [lt.model_dump() for lt in model.LEAD_TIMES],
+            "time_zones": [tz.model_dump() for tz in model.EASTERN]}
+
+
+def _pair(text: str, shape: str, keys: tuple[str, str]) -> dict[str, str]:
+    first, sep, second = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"{text!r} is not {shape}")
+    return {keys[0]: first, keys[1]: second}
+
+
+def _zone_share(text: str) -> dict[str, Any]:
+    zone, sep, share = text.rpartition(":")
+    if not sep or not zone:
+        raise ValueError(f"--time-zone: {text!r} is not ZONE:SHARE")
+    try:
+        ZoneInfo(zone)
+    except (KeyError, ValueError):
+        raise ValueError(f"--time-zone: {zone!r} is not an IANA time zone (e.g. America/New_York)") from None
+    return {"time_zone": zone, "share": share}
+
+
+def _print_capacity(report: Any) -> None:
+    """One row per quota, as the issue asks: the peak, the default, the headroom, the first limit hit."""
+    inputs = report.inputs
+    identities = inputs.sending_identities
+    console.print(
+        f"[bold]{escape(inputs.name)}[/]: {inputs.spas:,} spa(s), {inputs.appointments_per_month:,.0f} appointments "
+        f"and {inputs.memberships_per_month:,.0f} memberships a month; {report.mean_open_days:.1f} days open per "
+        f"execution; busiest zone {report.busiest_time_zone}; {identities.count} {identities.kind.value} SMS "
+        f"identit{'y' if identities.count == 1 else 'ies'}; Region {inputs.region.value}")
+    table = Table(title="capacity: peak load against the default quota (headroom = quota / peak)",
+                  title_justify="left")
+    for column, justify in (("quota", "left"), ("peak", "right"), ("default", "right"), ("unit", "left"),
+                            ("headroom", "right"), ("", "left"), ("when", "left"), ("source", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    sources = list(dict.fromkeys(load.quota.source for load in report.loads))
+    for load in report.loads:
+        headroom = "-" if load.headroom == float("inf") else _headroom(load.headroom)
+        marker = "[bold red]first hit[/]" if load.first_hit else ("[red]over[/]" if load.headroom < 1 else "")
+        table.add_row(load.quota.name, _figure(load.peak), _figure(load.limit), load.quota.unit, headroom, marker,
+                      escape(load.when), escape(f"{load.quota.doc} [{sources.index(load.quota.source) + 1}]"))
+    console.print(table)
+    for n, source in enumerate(sources, 1):
+        url = next(q.quota.url for q in report.loads if q.quota.source == source)
+        console.print(escape(f"  [{n}] {source}" + (f" ({url})" if url else "")), style="dim", highlight=False)
+    console.print(f"the morning reminders: {report.morning_texts_per_identity:,.0f} texts per identity; the last "
+                  f"leaves {report.last_text_late_seconds / 60:,.1f} min after the reminder time")
+    first = report.first_limit
+    verdict = "first limit hit" if first.headroom < 1 else "no limit hit; the nearest"
+    console.print(f"[bold]{verdict}: {first.quota.name}[/] (peak {_figure(first.peak)} {first.quota.unit} "
+                  f"against {_figure(first.limit)}, headroom {_headroom(first.headroom)}, {escape(first.when)})")
+
+
+def _headroom(value: float) -> str:
+    """Two significant figures below 10, where a limit is near or hit (0.0043 must not print as 0.00)."""
+    return f"{value:.2g}" if value < 10 else f"{value:,.0f}"
+
+
+def _figure(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.3g}"
 
 
 def _scenario_error(scenario: Path, error: ScenarioError) -> NoReturn:

@@ -1,0 +1,151 @@
+"""``medspa capacity``: the paper model of the quotas (localcloud.capacity) and its command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from localcloud.capacity import (
+    PRESETS,
+    Assumptions,
+    CapacityInputs,
+    IdentityKind,
+    LeadTime,
+    RegionClass,
+    SendingIdentities,
+    TimeZoneShare,
+    capacity,
+    inputs_from_scenario,
+    mean_open_days,
+)
+from localcloud.cli import app
+from localcloud.scenario import SCENARIOS_DIR, load_scenario
+
+
+def _chain(**changes: object) -> CapacityInputs:
+    return PRESETS["chain100"].model_copy(update=changes)
+
+
+def _load(report, key):  # type: ignore[no-untyped-def]
+    return next(load for load in report.loads if load.quota.key == key)
+
+
+def test_doubling_the_appointments_doubles_the_open_executions() -> None:
+    one, two = capacity(_chain()), capacity(_chain(appointments_per_month=200_000))
+    assert _load(two, "open_executions").peak == pytest.approx(2 * _load(one, "open_executions").peak)
+    assert _load(two, "start_execution").peak == pytest.approx(2 * _load(one, "start_execution").peak)
+
+
+def test_open_executions_are_bookings_times_days_open() -> None:
+    inputs = _chain(lead_times=(LeadTime(share=0.9, days_ahead=10), LeadTime(share=0.1, days_ahead=100)),
+                    declined_share=0.1)
+    days = 0.9 * 10 + 0.1 * 100 + 0.1 * Assumptions().dunning_days * Assumptions().worst_path_fee_cycles
+    assert mean_open_days(inputs) == pytest.approx(days)
+    assert _load(capacity(inputs), "open_executions").peak == pytest.approx(100_000 * days / 30)
+
+
+def test_the_last_morning_text_leaves_messages_over_rate_late() -> None:
+    for kind, rate in ((IdentityKind.TEN_DLC, 1), (IdentityKind.TOLL_FREE, 3), (IdentityKind.SHORT_CODE, 100)):
+        report = capacity(_chain(sending_identities=SendingIdentities(kind=kind, count=2)))
+        texts = 100_000 / 30 * Assumptions().sms_share_of_reminders / 2
+        assert report.morning_texts_per_identity == pytest.approx(texts)
+        assert report.last_text_late_seconds == pytest.approx(texts / rate)
+
+
+def test_more_identities_spread_the_morning() -> None:
+    one = capacity(_chain())
+    ten = capacity(_chain(sending_identities=SendingIdentities(count=10)))
+    assert _load(ten, "sms_per_identity").headroom == pytest.approx(10 * _load(one, "sms_per_identity").headroom)
+
+
+def test_the_first_limit_of_each_size() -> None:
+    """Today's design sends every reminder through one 10DLC number at the reminder time: one spa fits
+    (about half a minute's queue), a chain does not; at a thousand spas open executions are over too."""
+    small, chain100, chain1000 = (capacity(PRESETS[size]) for size in ("small", "chain100", "chain1000"))
+    assert small.first_limit.quota.key == "sms_per_identity"
+    assert small.first_limit.headroom > 1
+    assert all(load.headroom > 1 for load in small.loads)
+    assert chain100.first_limit.quota.key == "sms_per_identity"
+    assert chain100.first_limit.headroom < 1
+    assert _load(chain100, "open_executions").headroom > 1
+    assert chain1000.first_limit.quota.key == "sms_per_identity"
+    assert _load(chain1000, "open_executions").headroom < 1
+    assert _load(chain1000, "dynamodb_partition_writes").peak > 0
+    assert sum(load.first_hit for load in chain1000.loads) == 1
+
+
+def test_the_first_limit_is_the_smallest_headroom() -> None:
+    report = capacity(_chain(sending_identities=SendingIdentities(kind=IdentityKind.SHORT_CODE, count=1)))
+    smallest = min(report.loads, key=lambda load: load.headroom)
+    assert report.first_limit == smallest
+    assert report.first_limit.quota.key != "sms_per_identity"
+
+
+def test_smaller_regions_have_smaller_step_functions_quotas() -> None:
+    big, elsewhere = capacity(_chain()), capacity(_chain(region=RegionClass.ELSEWHERE))
+    assert _load(elsewhere, "stop_execution").limit == 25
+    assert _load(elsewhere, "state_transitions").headroom < _load(big, "state_transitions").headroom
+
+
+def test_shares_must_add_up() -> None:
+    with pytest.raises(ValidationError, match="time_zones"):
+        _chain().model_validate({**_chain().model_dump(), "time_zones": [
+            TimeZoneShare(time_zone="America/New_York", share=0.5).model_dump()]})
+
+
+def test_a_scenario_is_scaled_to_a_month() -> None:
+    scenario = load_scenario(SCENARIOS_DIR / "massageluxe-austin-memberships.json")
+    inputs = inputs_from_scenario(scenario, {"massageluxe-austin": "America/Chicago"})
+    assert inputs.time_zones == (TimeZoneShare(time_zone="America/Chicago", share=1.0),)
+    assert inputs.memberships_per_month == len({e["detail"]["membership_id"] for e in scenario.entries
+                                                if e.get("detail_type") == "MembershipStarted"})
+
+
+runner = CliRunner()
+
+
+def test_the_command_prints_a_preset_and_writes_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "capacity.json"
+    result = runner.invoke(app, ["capacity", "--size", "chain100", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "first limit hit: SMS per origination identity" in result.output
+    data = json.loads(out.read_text())
+    assert data["first_limit"] == "sms_per_identity"
+    assert data["last_text_late_seconds"] == pytest.approx(capacity(PRESETS["chain100"]).last_text_late_seconds)
+    assert {load["quota"]["key"] for load in data["loads"]} >= {"open_executions", "stripe_endpoint",
+                                                                "dynamodb_partition_writes"}
+
+
+def test_options_override_the_preset(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "capacity.json"
+    result = runner.invoke(app, ["capacity", "--size", "chain100", "--identity-kind", "short_code",
+                                 "--identities", "4", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["inputs"]["sending_identities"] == {"kind": "short_code", "count": 4}
+    assert data["first_limit"] != "sms_per_identity"
+
+
+def test_the_command_reads_a_bundled_scenario(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "capacity.json"
+    result = runner.invoke(app, ["capacity", "--scenario", str(SCENARIOS_DIR / "bijoux.json"), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["inputs"]["time_zones"] == [{"time_zone": "America/New_York", "share": 1.0}]
+    assert data["inputs"]["appointments_per_month"] > 0
+    assert "no limit hit; the nearest" in result.output
+
+
+def test_a_bad_option_is_one_line_and_exit_2() -> None:
+    result = runner.invoke(app, ["capacity", "--size", "chain100", "--time-zone", "America/New_York:0.5"])
+    assert result.exit_code == 2
+    assert "add up to 0.5" in result.output
+
+
+def test_an_unknown_time_zone_is_one_line_and_exit_2() -> None:
+    result = runner.invoke(app, ["capacity", "--size", "small", "--time-zone", "America/Atlantis:1"])
+    assert result.exit_code == 2
+    assert "'America/Atlantis' is not an IANA time zone" in result.output
