@@ -206,3 +206,24 @@ def test_a_run_woken_after_a_newer_booking_version_does_nothing(spa: MemorySpa) 
     assert spa.appointment(appointment_id).outcome is None
     with pytest.raises(Exception, match="bijoux#nope"):
         spa.lifecycle.plan(StepRequest(appointment_id="bijoux#nope", booking_version=1), spa.now)
+
+
+def test_one_task_takes_the_step_it_woke_for_and_the_lifecycle_steps_due_with_it(spa: MemorySpa) -> None:
+    """After the late-cancel fee is charged (the settlement function's task), the lifecycle's task counts the
+    strike and sends the fee notice in the same invocation, listing both; it stops at the next timed step."""
+    appointment_id, client_id = book(spa)
+    cancelled_at = VISIT - timedelta(hours=5)  # 09:00 in New York: past quiet hours, the notice goes at once
+    spa.send("AppointmentCancelled", cancelled_at, spa_id="bijoux", appointment_id=appointment_id[7:],
+             booking_version=2, by="client")
+    run = spa.request(appointment_id)
+    spa.take(run, "settle_fee", "late_cancel")
+    plan = spa.lifecycle.plan(run, spa.now)
+    assert plan.next is not None and plan.next.action == "count_strike"
+
+    taken = spa.lifecycle.take(run.model_copy(update={"action": "count_strike", "reason": "late_cancel"}), spa.now)
+    assert [(d.done, d.detail.get("key")) for d in taken.did] == [
+        ("strike 1 recorded (late_cancel)", None), ("late_cancel_fee_charged: sent", "late_cancel_fee_charged#late_cancel")]
+    assert taken.current and (taken.next is None or taken.next.at > spa.now)
+    assert spa.store.clients.get(client_id).strike_count == 1  # type: ignore[union-attr]
+    again = spa.lifecycle.take(run, spa.now)  # a retry of the task finds every step done
+    assert again.did == [] and again.next == taken.next

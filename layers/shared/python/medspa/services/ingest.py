@@ -31,13 +31,14 @@ theirs) is refused, so nothing about them is stored again; only a repeated erasu
 one that was interrupted can finish. An appointment's history keeps each event without the client's
 contact details and Stripe ids (``medspa.events.personal``): the profile holds the only copy.
 
-One run acts for the appointment at a time (``Appointment.run``). An event that moves the appointment's
-next step (``LifecycleService.next_step``: a booking, a reschedule, a cancel, a check-in, a no-show marked by
-the front desk) stops it and starts a run of the new version; one that leaves the next step as it was is
-read by the waiting run when it wakes, and starts and stops nothing. A state machine transition costs
-money and a restart costs several, so most confirmations and completions now cost none. ``FeeWaived`` starts a waiver run of its own (``<appointment>-waive-<purpose>``)
-so it is audited beside the appointment's runs and reaches an execution that may be sleeping for days.
-``OutstandingBalancePaid`` is settled here, ledger first and without Stripe (the desk already holds the
+One run acts for the appointment at a time (``Appointment.run``). An event that moves the appointment's next
+step (``LifecycleService.next_step``: a booking, a reschedule, a cancel, a check-in, a no-show marked by the
+front desk) stops it and starts a run of the new version; one that leaves the next step as it was is read by
+the waiting run when it wakes, and starts and stops nothing. A state machine transition costs money and a
+restart costs several, so most confirmations and completions now cost none.
+
+``FeeWaived`` starts a run of the FeeWaiver state machine (``<appointment>-waive-<purpose>``), audited beside
+the appointment's runs, since the appointment's own run may be sleeping for days. ``OutstandingBalancePaid`` is settled here, ledger first and without Stripe (the desk already holds the
 money; ``medspa.services.balances``), and answered with ``OutstandingBalanceSettled``.
 """
 
