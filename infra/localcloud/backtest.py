@@ -129,7 +129,7 @@ class InProcessSpa:
         return outcome
 
     def waive(self, appointment_id: str, purpose: str, admin_id: str) -> None:
-        """The waiver branch of the state machine: waive the fee, then tell the client if there is a notice."""
+        """As the FeeWaiver state machine runs it: waive the fee, then tell the client if there is a notice."""
         result = self.fees.waive(appointment_id, purpose, admin_id, self.now)
         detail = result.detail or {}
         if detail.get("notice"):

@@ -1,4 +1,5 @@
-"""One AppointmentLifecycle execution per appointment version, named so an admin finds it in the console.
+"""AppointmentLifecycle executions, named for the booking version they were started for (a run goes on
+through later versions that leave its next step as it was), so an admin finds them in the console.
 
 The name is derived from the spa, the appointment id and the booking version (``bijoux.a-123-v2``), so
 StartExecution is idempotent: a duplicate booking event starts nothing new (same name, same input), and
