@@ -21,6 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from localcloud.backtest import card_behaviour
+from medspa.domain.keys import appointment_key, client_key, spa_key
+from medspa.policy.schema import TimeZoneName
 from medspa.ports.memberships import DUE_SHARDS
 
 DAYS_PER_MONTH = 30.0
@@ -51,7 +54,7 @@ class LeadTime(BaseModel):
 class TimeZoneShare(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    time_zone: str
+    time_zone: TimeZoneName
     share: float = Field(gt=0, le=1)
 
 
@@ -348,9 +351,10 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
                          else f"the 10:00 card checks in {zone}"),
         "dynamodb_partition_writes": (partition_writes, f"the 1st: one by_due_day shard of {zone}"),
     }
-    loads = [QuotaLoad(quota=q, peak=peaks[q.key][0], limit=default_quota(q.key, inputs),
-                       headroom=_ratio(default_quota(q.key, inputs), peaks[q.key][0]), when=peaks[q.key][1])
-             for q in QUOTAS]
+    loads = []
+    for q in QUOTAS:
+        (peak, when), limit = peaks[q.key], default_quota(q.key, inputs)
+        loads.append(QuotaLoad(quota=q, peak=peak, limit=limit, headroom=_ratio(limit, peak), when=when))
     first = min(range(len(loads)), key=lambda i: loads[i].headroom)
     loads[first] = loads[first].model_copy(update={"first_hit": True})
     return CapacityReport(inputs=inputs, assumptions=a, loads=tuple(loads), mean_open_days=open_days,
@@ -390,12 +394,6 @@ PRESETS: Mapping[str, CapacityInputs] = {
 # ====================================================================== from a scenario
 
 
-def _declines(card: str | None) -> bool:
-    """The fake Stripe's test cards that fail a charge (visa_chargeDeclined, chargeCustomerFail, ...)."""
-    name = (card or "").lower()
-    return "decline" in name or "fail" in name
-
-
 def inputs_from_scenario(scenario: Any, time_zone_of: Mapping[str, str],
                          sending_identities: SendingIdentities = SendingIdentities(),
                          region: RegionClass = RegionClass.BIG_THREE) -> CapacityInputs:
@@ -414,12 +412,11 @@ def inputs_from_scenario(scenario: Any, time_zone_of: Mapping[str, str],
         if entry.get("detail_type") == "AppointmentBooked":
             starts = datetime.fromisoformat(detail["starts_at"])
             ahead = max((starts - entry["at_utc"]).total_seconds() / 86400, 0.0)
-            client = (detail.get("client") or {}).get("id")
-            key = f"{detail.get('spa_id')}#{detail.get('appointment_id')}"
-            bookings.setdefault(key, (detail["location_id"], ahead,
-                                      _declines(cards.get(f"{detail.get('spa_id')}#{client}"))))
+            card = cards.get(client_key(detail["spa_id"], (detail.get("client") or {}).get("id", "")))
+            bookings.setdefault(appointment_key(detail["spa_id"], detail["appointment_id"]),
+                                (detail["location_id"], ahead, card is not None and card_behaviour(card) == "declines"))
         elif entry.get("detail_type") == "MembershipStarted":
-            memberships.setdefault(f"{detail.get('spa_id')}#{detail.get('membership_id')}", detail["location_id"])
+            memberships.setdefault(spa_key(detail["spa_id"], detail["membership_id"]), detail["location_id"])
     end = scenario.until or last
     months = max((end - scenario.start).total_seconds() / 86400, 1.0) / DAYS_PER_MONTH
     locations = sorted({loc for loc, _, _ in bookings.values()} | set(memberships.values()))

@@ -139,9 +139,9 @@ def capacity(
                                  "memberships_per_month": memberships, "declined_share": declined_share,
                                  "region": region}
         if lead_time:
-            given["lead_times"] = [_pair(text, "SHARE:DAYS", ("share", "days_ahead")) for text in lead_time]
+            given["lead_times"] = [_pair("--lead-time", text, ("share", "days_ahead")) for text in lead_time]
         if time_zone:
-            given["time_zones"] = [_zone_share(text) for text in time_zone]
+            given["time_zones"] = [_pair("--time-zone", text, ("time_zone", "share")) for text in time_zone]
         if identity_kind is not None or identities is not None:
             given["sending_identities"] = {**base.get("sending_identities", {}),
                                            **({"kind": identity_kind} if identity_kind else {}),
@@ -180,22 +180,12 @@ def _capacity_base(size: str | None, scenario: Path | None) -> dict[str, Any]:
             "time_zones": [tz.model_dump() for tz in model.EASTERN]}
 
 
-def _pair(text: str, shape: str, keys: tuple[str, str]) -> dict[str, str]:
+def _pair(option: str, text: str, keys: tuple[str, str]) -> dict[str, str]:
+    """``A:B`` split at its last colon (a time zone has none, a share or a day count none either)."""
     first, sep, second = text.rpartition(":")
-    if not sep:
-        raise ValueError(f"{text!r} is not {shape}")
+    if not sep or not first:
+        raise ValueError(f"{option}: {text!r} is not {keys[0].upper()}:{keys[1].upper()}")
     return {keys[0]: first, keys[1]: second}
-
-
-def _zone_share(text: str) -> dict[str, Any]:
-    zone, sep, share = text.rpartition(":")
-    if not sep or not zone:
-        raise ValueError(f"--time-zone: {text!r} is not ZONE:SHARE")
-    try:
-        ZoneInfo(zone)
-    except (KeyError, ValueError):
-        raise ValueError(f"--time-zone: {zone!r} is not an IANA time zone (e.g. America/New_York)") from None
-    return {"time_zone": zone, "share": share}
 
 
 def _print_capacity(report: Any) -> None:

@@ -148,4 +148,4 @@ def test_a_bad_option_is_one_line_and_exit_2() -> None:
 def test_an_unknown_time_zone_is_one_line_and_exit_2() -> None:
     result = runner.invoke(app, ["capacity", "--size", "small", "--time-zone", "America/Atlantis:1"])
     assert result.exit_code == 2
-    assert "'America/Atlantis' is not an IANA time zone" in result.output
+    assert "unknown IANA time zone 'America/Atlantis'" in result.output

@@ -97,7 +97,6 @@ class LifecycleExecutions:
         return running and self.stop(execution_arn, error=error, cause=cause)
 
 
-
 def _given(arn: str | None, machine: str) -> str:
     if not arn:
         raise AttributeError(f"this function was not given {machine.upper()}_STATE_MACHINE_ARN")

@@ -48,6 +48,9 @@ def _zone(key: str) -> str:
     return key
 
 
+TimeZoneName = Annotated[str, AfterValidator(_zone)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(defer_build=True, strict=True, extra="forbid", frozen=True)
 
@@ -85,7 +88,7 @@ class Spa(_Strict):
 class Location(Rule):
     id: Slug
     name: str
-    time_zone: Annotated[str, AfterValidator(_zone)]
+    time_zone: TimeZoneName
     currency: Currency
 
 
