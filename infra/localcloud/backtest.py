@@ -19,8 +19,12 @@ Decisions:
   events to the booking site, inputs, summary per location), built by the same line functions
   (``localcloud.report``), so the differential test compares like with like. Executions are not Step
   Functions executions here; each appointment lists none and the state transitions count zero.
-* Memberships are not played yet (the drafts run on a schedule this engine does not drive): a scenario with
-  membership events is refused in one line rather than reported half right.
+* Memberships and prepaid courses are played as the MembershipDrafts machine plays them: a daily run at 09:00
+  local in every time zone whose location has a membership or prepaid rule (the template's schedules, one per
+  such zone) takes each due membership's step and then each due course's; a sign-up or an unfreeze whose dues
+  are due at once gets a run of its own for that membership as soon as the intake has folded the event, named
+  as the intake names it, so a repeat starts nothing. Daily runs fire on the way and never keep a run going:
+  a scenario without ``until`` ends with its last appointment step, as the simulator's does.
 """
 
 from __future__ import annotations
@@ -30,39 +34,78 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as local_time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from medspa.adapters.booking_site import InMemoryBookingSite
 from medspa.adapters.executions import InMemoryExecutions
 from medspa.adapters.memory_payments import CardBehaviour, InMemoryPayments
 from medspa.adapters.messaging import InMemoryMessenger
 from medspa.adapters.store.memory import InMemoryStore
-from medspa.events import MEMBERSHIP_MODELS, FeeWaived, parse_booking_event
+from medspa.domain.ledger import EntryKind
+from medspa.domain.membership import local_day
+from medspa.events import FeeWaived, parse_booking_event
 from medspa.messages.templates import load_templates
-from medspa.policy.loader import PolicyPacks, load_packs
+from medspa.policy.loader import PolicyPackError, PolicyPacks, load_pack, load_packs
+from medspa.policy.schema import PolicyPack
 from medspa.policy.tenants import load_tenants
 from medspa.services.card_check import CardChecks
 from medspa.services.confirm_link import EmailConfirmation
+from medspa.services.courses import CourseService
 from medspa.services.fees import FeeSteps
 from medspa.services.inbound_sms import InboundSmsService, parse_inbound_message
 from medspa.services.ingest import IngestOutcome, IngestService
 from medspa.services.lifecycle import LifecycleService, StepRequest, StepResult
+from medspa.services.memberships import MembershipService
 from medspa.services.notifications import NotificationService
 from medspa.services.settlement import SettlementService
 from medspa.services.unsubscribe import EmailUnsubscribe
 
-from localcloud.report import REPORT_FORMAT, appointment_line, client_line, iso, ledger_line, messages_from, summarize
-from localcloud.scenario import Input, Scenario, ScenarioError, StripeIds, load_scenario, prepare_inputs
+from localcloud.report import (
+    REPORT_FORMAT,
+    appointment_line,
+    client_line,
+    draft_lines,
+    expiry_line,
+    iso,
+    ledger_line,
+    membership_line,
+    messages_from,
+    summarize,
+)
+from localcloud.scenario import Input, Scenario, StripeIds, load_scenario, prepare_inputs
 
-__all__ = ["BACKTEST_KEYS", "InProcessSpa", "card_behaviour", "run_backtest"]
+__all__ = ["BACKTEST_KEYS", "COMPARISON_FORMAT", "InProcessSpa", "card_behaviour", "compare_packs", "run_backtest",
+           "what_if"]
 
 BACKTEST_KEYS = ("format", "engine", "scenario", "started_at", "ended_at", "real_seconds", "inputs", "messages",
-                 "ledger", "appointments", "clients", "events_to_booking_site", "summary")
+                 "ledger", "appointments", "clients", "memberships", "drafts", "expiries", "events_to_booking_site",
+                 "summary")
+COMPARISON_FORMAT = "medspa-backtest-comparison/1"
 STEPS_PER_WAKE_UP = 300  # a plan that keeps answering "due now" without changing anything is a bug, said loudly
 DEFAULT_SMS_DESTINATION = "+10000000000"  # as localcloud.capture, without importing the cloud's run
+DAILY_RUN = "\x00daily drafts run "  # a wake-up's key no appointment key can be, followed by the time zone
+DAILY_RUN_AT = 9  # the template's cron(0 9 * * ? *) per zone
+
+
+class _DraftRunsNow:
+    """``DraftRuns`` in process: the membership whose dues are due at once is drafted once the intake is done
+    with the event, as the run the intake starts would; a run's name (membership, due date, attempt) is taken
+    once, as Step Functions takes it."""
+
+    def __init__(self) -> None:
+        self.started: set[str] = set()
+        self.pending: list[str] = []
+
+    def start_now(self, membership_id: str, due_on: date, attempt: int, why: str = "") -> None:
+        name = f"{membership_id}-{due_on.isoformat()}-a{attempt}" + (f"-{why}" if why else "")
+        if name not in self.started:
+            self.started.add(name)
+            self.pending.append(membership_id)
 
 
 class _ClockedMessenger(InMemoryMessenger):
@@ -109,12 +152,22 @@ class InProcessSpa:
         self.settlement = SettlementService(self.store, self.payments, self.packs)
         self.fees = FeeSteps(self.store, self.settlement, self.lifecycle)
         self.cards = CardChecks(self.store, self.payments, self.packs, self.lifecycle)
-        self.intake = IngestService(self.store, self.runs, self.packs, load_tenants(self.packs), booking_site=self.site)
+        by_location = PolicyPacks.of(self.packs)
+        self.memberships = MembershipService(self.store, self.store.memberships, by_location, self.settlement,
+                                             self.site, notifications)
+        self.courses = CourseService(self.store, by_location, self.site, notifications)
+        self.draft_runs = _DraftRunsNow()
+        self.intake = IngestService(self.store, self.runs, self.packs, load_tenants(self.packs), booking_site=self.site,
+                                    memberships=MembershipService(self.store, self.store.memberships, by_location,
+                                                                  booking_site=self.site),
+                                    draft_runs=self.draft_runs, courses=CourseService(self.store, by_location, self.site))
         self.inbound = InboundSmsService(self.store, self.packs, replies=self.messenger, booking_site=self.site)
         self.steps: list[tuple[datetime, str, str]] = []  # (when, action, key or reason): the loop's own log
         self._wake_ups: list[tuple[datetime, int, str]] = []
         self._order = itertools.count()
         self._queued: dict[str, tuple[datetime, int]] = {}  # appointment -> its earliest wake-up still queued
+        for zone in sorted({p.location.time_zone for p in self.packs.values() if p.membership or p.prepaid}):
+            self.wake(DAILY_RUN + zone, _next_daily_run(zone, now))
 
     # ------------------------------------------------------------------------------ inputs
 
@@ -122,6 +175,8 @@ class InProcessSpa:
         """The intake applies ``event`` now; the appointment it names is planned again at once, as a started
         execution plans first; an admin's waiver runs to its end, as its short execution does."""
         outcome = self.intake.ingest(event, source, self.now)
+        while self.draft_runs.pending:
+            self.memberships.take_due_step(self.draft_runs.pending.pop(0), self.now)
         if outcome.action == "waiver_started" and isinstance(event, FeeWaived):
             self.waive(outcome.appointment_id or "", event.purpose, event.admin_id)
         if outcome.appointment_id is not None:
@@ -215,15 +270,38 @@ class InProcessSpa:
                 continue  # overtaken by an earlier wake-up, which planned again after it acted
             del self._queued[appointment_id]
             self.now = max(self.now, at)
+            if appointment_id.startswith(DAILY_RUN):
+                self.daily_run(appointment_id.removeprefix(DAILY_RUN))
+                continue
             nxt = self.step_due(appointment_id, self.now)
             if nxt is not None:
                 self.wake(appointment_id, nxt)
         self.now = max(self.now, until)
 
     def play_until_idle(self) -> None:
-        """Every step of every appointment, to the last one planned."""
-        while self._wake_ups:
+        """Every step of every appointment, to the last one planned; the daily runs fire on the way."""
+        while any(not key.startswith(DAILY_RUN) for key in self._queued):
             self.play_until(self._wake_ups[0][0])
+
+    def daily_run(self, zone: str) -> None:
+        """The zone's MembershipDrafts run: each due membership's step, then each due course's; the next at the
+        same local time tomorrow."""
+        for membership_id in self.memberships.due(zone, self.now):
+            self.memberships.take_due_step(membership_id, self.now)
+        for course_id in self.courses.due(zone, self.now):
+            self.courses.take_due_step(course_id, self.now)
+        self.wake(DAILY_RUN + zone, _next_daily_run(zone, self.now))
+
+
+def _next_daily_run(zone: str, after: datetime) -> datetime:
+    """The first 09:00 in ``zone`` strictly after ``after``, DST-correct: the schedule's next fire."""
+    tz = ZoneInfo(zone)
+    today = local_day(after, tz)
+    for day in (today, today + timedelta(days=1)):
+        at = datetime.combine(day, local_time(DAILY_RUN_AT), tz).astimezone(UTC)
+        if at > after:
+            return at
+    raise AssertionError("09:00 tomorrow is always after now")
 
 
 def card_behaviour(card: str) -> CardBehaviour:
@@ -250,19 +328,15 @@ def _save_card(payments: InMemoryPayments, payment_method_id: str, card: str) ->
         payments.declined_when_checked.add(payment_method_id)
 
 
-def run_backtest(source: Path | str | Mapping[str, Any], report: Path | str | None = None) -> dict[str, Any]:
-    """Play one scenario through the in-process engine; write the JSON report to ``report`` if given; return it."""
+def run_backtest(source: Path | str | Mapping[str, Any], report: Path | str | None = None,
+                 packs: PolicyPacks | None = None) -> dict[str, Any]:
+    """Play one scenario through the in-process engine (under ``packs``, the bundled ones by default); write the
+    JSON report to ``report`` if given; return it."""
     began = time.perf_counter()
     scenario = load_scenario(source)
     ids = StripeIds.placeholders(scenario)
     inputs = prepare_inputs(scenario, ids)
-    membership = next((i for i in inputs if i.kind == "event" and i.envelope
-                       and i.envelope["detail-type"] in {m.__name__ for m in MEMBERSHIP_MODELS}
-                       | {"MembershipStarted"}), None)
-    if membership is not None:
-        raise ScenarioError(f"events[{membership.index}]: memberships are not played by the backtest yet "
-                            "(use medspa simulate)")
-    spa = InProcessSpa(scenario.start)
+    spa = InProcessSpa(scenario.start, packs)
     for client in scenario.clients:
         if client.card:
             _save_card(spa.payments, ids.cards[client.key] or "", client.card)
@@ -277,6 +351,39 @@ def run_backtest(source: Path | str | Mapping[str, Any], report: Path | str | No
     result = _report(spa, scenario, ids, lines)
     result["real_seconds"] = round(time.perf_counter() - began, 3)
     result = {key: result[key] for key in BACKTEST_KEYS if key in result}
+    if report is not None:
+        Path(report).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    return result
+
+
+def what_if(packs: PolicyPacks, pack: PolicyPack) -> PolicyPacks:
+    """``packs`` with ``pack`` as its location's only version: every visit there is judged by it, whatever version
+    its booking names, as if its clients had accepted it. That is the question a what-if asks; the other
+    locations keep their history."""
+    if pack.location_id not in packs:
+        raise PolicyPackError(f"location.id: {pack.location_id!r} is not a location of the bundled packs "
+                              f"({', '.join(sorted(packs))})")
+    history = [packs.accepted(location, version) for location in packs if location != pack.location_id
+               for version in packs.versions(location) if version != packs[location].policy_version]
+    return PolicyPacks({**packs, pack.location_id: pack}, history)
+
+
+def compare_packs(source: Path | str | Mapping[str, Any], pack_files: Sequence[Path | str],
+                  report: Path | str | None = None) -> dict[str, Any]:
+    """The scenario played once per policy, side by side: under the bundled packs and one pack file, or under
+    each of two or more pack files. Each pack replaces its own location's pack (:func:`what_if`); the rest stay
+    as bundled. Returns (and writes to ``report``) each variant's label, the pack it put in place and its
+    summary: the figures the simulator's report has per location."""
+    bundled = load_packs()
+    variants: list[tuple[str, PolicyPacks, str | None]] = [] if len(pack_files) > 1 else [("bundled", bundled, None)]
+    for file in pack_files:
+        pack = load_pack(file)
+        variants.append((Path(file).stem, what_if(bundled, pack), f"{pack.location_id}@{pack.policy_version}"))
+    played = [(label, placed, run_backtest(source, packs=packs)) for label, packs, placed in variants]
+    result = {"format": COMPARISON_FORMAT, "engine": "backtest",
+              "scenario": played[0][2]["scenario"],
+              "variants": [{"label": label, "pack": placed, "summary": run["summary"],
+                            "real_seconds": run["real_seconds"]} for label, placed, run in played]}
     if report is not None:
         Path(report).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return result
@@ -308,9 +415,12 @@ def _report(spa: InProcessSpa, scenario: Scenario, ids: StripeIds, inputs: list[
     store = spa.store
     stored = [a for a in map(store.appointments.get, sorted(store.appointments.items)) if a is not None]
     clients = [c for c in map(store.clients.get, sorted(store.clients.items)) if c is not None]
-    ledger = list(store.ledger.entries.values())
+    ledger = sorted(store.ledger.entries.values(), key=lambda e: (e.created_at, e.entry_id))
     appointments = sorted((appointment_line(a, spa.packs, []) for a in stored),
                           key=lambda a: (a["starts_at"], a["spa_id"], a["appointment_id"]))
+    records = [r for r in map(store.memberships.read, sorted(store.memberships.items))
+               if r is not None and r.membership is not None]
+    member_keys = {r.membership_id for r in records}
     cards = {c.key: c.card for c in scenario.clients}
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
@@ -320,9 +430,14 @@ def _report(spa: InProcessSpa, scenario: Scenario, ids: StripeIds, inputs: list[
         "ended_at": iso(spa.now),
         "inputs": inputs,
         "messages": messages_from(stored, spa.messenger.sent, clients),
-        "ledger": sorted((ledger_line(e) for e in ledger), key=lambda e: (e["created_at"], e["entry_id"])),
+        "ledger": [ledger_line(e, membership=e.appointment_id in member_keys) for e in ledger],
         "appointments": appointments,
         "clients": [client_line(c, cards, ids, store.consent) for c in clients],
+        "memberships": sorted((membership_line(r, spa.packs) for r in records),
+                              key=lambda m: (m["started_on"], m["spa_id"], m["membership_id"])),
+        "drafts": draft_lines([e for e in ledger if e.appointment_id in member_keys and e.kind is not EntryKind.EXPIRY],
+                              records, []),
+        "expiries": [expiry_line(e) for e in ledger if e.kind is EntryKind.EXPIRY],
         "events_to_booking_site": [{"detail_type": kind, "detail": detail} for kind, _, detail in spa.site.received],
         "quarantined": [],
     }

@@ -45,6 +45,7 @@ from localcloud.report import (
     appointment_line,
     client_line,
     draft_lines,
+    expiry_line,
     iso,
     ledger_line,
     mask,
@@ -57,7 +58,7 @@ from localcloud.report import (
 )
 from localcloud.scenario import Input, Scenario, ScenarioError, StripeIds
 from medspa.adapters.store import EntryKind, Store, TableNames
-from medspa.domain.keys import spa_of, split_key
+from medspa.domain.keys import spa_of
 from medspa.events import MEMBERSHIP_MODELS
 from medspa.policy.loader import load_packs
 
@@ -384,10 +385,8 @@ def collect(cloud: LocalCloud, scenario: Scenario, inputs: list[dict[str, Any]],
                          key=lambda m: (m["started_on"], m["spa_id"], m["membership_id"]))
     drafts = draft_lines([e for e in ledger if e.appointment_id in member_keys and e.kind is not EntryKind.EXPIRY],
                          records, every_execution)
-    expiries = [{"spa_id": split_key(e.appointment_id)[0], "of": split_key(e.appointment_id)[1],
-                 "purpose": e.purpose, "amount": e.amount.model_dump(), "ledger_entry_id": e.entry_id,
-                 "created_at": iso(e.created_at)}
-                for e in sorted(ledger, key=lambda e: (e.created_at, e.entry_id)) if e.kind is EntryKind.EXPIRY]
+    expiries = [expiry_line(e) for e in sorted(ledger, key=lambda e: (e.created_at, e.entry_id))
+                if e.kind is EntryKind.EXPIRY]
     clients = [store.clients.get(i) for i in _scan_keys(dynamodb, tables.clients, "client_id")]
     cards = {c.key: c.card for c in scenario.clients}
     client_lines = [client_line(c, cards, ids, store.consent) for c in clients if c is not None]

@@ -8,9 +8,11 @@ fees went and how its memberships stand; ``--report`` writes the full JSON repor
 page a spa owner opens in a browser. A scenario that cannot be played as written is refused before
 anything is deployed, with one line naming the entry and the field, and exit status 2.
 
-``medspa backtest SCENARIO [--report FILE]`` plays the same scenario through the same services in one
-process (``localcloud.backtest``: in-memory adapters, the lifecycle loop driven on a virtual clock) and
-prints the summary per location; the report has the simulator's keys for what both engines know.
+``medspa backtest SCENARIO [--pack FILE ...] [--report FILE]`` plays the same scenario through the same services
+in one process (``localcloud.backtest``: in-memory adapters, the lifecycle loop driven on a virtual clock) and
+prints the summary per location; the report has the simulator's keys for what both engines know. With packs,
+it plays the scenario once per policy (the bundled packs and one file, or each of two or more files) and prints
+each location's figures side by side, a column per policy, the rows that differ in bold.
 
 ``medspa capacity [--size small|chain100|chain1000] [--scenario FILE] [--json FILE]`` prints a paper model of
 the AWS and Stripe quotas (``localcloud.capacity``): for each, the peak load a chain of that size puts on it,
@@ -89,16 +91,25 @@ def backtest(
     scenario: Annotated[Path, typer.Argument(help="Scenario file (JSON, see docs/simulate.md)", exists=True,
                                              dir_okay=False)],
     report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report to this file")] = None,
+    pack: Annotated[list[Path] | None, typer.Option(
+        "--pack", help="A location's policy pack (TOML) to play instead of its bundled one; give one to compare it "
+        "with the bundled pack, or two or more to compare them", exists=True, dir_okay=False)] = None,
 ) -> None:
     """Play a scenario through the same services in process, on a virtual clock, and print the summary per
     location: seconds for a year of bookings, where ``simulate`` takes about a second per appointment."""
-    from localcloud.backtest import run_backtest
+    from localcloud.backtest import compare_packs, run_backtest
+    from medspa.policy.loader import PolicyPackError
 
     try:
-        result = run_backtest(scenario, report)
+        if pack:
+            _print_comparison(compare_packs(scenario, pack, report))
+        else:
+            _print_summary(run_backtest(scenario, report))
     except ScenarioError as error:
         _scenario_error(scenario, error)
-    _print_summary(result)
+    except PolicyPackError as error:
+        typer.echo(" ".join(str(error).split()), err=True)
+        raise typer.Exit(2) from None
     if report is not None:
         console.print(f"report written to {report}")
 
@@ -540,15 +551,7 @@ def _print_summary(report: Mapping[str, Any]) -> None:
     for label, key in _SUMMARY_ROWS:
         if key == "state_transitions" and report.get("engine") == "backtest":
             continue  # no Step Functions execution, so no state entered: a zero would read as nothing done
-        cells = []
-        for r in summary["locations"]:
-            value = r[key]
-            if key in ("fees_charged", "fees_covered"):
-                value = f"{value['count']}" + (f" ({_totals(value['total'])})" if value["total"] else "")
-            elif key == "outstanding":
-                value = _totals(value) or "0"
-            cells.append(str(value))
-        table.add_row(label, *cells)
+        table.add_row(label, *(_cell(r[key]) for r in summary["locations"]))
     console.print(table)
     _print_money(report)
     _print_memberships(report)
@@ -588,10 +591,9 @@ def _print_money(report: Mapping[str, Any]) -> None:
     reasons = list(dict.fromkeys(reason for r in locations for reason in r["money"]["fees"]))
     for reason in reasons:
         fees = [r["money"]["fees"].get(reason, {"count": 0, "total": {}}) for r in locations]
-        table.add_row(_FEE_LABELS.get(reason, reason.replace("_", " ")),
-                      *(f"{fee['count']}" + (f" ({_totals(fee['total'])})" if fee["total"] else "") for fee in fees))
+        table.add_row(_FEE_LABELS.get(reason, reason.replace("_", " ")), *map(_cell, fees))
     for label, key in _MONEY_ROWS:
-        table.add_row(label, *(_totals(r["money"][key]) or "0" for r in locations))
+        table.add_row(label, *(_cell(r["money"][key]) for r in locations))
     console.print(table)
 
 
@@ -603,6 +605,55 @@ _MEMBERSHIP_ROWS = (
     ("store credit held (LuXe Bux)", "store_credit_held"), ("paper certificates issued", "certificates_issued"),
     ("certificates expired", "certificates_expired"), ("expiries", "expiries"),
 )
+
+
+def _print_comparison(comparison: Mapping[str, Any]) -> None:
+    """Per location, a column per policy and a row per figure of the summary, money and membership tables; a row
+    whose figures differ is bold, so the owner's eye goes to what the policy changes."""
+    variants = comparison["variants"]
+    rows_of = [{r["location_id"]: r for r in v["summary"]["locations"]} for v in variants]
+    for location in dict.fromkeys(loc for rows in rows_of for loc in rows):
+        table = Table(title=f"{comparison['scenario']['name']}: {location}", title_justify="left")
+        table.add_column("")
+        for v in variants:
+            table.add_column(v["label"] + (f"\n{v['pack']}" if v["pack"] else ""), justify="right")
+        measures = [_measures(rows.get(location)) for rows in rows_of]
+        for label in dict.fromkeys(label for m in measures for label in m):
+            cells = [m.get(label, "0") for m in measures]
+            table.add_row(label, *cells, style="bold" if len(set(cells)) > 1 else None)
+        console.print(table)
+    console.print(", ".join(f"{v['label']}: {v['real_seconds']:.2f}s" for v in variants) + " real, in process\n")
+
+
+def _measures(row: Mapping[str, Any] | None) -> dict[str, str]:
+    """Every figure of one location's summary row, labelled as the summary, money and membership tables label
+    them (state transitions left out: the backtest has none)."""
+    if row is None:
+        return {}
+    figures = {label: _cell(row[key]) for label, key in _SUMMARY_ROWS if key != "state_transitions"}
+    money = row.get("money") or {}
+    figures |= {"fees for " + _FEE_LABELS.get(reason, reason.replace("_", " ")): _cell(fee)
+                for reason, fee in (money.get("fees") or {}).items()}
+    figures |= {label: _cell(money[key]) for label, key in _MONEY_ROWS if key in money}
+    if (row.get("memberships") or {}).get("count"):
+        figures |= {label: _cell(_part(row["memberships"], key)) for label, key in _MEMBERSHIP_ROWS}
+    return figures
+
+
+def _part(figures: Mapping[str, Any], key: str) -> Any:
+    value: Any = figures
+    for part in key.split("."):
+        value = value.get(part, 0) if isinstance(value, Mapping) else 0
+    return value
+
+
+def _cell(value: Any) -> str:
+    """A count, a count with its totals, or totals by currency, as the summary tables print them."""
+    if isinstance(value, Mapping) and "count" in value:
+        return f"{value['count']}" + (f" ({_totals(value['total'])})" if value["total"] else "")
+    if isinstance(value, Mapping):
+        return _totals(value) or "0"
+    return str(value)
 
 
 def _print_memberships(report: Mapping[str, Any]) -> None:
@@ -617,17 +668,7 @@ def _print_memberships(report: Mapping[str, Any]) -> None:
     for r in locations:
         table.add_column(r["location_id"], justify="right")
     for label, key in _MEMBERSHIP_ROWS:
-        cells = []
-        for r in locations:
-            value: Any = r["memberships"]
-            for part in key.split("."):
-                value = value.get(part, 0) if isinstance(value, Mapping) else 0
-            if isinstance(value, Mapping) and "count" in value:
-                value = f"{value['count']}" + (f" ({_totals(value['total'])})" if value["total"] else "")
-            elif isinstance(value, Mapping):
-                value = _totals(value) or "0"
-            cells.append(str(value))
-        table.add_row(label, *cells)
+        table.add_row(label, *(_cell(_part(r["memberships"], key)) for r in locations))
     console.print(table)
     drafts = (summary.get("state_machines") or {}).get("MembershipDrafts")
     if drafts:

@@ -198,6 +198,13 @@ def draft_lines(entries: Iterable[Any], records: Iterable[Any], executions: Iter
     return sorted(out, key=lambda d: (d["created_at"] or "", d["entry_id"]))
 
 
+def expiry_line(e: Any) -> dict[str, Any]:
+    """A prepaid course's or a membership's expiry: what was forfeited, and of what."""
+    spa_id, of = split_key(e.appointment_id)
+    return {"spa_id": spa_id, "of": of, "purpose": e.purpose, "amount": e.amount.model_dump(),
+            "ledger_entry_id": e.entry_id, "created_at": iso(e.created_at)}
+
+
 def _draft_id(e: Any) -> tuple[str, str | None, str, str]:
     """(membership key, month's draft date, purpose, attempt) from ``<spa>#<membership>#<date>#<purpose>#<n>``;
     an entry of the membership named otherwise keeps its membership and purpose, with no draft date."""

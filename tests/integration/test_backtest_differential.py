@@ -4,13 +4,12 @@ the in-memory adapters), ends alike for every appointment and client.
 
 Compared exactly, per appointment: the final status, the ledger entries (purpose, kind, amount, status), the
 message templates sent on each channel, and the strikes; per client: the prepay flag, the outstanding balance
-and the store credit. Executions and state transitions are not compared: the backtest has no Step Functions.
+and the store credit; per membership: its status and every draft (month, purpose, attempt, amount, outcome);
+and what expired. Executions and state transitions are not compared: the backtest has no Step Functions.
 A difference is a bug in one engine, to be found and fixed there, never a looser assertion here.
 
-The local cloud costs about a minute per scenario, so only the bundled scenarios without memberships are
-played (the backtest refuses memberships for now), and one generated scenario of 40 appointments (about two
-minutes in the cloud; the issue's few hundred would be several): each is one test, marked e2e as every
-local-cloud run is.
+Every bundled scenario is played, and one generated scenario of 200 appointments (about two minutes in the
+local cloud): each is one test, marked e2e as every local-cloud run is.
 """
 
 from __future__ import annotations
@@ -22,12 +21,11 @@ import pytest
 
 from localcloud.backtest import run_backtest
 from localcloud.generate import generated_scenario
-from localcloud.scenario import SCENARIOS_DIR, load_scenario
+from localcloud.scenario import SCENARIOS_DIR
 from localcloud.simulate import run_scenario
 
-WITHOUT_MEMBERSHIPS = sorted(
-    path.name for path in SCENARIOS_DIR.glob("*.json")
-    if not any(str(e.get("detail_type", "")).startswith("Membership") for e in load_scenario(path).entries))
+BUNDLED = sorted(path.name for path in SCENARIOS_DIR.glob("*.json"))
+GENERATED, GENERATED_SIZE = "generated-200-seed-7", 200
 
 
 def outcomes(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,21 +46,24 @@ def outcomes(report: Mapping[str, Any]) -> dict[str, Any]:
                                 "outstanding": c["outstanding"], "credit": c["credit"]} for c in report["clients"]}
     unattached = sorted((m["kind"], m["channel"], m["client_id"], m["status"]) for m in report["messages"]
                         if m["appointment_id"] is None)
-    return {"appointments": visits, "clients": clients, "messages not about a visit": unattached}
+    memberships = {m["membership_id"]: {
+        "status": m["status"],
+        "drafts": sorted((d["due_on"], d["purpose"], d["attempt"], d["amount"]["amount"], d["status"])
+                         for d in report["drafts"] if d["membership_id"] == m["membership_id"]),
+    } for m in report["memberships"]}
+    expired = sorted((e["spa_id"], e["of"], e["purpose"], e["amount"]["amount"]) for e in report["expiries"])
+    return {"appointments": visits, "clients": clients, "messages not about a visit": unattached,
+            "memberships": memberships, "expired": expired}
 
 
-def test_the_bundled_scenarios_without_memberships_are_the_ones_played():
-    assert WITHOUT_MEMBERSHIPS == ["406medicalspa.json", "bijoux.json", "glow-hk.json", "massageluxe-austin.json",
-                                   "massageluxe-scottsdale.json"]
-
-
-GENERATED = "generated-40-seed-7"
+def test_every_bundled_scenario_is_played_memberships_included():
+    assert "massageluxe-austin-memberships.json" in BUNDLED and len(BUNDLED) == 6
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("scenario", [*WITHOUT_MEMBERSHIPS, GENERATED])
+@pytest.mark.parametrize("scenario", [*BUNDLED, GENERATED])
 def test_the_backtest_ends_every_visit_as_the_local_cloud_does(scenario):
-    played_file = generated_scenario(40, seed=7) if scenario == GENERATED else SCENARIOS_DIR / scenario
+    played_file = generated_scenario(GENERATED_SIZE, seed=7) if scenario == GENERATED else SCENARIOS_DIR / scenario
     in_the_cloud = run_scenario(played_file)
     in_process = run_backtest(played_file)
 
@@ -71,4 +72,6 @@ def test_the_backtest_ends_every_visit_as_the_local_cloud_does(scenario):
     for appointment, story in expected["appointments"].items():
         assert played["appointments"][appointment] == story, appointment
     assert played == expected
-    assert sum(len(v["ledger"]) for v in expected["appointments"].values()) > 0  # money moved: the test bites
+    money_moved = [v["ledger"] for v in expected["appointments"].values()] + \
+        [m["drafts"] for m in expected["memberships"].values()]
+    assert any(money_moved)  # the test bites
