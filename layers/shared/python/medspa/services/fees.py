@@ -151,7 +151,7 @@ class FeeSteps:
         if not first_attempt:
             state = stored.fees.get(report.reason)
             fee = state.fee if state is not None and state.fee is not None else fee
-            ledger, purpose = self._store.ledger, card_purpose(report.reason)  # type: ignore[arg-type]
+            ledger, purpose = self._store.ledger, card_purpose(report.reason)
             covered = [(source, ledger.get(ledger_entry_id(stored.appointment_id, f"{purpose}_{source}", 1)))
                        for source in PAID_FROM_SOURCES]
             paid_from = tuple(PaidFrom(source=source, amount=entry.amount) for source, entry in covered

@@ -57,7 +57,7 @@ from medspa.domain.runs import run_name
 from medspa.money import Money
 from medspa.messages.render import AppointmentContext
 from medspa.policy.loader import PolicyPacks
-from medspa.policy.schema import PolicyPack
+from medspa.policy.schema import FeeReason, PolicyPack
 from medspa.ports import BookingSiteEvents, Counted, Executions, Metrics
 from medspa.ports.metrics import NOT_COUNTED
 from medspa.services import balances, prepayment
@@ -255,7 +255,7 @@ class LifecycleService:
             unmet.append("prepay_in_full")
         return unmet
 
-    def _fee_reasons(self, stored: Appointment, now: datetime | None = None, include_waived: bool = True) -> list[str]:
+    def _fee_reasons(self, stored: Appointment, now: datetime | None = None, include_waived: bool = True) -> list[FeeReason]:
         """Violations of this visit, in the order they happened; a same-day reschedule's waived fee is
         charged nothing (and is no strike) but is still recorded as settled-with-no-fee. Once the system
         has auto-cancelled the visit or called it a no-show, a cancel the booking site delivers afterwards
@@ -265,7 +265,7 @@ class LifecycleService:
         With ``now``, a fee that waits for the end of the same-day rebooking window is not due yet."""
         decided = stored.outcome if stored.outcome and stored.outcome.status != "attended" else None
         there = self._there_after_all(stored)
-        reasons = [v.reason for v in stored.facts.violations if (include_waived or not v.fee_waived)
+        reasons: list[FeeReason] = [v.reason for v in stored.facts.violations if (include_waived or not v.fee_waived)
                    and (decided is None or v.reason in stored.fees or there and v.cause == "late_arrival")
                    and (now is None or v.fee_waived or v.fee_due_at is None or v.fee_due_at <= now)]
         if (stored.status is AppointmentStatus.NO_SHOW or decided is not None and decided.status == "no_show") \
