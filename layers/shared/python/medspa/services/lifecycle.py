@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -74,6 +74,7 @@ CHAINED: frozenset[str] = frozenset({"send_message", "auto_cancel", "decide_atte
                                      "tell_requirements_unmet"})
 MAX_CHAIN = 24  # steps one invocation takes; past it the state machine routes the next one as a task
 PREPAYMENT_CREDIT = prepayment.CREDIT
+_OUTCOMES: dict[str, engine.Outcome] = {outcome: outcome for outcome in get_args(engine.Outcome)}
 
 
 class StepRequest(BaseModel):
@@ -523,7 +524,8 @@ class LifecycleService:
 
     def _count_strike(self, stored: Appointment, reason: str, now: datetime) -> StepResult:
         pack = self._packs.for_visit(stored)
-        if engine.strike_for(pack, reason) is None:  # type: ignore[arg-type]
+        outcome = _OUTCOMES.get(reason)
+        if outcome is None or engine.strike_for(pack, outcome) is None:
             return StepResult(done=f"{reason} is not a strike at {pack.location_id}")
         at = next((v.decided_at for v in stored.facts.violations if v.reason == reason), None) or (
             stored.outcome.at if stored.outcome else now)

@@ -60,13 +60,14 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
 from medspa.domain.booking import Appointment
-from medspa.domain.client import Client
+from medspa.domain.client import Channel, Client
+from medspa.domain.consent import ConsentChannel
 from medspa.domain.keys import client_key, split_key
 from medspa.domain.ledger import LedgerEntry
 from medspa.events import ClientContactCorrected, ClientDataExportRequested, ClientErasureRequested, PrivacyRequest
@@ -84,6 +85,7 @@ from medspa.ports.privacy import (
 from medspa.ports.store import ClientErased, ClientNotFound, Stores
 
 FORMAT = "medspa.client-export/1"
+_CONSENT_CHANNEL: dict[Channel, ConsentChannel] = {Channel.SMS: "sms", Channel.EMAIL: "email"}
 ERASED_CAUSE = "The client's data was erased at their request"
 
 
@@ -304,13 +306,16 @@ class PrivacyService:
             entries |= {e.entry_id: e for e in self._store.ledger.for_appointment(appointment.appointment_id)}
         return sorted(entries.values(), key=lambda e: (e.created_at, e.entry_id))
 
-    def _addresses(self, client: Client) -> list[tuple[Literal["sms", "email"], str]]:
+    def _addresses(self, client: Client) -> list[tuple[ConsentChannel, str]]:
         """The client's addresses now and before (a corrected number may still have a STOP recorded)."""
-        current = [(channel, address) for channel, address in (("sms", client.phone), ("email", client.email))
-                   if address]
-        former = [(str(channel), address) for channel, address in client.known_contacts
-                  if (str(channel), address) not in current]
-        return current + former  # type: ignore[return-value]
+        current: list[tuple[ConsentChannel, str]] = []
+        if client.phone:
+            current.append(("sms", client.phone))
+        if client.email:
+            current.append(("email", client.email))
+        former = [(_CONSENT_CHANNEL[channel], address) for channel, address in client.known_contacts
+                  if (_CONSENT_CHANNEL[channel], address) not in current]
+        return current + former
 
     def _consent(self, client: Client) -> list[dict[str, Any]]:
         found = []
