@@ -46,7 +46,6 @@ from medspa.adapters.executions import InMemoryExecutions
 from medspa.adapters.memory_payments import CardBehaviour, InMemoryPayments
 from medspa.adapters.messaging import InMemoryMessenger
 from medspa.adapters.store.memory import InMemoryStore
-from medspa.domain.ledger import EntryKind
 from medspa.domain.membership import local_day
 from medspa.events import FeeWaived, parse_booking_event
 from medspa.messages.templates import load_templates
@@ -69,11 +68,8 @@ from localcloud.report import (
     REPORT_FORMAT,
     appointment_line,
     client_line,
-    draft_lines,
-    expiry_line,
     iso,
-    ledger_line,
-    membership_line,
+    ledger_and_memberships,
     messages_from,
     summarize,
 )
@@ -415,12 +411,8 @@ def _report(spa: InProcessSpa, scenario: Scenario, ids: StripeIds, inputs: list[
     store = spa.store
     stored = [a for a in map(store.appointments.get, sorted(store.appointments.items)) if a is not None]
     clients = [c for c in map(store.clients.get, sorted(store.clients.items)) if c is not None]
-    ledger = sorted(store.ledger.entries.values(), key=lambda e: (e.created_at, e.entry_id))
     appointments = sorted((appointment_line(a, spa.packs, []) for a in stored),
                           key=lambda a: (a["starts_at"], a["spa_id"], a["appointment_id"]))
-    records = [r for r in map(store.memberships.read, sorted(store.memberships.items))
-               if r is not None and r.membership is not None]
-    member_keys = {r.membership_id for r in records}
     cards = {c.key: c.card for c in scenario.clients}
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
@@ -430,14 +422,10 @@ def _report(spa: InProcessSpa, scenario: Scenario, ids: StripeIds, inputs: list[
         "ended_at": iso(spa.now),
         "inputs": inputs,
         "messages": messages_from(stored, spa.messenger.sent, clients),
-        "ledger": [ledger_line(e, membership=e.appointment_id in member_keys) for e in ledger],
+        **ledger_and_memberships(store.ledger.entries.values(), map(store.memberships.read, store.memberships.items),
+                                 spa.packs, []),
         "appointments": appointments,
         "clients": [client_line(c, cards, ids, store.consent) for c in clients],
-        "memberships": sorted((membership_line(r, spa.packs) for r in records),
-                              key=lambda m: (m["started_on"], m["spa_id"], m["membership_id"])),
-        "drafts": draft_lines([e for e in ledger if e.appointment_id in member_keys and e.kind is not EntryKind.EXPIRY],
-                              records, []),
-        "expiries": [expiry_line(e) for e in ledger if e.kind is EntryKind.EXPIRY],
         "events_to_booking_site": [{"detail_type": kind, "detail": detail} for kind, _, detail in spa.site.received],
         "quarantined": [],
     }

@@ -44,12 +44,9 @@ from localcloud.report import (
     REPORT_FORMAT,
     appointment_line,
     client_line,
-    draft_lines,
-    expiry_line,
     iso,
-    ledger_line,
+    ledger_and_memberships,
     mask,
-    membership_line,
     messages_from,
     parse_time,
     quarantined_lines,
@@ -57,7 +54,7 @@ from localcloud.report import (
     summarize,
 )
 from localcloud.scenario import Input, Scenario, ScenarioError, StripeIds
-from medspa.adapters.store import EntryKind, Store, TableNames
+from medspa.adapters.store import Store, TableNames
 from medspa.domain.keys import spa_of
 from medspa.events import MEMBERSHIP_MODELS
 from medspa.policy.loader import load_packs
@@ -375,18 +372,8 @@ def collect(cloud: LocalCloud, scenario: Scenario, inputs: list[dict[str, Any]],
     appointments = [appointment_line(a, packs, executions.pop(a.appointment_id, [])) for a in stored]
     appointments.sort(key=lambda a: (a["starts_at"], a["spa_id"], a["appointment_id"]))
     records = [store.memberships.read(k) for k in _scan_keys(dynamodb, tables.memberships, "membership_id")]
-    records = [r for r in records if r is not None and r.membership is not None]
-    member_keys = {r.membership_id for r in records}
     ledger = [store.ledger.get(i) for i in _scan_keys(dynamodb, tables.ledger, "entry_id")]
-    ledger = [e for e in ledger if e is not None]
-    ledger_lines = sorted((ledger_line(e, membership=e.appointment_id in member_keys) for e in ledger),
-                          key=lambda e: (e["created_at"], e["entry_id"]))
-    memberships = sorted((membership_line(r, packs) for r in records),
-                         key=lambda m: (m["started_on"], m["spa_id"], m["membership_id"]))
-    drafts = draft_lines([e for e in ledger if e.appointment_id in member_keys and e.kind is not EntryKind.EXPIRY],
-                         records, every_execution)
-    expiries = [expiry_line(e) for e in sorted(ledger, key=lambda e: (e.created_at, e.entry_id))
-                if e.kind is EntryKind.EXPIRY]
+    money = ledger_and_memberships([e for e in ledger if e is not None], records, packs, every_execution)
     clients = [store.clients.get(i) for i in _scan_keys(dynamodb, tables.clients, "client_id")]
     cards = {c.key: c.card for c in scenario.clients}
     client_lines = [client_line(c, cards, ids, store.consent) for c in clients if c is not None]
@@ -397,19 +384,19 @@ def collect(cloud: LocalCloud, scenario: Scenario, inputs: list[dict[str, Any]],
         "ended_at": iso(cloud.now()),
         "inputs": inputs,
         "messages": messages_from(stored, recorders.tap.sent, [c for c in clients if c is not None]),
-        "ledger": ledger_lines,
+        "ledger": money["ledger"],
         "appointments": appointments,
         "executions": [{k: v for k, v in e.items() if not k.startswith("_")} for e in every_execution],
         "clients": client_lines,
-        "memberships": memberships,
-        "drafts": drafts,
-        "expiries": expiries,
+        "memberships": money["memberships"],
+        "drafts": money["drafts"],
+        "expiries": money["expiries"],
         "events_to_booking_site": recorders.outbox.events(),
         "quarantined": quarantined_lines(recorders.dlq, {line[_BUS_ID]: line["index"] for line in inputs
                                                      if line.get(_BUS_ID)}),
     }
     booked = {(a["spa_id"], a["appointment_id"]) for a in appointments}
-    booked |= {("membership", m["spa_id"], m["membership_id"]) for m in memberships}
+    booked |= {("membership", m["spa_id"], m["membership_id"]) for m in money["memberships"]}
     backlog = _intake_backlog(cloud, recorders.dlq.url) if recorders.dlq else set()
     for line in inputs:
         line["outcome"] = _outcome(line, report["quarantined"], backlog, booked)

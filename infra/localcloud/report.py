@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from medspa.domain.keys import spa_of, split_key
+from medspa.domain.ledger import EntryKind
 from medspa.events import DETAIL_MODELS
 from medspa.events.membership_history import fold_membership
 from medspa.policy.loader import PolicyPacks
@@ -196,6 +197,23 @@ def draft_lines(entries: Iterable[Any], records: Iterable[Any], executions: Iter
             "execution": by_step.get(e.entry_id) or by_step.get((key, due_on, attempt)),
         })
     return sorted(out, key=lambda d: (d["created_at"] or "", d["entry_id"]))
+
+
+def ledger_and_memberships(ledger: Iterable[Any], records: Iterable[Any], packs: PolicyPacks,
+                           executions: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The report's ``ledger``, ``memberships``, ``drafts`` and ``expiries`` from the stored entries and the
+    memberships (those started): one reading for both engines, so neither can tell the money differently."""
+    entries = sorted(ledger, key=lambda e: (e.created_at, e.entry_id))
+    started = [r for r in records if r is not None and r.membership is not None]
+    members = {r.membership_id for r in started}
+    return {
+        "ledger": [ledger_line(e, membership=e.appointment_id in members) for e in entries],
+        "memberships": sorted((membership_line(r, packs) for r in started),
+                              key=lambda m: (m["started_on"], m["spa_id"], m["membership_id"])),
+        "drafts": draft_lines([e for e in entries if e.appointment_id in members and e.kind is not EntryKind.EXPIRY],
+                              started, executions),
+        "expiries": [expiry_line(e) for e in entries if e.kind is EntryKind.EXPIRY],
+    }
 
 
 def expiry_line(e: Any) -> dict[str, Any]:
