@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from localcloud.backtest import card_behaviour
 from medspa.domain.keys import appointment_key, client_key, spa_key
 from medspa.policy.schema import TimeZoneName
-from medspa.ports.memberships import DUE_SHARDS
+from medspa.ports.memberships import DEFAULT_DUE_SHARDS
 
 DAYS_PER_MONTH = 30.0
 """A month of bookings, spread evenly: the model is about peaks within a day, not about month lengths."""
@@ -140,8 +140,8 @@ class Assumptions(BaseModel):
     due_index_writes_per_draft: int = Field(default=2, description=(
         "A draft moves the membership's due date: the by_due_day index deletes and puts an entry in the same "
         "shard's partition"))
-    due_index_shards: int = Field(default=DUE_SHARDS, description=(
-        "medspa.ports.memberships.DUE_SHARDS: the by_due_day key is time zone and shard"))
+    due_index_shards: int = Field(default=DEFAULT_DUE_SHARDS, description=(
+        "DUE_INDEX_SHARDS (template DueIndexShards): the by_due_day key is time zone and shard"))
 
 
 class CapacityInputs(BaseModel):

@@ -11,7 +11,7 @@ from medspa.adapters.settings import IngestSettings, LifecycleSettings, Settleme
 TABLES = {"CLIENTS_TABLE": "medspa-clients", "APPOINTMENTS_TABLE": "medspa-appointments", "LEDGER_TABLE": "medspa-ledger",
           "CONSENT_TABLE": "medspa-consent",
           "MEMBERSHIPS_TABLE": "medspa-memberships", "COURSES_TABLE": "medspa-courses",
-          "AWS_REGION": "us-east-1"}
+          "DUE_INDEX_SHARDS": "4", "AWS_REGION": "us-east-1"}
 LIFECYCLE = {**TABLES, "BOOKING_EVENTS_BUS": "medspa-booking-events", "EMAIL_FROM": "hello@example.com",
              "LIFECYCLE_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:lifecycle",
              "UNSUBSCRIBE_URL": "https://api.example.com/unsubscribe", "CONFIRM_URL": "https://api.example.com/confirm",

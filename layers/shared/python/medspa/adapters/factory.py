@@ -85,7 +85,7 @@ class Adapters:
         from medspa.adapters.store import Store
 
         s = self.settings
-        return Store(s.tables(), s.aws_region, s.aws_endpoint_url_dynamodb)
+        return Store(s.tables(), s.aws_region, s.aws_endpoint_url_dynamodb, s.due_index_shards)
 
     @cached_property
     def booking_site(self) -> EventBridgeBookingSite:

@@ -60,6 +60,9 @@ class FunctionSettings(BaseModel):
     consent_table: str = Field(min_length=3)
     memberships_table: str = Field(min_length=3)
     courses_table: str = Field(min_length=3)
+    # Required although it has a sensible value: a function that fell back to its own default while the others
+    # had been raised would write where the finder reads, or read less than was written (ports.memberships).
+    due_index_shards: int = Field(ge=1, le=100, description="The by_due_day indexes' shard count; raise only")
 
     def tables(self) -> TableNames:
         from medspa.adapters.store import TableNames  # the store, with its models, comes with the first table
