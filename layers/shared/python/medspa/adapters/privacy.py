@@ -20,7 +20,8 @@ from botocore.exceptions import ClientError
 from medspa.events import PrivacyRequest
 
 # Error types the privacy function raises for a failure that may pass; the intake retries these.
-TRANSIENT_ERRORS = frozenset({"StoreUnavailable", "PaymentProviderUnavailable", "ExecutionsUnavailable",
+TRANSIENT_ERRORS = frozenset({"StoreUnavailable", "PaymentProviderUnavailable", "PaymentProviderThrottled",
+                              "ExecutionsUnavailable",
                               "BookingSiteUnavailable", "ExportsUnavailable", "PrivacyDeskUnavailable"})
 
 
@@ -76,16 +77,18 @@ class StripeCustomers:
     """Deletes Stripe customers, with the key fetched on first use: inside an invocation (and its retry),
     and never for a request that needs no Stripe call."""
 
-    def __init__(self, api_key: Callable[[], str], api_base: str | None = None) -> None:
+    def __init__(self, api_key: Callable[[], str], api_base: str | None = None, budget: Any = None) -> None:
+        """``budget``: the account's Stripe rate budget (``medspa.adapters.stripe_budget``), spent in the fees lane."""
         self._api_key = api_key
         self._api_base = api_base
+        self._budget = budget
         self._payments: Any = None
 
     def delete_customer(self, customer_id: str) -> bool:
         if self._payments is None:
             from medspa.adapters.payments import StripePayments
 
-            self._payments = StripePayments.from_settings(self._api_key(), self._api_base)
+            self._payments = StripePayments.from_settings(self._api_key(), self._api_base, budget=self._budget)
         return bool(self._payments.delete_customer(customer_id))
 
 

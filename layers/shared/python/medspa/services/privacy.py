@@ -398,6 +398,7 @@ def privacy_service_from(environ: Mapping[str, str], client: Callable[[str], Any
     from medspa.adapters.booking_site import EventBridgeBookingSite
     from medspa.adapters.executions import LifecycleExecutions
     from medspa.adapters.privacy import S3Exports, StripeCustomers
+    from medspa.adapters.stripe_budget import budget_from_env
 
     missing = [name for name in PRIVACY_ENV if not environ.get(name)]
     if missing:
@@ -407,7 +408,7 @@ def privacy_service_from(environ: Mapping[str, str], client: Callable[[str], Any
     return PrivacyService(
         store,
         PrivacyAudit.bound(environ["PRIVACY_AUDIT_TABLE"], region, environ.get("AWS_ENDPOINT_URL_DYNAMODB")),
-        payments=StripeCustomers(stripe_key, environ.get("STRIPE_API_BASE") or None),
+        payments=StripeCustomers(stripe_key, environ.get("STRIPE_API_BASE") or None, budget_from_env(environ, client)),
         executions=LifecycleExecutions(client("stepfunctions"), environ["LIFECYCLE_STATE_MACHINE_ARN"]),
         exports=S3Exports(client("s3"), environ["PRIVACY_EXPORTS_BUCKET"],
                           timedelta(days=int(environ["PRIVACY_EXPORTS_KEPT_DAYS"]))),

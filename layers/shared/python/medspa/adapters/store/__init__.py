@@ -100,7 +100,8 @@ class Store:
         region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
         if not region:
             raise KeyError("AWS_REGION is not set")
-        return cls(TableNames.from_env(environ), region, environ.get("AWS_ENDPOINT_URL_DYNAMODB"))
+        return cls(TableNames.from_env(environ), region, environ.get("AWS_ENDPOINT_URL_DYNAMODB"),
+                   int(environ.get("DUE_INDEX_SHARDS") or DEFAULT_DUE_SHARDS))
 
 
 __all__ = [
