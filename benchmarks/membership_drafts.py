@@ -11,7 +11,9 @@ In the local cloud a Lambda takes no virtual time, which would let any concurren
 draft step's Lambda here takes ``STEP_S`` of virtual time, which is what bounds the rate on AWS: at most
 MaxConcurrency drafts are in flight, each for about half a second. The figure printed is the sustained draft rate (the drafts beyond the
 bucket's initial burst of 25, over the time from the first draft to the last) as a fraction of 25 a second; every
-draft is one request, so it is also the share of the rate limit spent on drafts that succeeded.
+draft is one request, so it is also the share of the rate limit spent on drafts that succeeded. Since the shared
+Stripe budget (issue 13: ``medspa/adapters/stripe_budget.py``) drafts may take at most half of each second (12 of
+25), the rest being kept for fees, so the ceiling of this figure is about 0.48 (not re-measured yet).
 
 Run: ``make bench`` or ``.venv/bin/python benchmarks/membership_drafts.py [memberships]``.
 """

@@ -1,7 +1,9 @@
-"""Write each Task state's ``Retry`` of the AppointmentLifecycle and the FeeWaiver from the named policies.
+"""Write each Task state's ``Retry`` of the AppointmentLifecycle, the FeeWaiver and MembershipDrafts from the named
+policies.
 
 ASL cannot refer to a shared retrier, so the policies live in ``statemachines/retry_policies.json`` and this
-writes them out into ``statemachines/appointment_lifecycle.asl.json`` and ``fee_waiver.asl.json``. A state
+writes them out into ``statemachines/appointment_lifecycle.asl.json``, ``fee_waiver.asl.json`` and
+``membership_drafts.asl.json`` (the Tasks inside a Map's ItemProcessor or a Parallel's branches too). A state
 keeps the policy it has (found by
 the errors its retriers name); ``--set "State name=policy"`` gives a new state one. Usage::
 
@@ -18,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-ASLS = (ROOT / "statemachines" / "appointment_lifecycle.asl.json", ROOT / "statemachines" / "fee_waiver.asl.json")
+ASLS = (ROOT / "statemachines" / "appointment_lifecycle.asl.json", ROOT / "statemachines" / "fee_waiver.asl.json",
+        ROOT / "statemachines" / "membership_drafts.asl.json")
 POLICIES = ROOT / "statemachines" / "retry_policies.json"
 
 
@@ -30,15 +33,29 @@ def policies() -> dict[str, list[dict[str, Any]]]:
 
 
 def policy_of(state: dict[str, Any], named: dict[str, list[dict[str, Any]]]) -> str | None:
-    """The policy whose retriers name the same errors, in the same order, as the state's."""
-    errors = [r["ErrorEquals"] for r in state.get("Retry", [])]
-    return next((name for name, retry in named.items() if [r["ErrorEquals"] for r in retry] == errors), None)
+    """The policy the state's Retry already is, else the one whose retriers name the same errors in the same order
+    (two policies may name the same errors and differ in their timing: card_check and draft_step)."""
+    retry = state.get("Retry", [])
+    errors = [r["ErrorEquals"] for r in retry]
+    return next((name for name, retriers in named.items() if retriers == retry),
+                next((name for name, retriers in named.items() if [r["ErrorEquals"] for r in retriers] == errors), None))
+
+
+def states(asl: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every state by name, those nested in a Map's ItemProcessor (or Iterator) and a Parallel's branches too."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, state in asl["States"].items():
+        found[name] = state
+        for inner in [state.get("ItemProcessor"), state.get("Iterator"), *state.get("Branches", [])]:
+            if inner:
+                found.update(states(inner))
+    return found
 
 
 def apply(asl: dict[str, Any], chosen: dict[str, str]) -> list[str]:
     """Rewrite every Task's Retry in place; returns the problems (a Task with no recognisable policy)."""
     named, problems = policies(), []
-    for name, state in asl["States"].items():
+    for name, state in states(asl).items():
         if state["Type"] != "Task":
             continue
         policy = chosen.get(name) or policy_of(state, named)
@@ -62,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         problems = apply(wanted, chosen)
         for problem in problems:
             print(f"{asl.name}: {problem}", file=sys.stderr)
-        stale = [n for n in current["States"] if current["States"][n].get("Retry") != wanted["States"][n].get("Retry")]
+        now, then = states(current), states(wanted)
+        stale = [n for n in now if now[n].get("Retry") != then[n].get("Retry")]
         if args.check:
             for name in stale:
                 print(f"{asl.name}: {name}: Retry differs from its policy: run tools/apply_retry_policies.py",

@@ -130,6 +130,19 @@ class _Fault:
     status: int
     stored: bool
     path_prefix: str | None
+    reason: str = "global-rate"
+
+
+# Stripe-Rate-Limited-Reason: why Stripe refused a request for a rate limit (docs.stripe.com/rate-limits).
+RATE_LIMITED_REASONS = ("global-rate", "endpoint-rate", "global-concurrency", "endpoint-concurrency",
+                        "resource-specific")
+
+
+def _rate_limited(reason: str) -> _Reply:
+    reply = _error(429, "Request rate limit exceeded. Learn more about rate limits here "
+                        "https://stripe.com/docs/rate-limits.", code="rate_limit")
+    reply.headers["Stripe-Rate-Limited-Reason"] = reason
+    return reply
 
 
 @dataclass
@@ -231,10 +244,13 @@ class FakeStripe:
         500s too) and marked ``Stripe-Should-Retry: false``."""
         self._inject(_Fault("error", status, stored, path_prefix), n)
 
-    def rate_limit_next(self, n: int = 1, *, path_prefix: str | None = None) -> None:
-        """The next ``n`` requests get Stripe's 429 ``rate_limit``; no ``Stripe-Should-Retry`` header, so
-        the SDK does not retry them on its own."""
-        self._inject(_Fault("rate_limit", 429, False, path_prefix), n)
+    def rate_limit_next(self, n: int = 1, *, path_prefix: str | None = None, reason: str = "global-rate") -> None:
+        """The next ``n`` requests get Stripe's 429 ``rate_limit`` with ``Stripe-Rate-Limited-Reason: reason``
+        (one of ``RATE_LIMITED_REASONS``); no ``Stripe-Should-Retry`` header, so the SDK does not retry them on
+        its own."""
+        if reason not in RATE_LIMITED_REASONS:
+            raise ValueError(f"Stripe gives no rate-limited reason {reason!r}")
+        self._inject(_Fault("rate_limit", 429, False, path_prefix, reason), n)
 
     def lock_timeout_next(self, n: int = 1, *, path_prefix: str | None = None) -> None:
         """The next ``n`` requests get a 429 ``lock_timeout`` with ``Stripe-Should-Retry: true``, the one
@@ -379,8 +395,7 @@ class FakeStripe:
             if fault.kind != "error" or not (fault.stored and key):
                 return self._fault_reply(fault)
         if self._bucket is not None and not self._bucket.take(now):
-            return _error(429, "Request rate limit exceeded. Learn more about rate limits here "
-                               "https://stripe.com/docs/rate-limits.", code="rate_limit")
+            return _rate_limited("global-rate")  # the bucket is the account's: the global limiter
         if key is not None:
             if len(key) > 255:
                 return _error(400, "Idempotency keys can be at most 255 characters long.")
@@ -438,8 +453,7 @@ class FakeStripe:
 
     def _fault_reply(self, fault: _Fault) -> _Reply:
         if fault.kind == "rate_limit":
-            return _error(429, "Request rate limit exceeded. Learn more about rate limits here "
-                               "https://stripe.com/docs/rate-limits.", code="rate_limit")
+            return _rate_limited(fault.reason)
         if fault.kind == "lock_timeout":
             reply = _error(429, "This object cannot be accessed right now because another API request or Stripe "
                                 "process is currently accessing it.", code="lock_timeout")

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from localcloud.backtest import card_behaviour
 from medspa.domain.keys import appointment_key, client_key, spa_key
 from medspa.policy.schema import TimeZoneName
-from medspa.ports.memberships import DUE_SHARDS
+from medspa.adapters.stripe_budget import DRAFT_STEP_SECONDS, drafts_max_concurrency
+from medspa.ports.memberships import DEFAULT_DUE_SHARDS
 
 DAYS_PER_MONTH = 30.0
 """A month of bookings, spread evenly: the model is about peaks within a day, not about month lengths."""
@@ -130,9 +131,10 @@ class Assumptions(BaseModel):
         "A PaymentMethod retrieve (the expiry) and a SetupIntent create (the issuer's answer)"))
     stripe_requests_per_charge: int = Field(default=1, description=(
         "A PaymentIntent created and confirmed in one request (a fee, a retry, a draft)"))
-    draft_map_concurrency: int = Field(default=15, description=(
-        "MembershipDrafts' Distributed Map MaxConcurrency (statemachines/membership_drafts.asl.json)"))
-    draft_step_seconds: float = Field(default=0.5, description=(
+    draft_map_concurrency: int = Field(default=drafts_max_concurrency(25, 0.5), description=(
+        "MembershipDrafts' Distributed Map MaxConcurrency (statemachines/membership_drafts.asl.json), derived from "
+        "the Stripe budget's defaults (medspa.adapters.stripe_budget.drafts_max_concurrency)"))
+    draft_step_seconds: float = Field(default=DRAFT_STEP_SECONDS, description=(
         "One draft step, as the MembershipDrafts Map comment measured it"))
     share_of_memberships_drafted_on_the_1st: float = Field(default=0.5, description=(
         "Dues are drafted on the day a membership started; many spas sell memberships to start on the 1st, so "
@@ -140,8 +142,8 @@ class Assumptions(BaseModel):
     due_index_writes_per_draft: int = Field(default=2, description=(
         "A draft moves the membership's due date: the by_due_day index deletes and puts an entry in the same "
         "shard's partition"))
-    due_index_shards: int = Field(default=DUE_SHARDS, description=(
-        "medspa.ports.memberships.DUE_SHARDS: the by_due_day key is time zone and shard"))
+    due_index_shards: int = Field(default=DEFAULT_DUE_SHARDS, description=(
+        "DUE_INDEX_SHARDS (template DueIndexShards): the by_due_day key is time zone and shard"))
 
 
 class CapacityInputs(BaseModel):

@@ -386,6 +386,7 @@ class Live:
     carried_drop: bool = False
     armed: str | None = None
     requests_before: int = 0
+    unarmed: tuple[int, bool] = (0, False)  # requests and carried_drop before the last arming
     injected: Counter = field(default_factory=Counter)
 
 
@@ -520,6 +521,7 @@ class Injector:
 
     def _arm(self, live: Live, request: str) -> None:
         fake = self.fake
+        live.unarmed = (live.requests, live.carried_drop)
         fault = live.member.stripe_faults.get(live.requests)
         live.requests += 1
         if fault == "drop" and request != "charge":
@@ -538,6 +540,17 @@ class Injector:
         if armed is None:
             return
         sent = fake.requests[live.requests_before:]
+        if not sent:
+            # The Stripe budget turned the call away before it went out (PaymentProviderThrottled): the planned
+            # fault is withdrawn and waits for the member's next request that reaches Stripe.
+            with fake._lock:
+                if armed == "drop":
+                    fake._drop_next_charge = False
+                else:
+                    fake._faults.pop()
+            live.requests, live.carried_drop = live.unarmed
+            live.injected["budget_spent"] += 1
+            return
         if armed == "drop":
             if sent and sent[0].dropped:
                 live.injected["drop_after_charge"] += 1
@@ -814,7 +827,8 @@ def test_membership_drafts_under_random_faults_are_never_taken_twice_or_lost(cap
               f"{tally['memberships_good_card']} good cards, {tally['memberships_declining_card']} declining), "
               f"drafts charged {tally['drafts_charged']}, declined attempts {tally['declined_attempts']} "
               f"({tally['months_unpaid']} months owed), double drafts {tally['double_drafts']}, lost drafts "
-              f"{tally['lost_drafts']}, inconsistent {tally['inconsistent']}; faults injected {faults}; "
+              f"{tally['lost_drafts']}, inconsistent {tally['inconsistent']}; faults injected {faults} "
+              f"(withdrawn {tally['budget_spent']} times: the Stripe budget turned the call away first); "
               f"MembershipDrafts executions {dict(runs)}, due steps {dict(outcomes)}; Lambda errors retried by "
               f"Step Functions {dict(errors)}, {invocations} Lambda invocations; real seconds {seconds:.0f} "
               f"({WORKERS} processes, seed {SEED})")

@@ -11,17 +11,20 @@ from medspa.adapters.settings import IngestSettings, LifecycleSettings, Settleme
 TABLES = {"CLIENTS_TABLE": "medspa-clients", "APPOINTMENTS_TABLE": "medspa-appointments", "LEDGER_TABLE": "medspa-ledger",
           "CONSENT_TABLE": "medspa-consent",
           "MEMBERSHIPS_TABLE": "medspa-memberships", "COURSES_TABLE": "medspa-courses",
-          "AWS_REGION": "us-east-1"}
+          "DUE_INDEX_SHARDS": "4", "AWS_REGION": "us-east-1"}
 LIFECYCLE = {**TABLES, "BOOKING_EVENTS_BUS": "medspa-booking-events", "EMAIL_FROM": "hello@example.com",
              "LIFECYCLE_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:lifecycle",
              "UNSUBSCRIBE_URL": "https://api.example.com/unsubscribe", "CONFIRM_URL": "https://api.example.com/confirm",
              "UNSUBSCRIBE_SIGNING_KEY_PARAMETER": "/medspa/unsubscribe-key"}
 
+STRIPE_BUDGET = {"STRIPE_BUDGET_TABLE": "medspa-stripe-budget", "STRIPE_REQUESTS_PER_SECOND": "25",
+                 "STRIPE_DRAFTS_SHARE": "0.5"}
+
 
 @pytest.fixture
 def environment(monkeypatch):
     def set_to(values: dict[str, str]) -> None:
-        for name in {*LIFECYCLE, "AWS_DEFAULT_REGION", "STRIPE_API_BASE", "INTAKE_MAX_RECEIVE_COUNT"}:
+        for name in {*LIFECYCLE, *STRIPE_BUDGET, "AWS_DEFAULT_REGION", "STRIPE_API_BASE", "INTAKE_MAX_RECEIVE_COUNT"}:
             monkeypatch.delenv(name, raising=False)
         for name, value in values.items():
             monkeypatch.setenv(name, value)
@@ -52,8 +55,13 @@ def test_a_malformed_variable_fails_with_its_name_and_an_empty_optional_one_is_u
                  "INTAKE_MAX_RECEIVE_COUNT": "five"})
     with pytest.raises(ValidationError, match="intake_max_receive_count"):
         IngestSettings()
-    environment({**TABLES, "BOOKING_EVENTS_BUS": "bus", "STRIPE_API_KEY_PARAMETER": "/stripe", "STRIPE_API_BASE": ""})
+    environment({**TABLES, **STRIPE_BUDGET, "BOOKING_EVENTS_BUS": "bus", "STRIPE_API_KEY_PARAMETER": "/stripe",
+                 "STRIPE_API_BASE": ""})
     assert SettlementSettings().stripe_api_base is None
+    environment({**TABLES, **STRIPE_BUDGET, "BOOKING_EVENTS_BUS": "bus", "STRIPE_API_KEY_PARAMETER": "/stripe",
+                 "STRIPE_DRAFTS_SHARE": "1"})  # drafts may never have the whole budget: fees would starve
+    with pytest.raises(ValidationError, match="stripe_drafts_share"):
+        SettlementSettings()
 
 
 class Client:

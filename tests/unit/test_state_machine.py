@@ -1,4 +1,4 @@
-"""The AppointmentLifecycle's and the FeeWaiver's definitions stay what the code expects of them.
+"""The AppointmentLifecycle's, the FeeWaiver's and MembershipDrafts' definitions stay what the code expects of them.
 
 Retries come from a few named policies (``statemachines/retry_policies.json``, written out by
 ``tools/apply_retry_policies.py``), every error a ``Retry`` or ``Catch`` names is one the code raises (a name
@@ -19,7 +19,7 @@ from medspa.services.lifecycle import Action
 ROOT = Path(__file__).resolve().parents[2]
 ASL = json.loads((ROOT / "statemachines" / "appointment_lifecycle.asl.json").read_text(encoding="utf-8"))
 WAIVER = json.loads((ROOT / "statemachines" / "fee_waiver.asl.json").read_text(encoding="utf-8"))
-STATES = {**ASL["States"], **WAIVER["States"]}
+DRAFTS = json.loads((ROOT / "statemachines" / "membership_drafts.asl.json").read_text(encoding="utf-8"))
 CODE = [*(ROOT / "layers" / "shared" / "python" / "medspa").rglob("*.py"), *(ROOT / "functions").rglob("app.py")]
 LAMBDA_ERRORS = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
                  "Lambda.TooManyRequestsException", "Lambda.Unknown"}
@@ -31,6 +31,10 @@ def _tool():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+_STATES_OF = _tool().states
+STATES = {**_STATES_OF(ASL), **_STATES_OF(WAIVER), **_STATES_OF(DRAFTS)}  # a Map's own states too
 
 
 def _raised_and_their_bases() -> set[str]:
@@ -64,7 +68,8 @@ def test_every_task_retries_by_one_named_policy_and_the_definition_is_written_fr
         policy = tool.policy_of(state, named)
         assert policy is not None and state["Retry"] == named[policy], name
     assert tool.main(["--check"]) == 0
-    assert len(named) <= 4
+    assert len(named) <= 5
+    assert "Take the membership's due step" in _tasks()
 
 
 def test_every_error_a_retry_or_catch_names_is_raised_by_the_code_or_the_lambda_service() -> None:
@@ -73,7 +78,18 @@ def test_every_error_a_retry_or_catch_names_is_raised_by_the_code_or_the_lambda_
              for error in rule["ErrorEquals"]}
     unknown = sorted(e for e in named if e not in raised and e not in LAMBDA_ERRORS and not e.startswith("States."))
     assert unknown == []
-    assert {"StoreUnavailable", "PaymentProviderUnavailable", "SettlementOutOfOrder"} <= named
+    assert {"StoreUnavailable", "PaymentProviderUnavailable", "PaymentProviderThrottled", "SettlementOutOfOrder"} <= named
+
+
+def test_every_task_that_may_call_stripe_retries_a_spent_budget_within_seconds() -> None:
+    """The budget refills every second: a step it turned away is retried soon and spread out, not after an outage's
+    minutes, and never lands in a Catch that gives it up."""
+    stripe_tasks = {name: state for name, state in _tasks().items()
+                    if any("PaymentProviderUnavailable" in r["ErrorEquals"] for r in state["Retry"])}
+    assert len(stripe_tasks) == 6
+    for name, state in stripe_tasks.items():
+        [throttled] = [r for r in state["Retry"] if r["ErrorEquals"] == ["PaymentProviderThrottled"]]
+        assert (throttled["IntervalSeconds"], throttled["JitterStrategy"]) == (1, "FULL"), name
 
 
 def test_every_step_the_plan_can_ask_for_has_a_route() -> None:

@@ -85,7 +85,7 @@ class Adapters:
         from medspa.adapters.store import Store
 
         s = self.settings
-        return Store(s.tables(), s.aws_region, s.aws_endpoint_url_dynamodb)
+        return Store(s.tables(), s.aws_region, s.aws_endpoint_url_dynamodb, s.due_index_shards)
 
     @cached_property
     def booking_site(self) -> EventBridgeBookingSite:
@@ -135,9 +135,16 @@ class Adapters:
         import, so a cold start does not fail on a parameter the function may not need. ``stripe`` is imported
         here, where a function first calls Stripe."""
         from medspa.adapters.payments import StripePayments
+        from medspa.adapters.settings import StripeSettings
+        from medspa.adapters.stripe_budget import DynamoBudget
 
-        return StripePayments.from_settings(self._secret("stripe_api_key_parameter"),
-                                            getattr(self.settings, "stripe_api_base", None))
+        s = self.settings
+        if not isinstance(s, StripeSettings):
+            raise TypeError(f"{type(s).__name__} does not call Stripe")
+        budget = DynamoBudget(self.client("dynamodb"), s.stripe_budget_table, s.stripe_requests_per_second,
+                              s.stripe_drafts_share)
+        return StripePayments.from_settings(self._secret("stripe_api_key_parameter"), s.stripe_api_base,
+                                            budget=budget, lane=s.STRIPE_LANE)
 
     def stripe_webhook_secret(self) -> str:
         """The webhook endpoint's signing secret (``whsec_...``)."""

@@ -11,10 +11,19 @@ Lambda (billed, and invisible to the local cloud's virtual clock), and they stop
 anyway. The caller retries instead: the settlement service raises ``PaymentProviderUnavailable`` and
 the state machine's ``Retry`` re-runs the step, which finds the same ledger entry and therefore
 sends the same idempotency key; Stripe replays or completes the one charge.
+
+Every request first takes a unit of the account's shared rate budget (``medspa.adapters.stripe_budget``: drafts
+at most their share, so fees are never starved), and a 429 that Stripe gives for a rate limit (its
+``Stripe-Rate-Limited-Reason`` header: ``global-rate``, ``endpoint-rate``, ``global-concurrency``,
+``endpoint-concurrency``, ``resource-specific``) becomes the same ``PaymentProviderThrottled``, with the reason
+logged (a reason and Stripe's request id: nothing about the client). A 429 ``lock_timeout`` (another request holds
+the object; it carries no such header) is an outage like a 5xx. The pages after a list's first are not metered:
+lists here are one page (limit 100) but for a client with more than 100 PaymentIntents.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
@@ -22,6 +31,7 @@ from typing import Any
 
 import stripe
 
+from medspa.adapters.stripe_budget import Lane, StripeBudget, Unmetered
 from medspa.money import Money
 from medspa.ports.payments import (
     METADATA_KEYS,
@@ -30,11 +40,14 @@ from medspa.ports.payments import (
     ChargeResult,
     ChargeStatus,
     DisputeResult,
+    PaymentProviderThrottled,
     PaymentProviderUnavailable,
     RefundResult,
     RefundStatus,
     opaque_metadata,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "METADATA_KEYS",
@@ -42,6 +55,7 @@ __all__ = [
     "CardStatus",
     "ChargeResult",
     "ChargeStatus",
+    "PaymentProviderThrottled",
     "PaymentProviderUnavailable",
     "RefundResult",
     "RefundStatus",
@@ -55,6 +69,17 @@ def _transient(error: stripe.StripeError) -> bool:
     """5xx, 429 and network failures; a 409 is a concurrent request with the same key still running."""
     status = error.http_status or 0
     return isinstance(error, _TRANSIENT_ERRORS) or status >= 500 or status in (409, 429)
+
+
+def rate_limited_reason(error: stripe.RateLimitError) -> str | None:
+    """Why Stripe refused the request for a rate limit (its ``Stripe-Rate-Limited-Reason`` header), or ``None`` for
+    the 429 that is not a rate limit (``lock_timeout``: another request holds the object)."""
+    headers = error.headers or {}
+    reason = next((str(v) for k, v in headers.items() if k.lower() == "stripe-rate-limited-reason"), None)
+    if reason:
+        return reason
+    code = error.code or _field(error.error, "code")  # stripe-python sets no ``code`` on a 429's exception itself
+    return None if code == "lock_timeout" else "unspecified"
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -111,15 +136,32 @@ def _unless_missing(call: Callable[[], Any], doing: str) -> Any | None:
 class StripePayments:
     """Stripe through an explicit ``StripeClient`` (tests aim it at the fake; Lambdas at api.stripe.com)."""
 
-    def __init__(self, client: stripe.StripeClient) -> None:
+    def __init__(self, client: stripe.StripeClient, budget: StripeBudget | None = None, lane: Lane = "fees") -> None:
+        """``lane``: ``drafts`` for the membership drafts (held to their share of the budget), ``fees`` for all else."""
         self._stripe = client
+        self._budget: StripeBudget = budget if budget is not None else Unmetered()
+        self._lane: Lane = lane
 
     @classmethod
-    def from_settings(cls, api_key: str, api_base: str | None = None, max_network_retries: int = 0) -> StripePayments:
+    def from_settings(cls, api_key: str, api_base: str | None = None, max_network_retries: int = 0,
+                      budget: StripeBudget | None = None, lane: Lane = "fees") -> StripePayments:
         options: dict[str, Any] = {"max_network_retries": max_network_retries}
         if api_base:
             options["base_addresses"] = {"api": api_base}
-        return cls(stripe.StripeClient(api_key, **options))
+        return cls(stripe.StripeClient(api_key, **options), budget, lane)
+
+    def _call(self, doing: str, request: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One request to Stripe: a unit of the budget first, and a rate-limit 429 raised as throttled."""
+        self._budget.take(self._lane, doing)
+        try:
+            return request(*args, **kwargs)
+        except stripe.RateLimitError as error:
+            reason = rate_limited_reason(error)
+            if reason is None:
+                raise
+            logger.warning("stripe rate limited", extra={"reason": reason, "doing": doing, "lane": self._lane,
+                                                         "stripe_request_id": error.request_id})
+            raise PaymentProviderThrottled(doing, reason) from error
 
     def charge_off_session(
         self,
@@ -143,7 +185,8 @@ class StripePayments:
         if statement_descriptor_suffix:
             params["statement_descriptor_suffix"] = statement_descriptor_suffix
         try:
-            intent = self._stripe.v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
+            intent = self._call("creating a payment intent", self._stripe.v1.payment_intents.create, params=params,
+                                options={"idempotency_key": idempotency_key})
         except stripe.CardError as error:
             detail = error.error
             intent = detail.payment_intent if detail else None
@@ -174,7 +217,8 @@ class StripePayments:
         unlike Search. Raises ``PaymentProviderUnavailable`` when Stripe cannot answer.
         """
         with _outage_raised("listing payment intents"):
-            page = self._stripe.v1.payment_intents.list(params={"customer": customer_id, "limit": 100})
+            page = self._call("listing payment intents", self._stripe.v1.payment_intents.list,
+                              params={"customer": customer_id, "limit": 100})
             for intent in page.auto_paging_iter():
                 if _field(_field(intent, "metadata"), "ledger_ref") == ledger_ref:
                     return _charge_from_intent(intent)
@@ -187,7 +231,8 @@ class StripePayments:
         params = {"payment_intent": payment_intent_id, "amount": amount.amount,
                   "metadata": opaque_metadata(metadata)}
         try:
-            refund = self._stripe.v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})
+            refund = self._call("creating a refund", self._stripe.v1.refunds.create, params=params,
+                                options={"idempotency_key": idempotency_key})
         except stripe.InvalidRequestError as error:
             if error.code == "charge_already_refunded":
                 return RefundResult(status=RefundStatus.ALREADY_REFUNDED, amount=amount, message=str(error.user_message))
@@ -206,8 +251,8 @@ class StripePayments:
     def payment(self, payment_intent_id: str) -> ChargeResult | None:
         """What Stripe holds for a PaymentIntent now. A webhook names the intent; its body is not trusted for
         the outcome (events come late, twice and out of order), so the intent is read afresh."""
-        intent = _unless_missing(lambda: self._stripe.v1.payment_intents.retrieve(payment_intent_id),
-                                 "reading a payment intent")
+        intent = _unless_missing(lambda: self._call("reading a payment intent", self._stripe.v1.payment_intents.retrieve,
+                                                    payment_intent_id), "reading a payment intent")
         return None if intent is None else _charge_from_intent(intent)
 
     def cancel_authentication(self, payment_intent_id: str) -> ChargeResult:
@@ -216,22 +261,25 @@ class StripePayments:
         succeeded meanwhile: then the intent as it stands comes back, and the fee is paid."""
         with _outage_raised("cancelling a payment intent"):
             try:
-                intent = self._stripe.v1.payment_intents.cancel(
-                    payment_intent_id, params={"cancellation_reason": "abandoned"})
+                intent = self._call("cancelling a payment intent", self._stripe.v1.payment_intents.cancel,
+                                    payment_intent_id, params={"cancellation_reason": "abandoned"})
             except stripe.InvalidRequestError as error:
                 if error.code != "payment_intent_unexpected_state":
                     raise
-                intent = self._stripe.v1.payment_intents.retrieve(payment_intent_id)
+                intent = self._call("reading a payment intent", self._stripe.v1.payment_intents.retrieve,
+                                    payment_intent_id)
         return _charge_from_intent(intent)
 
     def refunds_of(self, payment_intent_id: str) -> list[RefundResult]:
         """Every refund of a PaymentIntent's charge, the ones made in the Stripe dashboard included."""
         with _outage_raised("listing refunds"):
-            page = self._stripe.v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100})
+            page = self._call("listing refunds", self._stripe.v1.refunds.list,
+                              params={"payment_intent": payment_intent_id, "limit": 100})
             return [_refund_result(refund) for refund in page.auto_paging_iter()]
 
     def dispute(self, dispute_id: str) -> DisputeResult | None:
-        found = _unless_missing(lambda: self._stripe.v1.disputes.retrieve(dispute_id), "reading a dispute")
+        found = _unless_missing(lambda: self._call("reading a dispute", self._stripe.v1.disputes.retrieve, dispute_id),
+                                "reading a dispute")
         if found is None:
             return None
         return DisputeResult(dispute_id=found.id, payment_intent_id=str(_field(found, "payment_intent")),
@@ -260,7 +308,7 @@ class StripePayments:
         if not customer_id or not payment_method_id:
             return CardCheckResult(status=CardStatus.MISSING)
         try:
-            method = self._stripe.v1.payment_methods.retrieve(payment_method_id)
+            method = self._call("reading a payment method", self._stripe.v1.payment_methods.retrieve, payment_method_id)
         except stripe.StripeError as error:
             return self._card_lookup_failed(error)
         if _field(method, "customer") != customer_id:
@@ -274,7 +322,8 @@ class StripePayments:
             "usage": "off_session", "confirm": True, "metadata": opaque_metadata(metadata),
         }
         try:
-            intent = self._stripe.v1.setup_intents.create(params=params, options={"idempotency_key": idempotency_key})
+            intent = self._call("confirming a setup intent", self._stripe.v1.setup_intents.create, params=params,
+                                options={"idempotency_key": idempotency_key})
         except stripe.CardError as error:
             detail = error.error
             intent_id = _field(_field(detail, "setup_intent"), "id")
@@ -310,7 +359,8 @@ class StripePayments:
         any customer. ``False`` when Stripe no longer has the customer: already deleted, so a retried
         erasure finishes. Raises ``PaymentProviderUnavailable`` when Stripe cannot answer.
         """
-        deleted = _unless_missing(lambda: self._stripe.v1.customers.delete(customer_id), "deleting a customer")
+        deleted = _unless_missing(lambda: self._call("deleting a customer", self._stripe.v1.customers.delete, customer_id),
+                                  "deleting a customer")
         return deleted is not None and bool(_field(deleted, "deleted"))
 
 

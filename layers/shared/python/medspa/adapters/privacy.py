@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from medspa.adapters.store.audit import PrivacyAuditRepository
 
 # Error types the privacy function raises for a failure that may pass; the intake retries these.
-TRANSIENT_ERRORS = frozenset({"StoreUnavailable", "PaymentProviderUnavailable", "ExecutionsUnavailable",
+TRANSIENT_ERRORS = frozenset({"StoreUnavailable", "PaymentProviderUnavailable", "PaymentProviderThrottled",
+                              "ExecutionsUnavailable",
                               "BookingSiteUnavailable", "ExportsUnavailable", "PrivacyDeskUnavailable"})
 
 
@@ -82,16 +83,18 @@ class StripeCustomers:
     """Deletes Stripe customers, with the key fetched on first use: inside an invocation (and its retry),
     and never for a request that needs no Stripe call."""
 
-    def __init__(self, api_key: Callable[[], str], api_base: str | None = None) -> None:
+    def __init__(self, api_key: Callable[[], str], api_base: str | None = None, budget: Any = None) -> None:
+        """``budget``: the account's Stripe rate budget (``medspa.adapters.stripe_budget``), spent in the fees lane."""
         self._api_key = api_key
         self._api_base = api_base
+        self._budget = budget
         self._payments: Any = None
 
     def delete_customer(self, customer_id: str) -> bool:
         if self._payments is None:
             from medspa.adapters.payments import StripePayments
 
-            self._payments = StripePayments.from_settings(self._api_key(), self._api_base)
+            self._payments = StripePayments.from_settings(self._api_key(), self._api_base, budget=self._budget)
         return bool(self._payments.delete_customer(customer_id))
 
 
@@ -143,6 +146,7 @@ def privacy_adapters_from(environ: Mapping[str, str], client: Callable[[str], An
     from medspa.adapters.executions import LifecycleExecutions
     from medspa.adapters.store import Store
     from medspa.adapters.store.audit import PrivacyAuditRepository
+    from medspa.adapters.stripe_budget import budget_from_env
 
     missing = [name for name in PRIVACY_ENV if not environ.get(name)]
     if missing:
@@ -152,7 +156,7 @@ def privacy_adapters_from(environ: Mapping[str, str], client: Callable[[str], An
         store=Store.from_env(environ),
         audit=PrivacyAuditRepository.bound(environ["PRIVACY_AUDIT_TABLE"], region,
                                            environ.get("AWS_ENDPOINT_URL_DYNAMODB")),
-        payments=StripeCustomers(stripe_key, environ.get("STRIPE_API_BASE") or None),
+        payments=StripeCustomers(stripe_key, environ.get("STRIPE_API_BASE") or None, budget_from_env(environ, client)),
         executions=LifecycleExecutions(client("stepfunctions"), environ["LIFECYCLE_STATE_MACHINE_ARN"]),
         exports=S3Exports(client("s3"), environ["PRIVACY_EXPORTS_BUCKET"],
                           timedelta(days=int(environ["PRIVACY_EXPORTS_KEPT_DAYS"]))),

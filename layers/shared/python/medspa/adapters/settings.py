@@ -13,7 +13,7 @@ same rules (names matched lower-cased, empty values unset, arguments over the en
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PositiveInt
 
@@ -60,6 +60,9 @@ class FunctionSettings(BaseModel):
     consent_table: str = Field(min_length=3)
     memberships_table: str = Field(min_length=3)
     courses_table: str = Field(min_length=3)
+    # Required although it has a sensible value: a function that fell back to its own default while the others
+    # had been raised would write where the finder reads, or read less than was written (ports.memberships).
+    due_index_shards: int = Field(ge=1, le=100, description="The by_due_day indexes' shard count; raise only")
 
     def tables(self) -> TableNames:
         from medspa.adapters.store import TableNames  # the store, with its models, comes with the first table
@@ -98,10 +101,17 @@ class IngestSettings(BookingSiteSettings):
 
 
 class StripeSettings(FunctionSettings):
-    """A function that calls Stripe with the account's secret key."""
+    """A function that calls Stripe with the account's secret key, spending from the account's one rate budget
+    (``medspa.adapters.stripe_budget``). Its lane is the function's nature, not configuration: only the
+    membership drafts are held to the drafts' share."""
+
+    STRIPE_LANE: ClassVar[Literal["fees", "drafts"]] = "fees"
 
     stripe_api_key_parameter: str = _Name
     stripe_api_base: str | None = Field(None, description="A Stripe-compatible base URL; unset in production")
+    stripe_budget_table: str = Field(min_length=3)
+    stripe_requests_per_second: PositiveInt = Field(description="The account's Stripe budget, every function's")
+    stripe_drafts_share: float = Field(gt=0, lt=1, description="At most this share of each second for drafts")
 
 
 class SettlementSettings(StripeSettings, BookingSiteSettings):
@@ -123,6 +133,8 @@ class StripeWebhookSettings(FunctionSettings):
 
 class MembershipsSettings(SettlementSettings, MessagingSettings):
     """Drafts through Stripe, and messages members (a declined draft, what expires in a week)."""
+
+    STRIPE_LANE: ClassVar[Literal["fees", "drafts"]] = "drafts"
 
 
 class InboundSmsSettings(BookingSiteSettings):

@@ -6,6 +6,14 @@ facts, whoever writes last. Every read is consistent, so a fold never misses a f
 
 Drafts due are found through an index on (time zone and shard, due date), never a scan: the daily job of
 one time zone reads only its memberships, and the shard spreads a big chain's draft day over partitions.
+
+The shard count is a setting (``DUE_INDEX_SHARDS``, the template's ``DueIndexShards``), held by the store, so the
+shard written and the shards read come from the same number. The rule for changing it: **raise only**. An item
+written under a lower count sits in a shard below it, and the finder reads shards 0..N-1 of the new count, so
+raising loses nothing (during a deploy a writer already on the new count may put an item in a shard the old
+finder does not read yet: it is found by the next run, since the finder takes every day due on or before today).
+Lowering would hide every item in a shard at or above the new count until it is next written, so the template's
+``MinValue`` is the highest count ever deployed and CloudFormation refuses a lower one.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ from pydantic import BaseModel, ConfigDict
 
 from medspa.domain.membership import Draft, Membership
 
-DUE_SHARDS = 4
+DEFAULT_DUE_SHARDS = 4
+"""A partition takes 1,000 writes a second, and a draft moves its membership's entry (a delete and a put): four
+shards keep one zone's first-of-the-month drafts of tens of thousands well within that (``make capacity``)."""
 
 
 class MembershipRecord(BaseModel):
@@ -47,16 +57,22 @@ class MembershipStore(Protocol):
 
     def due(self, shard: str, on_or_before: date) -> list[str]: ...
 
+    @property
+    def due_shards(self) -> int:
+        """How many shards the by_due_day index is spread over: written by ``due_shard``, read by ``shards_of``."""
+        ...
 
-def due_shard(time_zone: str, membership_id: str) -> str:
-    """A stable shard: the same membership always lands in the same partition of its zone."""
+
+def due_shard(time_zone: str, item_id: str, shards: int) -> str:
+    """A stable shard: the same item always lands in the same partition of its zone, for a given count."""
     from zlib import crc32
 
-    return f"{time_zone}#{crc32(membership_id.encode()) % DUE_SHARDS}"
+    return f"{time_zone}#{crc32(item_id.encode()) % shards}"
 
 
-def shards_of(time_zone: str) -> list[str]:
-    return [f"{time_zone}#{n}" for n in range(DUE_SHARDS)]
+def shards_of(time_zone: str, shards: int) -> list[str]:
+    """Every shard of the zone up to the count: also every shard a lower count ever wrote (why raising is safe)."""
+    return [f"{time_zone}#{n}" for n in range(shards)]
 
 
 class DraftRuns(Protocol):

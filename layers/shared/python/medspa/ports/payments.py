@@ -25,6 +25,21 @@ class PaymentProviderUnavailable(Exception):
     """
 
 
+class PaymentProviderThrottled(PaymentProviderUnavailable):
+    """This second's share of the Stripe budget is spent, or Stripe itself answered 429 for a rate limit.
+
+    Its own name so the state machines retry it on its own terms (``ErrorEquals: ["PaymentProviderThrottled"]``):
+    seconds with full jitter, since the budget refills every second and many runs were turned away at once, where an
+    outage is waited out in minutes. A subclass of ``PaymentProviderUnavailable``, so code that treats every
+    outage alike (a privacy request's retry) still does. Raised before Stripe is called or instead of its answer,
+    after the ledger entry is kept: the retry finds the entry and sends the same idempotency key.
+    """
+
+    def __init__(self, doing: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"{doing}: throttled ({reason})")
+
+
 # The only metadata keys a charge, refund or card check may carry: opaque ids, never words about a visit
 # (Stripe signs no BAA). Every adapter of the port refuses the rest, so a test on the in-memory one catches it.
 METADATA_KEYS = frozenset({"ledger_ref", "check_ref", "spa_id", "location_id"})

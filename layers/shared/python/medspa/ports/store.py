@@ -287,6 +287,11 @@ class CourseStore(Protocol):
 
     def due(self, shard: str, on_or_before: date) -> list[str]: ...
 
+    @property
+    def due_shards(self) -> int:
+        """The by_due_day index's shard count (``medspa.ports.memberships.due_shard``)."""
+        ...
+
 
 class Stores(Protocol):
     """The stores a service reads and writes, by the attribute names of ``medspa.adapters.store.Store``."""

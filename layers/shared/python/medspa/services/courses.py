@@ -76,7 +76,8 @@ class CourseService:
 
     def _due(self, course: Course) -> tuple[str, date] | None:
         day = course.next_due(self._notice_before(course))
-        return (due_shard(self._packs[course.location_id].location.time_zone, course.course_id), day) if day else None
+        return (due_shard(self._packs[course.location_id].location.time_zone, course.course_id,
+                          self._courses.due_shards), day) if day else None
 
     def purchase(self, event: CoursePurchased, now: datetime) -> Course:
         pack, rule = self._rule(event.location_id)
@@ -139,7 +140,7 @@ class CourseService:
 
     def due(self, time_zone: str, now: datetime) -> list[str]:
         today = local_day(now, ZoneInfo(time_zone))
-        return sorted({c for shard in shards_of(time_zone) for c in self._courses.due(shard, today)})
+        return sorted({c for shard in shards_of(time_zone, self._courses.due_shards) for c in self._courses.due(shard, today)})
 
     def take_due_step(self, course_id: str, now: datetime) -> str:
         held = self._courses.get(course_id)

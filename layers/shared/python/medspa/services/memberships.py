@@ -157,7 +157,7 @@ class MembershipService:
             if due is None or due > today:
                 due = min([*(date.fromisoformat(e.entry_id.rsplit("#", 3)[1]) for e in self._unfinished(record)),
                            *([due] if due else [])], default=None)
-            shard = (due_shard(pack.location.time_zone, membership_id), due) if due is not None else None
+            shard = (due_shard(pack.location.time_zone, membership_id, self._memberships.due_shards), due) if due is not None else None
             if self._memberships.save(membership_id, record.record_version, membership, shard, now):
                 told = {_decision_id(membership_id, d) for d in (record.membership.decisions
                                                                   if record.membership else ())}
@@ -173,7 +173,7 @@ class MembershipService:
     def due(self, time_zone: str, now: datetime) -> list[str]:
         """Every membership of the zone with something due by its local today (missed days included)."""
         today = local_day(now, ZoneInfo(time_zone))
-        return sorted({m for shard in shards_of(time_zone) for m in self._memberships.due(shard, today)})
+        return sorted({m for shard in shards_of(time_zone, self._memberships.due_shards) for m in self._memberships.due(shard, today)})
 
     def due_now(self, membership: Membership, now: datetime) -> PlannedDraft | None:
         """The draft due by the home spa's local today, if any."""

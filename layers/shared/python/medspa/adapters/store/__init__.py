@@ -13,6 +13,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from medspa.domain.keys import client_key
+from medspa.ports.memberships import DEFAULT_DUE_SHARDS
 
 from medspa.domain.booking import (
     OPEN_STATUSES,
@@ -82,21 +83,26 @@ class TableNames(BaseModel):
 class Store:
     """The repositories bound to one set of tables; cheap to build, no network until first use."""
 
-    def __init__(self, tables: TableNames, region: str, endpoint_url: str | None = None) -> None:
+    def __init__(self, tables: TableNames, region: str, endpoint_url: str | None = None,
+                 due_shards: int = DEFAULT_DUE_SHARDS) -> None:
+        """``due_shards``: the by_due_day indexes' shard count, one for memberships and courses; a function's
+        settings give it (``DUE_INDEX_SHARDS``), every function the same (raise only: ``ports.memberships``)."""
         self.tables = tables
         self.clients = ClientRepository(bind(ClientRecord, tables.clients, region, endpoint_url))
         self.appointments = AppointmentRepository(bind(AppointmentRecord, tables.appointments, region, endpoint_url))
         self.ledger = LedgerRepository(bind(LedgerRecord, tables.ledger, region, endpoint_url))
         self.consent = ConsentRepository(bind(ConsentItem, tables.consent, region, endpoint_url))
-        self.memberships = MembershipRepository(bind(MembershipItem, tables.memberships, region, endpoint_url))
-        self.courses = CourseRepository(bind(CourseItem, tables.courses, region, endpoint_url))
+        self.memberships = MembershipRepository(bind(MembershipItem, tables.memberships, region, endpoint_url),
+                                                due_shards)
+        self.courses = CourseRepository(bind(CourseItem, tables.courses, region, endpoint_url), due_shards)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "Store":
         region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
         if not region:
             raise KeyError("AWS_REGION is not set")
-        return cls(TableNames.from_env(environ), region, environ.get("AWS_ENDPOINT_URL_DYNAMODB"))
+        return cls(TableNames.from_env(environ), region, environ.get("AWS_ENDPOINT_URL_DYNAMODB"),
+                   int(environ.get("DUE_INDEX_SHARDS") or DEFAULT_DUE_SHARDS))
 
 
 __all__ = [

@@ -8,14 +8,16 @@ from datetime import date, datetime
 from pynamodb.exceptions import PutError
 
 from medspa.domain.course import Course
+from medspa.ports.memberships import DEFAULT_DUE_SHARDS
 
 from .errors import transient_errors_named
 from .models import CourseItem, condition_failed, update_if
 
 
 class CourseRepository:
-    def __init__(self, model: type[CourseItem]) -> None:
+    def __init__(self, model: type[CourseItem], due_shards: int = DEFAULT_DUE_SHARDS) -> None:
         self._model = model
+        self.due_shards = due_shards
 
     def get(self, course_id: str) -> tuple[Course, int] | None:
         try:
@@ -52,6 +54,7 @@ class CourseRepository:
 @dataclass
 class InMemoryCourses:
     items: dict[str, tuple[str, int, tuple[str, date] | None]] = field(default_factory=dict)
+    due_shards: int = DEFAULT_DUE_SHARDS
 
     def get(self, course_id: str) -> tuple[Course, int] | None:
         held = self.items.get(course_id)

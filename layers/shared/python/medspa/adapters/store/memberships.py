@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from medspa.domain.membership import Draft, Membership
-from medspa.ports.memberships import ConflictingMembershipEvent, MembershipRecord
+from medspa.ports.memberships import DEFAULT_DUE_SHARDS, ConflictingMembershipEvent, MembershipRecord
 
 from .errors import transient_errors_named
 from .models import MembershipItem, update_if
@@ -27,8 +27,9 @@ def _event_entry(detail_type: str, event_id: str, detail_json: str) -> str:
 
 
 class MembershipRepository:
-    def __init__(self, model: type[MembershipItem]) -> None:
+    def __init__(self, model: type[MembershipItem], due_shards: int = DEFAULT_DUE_SHARDS) -> None:
         self._model = model
+        self.due_shards = due_shards
 
     def _create(self, membership_id: str, now: datetime) -> None:
         m = self._model  # DynamoDB cannot set a key inside a map that does not exist yet
@@ -92,6 +93,7 @@ class InMemoryMemberships:
     """``MembershipStore`` in a dict, with the same version checks, for unit tests and the backtest."""
 
     items: dict[str, dict[str, object]] = field(default_factory=dict)
+    due_shards: int = DEFAULT_DUE_SHARDS
 
     def _item(self, membership_id: str) -> dict[str, object]:
         return self.items.setdefault(membership_id, {"events": {}, "drafts": {}, "state": None, "version": 0,
