@@ -25,15 +25,17 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
+import gc
 import heapq
 import itertools
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from medspa.adapters.booking_site import InMemoryBookingSite
 from medspa.adapters.executions import InMemoryExecutions
@@ -250,6 +252,30 @@ def _save_card(payments: InMemoryPayments, payment_method_id: str, card: str) ->
         payments.declined_when_checked.add(payment_method_id)
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _without_cyclic_gc(run: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run with the cycle collector paused, as it was before afterwards.
+
+    A backtest only grows its heap (the scenario, the store, what was sent) and makes next to no cycles (none
+    are found in a generated run of 5,000 visits), but each full collection walks the whole heap again: it
+    was a third of a large run's time. Reference counting still frees everything else as it goes, and any
+    cycle made is collected once the run is over."""
+    @functools.wraps(run)
+    def paused(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if not gc.isenabled():
+            return run(*args, **kwargs)
+        gc.disable()
+        try:
+            return run(*args, **kwargs)
+        finally:
+            gc.enable()
+    return paused
+
+
+@_without_cyclic_gc
 def run_backtest(source: Path | str | Mapping[str, Any], report: Path | str | None = None) -> dict[str, Any]:
     """Play one scenario through the in-process engine; write the JSON report to ``report`` if given; return it."""
     began = time.perf_counter()

@@ -219,6 +219,26 @@ def test_writes_bump_the_record_version_and_card_checks_and_confirmations_keep_w
             write()
 
 
+def test_a_read_is_the_callers_own_and_every_write_shows_in_the_next_read(stores: Stores) -> None:
+    appointments = stores.appointments
+    appointments.upsert_from_booking(booking(1), T0)
+    fee = FeeState(reason="no_show", outcome="no_fee", updated_at=T0)
+    appointments.record_fee(APPT, fee)
+    read = appointments.get(APPT)
+    assert read is not None
+    read.fees.clear()
+    read.fees["late_cancel"] = fee
+    assert appointments.get(APPT).fees == {"no_show": fee}  # type: ignore[union-attr]
+    assert [a.fees for a in appointments.for_client(CLIENT)] == [{"no_show": fee}]
+    settled = fee.model_copy(update={"outcome": "settled", "updated_at": T0 + timedelta(minutes=1)})
+    appointments.record_fee(APPT, settled)
+    appointments.record_told(APPT, "balance_due@booked", T0)
+    again = appointments.get(APPT)
+    assert again is not None and again.fees == {"no_show": settled}
+    assert again.told_booking_site == {"balance_due@booked"}
+    assert again.record_version == read.record_version + 2
+
+
 def test_a_clients_appointments_come_in_start_order(stores: Stores) -> None:
     appointments = stores.appointments
     for n, hours in ((1, 30), (2, 10), (3, 20)):

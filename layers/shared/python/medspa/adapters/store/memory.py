@@ -16,7 +16,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from functools import lru_cache
+from operator import attrgetter
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from medspa.domain.appointment import PaymentContext, Service
 from medspa.domain.booking import (
@@ -66,6 +70,16 @@ def _utc(value: datetime) -> datetime:
 
 # ------------------------------------------------------------------------------------------------ appointments
 
+_Part = TypeVar("_Part", bound=BaseModel)
+
+
+@lru_cache(maxsize=1 << 16)
+def _read(model: type[_Part], text: str) -> _Part:
+    """A JSON-held part read back, once per distinct text: the parts are frozen models of frozen values, so one
+    reading can be handed to every caller, and a changed part is a new text. The backtest reads each appointment
+    tens of times between two writes; parsing every time was most of its cost."""
+    return model.model_validate_json(text)
+
 
 def _effective_status(item: dict[str, Any], outcome: LifecycleOutcome | None) -> AppointmentStatus:
     if outcome is not None and outcome.revision == (item.get("revision") or 0) and outcome.status != "attended":
@@ -74,21 +88,20 @@ def _effective_status(item: dict[str, Any], outcome: LifecycleOutcome | None) ->
 
 
 def _to_appointment(item: dict[str, Any]) -> Appointment:
-    outcome = LifecycleOutcome.model_validate_json(item["outcome"]) if item.get("outcome") else None
-    messages = sorted((MessageLog.model_validate_json(v) for v in item["messages"].values()),
-                      key=lambda m: (m.due_at, m.key))
+    outcome = _read(LifecycleOutcome, item["outcome"]) if item.get("outcome") else None
+    messages = sorted((_read(MessageLog, v) for v in item["messages"].values()), key=lambda m: (m.due_at, m.key))
     return Appointment(
         revision=item.get("revision") or 0,
         version_revision=item.get("version_revision") or 0,
         version_stored_at=item.get("version_stored_at"),
         booking_status=AppointmentStatus(item["status"]),
-        facts=BookingFacts.model_validate_json(item["facts"]) if item.get("facts") else BookingFacts(),
+        facts=_read(BookingFacts, item["facts"]) if item.get("facts") else BookingFacts(),
         messages=tuple(messages),
-        fees={k: FeeState.model_validate_json(v) for k, v in item["fees"].items()},
+        fees={k: _read(FeeState, v) for k, v in item["fees"].items()},
         outcome=outcome,
-        card_check=CardCheck.model_validate_json(item["card_check"]) if item.get("card_check") else None,
+        card_check=_read(CardCheck, item["card_check"]) if item.get("card_check") else None,
         told_booking_site=frozenset(item.get("told_booking_site") or ()),
-        run=LifecycleRun.model_validate_json(item["run"]) if item.get("run") else None,
+        run=_read(LifecycleRun, item["run"]) if item.get("run") else None,
         appointment_id=item["appointment_id"],
         client_id=item["client_id"],
         location_id=item["location_id"],
@@ -117,10 +130,23 @@ class InMemoryAppointments:
     """``AppointmentStore`` in a dict of items shaped like the DynamoDB ones (``AppointmentRepository``)."""
 
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _read_back: dict[str, tuple[dict[str, Any], int, Appointment]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def get(self, appointment_id: str) -> Appointment | None:
         item = self.items.get(appointment_id)
-        return _to_appointment(item) if item is not None and item.get("client_id") is not None else None
+        return self._read(item) if item is not None and item.get("client_id") is not None else None
+
+    def _read(self, item: dict[str, Any]) -> Appointment:
+        """The appointment ``item`` holds, built once per record version: every write here moves the version,
+        as every conditional write in DynamoDB does, so an item at the same version reads back the same. Each
+        caller gets its own copy, with its own ``fees`` (the one mutable field): changing it changes nothing
+        stored."""
+        held = self._read_back.get(item["appointment_id"])
+        if held is None or held[0] is not item or held[1] != item["record_version"]:
+            held = (item, item["record_version"], _to_appointment(item))
+            self._read_back[item["appointment_id"]] = held
+        return held[2].model_copy(update={"fees": dict(held[2].fees)})
 
     def _require(self, appointment_id: str) -> Appointment:
         current = self.get(appointment_id)
@@ -137,7 +163,7 @@ class InMemoryAppointments:
     def _written(self, item: dict[str, Any], **changes: Any) -> Appointment:
         item.update(changes)
         item["record_version"] = item.get("record_version", 0) + 1
-        return _to_appointment(item)
+        return self._read(item)
 
     def upsert_from_booking(self, booking: AppointmentBooking, now: datetime) -> UpsertResult:
         now = _utc(now)
@@ -162,7 +188,7 @@ class InMemoryAppointments:
         if newer:
             item["version_revision"] = booking.revision
         item["record_version"] = item.get("record_version", 0) + 1
-        return UpsertResult(applied=True, appointment=_to_appointment(item))
+        return UpsertResult(applied=True, appointment=self._read(item))
 
     def record_event(self, appointment_id: str, booking_version: int, detail_type: str, event_id: str,
                      detail_json: str, now: datetime) -> bool:
@@ -295,14 +321,17 @@ class InMemoryAppointments:
     def for_client(self, client_id: str, starting_from: datetime | None = None) -> list[Appointment]:
         found = [item for item in self.items.values() if item.get("client_id") == client_id
                  and (starting_from is None or item["starts_at"] >= starting_from)]
-        return [_to_appointment(i) for i in sorted(found, key=lambda i: (i["starts_at"], i["appointment_id"]))]
+        return [self._read(i) for i in sorted(found, key=lambda i: (i["starts_at"], i["appointment_id"]))]
 
 
 # ------------------------------------------------------------------------------------------------ clients
 
 
+_STRIKE_ORDER = attrgetter("at", "appointment_id", "reason")
+
+
 def _to_client(item: dict[str, Any]) -> Client:
-    strikes = sorted(item["strikes"].values(), key=lambda s: (s.at, s.appointment_id, s.reason))
+    strikes = sorted(item["strikes"].values(), key=_STRIKE_ORDER)
     return Client(
         client_id=item["client_id"], spa_id=item["spa_id"], phone=item.get("phone"), email=item.get("email"),
         sms_opt_out=bool(item.get("sms_opt_out")), email_opt_out=bool(item.get("email_opt_out")),
