@@ -323,7 +323,7 @@ def _play(spa: InProcessSpa, scenario: Scenario, item: Input) -> dict[str, Any]:
     envelope = item.envelope or {}
     line |= {"detail_type": envelope.get("detail-type"), "appointment_id": item.detail.get("appointment_id")}
     try:
-        event = parse_booking_event(envelope)
+        event = item.event if item.event is not None else parse_booking_event(envelope)  # as prepare_inputs parsed it
         outcome = spa.deliver(event, source=envelope.get("source", "booking-site"))
     except Exception as error:  # the intake's refusals: the simulator's DLQ, named by class only
         return line | {"outcome": "quarantined", "reason": type(error).__name__}

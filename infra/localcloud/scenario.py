@@ -292,6 +292,7 @@ class Input:
     sms: Mapping[str, Any] | None = None
     expect_rejected: bool = False
     appointment_id: str | None = None  # an inbound SMS: the sender's next visit, for the timeline only
+    event: BookingEvent | None = None  # the envelope as the catalogue parsed it, when every check passed
 
     @property
     def detail(self) -> Mapping[str, Any]:
@@ -359,7 +360,7 @@ def prepare_inputs(scenario: Scenario, ids: StripeIds) -> list[Input]:
             problems.append((index, f"{where}.{version}"))
         known.track(event, index)
         visits.track(entry["detail_type"], detail)
-        inputs.append(Input(index, at, "event", envelope=envelope))
+        inputs.append(Input(index, at, "event", envelope=envelope, event=event))
     if problems:
         problems.sort()
         more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""

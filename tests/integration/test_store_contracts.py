@@ -350,6 +350,38 @@ def test_a_balance_moves_once_per_ledger_entry_and_never_below_nothing(stores: S
     assert client is not None and client.outstanding == {"USD": 0, "HKD": 50_000} and client.credit == {"USD": 1_500}
 
 
+def test_a_client_read_is_the_callers_own_and_every_write_shows_in_the_next_read(stores: Stores) -> None:
+    clients = stores.clients
+
+    def read() -> Any:
+        client = clients.get(CLIENT)
+        assert client is not None
+        return client
+
+    clients.save_profile(profile(phone="+12125550123"), T0)
+    read().outstanding["USD"] = 1
+    assert read().outstanding == {}
+    writes: list[tuple[Callable[[], object], Callable[[Any], object]]] = [
+        (lambda: clients.save_profile(profile(first_name="Ada"), T0), lambda c: c.first_name),
+        (lambda: clients.add_strike(CLIENT, APPT, "no_show", T0), lambda c: len(c.strikes)),
+        (lambda: clients.remove_strike(CLIENT, APPT, "no_show", T0), lambda c: len(c.strikes)),
+        (lambda: clients.set_prepay_required(CLIENT, T0), lambda c: c.prepay_required),
+        (lambda: clients.clear_prepay_required(CLIENT, "admin-1", T0), lambda c: c.prepay_cleared_by),
+        (lambda: clients.set_opt_out(CLIENT, Channel.SMS, True, T0), lambda c: c.sms_opt_out),
+        (lambda: clients.add_outstanding(CLIENT, usd(500), "e-1", T0), lambda c: c.outstanding),
+        (lambda: clients.settle_outstanding(CLIENT, usd(200), "e-2", T0), lambda c: c.outstanding),
+        (lambda: clients.add_credit(CLIENT, usd(300), "e-3", T0), lambda c: c.credit),
+        (lambda: clients.spend_credit(CLIENT, usd(100), "e-4", T0), lambda c: c.credit),
+        (lambda: clients.correct_contact(CLIENT, phone="+12125550199", email=None, now=T0), lambda c: c.phone),
+        (lambda: clients.mark_erased(CLIENT, T0), lambda c: c.erased_at),
+        (lambda: clients.forget(CLIENT, T0), lambda c: c.phone),
+    ]
+    for write, seen in writes:
+        before = seen(read())
+        write()
+        assert seen(read()) != before, write
+
+
 def test_clients_are_found_by_phone_and_by_email_within_a_spa(stores: Stores) -> None:
     clients = stores.clients
     clients.save_profile(profile("bijoux#c-2", phone="+12125550123", email=" Ada@Example.com"), T0)

@@ -356,33 +356,53 @@ def _contacts(phone: str | None, email: str | None) -> set[str]:
 
 @dataclass
 class InMemoryClients:
-    """``ClientStore`` in a dict (``ClientRepository``'s conditions, one write at a time)."""
+    """``ClientStore`` in a dict (``ClientRepository``'s conditions, one write at a time).
+
+    A client is read far more often than written (every plan asks for strikes and balances), so what an item
+    reads back as is kept until the next write: every writer opens its item through :meth:`_require` or
+    :meth:`_opened`, which forget it."""
 
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _read_back: dict[str, tuple[dict[str, Any], Client]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def _require(self, client_id: str) -> dict[str, Any]:
         item = self.items.get(client_id)
         if item is None:
             raise ClientNotFound(client_id)
+        return self._opened(item)
+
+    def _opened(self, item: dict[str, Any]) -> dict[str, Any]:
+        """``item``, about to be written: its read-back is built again on the next read."""
+        self._read_back.pop(item["client_id"], None)
         return item
+
+    def _read(self, item: dict[str, Any]) -> Client:
+        """The client ``item`` holds, each caller with its own balances (the mutable fields)."""
+        held = self._read_back.get(item["client_id"])
+        if held is None or held[0] is not item:
+            held = (item, _to_client(item))
+            self._read_back[item["client_id"]] = held
+        client = held[1]
+        return client.model_copy(update={"outstanding": dict(client.outstanding), "credit": dict(client.credit)})
 
     def get(self, client_id: str) -> Client | None:
         item = self.items.get(client_id)
-        return _to_client(item) if item is not None else None
+        return self._read(item) if item is not None else None
 
     def find_by_phone(self, phone: str) -> list[Client]:
         if not _E164.match(phone or ""):
             return []
-        return [_to_client(i) for _, i in sorted(self.items.items()) if i.get("phone") == phone]
+        return [self._read(i) for _, i in sorted(self.items.items()) if i.get("phone") == phone]
 
     def with_email(self, spa_id: str, email: str) -> list[Client]:
         wanted = email.strip().lower()
-        return [_to_client(i) for _, i in sorted(self.items.items())
+        return [self._read(i) for _, i in sorted(self.items.items())
                 if i.get("spa_id") == spa_id and i.get("email") and i["email"].strip().lower() == wanted]
 
     def save_profile(self, profile: ClientProfile, now: datetime) -> Client:
         now = _utc(now)
-        item = self.items.setdefault(profile.client_id, {"client_id": profile.client_id})
+        item = self._opened(self.items.setdefault(profile.client_id, {"client_id": profile.client_id}))
         item.update(profile.model_dump(exclude={"client_id"}, exclude_none=True))
         if profile.stripe_customer_id:
             item["stripe_customer_ids"] = set(item.get("stripe_customer_ids") or ()) | {profile.stripe_customer_id}
@@ -411,6 +431,7 @@ class InMemoryClients:
         key = f"{appointment_id}#{reason}"
         if item is None or key not in item["strikes"]:
             return None
+        self._opened(item)
         item["strikes"] = {k: v for k, v in item["strikes"].items() if k != key}
         item["updated_at"] = _utc(now)
         return len(item["strikes"])
