@@ -182,7 +182,7 @@ def _clients(items: Any) -> list[ScenarioClient]:
     if not isinstance(items, list):
         raise ScenarioError(f"clients: must be a list of clients, not {_json_type(items)}")
     tenants = _tenants()
-    clients = []
+    clients, listed = [], set()
     for i, item in enumerate(items):
         where = f"clients[{i}]"
         if not isinstance(item, Mapping):
@@ -200,8 +200,9 @@ def _clients(items: Any) -> list[ScenarioClient]:
                                 "visa_chargeDeclined; infra/fakestripe/cards.py)")
         clients.append(ScenarioClient(item["spa_id"], item["id"], card,
                                       {k: item[k] for k in _CONTACT_KEYS if k in item}))
-        if len({c.key for c in clients}) != len(clients):
+        if clients[-1].key in listed:
             raise ScenarioError(f"{where}: {item['spa_id']}#{item['id']} is already listed (spa_id + id twice)")
+        listed.add(clients[-1].key)
     return clients
 
 

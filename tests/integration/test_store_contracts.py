@@ -9,6 +9,7 @@ field for field, so a difference nobody thought to assert still shows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -226,8 +227,9 @@ def test_a_read_is_the_callers_own_and_every_write_shows_in_the_next_read(stores
     appointments.record_fee(APPT, fee)
     read = appointments.get(APPT)
     assert read is not None
-    read.fees.clear()
-    read.fees["late_cancel"] = fee
+    with contextlib.suppress(TypeError):  # a read shared by every reader refuses changes; a copy may take them
+        read.fees.clear()
+        read.fees["late_cancel"] = fee
     assert appointments.get(APPT).fees == {"no_show": fee}  # type: ignore[union-attr]
     assert [a.fees for a in appointments.for_client(CLIENT)] == [{"no_show": fee}]
     settled = fee.model_copy(update={"outcome": "settled", "updated_at": T0 + timedelta(minutes=1)})
@@ -359,7 +361,8 @@ def test_a_client_read_is_the_callers_own_and_every_write_shows_in_the_next_read
         return client
 
     clients.save_profile(profile(phone="+12125550123"), T0)
-    read().outstanding["USD"] = 1
+    with contextlib.suppress(TypeError):
+        read().outstanding["USD"] = 1
     assert read().outstanding == {}
     writes: list[tuple[Callable[[], object], Callable[[Any], object]]] = [
         (lambda: clients.save_profile(profile(first_name="Ada"), T0), lambda c: c.first_name),

@@ -11,6 +11,7 @@ Nothing here is thread-safe: one process, one engine.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable
@@ -66,6 +67,26 @@ def _utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"naive datetime {value!r}: pass a UTC-aware time")
     return value.astimezone(UTC)
+
+
+class _Shared(dict[str, Any]):
+    """The one mutable kind of field in what a read gives back (an appointment's fees, a client's balances), made
+    read-only, so one read-back can be handed to every caller with nothing to copy: changing it raises, where a
+    plain copy would have changed only the caller's. A copy of it is a plain dict again."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("read from the store, shared with every reader: copy it (dict(...)) to change it")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(dict(self), memo)
+
+    def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, Any]]]:
+        return dict, (dict(self),)
 
 
 # ------------------------------------------------------------------------------------------------ appointments
@@ -125,6 +146,13 @@ def _to_appointment(item: dict[str, Any]) -> Appointment:
     )
 
 
+@lru_cache(maxsize=1 << 14)
+def _held_event(text: str) -> tuple[str, str]:
+    """A kept event as ``history`` gives it back: each event is read again at every later event of its visit."""
+    held = json.loads(text)
+    return held["detail_type"], json.dumps(held["detail"])
+
+
 @dataclass
 class InMemoryAppointments:
     """``AppointmentStore`` in a dict of items shaped like the DynamoDB ones (``AppointmentRepository``)."""
@@ -139,14 +167,14 @@ class InMemoryAppointments:
 
     def _read(self, item: dict[str, Any]) -> Appointment:
         """The appointment ``item`` holds, built once per record version: every write here moves the version,
-        as every conditional write in DynamoDB does, so an item at the same version reads back the same. Each
-        caller gets its own copy, with its own ``fees`` (the one mutable field): changing it changes nothing
-        stored."""
+        as every conditional write in DynamoDB does, so an item at the same version reads back the same. It is
+        frozen and its ``fees`` read-only, so every reader shares it and none can change what is stored."""
         held = self._read_back.get(item["appointment_id"])
         if held is None or held[0] is not item or held[1] != item["record_version"]:
-            held = (item, item["record_version"], _to_appointment(item))
+            built = _to_appointment(item)
+            held = (item, item["record_version"], built.model_copy(update={"fees": _Shared(built.fees)}))
             self._read_back[item["appointment_id"]] = held
-        return held[2].model_copy(update={"fees": dict(held[2].fees)})
+        return held[2]
 
     def _require(self, appointment_id: str) -> Appointment:
         current = self.get(appointment_id)
@@ -212,8 +240,7 @@ class InMemoryAppointments:
         item = self.items.get(appointment_id)
         if item is None:
             return []
-        held = [json.loads(v) for _, v in sorted((item.get("events") or {}).items(), key=lambda kv: int(kv[0]))]
-        return [(h["detail_type"], json.dumps(h["detail"])) for h in held]
+        return [_held_event(v) for _, v in sorted((item.get("events") or {}).items(), key=lambda kv: int(kv[0]))]
 
     def _update(self, appointment_id: str, **changes: Any) -> Appointment:
         item = self._booked(appointment_id)
@@ -378,13 +405,14 @@ class InMemoryClients:
         return item
 
     def _read(self, item: dict[str, Any]) -> Client:
-        """The client ``item`` holds, each caller with its own balances (the mutable fields)."""
+        """The client ``item`` holds, shared by every reader: frozen, its balances read-only."""
         held = self._read_back.get(item["client_id"])
         if held is None or held[0] is not item:
-            held = (item, _to_client(item))
+            built = _to_client(item)
+            held = (item, built.model_copy(update={"outstanding": _Shared(built.outstanding),
+                                                   "credit": _Shared(built.credit)}))
             self._read_back[item["client_id"]] = held
-        client = held[1]
-        return client.model_copy(update={"outstanding": dict(client.outstanding), "credit": dict(client.credit)})
+        return held[1]
 
     def get(self, client_id: str) -> Client | None:
         item = self.items.get(client_id)
