@@ -251,6 +251,10 @@ def test_a_clients_appointments_come_in_start_order(stores: Stores) -> None:
     assert [a.appointment_id for a in appointments.for_client(CLIENT, T0 + timedelta(hours=20))] == [
         "bijoux#appt-3", "bijoux#appt-1"]
     assert appointments.for_client("bijoux#someone-else") == []
+    appointments.upsert_from_booking(booking(2, appointment_id="bijoux#appt-2", client_id="bijoux#c-2",
+                                             starts_at=T0 + timedelta(hours=10)), T0)
+    assert [a.appointment_id for a in appointments.for_client(CLIENT)] == ["bijoux#appt-3", "bijoux#appt-1"]
+    assert [a.appointment_id for a in appointments.for_client("bijoux#c-2")] == ["bijoux#appt-2"]
 
 
 def test_erasure_scrubs_the_history_and_skips_what_is_due_once(stores: Stores) -> None:

@@ -160,6 +160,7 @@ class InMemoryAppointments:
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     _read_back: dict[str, tuple[dict[str, Any], int, Appointment]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
+    _of_client: dict[str, set[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def get(self, appointment_id: str) -> Appointment | None:
         item = self.items.get(appointment_id)
@@ -204,6 +205,9 @@ class InMemoryAppointments:
         if not newer and not refold:
             return UpsertResult(applied=False, appointment=self._require(booking.appointment_id))
         item = self.items.setdefault(booking.appointment_id, {"appointment_id": booking.appointment_id})
+        if item.get("client_id") != booking.client_id:  # the index for_client reads, as the GSI is kept
+            self._of_client.get(item.get("client_id") or "", set()).discard(booking.appointment_id)
+            self._of_client.setdefault(booking.client_id, set()).add(booking.appointment_id)
         item.update(
             client_id=booking.client_id, location_id=booking.location_id, policy_version=booking.policy_version,
             service=Service.model_validate(booking.service.model_dump()), starts_at=_utc(booking.starts_at),
@@ -346,7 +350,8 @@ class InMemoryAppointments:
         return changed, skipped
 
     def for_client(self, client_id: str, starting_from: datetime | None = None) -> list[Appointment]:
-        found = [item for item in self.items.values() if item.get("client_id") == client_id
+        held = (self.items.get(appointment_id) for appointment_id in self._of_client.get(client_id, ()))
+        found = [item for item in held if item is not None and item.get("client_id") == client_id
                  and (starting_from is None or item["starts_at"] >= starting_from)]
         return [self._read(i) for i in sorted(found, key=lambda i: (i["starts_at"], i["appointment_id"]))]
 
