@@ -29,16 +29,18 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
+import gc
 import heapq
 import itertools
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as local_time
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
 from medspa.adapters.booking_site import InMemoryBookingSite
@@ -324,6 +326,30 @@ def _save_card(payments: InMemoryPayments, payment_method_id: str, card: str) ->
         payments.declined_when_checked.add(payment_method_id)
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _without_cyclic_gc(run: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run with the cycle collector paused, as it was before afterwards.
+
+    A backtest only grows its heap (the scenario, the store, what was sent) and makes next to no cycles (none
+    are found in a generated run of 5,000 visits), but each full collection walks the whole heap again: a fifth
+    of such a run's time, measured (two fifths before the store kept its reads). Reference counting still frees
+    everything else as it goes, and any cycle made is collected once the run is over."""
+    @functools.wraps(run)
+    def paused(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if not gc.isenabled():
+            return run(*args, **kwargs)
+        gc.disable()
+        try:
+            return run(*args, **kwargs)
+        finally:
+            gc.enable()
+    return paused
+
+
+@_without_cyclic_gc
 def run_backtest(source: Path | str | Mapping[str, Any], report: Path | str | None = None,
                  packs: PolicyPacks | None = None) -> dict[str, Any]:
     """Play one scenario through the in-process engine (under ``packs``, the bundled ones by default); write the
@@ -400,7 +426,7 @@ def _play(spa: InProcessSpa, scenario: Scenario, item: Input) -> dict[str, Any]:
     envelope = item.envelope or {}
     line |= {"detail_type": envelope.get("detail-type"), "appointment_id": item.detail.get("appointment_id")}
     try:
-        event = parse_booking_event(envelope)
+        event = item.event if item.event is not None else parse_booking_event(envelope)  # as prepare_inputs parsed it
         outcome = spa.deliver(event, source=envelope.get("source", "booking-site"))
     except Exception as error:  # the intake's refusals: the simulator's DLQ, named by class only
         return line | {"outcome": "quarantined", "reason": type(error).__name__}

@@ -182,7 +182,7 @@ def _clients(items: Any) -> list[ScenarioClient]:
     if not isinstance(items, list):
         raise ScenarioError(f"clients: must be a list of clients, not {_json_type(items)}")
     tenants = _tenants()
-    clients = []
+    clients, listed = [], set()
     for i, item in enumerate(items):
         where = f"clients[{i}]"
         if not isinstance(item, Mapping):
@@ -200,8 +200,9 @@ def _clients(items: Any) -> list[ScenarioClient]:
                                 "visa_chargeDeclined; infra/fakestripe/cards.py)")
         clients.append(ScenarioClient(item["spa_id"], item["id"], card,
                                       {k: item[k] for k in _CONTACT_KEYS if k in item}))
-        if len({c.key for c in clients}) != len(clients):
+        if clients[-1].key in listed:
             raise ScenarioError(f"{where}: {item['spa_id']}#{item['id']} is already listed (spa_id + id twice)")
+        listed.add(clients[-1].key)
     return clients
 
 
@@ -292,6 +293,7 @@ class Input:
     sms: Mapping[str, Any] | None = None
     expect_rejected: bool = False
     appointment_id: str | None = None  # an inbound SMS: the sender's next visit, for the timeline only
+    event: BookingEvent | None = None  # the envelope as the catalogue parsed it, when every check passed
 
     @property
     def detail(self) -> Mapping[str, Any]:
@@ -359,7 +361,7 @@ def prepare_inputs(scenario: Scenario, ids: StripeIds) -> list[Input]:
             problems.append((index, f"{where}.{version}"))
         known.track(event, index)
         visits.track(entry["detail_type"], detail)
-        inputs.append(Input(index, at, "event", envelope=envelope))
+        inputs.append(Input(index, at, "event", envelope=envelope, event=event))
     if problems:
         problems.sort()
         more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""

@@ -11,6 +11,7 @@ still shows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -225,6 +226,27 @@ def test_writes_bump_the_record_version_and_card_checks_and_confirmations_keep_w
             write()
 
 
+def test_a_read_is_the_callers_own_and_every_write_shows_in_the_next_read(stores: Stores) -> None:
+    appointments = stores.appointments
+    appointments.upsert_from_booking(booking(1), T0)
+    fee = FeeState(reason="no_show", outcome="no_fee", updated_at=T0)
+    appointments.record_fee(APPT, fee)
+    read = appointments.get(APPT)
+    assert read is not None
+    with contextlib.suppress(TypeError):  # a read shared by every reader refuses changes; a copy may take them
+        read.fees.clear()
+        read.fees["late_cancel"] = fee
+    assert appointments.get(APPT).fees == {"no_show": fee}  # type: ignore[union-attr]
+    assert [a.fees for a in appointments.for_client(CLIENT)] == [{"no_show": fee}]
+    settled = fee.model_copy(update={"outcome": "settled", "updated_at": T0 + timedelta(minutes=1)})
+    appointments.record_fee(APPT, settled)
+    appointments.record_told(APPT, "balance_due@booked", T0)
+    again = appointments.get(APPT)
+    assert again is not None and again.fees == {"no_show": settled}
+    assert again.told_booking_site == {"balance_due@booked"}
+    assert again.record_version == read.record_version + 2
+
+
 def test_a_clients_appointments_come_in_start_order(stores: Stores) -> None:
     appointments = stores.appointments
     for n, hours in ((1, 30), (2, 10), (3, 20)):
@@ -235,6 +257,10 @@ def test_a_clients_appointments_come_in_start_order(stores: Stores) -> None:
     assert [a.appointment_id for a in appointments.for_client(CLIENT, T0 + timedelta(hours=20))] == [
         "bijoux#appt-3", "bijoux#appt-1"]
     assert appointments.for_client("bijoux#someone-else") == []
+    appointments.upsert_from_booking(booking(2, appointment_id="bijoux#appt-2", client_id="bijoux#c-2",
+                                             starts_at=T0 + timedelta(hours=10)), T0)
+    assert [a.appointment_id for a in appointments.for_client(CLIENT)] == ["bijoux#appt-3", "bijoux#appt-1"]
+    assert [a.appointment_id for a in appointments.for_client("bijoux#c-2")] == ["bijoux#appt-2"]
 
 
 def test_erasure_scrubs_the_history_and_skips_what_is_due_once(stores: Stores) -> None:
@@ -334,6 +360,39 @@ def test_a_balance_moves_once_per_ledger_entry_and_never_below_nothing(stores: S
         clients.add_credit(CLIENT, usd(0), "e-7", T0)
     client = clients.get(CLIENT)
     assert client is not None and client.outstanding == {"USD": 0, "HKD": 50_000} and client.credit == {"USD": 1_500}
+
+
+def test_a_client_read_is_the_callers_own_and_every_write_shows_in_the_next_read(stores: Stores) -> None:
+    clients = stores.clients
+
+    def read() -> Any:
+        client = clients.get(CLIENT)
+        assert client is not None
+        return client
+
+    clients.save_profile(profile(phone="+12125550123"), T0)
+    with contextlib.suppress(TypeError):
+        read().outstanding["USD"] = 1
+    assert read().outstanding == {}
+    writes: list[tuple[Callable[[], object], Callable[[Any], object]]] = [
+        (lambda: clients.save_profile(profile(first_name="Ada"), T0), lambda c: c.first_name),
+        (lambda: clients.add_strike(CLIENT, APPT, "no_show", T0), lambda c: len(c.strikes)),
+        (lambda: clients.remove_strike(CLIENT, APPT, "no_show", T0), lambda c: len(c.strikes)),
+        (lambda: clients.set_prepay_required(CLIENT, T0), lambda c: c.prepay_required),
+        (lambda: clients.clear_prepay_required(CLIENT, "admin-1", T0), lambda c: c.prepay_cleared_by),
+        (lambda: clients.set_opt_out(CLIENT, Channel.SMS, True, T0), lambda c: c.sms_opt_out),
+        (lambda: clients.add_outstanding(CLIENT, usd(500), "e-1", T0), lambda c: c.outstanding),
+        (lambda: clients.settle_outstanding(CLIENT, usd(200), "e-2", T0), lambda c: c.outstanding),
+        (lambda: clients.add_credit(CLIENT, usd(300), "e-3", T0), lambda c: c.credit),
+        (lambda: clients.spend_credit(CLIENT, usd(100), "e-4", T0), lambda c: c.credit),
+        (lambda: clients.correct_contact(CLIENT, phone="+12125550199", email=None, now=T0), lambda c: c.phone),
+        (lambda: clients.mark_erased(CLIENT, T0), lambda c: c.erased_at),
+        (lambda: clients.forget(CLIENT, T0), lambda c: c.phone),
+    ]
+    for write, seen in writes:
+        before = seen(read())
+        write()
+        assert seen(read()) != before, write
 
 
 def test_clients_are_found_by_phone_and_by_email_within_a_spa(stores: Stores) -> None:

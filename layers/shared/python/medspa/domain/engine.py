@@ -34,6 +34,7 @@ Decisions taken where the seeds are silent (each also stated in the packs):
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -298,8 +299,10 @@ def service_category(pack: PolicyPack, service: Service) -> str:
     return service.category
 
 
+@lru_cache(maxsize=1024)
 def _words(text: str) -> str:
-    """Space-delimited lower-case words, so a phrase matches whole words only ("IV" not "olive")."""
+    """Space-delimited lower-case words, so a phrase matches whole words only ("IV" not "olive"). Remembered:
+    every fee and card-check decision asks it again of the same service names and pinned phrases."""
     return " " + " ".join("".join(c if c.isalnum() else " " for c in text.casefold()).split()) + " "
 
 

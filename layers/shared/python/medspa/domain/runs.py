@@ -17,6 +17,7 @@ import re
 from medspa.domain.keys import split_key
 
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_.\-]")
+_COUNT = re.compile(r"\d+")
 MAX_NAME = 80
 
 
@@ -54,4 +55,7 @@ def continued(name: str, continuation: int) -> str:
 
 def runs_for(name: str, candidate: str | None) -> bool:
     """Is ``candidate`` the run named ``name`` or one of its continuations?"""
-    return candidate == name or bool(candidate and re.fullmatch(re.escape(name[:MAX_NAME - 4]) + r"-c\d+", candidate))
+    if candidate == name:
+        return True
+    prefix = f"{name[:MAX_NAME - 4]}-c"  # a pattern built per name would be compiled per appointment
+    return bool(candidate and candidate.startswith(prefix) and _COUNT.fullmatch(candidate, len(prefix)))

@@ -52,8 +52,21 @@ KEPT_ON_PURPOSE: dict[Path, str] = {
 """Fields whose names look personal but which the business keeps; each with the reason."""
 
 
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _copied(value: Any) -> Any:
+    """``copy.deepcopy`` for what an event detail holds (JSON: plain dicts, lists and atoms), at a fraction of its
+    cost: every event is copied once as it is kept. Anything else still goes through ``deepcopy``."""
+    if type(value) is dict:
+        return {key: _copied(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_copied(item) for item in value]
+    return value if isinstance(value, _ATOMS) else copy.deepcopy(value)
+
+
 def _without(detail: Mapping[str, Any], paths: frozenset[Path]) -> dict[str, Any]:
-    kept = copy.deepcopy(dict(detail))
+    kept: dict[str, Any] = _copied(dict(detail))
     for path in paths:
         holder: Any = kept
         for part in path[:-1]:

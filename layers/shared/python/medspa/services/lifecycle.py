@@ -220,9 +220,11 @@ class LifecycleService:
                 return NextAction(action="settle_fee", at=now, reason=reason)
         pack = self._packs.for_visit(stored)
         client = self._store.clients.get(stored.client_id)
-        counted = {(s.appointment_id, s.reason) for s in client.strikes} if client else set()
-        for reason in self._fee_reasons(stored, now, include_waived=False):
-            if engine.strike_for(pack, reason) and (stored.appointment_id, reason) not in counted:
+        reasons = self._fee_reasons(stored, now, include_waived=False)
+        counted = {s.reason for s in client.strikes if s.appointment_id == stored.appointment_id} \
+            if client and reasons else set()  # a client's strikes grow with their visits; most plans have no fee
+        for reason in reasons:
+            if engine.strike_for(pack, reason) and reason not in counted:
                 return NextAction(action="count_strike", at=now, reason=reason)
         released = self._fees_released(stored)
         if released:

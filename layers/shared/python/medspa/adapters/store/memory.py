@@ -11,12 +11,17 @@ Nothing here is thread-safe: one process, one engine.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from functools import lru_cache
+from operator import attrgetter
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from medspa.domain.appointment import PaymentContext, Service
 from medspa.domain.booking import (
@@ -64,7 +69,37 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+class _Shared(dict[str, Any]):
+    """The one mutable kind of field in what a read gives back (an appointment's fees, a client's balances), made
+    read-only, so one read-back can be handed to every caller with nothing to copy: changing it raises, where a
+    plain copy would have changed only the caller's. A copy of it is a plain dict again."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("read from the store, shared with every reader: copy it (dict(...)) to change it")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(dict(self), memo)
+
+    def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, Any]]]:
+        return dict, (dict(self),)
+
+
 # ------------------------------------------------------------------------------------------------ appointments
+
+_Part = TypeVar("_Part", bound=BaseModel)
+
+
+@lru_cache(maxsize=1 << 16)
+def _read(model: type[_Part], text: str) -> _Part:
+    """A JSON-held part read back, once per distinct text: the parts are frozen models of frozen values, so one
+    reading can be handed to every caller, and a changed part is a new text. The backtest reads each appointment
+    tens of times between two writes; parsing every time was most of its cost."""
+    return model.model_validate_json(text)
 
 
 def _effective_status(item: dict[str, Any], outcome: LifecycleOutcome | None) -> AppointmentStatus:
@@ -74,21 +109,20 @@ def _effective_status(item: dict[str, Any], outcome: LifecycleOutcome | None) ->
 
 
 def _to_appointment(item: dict[str, Any]) -> Appointment:
-    outcome = LifecycleOutcome.model_validate_json(item["outcome"]) if item.get("outcome") else None
-    messages = sorted((MessageLog.model_validate_json(v) for v in item["messages"].values()),
-                      key=lambda m: (m.due_at, m.key))
+    outcome = _read(LifecycleOutcome, item["outcome"]) if item.get("outcome") else None
+    messages = sorted((_read(MessageLog, v) for v in item["messages"].values()), key=lambda m: (m.due_at, m.key))
     return Appointment(
         revision=item.get("revision") or 0,
         version_revision=item.get("version_revision") or 0,
         version_stored_at=item.get("version_stored_at"),
         booking_status=AppointmentStatus(item["status"]),
-        facts=BookingFacts.model_validate_json(item["facts"]) if item.get("facts") else BookingFacts(),
+        facts=_read(BookingFacts, item["facts"]) if item.get("facts") else BookingFacts(),
         messages=tuple(messages),
-        fees={k: FeeState.model_validate_json(v) for k, v in item["fees"].items()},
+        fees={k: _read(FeeState, v) for k, v in item["fees"].items()},
         outcome=outcome,
-        card_check=CardCheck.model_validate_json(item["card_check"]) if item.get("card_check") else None,
+        card_check=_read(CardCheck, item["card_check"]) if item.get("card_check") else None,
         told_booking_site=frozenset(item.get("told_booking_site") or ()),
-        run=LifecycleRun.model_validate_json(item["run"]) if item.get("run") else None,
+        run=_read(LifecycleRun, item["run"]) if item.get("run") else None,
         appointment_id=item["appointment_id"],
         client_id=item["client_id"],
         location_id=item["location_id"],
@@ -112,15 +146,36 @@ def _to_appointment(item: dict[str, Any]) -> Appointment:
     )
 
 
+@lru_cache(maxsize=1 << 14)
+def _held_event(text: str) -> tuple[str, str]:
+    """A kept event as ``history`` gives it back: each event is read again at every later event of its visit."""
+    held = json.loads(text)
+    return held["detail_type"], json.dumps(held["detail"])
+
+
 @dataclass
 class InMemoryAppointments:
     """``AppointmentStore`` in a dict of items shaped like the DynamoDB ones (``AppointmentRepository``)."""
 
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _read_back: dict[str, tuple[dict[str, Any], int, Appointment]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+    _of_client: dict[str, set[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def get(self, appointment_id: str) -> Appointment | None:
         item = self.items.get(appointment_id)
-        return _to_appointment(item) if item is not None and item.get("client_id") is not None else None
+        return self._read(item) if item is not None and item.get("client_id") is not None else None
+
+    def _read(self, item: dict[str, Any]) -> Appointment:
+        """The appointment ``item`` holds, built once per record version: every write here moves the version,
+        as every conditional write in DynamoDB does, so an item at the same version reads back the same. It is
+        frozen and its ``fees`` read-only, so every reader shares it and none can change what is stored."""
+        held = self._read_back.get(item["appointment_id"])
+        if held is None or held[0] is not item or held[1] != item["record_version"]:
+            built = _to_appointment(item)
+            held = (item, item["record_version"], built.model_copy(update={"fees": _Shared(built.fees)}))
+            self._read_back[item["appointment_id"]] = held
+        return held[2]
 
     def _require(self, appointment_id: str) -> Appointment:
         current = self.get(appointment_id)
@@ -137,7 +192,7 @@ class InMemoryAppointments:
     def _written(self, item: dict[str, Any], **changes: Any) -> Appointment:
         item.update(changes)
         item["record_version"] = item.get("record_version", 0) + 1
-        return _to_appointment(item)
+        return self._read(item)
 
     def upsert_from_booking(self, booking: AppointmentBooking, now: datetime) -> UpsertResult:
         now = _utc(now)
@@ -150,6 +205,9 @@ class InMemoryAppointments:
         if not newer and not refold:
             return UpsertResult(applied=False, appointment=self._require(booking.appointment_id))
         item = self.items.setdefault(booking.appointment_id, {"appointment_id": booking.appointment_id})
+        if item.get("client_id") != booking.client_id:  # the index for_client reads, as the GSI is kept
+            self._of_client.get(item.get("client_id") or "", set()).discard(booking.appointment_id)
+            self._of_client.setdefault(booking.client_id, set()).add(booking.appointment_id)
         item.update(
             client_id=booking.client_id, location_id=booking.location_id, policy_version=booking.policy_version,
             service=Service.model_validate(booking.service.model_dump()), starts_at=_utc(booking.starts_at),
@@ -162,7 +220,7 @@ class InMemoryAppointments:
         if newer:
             item["version_revision"] = booking.revision
         item["record_version"] = item.get("record_version", 0) + 1
-        return UpsertResult(applied=True, appointment=_to_appointment(item))
+        return UpsertResult(applied=True, appointment=self._read(item))
 
     def record_event(self, appointment_id: str, booking_version: int, detail_type: str, event_id: str,
                      detail_json: str, now: datetime) -> bool:
@@ -186,8 +244,7 @@ class InMemoryAppointments:
         item = self.items.get(appointment_id)
         if item is None:
             return []
-        held = [json.loads(v) for _, v in sorted((item.get("events") or {}).items(), key=lambda kv: int(kv[0]))]
-        return [(h["detail_type"], json.dumps(h["detail"])) for h in held]
+        return [_held_event(v) for _, v in sorted((item.get("events") or {}).items(), key=lambda kv: int(kv[0]))]
 
     def _update(self, appointment_id: str, **changes: Any) -> Appointment:
         item = self._booked(appointment_id)
@@ -293,16 +350,20 @@ class InMemoryAppointments:
         return changed, skipped
 
     def for_client(self, client_id: str, starting_from: datetime | None = None) -> list[Appointment]:
-        found = [item for item in self.items.values() if item.get("client_id") == client_id
+        held = (self.items.get(appointment_id) for appointment_id in self._of_client.get(client_id, ()))
+        found = [item for item in held if item is not None and item.get("client_id") == client_id
                  and (starting_from is None or item["starts_at"] >= starting_from)]
-        return [_to_appointment(i) for i in sorted(found, key=lambda i: (i["starts_at"], i["appointment_id"]))]
+        return [self._read(i) for i in sorted(found, key=lambda i: (i["starts_at"], i["appointment_id"]))]
 
 
 # ------------------------------------------------------------------------------------------------ clients
 
 
+_STRIKE_ORDER = attrgetter("at", "appointment_id", "reason")
+
+
 def _to_client(item: dict[str, Any]) -> Client:
-    strikes = sorted(item["strikes"].values(), key=lambda s: (s.at, s.appointment_id, s.reason))
+    strikes = sorted(item["strikes"].values(), key=_STRIKE_ORDER)
     return Client(
         client_id=item["client_id"], spa_id=item["spa_id"], phone=item.get("phone"), email=item.get("email"),
         sms_opt_out=bool(item.get("sms_opt_out")), email_opt_out=bool(item.get("email_opt_out")),
@@ -327,33 +388,54 @@ def _contacts(phone: str | None, email: str | None) -> set[str]:
 
 @dataclass
 class InMemoryClients:
-    """``ClientStore`` in a dict (``ClientRepository``'s conditions, one write at a time)."""
+    """``ClientStore`` in a dict (``ClientRepository``'s conditions, one write at a time).
+
+    A client is read far more often than written (every plan asks for strikes and balances), so what an item
+    reads back as is kept until the next write: every writer opens its item through :meth:`_require` or
+    :meth:`_opened`, which forget it."""
 
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _read_back: dict[str, tuple[dict[str, Any], Client]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def _require(self, client_id: str) -> dict[str, Any]:
         item = self.items.get(client_id)
         if item is None:
             raise ClientNotFound(client_id)
+        return self._opened(item)
+
+    def _opened(self, item: dict[str, Any]) -> dict[str, Any]:
+        """``item``, about to be written: its read-back is built again on the next read."""
+        self._read_back.pop(item["client_id"], None)
         return item
+
+    def _read(self, item: dict[str, Any]) -> Client:
+        """The client ``item`` holds, shared by every reader: frozen, its balances read-only."""
+        held = self._read_back.get(item["client_id"])
+        if held is None or held[0] is not item:
+            built = _to_client(item)
+            held = (item, built.model_copy(update={"outstanding": _Shared(built.outstanding),
+                                                   "credit": _Shared(built.credit)}))
+            self._read_back[item["client_id"]] = held
+        return held[1]
 
     def get(self, client_id: str) -> Client | None:
         item = self.items.get(client_id)
-        return _to_client(item) if item is not None else None
+        return self._read(item) if item is not None else None
 
     def find_by_phone(self, phone: str) -> list[Client]:
         if not _E164.match(phone or ""):
             return []
-        return [_to_client(i) for _, i in sorted(self.items.items()) if i.get("phone") == phone]
+        return [self._read(i) for _, i in sorted(self.items.items()) if i.get("phone") == phone]
 
     def with_email(self, spa_id: str, email: str) -> list[Client]:
         wanted = email.strip().lower()
-        return [_to_client(i) for _, i in sorted(self.items.items())
+        return [self._read(i) for _, i in sorted(self.items.items())
                 if i.get("spa_id") == spa_id and i.get("email") and i["email"].strip().lower() == wanted]
 
     def save_profile(self, profile: ClientProfile, now: datetime) -> Client:
         now = _utc(now)
-        item = self.items.setdefault(profile.client_id, {"client_id": profile.client_id})
+        item = self._opened(self.items.setdefault(profile.client_id, {"client_id": profile.client_id}))
         item.update(profile.model_dump(exclude={"client_id"}, exclude_none=True))
         if profile.stripe_customer_id:
             item["stripe_customer_ids"] = set(item.get("stripe_customer_ids") or ()) | {profile.stripe_customer_id}
@@ -382,6 +464,7 @@ class InMemoryClients:
         key = f"{appointment_id}#{reason}"
         if item is None or key not in item["strikes"]:
             return None
+        self._opened(item)
         item["strikes"] = {k: v for k, v in item["strikes"].items() if k != key}
         item["updated_at"] = _utc(now)
         return len(item["strikes"])
