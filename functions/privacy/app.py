@@ -16,8 +16,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
 from medspa.adapters.factory import ClientOnFirstUse, aws_client
+from medspa.adapters.privacy import privacy_adapters_from
 from medspa.events import DETAIL_MODELS, PrivacyRequest
-from medspa.services.privacy import privacy_service_from
+from medspa.services.privacy import PrivacyService
 
 logger = Logger()
 
@@ -30,7 +31,8 @@ def stripe_key() -> str:
     return str(parameters.get_parameter(os.environ["STRIPE_API_KEY_PARAMETER"], decrypt=True, max_age=300))
 
 
-service = privacy_service_from(os.environ, lambda name: ClientOnFirstUse(aws_client, name), stripe_key)
+service = PrivacyService(**privacy_adapters_from(os.environ, lambda name: ClientOnFirstUse(aws_client, name),
+                                                 stripe_key))
 
 
 class Handover(BaseModel):

@@ -24,8 +24,9 @@ from typing import Annotated, Any
 import boto3
 import typer
 
+from medspa.adapters.privacy import privacy_adapters_from
 from medspa.adapters.store import ClientErased, ClientNotFound
-from medspa.services.privacy import PrivacyService, privacy_service_from
+from medspa.services.privacy import PrivacyService
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="A client's privacy rights, served by the spa's admin: export, correct contact, erase.")
@@ -62,7 +63,7 @@ def service_for(stack: str, region: str | None = None) -> PrivacyService:
     def stripe_key() -> str:
         return ssm.get_parameter(Name=environ["STRIPE_API_KEY_PARAMETER"], WithDecryption=True)["Parameter"]["Value"]
 
-    return privacy_service_from(environ, session.client, stripe_key)
+    return PrivacyService(**privacy_adapters_from(environ, session.client, stripe_key))
 
 
 def _refused(error: Exception, spa: str, client: str) -> typer.Exit:

@@ -20,7 +20,7 @@ from moto import mock_aws
 
 from medspa.adapters.executions import StartedExecution, execution_name
 from medspa.adapters.store import ClientErased, MessageLog, Store
-from medspa.adapters.store.audit import PrivacyAudit
+from medspa.adapters.store.audit import PrivacyAuditRepository
 from medspa.domain.ledger import EntryKind, EntryStatus
 from medspa.money import Money
 from medspa.events import DETAIL_MODELS
@@ -102,7 +102,7 @@ class BookingSite:
 @dataclass
 class World:
     store: Store
-    audit: PrivacyAudit
+    audit: PrivacyAuditRepository
     privacy: PrivacyService
     intake: IngestService
     runs: Runs
@@ -127,7 +127,7 @@ def world(aws_credentials: None) -> Iterator[World]:  # noqa: F811
     with mock_aws():
         created = create_tables(boto3.client("dynamodb", region_name=REGION))
         store = Store(table_names(created), REGION)
-        audit = PrivacyAudit.bound(created["PrivacyAuditTable"], REGION)
+        audit = PrivacyAuditRepository.bound(created["PrivacyAuditTable"], REGION)
         runs, stripe, shelf, site = Runs(), StripeCustomers(), Shelf(), BookingSite()
         privacy = PrivacyService(store, audit, payments=stripe, executions=runs, exports=shelf, booking_site=site)
         intake = IngestService(store, runs, PACKS, load_tenants(PACKS), privacy=privacy)  # type: ignore[arg-type]

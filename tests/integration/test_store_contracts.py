@@ -1,10 +1,12 @@
 """The in-memory store keeps the contract of the pynamodb one, so service tests and backtests on it cannot drift.
 
-Every test runs twice, on ``InMemoryStore`` and on ``Store`` over the template's tables in moto, with the same
-assertions: the newest booking version wins in any delivery order, a duplicate changes nothing and a conflicting
-event or a stale writer raises the same error, strikes and balance movements count once, and a ledger entry moves
-only along the allowed outcomes. The last test plays one script of calls against both and requires equal answers,
-field for field, so a difference nobody thought to assert still shows.
+Every test runs twice, on ``InMemoryStore`` and on ``Store`` over the template's tables in moto (the privacy audit:
+``InMemoryPrivacyAudit`` and its table), with the same assertions: the newest booking version wins in any delivery
+order, a duplicate changes nothing and a conflicting event or a stale writer raises the same error, strikes and
+balance movements count once, a ledger entry moves only along the allowed outcomes, a later consent change wins
+and an erasure forgets only the address's own records, and the audit is append-only. The last test plays one
+script of calls against both and requires equal answers, field for field, so a difference nobody thought to assert
+still shows.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from medspa.adapters.store import Store
+from medspa.adapters.store.audit import InMemoryPrivacyAudit, PrivacyAuditRepository
 from medspa.adapters.store.memory import InMemoryStore
 from medspa.domain.appointment import PaymentContext, Service
 from medspa.domain.booking import (
@@ -33,6 +36,7 @@ from medspa.domain.booking import (
 from medspa.domain.client import Channel, ClientProfile
 from medspa.domain.ledger import EntryKind, EntryStatus, account_entry_id, ledger_entry_id
 from medspa.money import Money
+from medspa.ports.privacy import Action, PrivacyAudit, PrivacyRequestRecord
 from medspa.ports.store import (
     AppointmentNotFound,
     ClientErased,
@@ -45,9 +49,11 @@ from medspa.ports.store import (
     StaleVersion,
     Stores,
 )
+from tests.support.fixtures import REGION
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 APPT, CLIENT = "bijoux#appt-1", "bijoux#c-1"
+PHONE = "+14075550123"
 
 
 @pytest.fixture(params=["in_memory", "dynamodb"])
@@ -444,6 +450,121 @@ def test_entries_are_listed_by_visit_and_client_oldest_first_and_found_by_their_
     assert [e.entry_id for e in ledger.for_client(CLIENT)] == [first.entry_id, second.entry_id, other.entry_id]
     ref = second.stripe_idempotency_key.removeprefix("medspa-ledger-")
     assert ledger.for_stripe_ref(ref) == second and ledger.for_stripe_ref("0" * 64) is None
+
+
+# ------------------------------------------------------------------------------------------------ consent
+
+
+def test_an_sms_opt_out_holds_for_every_spa_and_an_email_one_for_its_spa(stores: Stores) -> None:
+    consent = stores.consent
+    consent.record("sms", PHONE, "bijoux", opted_out=True, how="keyword", at=T0, evidence="in-1")
+    consent.record("email", " Ana@Example.COM", "bijoux", opted_out=True, how="link", at=T0)
+    assert consent.opted_out("sms", PHONE, "glow") and consent.opted_out("sms", PHONE, "bijoux")
+    assert consent.opted_out("email", "ana@example.com", "bijoux")
+    assert not consent.opted_out("email", "ana@example.com", "glow")
+    assert not consent.opted_out("sms", "+14075550999", "bijoux")
+    record = consent.get("sms", PHONE, "406medicalspa")
+    assert record is not None
+    assert (record.scope, record.opted_out, record.how, record.changed_at, record.evidence) == (
+        "*", True, "keyword", T0, "in-1")
+    assert PHONE not in repr(record)
+
+
+def test_a_later_consent_change_is_never_overwritten_by_an_earlier_one(stores: Stores) -> None:
+    consent = stores.consent
+    consent.record("sms", PHONE, "bijoux", opted_out=False, how="keyword", at=T0 + timedelta(minutes=1))
+    stored = consent.record("sms", PHONE, "bijoux", opted_out=True, how="keyword", at=T0)
+    assert (stored.opted_out, stored.changed_at) == (False, T0 + timedelta(minutes=1))
+    assert consent.record("sms", PHONE, "bijoux", opted_out=True, how="admin", at=T0 + timedelta(hours=1)).opted_out
+
+
+def test_an_address_that_is_not_one_is_refused_without_echo(stores: Stores) -> None:
+    for channel, address in (("sms", "407-555-0123"), ("email", "not an address")):
+        with pytest.raises(ValueError) as error:
+            stores.consent.opted_out(channel, address, "bijoux")
+        assert address not in str(error.value)
+
+
+def test_links_map_a_reference_to_the_spa_and_address(stores: Stores) -> None:
+    consent = stores.consent
+    consent.remember_link("ref-1", "bijoux", "Ana@Example.com", T0)
+    consent.remember_link("ref-1", "bijoux", "ana@example.com", T0 + timedelta(days=1))  # every email re-sends it
+    assert consent.link("ref-1") == ("bijoux", "ana@example.com")
+    assert consent.link("ref-2") is None
+
+
+def test_a_reply_is_claimed_once_and_released_if_it_could_not_be_sent(stores: Stores) -> None:
+    consent = stores.consent
+    assert consent.claim_reply("in-1", "opt_out", T0)
+    assert not consent.claim_reply("in-1", "opt_out", T0)
+    consent.release_reply("in-1")
+    assert consent.claim_reply("in-1", "opt_out", T0)
+    consent.reply_sent("in-1", "msg-1", T0)
+    assert not consent.claim_reply("in-1", "opt_out", T0 + timedelta(hours=2))
+
+
+def test_forgetting_an_address_deletes_its_own_record_and_links_and_nobody_elses(stores: Stores) -> None:
+    consent = stores.consent
+    consent.record("sms", PHONE, "bijoux", opted_out=True, how="keyword", at=T0)
+    for spa in ("bijoux", "glow"):
+        consent.record("email", "ana@example.com", spa, opted_out=True, how="link", at=T0)
+    for reference, spa, email in (("ref-1", "bijoux", "ana@example.com"), ("ref-2", "bijoux", "ANA@example.com"),
+                                  ("ref-3", "glow", "ana@example.com"), ("ref-4", "bijoux", "bo@example.com")):
+        consent.remember_link(reference, spa, email, T0)
+    assert consent.forget("sms", PHONE, "glow") is True  # one SMS record serves every spa
+    assert consent.forget("sms", PHONE, "bijoux") is False and consent.get("sms", PHONE, "bijoux") is None
+    assert consent.forget("email", " Ana@Example.com", "bijoux") is True
+    assert consent.opted_out("email", "ana@example.com", "glow")
+    assert consent.forget_links("bijoux", "Ana@example.com") == 2
+    assert consent.forget_links("bijoux", "ana@example.com") == 0
+    assert [consent.link(r) for r in ("ref-1", "ref-2", "ref-3", "ref-4")] == [
+        None, None, ("glow", "ana@example.com"), ("bijoux", "bo@example.com")]
+
+
+def test_reply_claims_expire_through_the_tables_ttl(store: Store) -> None:
+    store.consent.claim_reply("in-9", "help", T0)
+    item = store.consent._model.get("reply#in-9", "sms", consistent_read=True)
+    assert item.expires_at == T0 + timedelta(days=30)
+
+
+# ------------------------------------------------------------------------------------------------ privacy audit
+
+
+@pytest.fixture(params=["in_memory", "dynamodb"])
+def audit(request: pytest.FixtureRequest) -> PrivacyAudit:
+    if request.param == "in_memory":
+        return InMemoryPrivacyAudit()
+    return PrivacyAuditRepository.bound(request.getfixturevalue("template_tables")["PrivacyAuditTable"], REGION)
+
+
+def served(client_id: str, action: Action, at: datetime, request_id: str = "req-1") -> PrivacyRequestRecord:
+    return PrivacyRequestRecord(spa_id=client_id.split("#")[0], client_id=client_id, action=action,
+                                request_id=request_id, requested_by="admin-maria", via="bus", at=at,
+                                outcome="done", detail={"fields": ["phone"], "appointments": 2})
+
+
+def test_the_audit_lists_a_clients_and_a_spas_requests_in_time_order_with_times_in_utc(audit: PrivacyAudit) -> None:
+    here = timezone(timedelta(hours=-5))
+    first, erased = served(CLIENT, "export", T0.astimezone(here)), served(CLIENT, "erase", T0 + timedelta(hours=1))
+    other, elsewhere = served("bijoux#c-2", "correct", T0 + timedelta(minutes=30)), served("glow#c-1", "export", T0)
+    for record in (erased, elsewhere, other, first):
+        audit.record(record)
+    assert audit.for_client(CLIENT) == [first, erased]
+    assert audit.for_client(CLIENT)[0].at.utcoffset() == timedelta(0)
+    assert audit.for_client(CLIENT)[0].detail == {"fields": ["phone"], "appointments": 2}
+    assert audit.for_spa("bijoux") == [first, other, erased]
+    assert audit.for_spa("bijoux", since=T0 + timedelta(minutes=15)) == [other, erased]
+    assert audit.for_client("bijoux#c-9") == [] and audit.for_spa("406medicalspa") == []
+
+
+def test_an_audit_record_is_never_overwritten_and_names_a_client_of_its_own_spa(audit: PrivacyAudit) -> None:
+    audit.record(served(CLIENT, "erase", T0))
+    with pytest.raises(ValueError, match="never overwritten"):
+        audit.record(served(CLIENT, "erase", T0).model_copy(update={"outcome": "already_erased"}))
+    audit.record(served(CLIENT, "erase", T0, request_id="req-2"))  # served again: recorded again
+    with pytest.raises(ValueError, match="belong to the spa"):
+        audit.record(served(CLIENT, "export", T0).model_copy(update={"spa_id": "glow"}))
+    assert [(r.request_id, r.outcome) for r in audit.for_client(CLIENT)] == [("req-1", "done"), ("req-2", "done")]
 
 
 # ------------------------------------------------------------------------------------------------ both at once

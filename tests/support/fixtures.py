@@ -34,10 +34,15 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def dynamo_tables(aws_credentials: None) -> Iterator[TableNames]:
+def template_tables(aws_credentials: None) -> Iterator[dict[str, str]]:
+    """Every table of the template in moto: logical id -> table name."""
     with mock_aws():
-        created = create_tables(boto3.client("dynamodb", region_name=REGION))
-        yield table_names(created)
+        yield create_tables(boto3.client("dynamodb", region_name=REGION))
+
+
+@pytest.fixture
+def dynamo_tables(template_tables: dict[str, str]) -> TableNames:
+    return table_names(template_tables)
 
 
 @pytest.fixture

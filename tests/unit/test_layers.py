@@ -3,7 +3,8 @@
 money -> policy -> domain -> events, messages -> ports -> adapters -> services. A module may import its own layer
 and the layers below it, never one above: a state type the fold needs lives in ``domain``, not in the store, and the pack
 schema's money comes from ``medspa.money``, not from ``domain``. The pure layers read no environment and import
-no AWS or Stripe SDK, so they run the same in a Lambda, a test and a backtest.
+no AWS or Stripe SDK, so they run the same in a Lambda, a test and a backtest. Services reach the outside only
+through ``ports``: which adapter serves a port (AWS, or in memory for a test or a backtest) is the caller's choice.
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ def test_pure_layers_import_no_cloud_sdk_and_read_no_environment(path: Path) -> 
     text = path.read_text(encoding="utf-8")
     assert sdks == []
     assert "os.environ" not in text and "getenv(" not in text
+
+
+@pytest.mark.parametrize("path", [p for p in _modules() if _own_layer(p) == "services"],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_services_import_ports_and_never_an_adapter(path: Path) -> None:
+    concrete = [f"{_where(path, line)} imports {name}" for line, name in _imports(path) if _layer(name) == "adapters"]
+    assert concrete == []
 
 
 def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:

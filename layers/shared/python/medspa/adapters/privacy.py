@@ -13,11 +13,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from botocore.exceptions import ClientError
 
 from medspa.events import PrivacyRequest
+
+if TYPE_CHECKING:
+    from medspa.adapters.booking_site import EventBridgeBookingSite
+    from medspa.adapters.executions import LifecycleExecutions
+    from medspa.adapters.store import Store
+    from medspa.adapters.store.audit import PrivacyAuditRepository
 
 # Error types the privacy function raises for a failure that may pass; the intake retries these.
 TRANSIENT_ERRORS = frozenset({"StoreUnavailable", "PaymentProviderUnavailable", "ExecutionsUnavailable",
@@ -111,3 +117,47 @@ class InvokedPrivacyDesk:
                 raise PrivacyDeskUnavailable(f"{error_type} in the privacy function")
             raise RuntimeError(f"the privacy function failed: {error_type or 'unknown error'}")
         return str(body["done"])
+
+
+class PrivacyAdapters(TypedDict):
+    """The privacy service's ports, by its parameter names: ``PrivacyService(**privacy_adapters_from(...))``."""
+
+    store: Store
+    audit: PrivacyAuditRepository
+    payments: StripeCustomers
+    executions: LifecycleExecutions
+    exports: S3Exports
+    booking_site: EventBridgeBookingSite
+
+
+PRIVACY_ENV = ("PRIVACY_AUDIT_TABLE", "PRIVACY_EXPORTS_BUCKET", "PRIVACY_EXPORTS_KEPT_DAYS",
+               "STRIPE_API_KEY_PARAMETER", "BOOKING_EVENTS_BUS", "LIFECYCLE_STATE_MACHINE_ARN",
+               "LIFECYCLE_START_SCHEDULE_PREFIX")
+
+
+def privacy_adapters_from(environ: Mapping[str, str], client: Callable[[str], Any],
+                          stripe_key: Callable[[], str]) -> PrivacyAdapters:
+    """The privacy service's adapters as the privacy function's environment describes them: for the function
+    itself, and for the admin CLI from the deployed function's configuration, so both act on the same resources.
+    ``client`` makes a boto3 client by service name; ``stripe_key`` is called only if Stripe is."""
+    from medspa.adapters.booking_site import EventBridgeBookingSite
+    from medspa.adapters.executions import LifecycleExecutions
+    from medspa.adapters.store import Store
+    from medspa.adapters.store.audit import PrivacyAuditRepository
+
+    missing = [name for name in PRIVACY_ENV if not environ.get(name)]
+    if missing:
+        raise KeyError(f"missing from the environment: {', '.join(missing)}")
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or ""
+    return PrivacyAdapters(
+        store=Store.from_env(environ),
+        audit=PrivacyAuditRepository.bound(environ["PRIVACY_AUDIT_TABLE"], region,
+                                           environ.get("AWS_ENDPOINT_URL_DYNAMODB")),
+        payments=StripeCustomers(stripe_key, environ.get("STRIPE_API_BASE") or None),
+        executions=LifecycleExecutions(client("stepfunctions"), environ["LIFECYCLE_STATE_MACHINE_ARN"],
+                                       scheduler=client("scheduler"),
+                                       schedule_prefix=environ["LIFECYCLE_START_SCHEDULE_PREFIX"]),
+        exports=S3Exports(client("s3"), environ["PRIVACY_EXPORTS_BUCKET"],
+                          timedelta(days=int(environ["PRIVACY_EXPORTS_KEPT_DAYS"]))),
+        booking_site=EventBridgeBookingSite(client("events"), environ["BOOKING_EVENTS_BUS"]),
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .catalogue import (
+    APPOINTMENT_DETAIL_MODELS,
     DETAIL_MODELS,
     DETAIL_TYPES,
     ENVELOPE_MODELS,
@@ -45,6 +46,7 @@ from .catalogue import (
     MembershipStarted,
     MembershipUnfreezeRequested,
     ServiceCreditRedeemed,
+    MEMBERSHIP_DETAIL_MODELS,
     MEMBERSHIP_MODELS,
     OutstandingBalancePaid,
     PrepayRequirementCleared,
@@ -54,6 +56,7 @@ from .catalogue import (
 )
 
 __all__ = [
+    "APPOINTMENT_DETAIL_MODELS",
     "DETAIL_MODELS",
     "DETAIL_TYPES",
     "ENVELOPE_MODELS",
@@ -91,6 +94,7 @@ __all__ = [
     "MembershipStarted",
     "MembershipUnfreezeRequested",
     "ServiceCreditRedeemed",
+    "MEMBERSHIP_DETAIL_MODELS",
     "MEMBERSHIP_MODELS",
     "OutstandingBalancePaid",
     "PrepayRequirementCleared",

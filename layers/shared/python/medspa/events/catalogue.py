@@ -518,6 +518,9 @@ _MODELS: tuple[type[_BookingSiteDetail], ...] = get_args(BookingEvent)
 
 DETAIL_MODELS: dict[str, type[_BookingSiteDetail]] = {model.detail_type: model for model in _MODELS}
 DETAIL_TYPES: tuple[str, ...] = tuple(DETAIL_MODELS)
+# A kept history is read back by the model of its own family, so its events keep their types.
+APPOINTMENT_DETAIL_MODELS: dict[str, type[AppointmentEvent]] = {m.detail_type: m for m in get_args(AppointmentEvent)}
+MEMBERSHIP_DETAIL_MODELS: dict[str, type[MembershipEvent]] = {m.detail_type: m for m in get_args(MembershipEvent)}
 
 
 

@@ -4,8 +4,9 @@ Services are written against these; the AWS and Stripe adapters (``medspa.adapte
 so do in-memory ones for fast tests and backtests (``InMemoryBookingSite``, ``InMemoryExecutions``,
 ``InMemoryMessenger``, ``medspa.adapters.memory_payments.InMemoryPayments`` and the store's
 ``medspa.adapters.store.memory.InMemoryStore``). The store's ports (appointments, clients, the ledger, courses,
-and their errors) are in ``medspa.ports.store``, imported from there rather than re-exported here, so a handler
-that needs only one port does not load the store's types at cold start.
+and their errors) are in ``medspa.ports.store``, the consent book in ``medspa.ports.consent`` and what privacy
+requests need in ``medspa.ports.privacy``, imported from there rather than re-exported here, so a handler that
+needs only one port does not load the store's types at cold start.
 """
 
 from medspa.ports.booking_site import BookingSiteEvents, BookingSiteUnavailable

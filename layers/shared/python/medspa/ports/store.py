@@ -29,6 +29,7 @@ from medspa.domain.client import Channel, Client, ClientProfile
 from medspa.domain.course import Course
 from medspa.domain.ledger import EntryKind, EntryStatus, LedgerEntry
 from medspa.money import Money
+from medspa.ports.consent import ConsentBook
 from medspa.ports.memberships import MembershipStore
 
 # ------------------------------------------------------------------------------------------------ errors
@@ -298,6 +299,9 @@ class Stores(Protocol):
 
     @property
     def ledger(self) -> Ledger: ...
+
+    @property
+    def consent(self) -> ConsentBook: ...
 
     @property
     def courses(self) -> CourseStore: ...

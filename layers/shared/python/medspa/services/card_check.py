@@ -90,7 +90,7 @@ class CardChecks:
 
     def _record(self, stored: Appointment, outcome: str, now: datetime, code: str | None = None) -> StepResult:
         self._store.appointments.record_card_check(stored.appointment_id, CardCheck(
-            starts_at=stored.starts_at, outcome=outcome, checked_at=now, code=code))  # type: ignore[arg-type]
+            starts_at=stored.starts_at, outcome=outcome, checked_at=now, code=code))
         told = outcome not in ("usable", "not_checked")
         done = {"usable": "card on file checked: it will take the fee",
                 "not_checked": f"card on file not checked ({code})"}.get(

@@ -15,12 +15,14 @@ card's share: a $75 fee paid $50 from the deposit is a $75 fee, not a $25 one.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import get_args
 
 from medspa.domain.booking import Appointment, FeeState
 from medspa.domain.ledger import EntryStatus, ledger_entry_id
 from medspa.ports.store import AppointmentNotFound, Stores
 from medspa.domain.fee_breakdown import PAID_FROM_SOURCES, FeeBreakdown, PaidFrom
 from medspa.money import Money
+from medspa.policy.schema import FeeReason
 from medspa.ports import Counted
 from medspa.services.lifecycle import LifecycleService, StepResult, message_key
 from medspa.services.settlement import SettlementReport, SettlementService, card_purpose
@@ -28,6 +30,7 @@ from medspa.services.settlement import SettlementReport, SettlementService, card
 RELEASED_BY = "policy:client-was-there"
 _CHARGED = {"late_cancel": "late_cancel_fee_charged", "no_show": "no_show_fee_charged",
             "late_reschedule": "late_reschedule_fee_charged"}
+_FEE_REASONS: dict[str, FeeReason] = {reason: reason for reason in get_args(FeeReason)}
 
 
 class FeeSteps:
@@ -36,13 +39,13 @@ class FeeSteps:
         self._settlement = settlement
         self._lifecycle = lifecycle
 
-    def settle(self, appointment_id: str, reason: str, now: datetime) -> StepResult:
+    def settle(self, appointment_id: str, reason: FeeReason, now: datetime) -> StepResult:
         stored = self._require(appointment_id)
         waived = any(v.reason == reason and v.fee_waived for v in stored.facts.violations)
         if waived:
             self._record(stored, FeeState(reason=reason, outcome="no_fee", updated_at=now))
             return StepResult(done=f"{reason}: fee waived by policy (rescheduled the same day)")
-        report = self._settlement.settle_fee(appointment_id, reason, now)  # type: ignore[arg-type]
+        report = self._settlement.settle_fee(appointment_id, reason, now)
         retry_at = tuple(t for t in report.retry_at if t > now)
         self._record(stored, FeeState(reason=reason, outcome=report.outcome, fee=report.fee, attempt=1,
                                       next_retry_at=retry_at[0] if retry_at else None, retry_at=retry_at,
@@ -50,12 +53,12 @@ class FeeSteps:
         self._tell(stored, report, now, first_attempt=True)
         return StepResult(done=_summary(report), detail=_detail(report))
 
-    def retry(self, appointment_id: str, reason: str, attempt: int, now: datetime) -> StepResult:
+    def retry(self, appointment_id: str, reason: FeeReason, attempt: int, now: datetime) -> StepResult:
         stored = self._require(appointment_id)
         state = stored.fees.get(reason)
         if state is None or state.outcome != "outstanding":
             return StepResult(done=f"{reason}: nothing to retry")
-        report = self._settlement.retry_outstanding_fee(appointment_id, reason, attempt, now)  # type: ignore[arg-type]
+        report = self._settlement.retry_outstanding_fee(appointment_id, reason, attempt, now)
         later = tuple(t for t in state.retry_at if t > now)
         paid = report.outcome in ("settled", "waived")
         self._record(stored, state.model_copy(update={
@@ -66,12 +69,12 @@ class FeeSteps:
         return StepResult(done=f"retry {attempt}: {_summary(report)}", detail=_detail(report))
 
     def waive(self, appointment_id: str, purpose: str, admin_id: str, now: datetime) -> StepResult:
-        reason = purpose.removesuffix("_fee")
-        if reason not in _CHARGED:
+        reason = _FEE_REASONS.get(purpose.removesuffix("_fee"))
+        if reason is None:
             raise ValueError(f"{purpose} is not a fee this system charges (no_show_fee, late_cancel_fee, "
                              f"late_reschedule_fee)")
         stored = self._require(appointment_id)
-        report = self._settlement.waive_fee(appointment_id, reason, admin_id, now)  # type: ignore[arg-type]
+        report = self._settlement.waive_fee(appointment_id, reason, admin_id, now)
         state = stored.fees.get(reason)
         if state is not None and state.outcome != "waived":
             self._record(stored, state.model_copy(update={"outcome": "waived", "next_retry_at": None,
@@ -89,7 +92,7 @@ class FeeSteps:
             **_detail(report), "notice": notice, "booking_version": stored.run_identity[0],
             "revision": stored.run_identity[1]})
 
-    def release(self, appointment_id: str, reason: str, now: datetime) -> StepResult:
+    def release(self, appointment_id: str, reason: FeeReason, now: datetime) -> StepResult:
         """Give back a fee the visit no longer owes (the lifecycle's ``_fees_released``): the client was there
         after all. Money moves as in an admin's waiver (refund what the card paid, cancel what is owed, each
         with its ledger entry), and what the fee took from a deposit, prepayment, course or gift certificate is
@@ -99,8 +102,8 @@ class FeeSteps:
         state = stored.fees.get(reason)
         if state is None or state.outcome not in ("settled", "outstanding"):
             return StepResult(done=f"{reason}: nothing to release")
-        report = self._settlement.waive_fee(appointment_id, reason, RELEASED_BY, now)  # type: ignore[arg-type]
-        given_back = self._settlement.give_back_covered(appointment_id, reason, now)  # type: ignore[arg-type]
+        report = self._settlement.waive_fee(appointment_id, reason, RELEASED_BY, now)
+        given_back = self._settlement.give_back_covered(appointment_id, reason, now)
         stored = self._record(stored, state.model_copy(update={"outcome": "waived", "next_retry_at": None,
                                                                "updated_at": now}))
         self._lifecycle.count(Counted.FEE_RELEASED, stored)
@@ -151,7 +154,7 @@ class FeeSteps:
         if not first_attempt:
             state = stored.fees.get(report.reason)
             fee = state.fee if state is not None and state.fee is not None else fee
-            ledger, purpose = self._store.ledger, card_purpose(report.reason)  # type: ignore[arg-type]
+            ledger, purpose = self._store.ledger, card_purpose(report.reason)
             covered = [(source, ledger.get(ledger_entry_id(stored.appointment_id, f"{purpose}_{source}", 1)))
                        for source in PAID_FROM_SOURCES]
             paid_from = tuple(PaidFrom(source=source, amount=entry.amount) for source, entry in covered

@@ -63,11 +63,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from medspa.adapters.store import Appointment, AppointmentStatus, Channel, Client, Store
+from medspa.domain.booking import Appointment, AppointmentStatus
+from medspa.domain.client import Channel, Client
 from medspa.domain.consent import EVERY_SPA
 from medspa.messages.inbound import InboundIntent, keyword_reply, parse_inbound_sms
 from medspa.policy.schema import PolicyPack
 from medspa.ports import BookingSiteEvents, SmsSender
+from medspa.ports.store import Stores
 from medspa.services.confirm_link import publish_client_confirmation
 
 logger = logging.getLogger(__name__)
@@ -85,7 +87,7 @@ Action = Literal[
 Reply = Literal["sent", "duplicate", "none"]
 _ACTIVE = (AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED)
 _PRECEDENCE: tuple[InboundIntent, ...] = ("opt_out", "opt_in", "confirm", "help")
-_ANSWERED: tuple[InboundIntent, ...] = ("opt_out", "opt_in", "help")
+_ANSWERED_WITH: dict[InboundIntent, Action] = {"opt_out": "opted_out", "opt_in": "opted_in", "help": "help_answered"}
 
 
 class InvalidInboundSms(ValueError):
@@ -141,7 +143,7 @@ class InboundOutcome(BaseModel):
 
 
 class InboundSmsService:
-    def __init__(self, store: Store, packs: Mapping[str, PolicyPack], *, replies: SmsSender,
+    def __init__(self, store: Stores, packs: Mapping[str, PolicyPack], *, replies: SmsSender,
                  booking_site: BookingSiteEvents | None = None) -> None:
         self._store = store
         self._packs = dict(packs)
@@ -162,7 +164,7 @@ class InboundSmsService:
         readings = {cid: parse_inbound_sms(message.message_body, pack) for cid, pack in packs.items()}
         if not readings:  # nobody to place at a location: the base words and every pack's own
             readings = {"": parse_inbound_sms(message.message_body, None, also=self._packs.values())}
-        intent = next((i for i in _PRECEDENCE if i in readings.values()), "unknown")
+        intent: InboundIntent = next((i for i in _PRECEDENCE if i in readings.values()), "unknown")
         context = _Context(message, len(clients), delivery_id)
 
         if intent == "confirm":
@@ -170,7 +172,7 @@ class InboundSmsService:
                 return self._done(context, intent, "unknown_sender")
             confirming = [cid for cid, reading in readings.items() if reading == "confirm"]
             return self._confirm(context, confirming, upcoming, now)
-        if intent not in _ANSWERED:
+        if intent not in _ANSWERED_WITH:
             return self._done(context, intent, "not_a_keyword")
 
         changed = False
@@ -182,7 +184,7 @@ class InboundSmsService:
                                          c.client_id))
         pack = packs.get(speaking[0].client_id) if speaking else None
         reply = self._reply(phone, intent, pack, context, now)
-        action: Action = {"opt_out": "opted_out", "opt_in": "opted_in", "help": "help_answered"}[intent]
+        action = _ANSWERED_WITH[intent]
         return self._done(context, intent, action, consent_changed=changed, reply=reply)
 
     # ------------------------------------------------------------------------------ helpers

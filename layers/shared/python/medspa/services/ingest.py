@@ -55,8 +55,9 @@ from medspa.domain.booking import Appointment, AppointmentStatus, LifecycleRun
 from medspa.domain.client import ClientProfile
 from medspa.ports.store import StaleVersion, Stores
 from medspa.events import (
-    DETAIL_MODELS,
+    APPOINTMENT_DETAIL_MODELS,
     AppointmentBooked,
+    AppointmentEvent,
     BookingEvent,
     BookingNotYetKnown,
     CardUpdated,
@@ -64,7 +65,6 @@ from medspa.events import (
     ClientDataExportRequested,
     ClientErasureRequested,
     FeeWaived,
-    MEMBERSHIP_MODELS,
     CourseDeferred,
     CoursePurchased,
     MembershipEvent,
@@ -165,7 +165,7 @@ class IngestService:
             return IngestOutcome(applied=True, action="prepay_cleared")
         if isinstance(event, OutstandingBalancePaid):
             return self._paid_at_desk(event, now)
-        if isinstance(event, MEMBERSHIP_MODELS):
+        if isinstance(event, MembershipEvent):
             return self._membership_event(event, now)
         if isinstance(event, CoursePurchased | CourseDeferred):
             return self._course_event(event, now)
@@ -185,6 +185,7 @@ class IngestService:
         """Nothing about an erased client is stored again; a repeated erasure may pass, to finish the job."""
         if isinstance(event, ClientErasureRequested):
             return
+        named: str | None
         if isinstance(event, AppointmentBooked | MembershipStarted | CoursePurchased):
             named, field = client_key(event.spa_id, event.client.id), "detail.client.id"
         elif isinstance(event, CourseDeferred):
@@ -193,7 +194,7 @@ class IngestService:
         elif isinstance(event, CardUpdated | PrepayRequirementCleared | ClientDataExportRequested
                         | ClientContactCorrected | OutstandingBalancePaid):
             named, field = client_key(event.spa_id, event.client_id), "detail.client_id"
-        elif isinstance(event, MEMBERSHIP_MODELS):
+        elif isinstance(event, MembershipEvent):
             record = self._store.memberships.read(spa_key(event.spa_id, event.membership_id))
             named = record.membership.client_id if record and record.membership else None
             field = "detail.membership_id"
@@ -211,7 +212,7 @@ class IngestService:
         if self._privacy is None:
             raise EventRefused("detail-type", "privacy requests are not served by this deployment")
         self._known_client(event.spa_id, event.client_id)
-        return IngestOutcome(applied=True, action=self._privacy.handle(event, now))  # type: ignore[arg-type]
+        return IngestOutcome(applied=True, action=self._privacy.handle(event, now))
 
     def _known_client(self, spa_id: str, booking_client_id: str) -> str:
         key = client_key(spa_id, booking_client_id)
@@ -219,12 +220,13 @@ class IngestService:
             raise NotKnownHere("detail.client_id", "no client with this id at the spa in detail.spa_id")
         return key
 
-    def _appointment_event(self, event: BookingEvent, now: datetime) -> IngestOutcome:
+    def _appointment_event(self, event: AppointmentEvent, now: datetime) -> IngestOutcome:
         appointments = self._store.appointments
         key = appointment_key(event.spa_id, event.appointment_id)
         appointments.record_event(key, event.booking_version, event.detail_type, event.event_id,
                                   json.dumps(as_kept(event.model_dump(mode="json"))), now)
-        history = [DETAIL_MODELS[kind].model_validate_json(detail) for kind, detail in appointments.history(key)]
+        history = [APPOINTMENT_DETAIL_MODELS[kind].model_validate_json(detail)
+                   for kind, detail in appointments.history(key)]
         stored = appointments.get(key)  # a booking folded before keeps the version its client accepted then
         try:
             folded = fold(history, self._packs, accepted_version=stored.policy_version if stored else None)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -57,7 +57,7 @@ from medspa.domain.runs import run_name
 from medspa.money import Money
 from medspa.messages.render import AppointmentContext
 from medspa.policy.loader import PolicyPacks
-from medspa.policy.schema import PolicyPack
+from medspa.policy.schema import FeeReason, PolicyPack
 from medspa.ports import BookingSiteEvents, Counted, Executions, Metrics
 from medspa.ports.metrics import NOT_COUNTED
 from medspa.services import balances, prepayment
@@ -74,6 +74,7 @@ CHAINED: frozenset[str] = frozenset({"send_message", "auto_cancel", "decide_atte
                                      "tell_requirements_unmet"})
 MAX_CHAIN = 24  # steps one invocation takes; past it the state machine routes the next one as a task
 PREPAYMENT_CREDIT = prepayment.CREDIT
+_OUTCOMES: dict[str, engine.Outcome] = {outcome: outcome for outcome in get_args(engine.Outcome)}
 
 
 class StepRequest(BaseModel):
@@ -255,7 +256,7 @@ class LifecycleService:
             unmet.append("prepay_in_full")
         return unmet
 
-    def _fee_reasons(self, stored: Appointment, now: datetime | None = None, include_waived: bool = True) -> list[str]:
+    def _fee_reasons(self, stored: Appointment, now: datetime | None = None, include_waived: bool = True) -> list[FeeReason]:
         """Violations of this visit, in the order they happened; a same-day reschedule's waived fee is
         charged nothing (and is no strike) but is still recorded as settled-with-no-fee. Once the system
         has auto-cancelled the visit or called it a no-show, a cancel the booking site delivers afterwards
@@ -265,7 +266,7 @@ class LifecycleService:
         With ``now``, a fee that waits for the end of the same-day rebooking window is not due yet."""
         decided = stored.outcome if stored.outcome and stored.outcome.status != "attended" else None
         there = self._there_after_all(stored)
-        reasons = [v.reason for v in stored.facts.violations if (include_waived or not v.fee_waived)
+        reasons: list[FeeReason] = [v.reason for v in stored.facts.violations if (include_waived or not v.fee_waived)
                    and (decided is None or v.reason in stored.fees or there and v.cause == "late_arrival")
                    and (now is None or v.fee_waived or v.fee_due_at is None or v.fee_due_at <= now)]
         if (stored.status is AppointmentStatus.NO_SHOW or decided is not None and decided.status == "no_show") \
@@ -523,7 +524,8 @@ class LifecycleService:
 
     def _count_strike(self, stored: Appointment, reason: str, now: datetime) -> StepResult:
         pack = self._packs.for_visit(stored)
-        if engine.strike_for(pack, reason) is None:  # type: ignore[arg-type]
+        outcome = _OUTCOMES.get(reason)
+        if outcome is None or engine.strike_for(pack, outcome) is None:
             return StepResult(done=f"{reason} is not a strike at {pack.location_id}")
         at = next((v.decided_at for v in stored.facts.violations if v.reason == reason), None) or (
             stored.outcome.at if stored.outcome else now)

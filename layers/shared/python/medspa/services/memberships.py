@@ -61,7 +61,7 @@ from medspa.domain.membership import (
     local_day,
     next_draft,
 )
-from medspa.events import DETAIL_MODELS, MembershipEvent, MembershipStarted
+from medspa.events import MEMBERSHIP_DETAIL_MODELS, MembershipEvent, MembershipStarted
 from medspa.events.membership_history import MembershipNotYetKnown, fold_membership, terms_of
 from medspa.events.personal import as_kept
 from medspa.messages.render import AccountContext
@@ -145,14 +145,14 @@ class MembershipService:
             record = self._memberships.read(membership_id)
             if record is None:
                 raise MembershipNotYetKnown(membership_id)
-            events = [DETAIL_MODELS[kind].model_validate_json(detail) for kind, detail in record.events]
+            events = [MEMBERSHIP_DETAIL_MODELS[kind].model_validate_json(detail) for kind, detail in record.events]
             started = next((e for e in events if isinstance(e, MembershipStarted)), None)
             if started is None:
                 raise MembershipNotYetKnown(membership_id)
             pack = self._packs.accepted(started.location_id,
                                         record.membership.policy_version if record.membership else None)
             today = local_day(now, ZoneInfo(pack.location.time_zone))
-            membership = fold_membership(events, record.drafts, pack, as_of=today, now=now)  # type: ignore[arg-type]
+            membership = fold_membership(events, record.drafts, pack, as_of=today, now=now)
             due = membership.next_due()
             if due is None or due > today:
                 due = min([*(date.fromisoformat(e.entry_id.rsplit("#", 3)[1]) for e in self._unfinished(record)),

@@ -46,13 +46,13 @@ from typing import Literal, Protocol
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from medspa.domain.client import Channel, Client
-from medspa.adapters.store.consent import ConsentBook
 from medspa.domain.wallclock import end_of_quiet_hours, in_quiet_hours
 from medspa.messages.render import AppointmentContext, MessageContext, render_email, render_sms, subject_of
 from medspa.messages.templates import TemplateLibrary, reminder_name, template_key
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
 from medspa.ports import Messenger
+from medspa.ports.consent import ConsentBook
 
 logger = logging.getLogger(__name__)
 

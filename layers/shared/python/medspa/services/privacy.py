@@ -51,7 +51,7 @@ site holds the mapping from its id to the person and is told to erase it (``Clie
 Replacing the key with a keyed hash was considered and not done: it would keep nothing less (the
 booking site still knows its own id) and would break the tombstone that refuses later events.
 
-Every request is recorded (``medspa.adapters.store.audit``): who (the admin's staff id), when, what,
+Every request is recorded (``medspa.ports.privacy.PrivacyAudit``): who (the admin's staff id), when, what,
 for which client key, by which path and with what outcome, as counts and field names only.
 """
 
@@ -59,41 +59,34 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
-from medspa.ports import BookingSiteEvents
-from medspa.adapters.store import Appointment, Client, ClientErased, ClientNotFound, LedgerEntry, Store
-from medspa.adapters.store.audit import PrivacyAudit, PrivacyRequestRecord, Via
+from medspa.domain.booking import Appointment
+from medspa.domain.client import Channel, Client
+from medspa.domain.consent import ConsentChannel
 from medspa.domain.keys import client_key, split_key
+from medspa.domain.ledger import LedgerEntry
 from medspa.events import ClientContactCorrected, ClientDataExportRequested, ClientErasureRequested, PrivacyRequest
 from medspa.events.personal import as_erased, stripe_customers_in
+from medspa.ports import BookingSiteEvents
+from medspa.ports.privacy import (
+    Action,
+    CustomerDeletion,
+    ExportShelf,
+    PrivacyAudit,
+    PrivacyRequestRecord,
+    RunStopper,
+    Via,
+)
+from medspa.ports.store import ClientErased, ClientNotFound, Stores
 
 FORMAT = "medspa.client-export/1"
+_CONSENT_CHANNEL: dict[Channel, ConsentChannel] = {Channel.SMS: "sms", Channel.EMAIL: "email"}
 ERASED_CAUSE = "The client's data was erased at their request"
-
-
-class CustomerDeletion(Protocol):
-    def delete_customer(self, customer_id: str) -> bool: ...
-
-
-class RunStopper(Protocol):
-    def stop_if_running(self, execution_arn: str, *, error: str, cause: str) -> bool: ...
-
-
-class ExportShelf(Protocol):
-    """Where an export asked for on the bus waits for the spa's admin to fetch it."""
-
-    bucket: str
-    kept_for: timedelta
-
-    def put(self, key: str, document: Mapping[str, Any]) -> None: ...
-
-    def remove_under(self, prefix: str) -> int: ...
 
 
 class ErasureReport(BaseModel):
@@ -133,7 +126,7 @@ def _local(key: str) -> str:
 
 
 class PrivacyService:
-    def __init__(self, store: Store, audit: PrivacyAudit, *, payments: CustomerDeletion, executions: RunStopper,
+    def __init__(self, store: Stores, audit: PrivacyAudit, *, payments: CustomerDeletion, executions: RunStopper,
                  exports: ExportShelf | None = None, booking_site: BookingSiteEvents | None = None) -> None:
         self._store = store
         self._audit = audit
@@ -222,11 +215,11 @@ class PrivacyService:
         cause = f"{ERASED_CAUSE} (privacy request {request_id or 'from the admin CLI'})"
         stopped = sum(self._executions.stop_if_running(a.execution_arn, error="ClientErased", cause=cause)
                       for a in appointments if a.execution_arn)
-        customers = ({client.stripe_customer_id} | set(client.stripe_customers)) - {None}
+        customers = {c for c in (client.stripe_customer_id, *client.stripe_customers) if c is not None}
         for appointment in appointments:
             for _, detail in self._history(appointment):
                 customers |= stripe_customers_in(detail)
-        deleted_customers = sum(self._payments.delete_customer(c) for c in sorted(customers))  # type: ignore[arg-type]
+        deleted_customers = sum(self._payments.delete_customer(c) for c in sorted(customers))
         scrubbed = skipped = 0
         for appointment in appointments:
             events, messages = self._store.appointments.erase_personal_data(appointment.appointment_id, as_erased, now)
@@ -313,13 +306,16 @@ class PrivacyService:
             entries |= {e.entry_id: e for e in self._store.ledger.for_appointment(appointment.appointment_id)}
         return sorted(entries.values(), key=lambda e: (e.created_at, e.entry_id))
 
-    def _addresses(self, client: Client) -> list[tuple[Literal["sms", "email"], str]]:
+    def _addresses(self, client: Client) -> list[tuple[ConsentChannel, str]]:
         """The client's addresses now and before (a corrected number may still have a STOP recorded)."""
-        current = [(channel, address) for channel, address in (("sms", client.phone), ("email", client.email))
-                   if address]
-        former = [(str(channel), address) for channel, address in client.known_contacts
-                  if (str(channel), address) not in current]
-        return current + former  # type: ignore[return-value]
+        current: list[tuple[ConsentChannel, str]] = []
+        if client.phone:
+            current.append(("sms", client.phone))
+        if client.email:
+            current.append(("email", client.email))
+        former = [(_CONSENT_CHANNEL[channel], address) for channel, address in client.known_contacts
+                  if (_CONSENT_CHANNEL[channel], address) not in current]
+        return current + former
 
     def _consent(self, client: Client) -> list[dict[str, Any]]:
         found = []
@@ -360,7 +356,7 @@ class PrivacyService:
             raise RuntimeError("an export asked for on the bus needs the exports bucket")
         return self._exports
 
-    def _record(self, action: Literal["export", "correct", "erase"], client: Client, request_id: str,
+    def _record(self, action: Action, client: Client, request_id: str,
                 requested_by: str, via: Via, now: datetime, outcome: str, detail: dict[str, Any]) -> None:
         self._audit.record(PrivacyRequestRecord(
             spa_id=client.spa_id, client_id=client.client_id, action=action, request_id=request_id,
@@ -386,38 +382,5 @@ def _ledger_row(e: LedgerEntry) -> dict[str, Any]:
     }
 
 
-PRIVACY_ENV = ("PRIVACY_AUDIT_TABLE", "PRIVACY_EXPORTS_BUCKET", "PRIVACY_EXPORTS_KEPT_DAYS",
-               "STRIPE_API_KEY_PARAMETER", "BOOKING_EVENTS_BUS", "LIFECYCLE_STATE_MACHINE_ARN",
-               "LIFECYCLE_START_SCHEDULE_PREFIX")
-
-
-def privacy_service_from(environ: Mapping[str, str], client: Callable[[str], Any],
-                         stripe_key: Callable[[], str]) -> PrivacyService:
-    """The service wired as the privacy function's environment describes it: by the function itself, and
-    by the admin CLI from the deployed function's configuration, so both act on the same resources.
-    ``client`` makes a boto3 client by service name; ``stripe_key`` is called only if Stripe is."""
-    from medspa.adapters.booking_site import EventBridgeBookingSite
-    from medspa.adapters.executions import LifecycleExecutions
-    from medspa.adapters.privacy import S3Exports, StripeCustomers
-
-    missing = [name for name in PRIVACY_ENV if not environ.get(name)]
-    if missing:
-        raise KeyError(f"missing from the environment: {', '.join(missing)}")
-    store = Store.from_env(environ)
-    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or ""
-    return PrivacyService(
-        store,
-        PrivacyAudit.bound(environ["PRIVACY_AUDIT_TABLE"], region, environ.get("AWS_ENDPOINT_URL_DYNAMODB")),
-        payments=StripeCustomers(stripe_key, environ.get("STRIPE_API_BASE") or None),
-        executions=LifecycleExecutions(client("stepfunctions"), environ["LIFECYCLE_STATE_MACHINE_ARN"],
-                                       scheduler=client("scheduler"),
-                                       schedule_prefix=environ["LIFECYCLE_START_SCHEDULE_PREFIX"]),
-        exports=S3Exports(client("s3"), environ["PRIVACY_EXPORTS_BUCKET"],
-                          timedelta(days=int(environ["PRIVACY_EXPORTS_KEPT_DAYS"]))),
-        booking_site=EventBridgeBookingSite(client("events"), environ["BOOKING_EVENTS_BUS"]),
-    )
-
-
-__all__ = ["ERASED_CAUSE", "FORMAT", "CustomerDeletion", "ErasureReport", "ExportShelf",
-           "PrivacyService", "RunStopper", "export_key", "export_prefix", "privacy_service_from"]
+__all__ = ["ERASED_CAUSE", "FORMAT", "ErasureReport", "PrivacyService", "export_key", "export_prefix"]
 

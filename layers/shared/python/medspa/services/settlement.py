@@ -102,6 +102,11 @@ def ledger_ref(entry: LedgerEntry) -> str:
     return entry.stripe_idempotency_key.rsplit("-", 1)[-1]
 
 
+ClientAction = Literal["update_card", "authenticate", "add_card", "pay_at_next_visit"]
+_ASKED_OF_THE_CLIENT: dict[EntryStatus, ClientAction] = {EntryStatus.REQUIRES_ACTION: "authenticate",
+                                                        EntryStatus.DECLINED: "update_card"}
+
+
 class StepOutcome(BaseModel):
     model_config = ConfigDict(defer_build=True, frozen=True)
 
@@ -130,7 +135,7 @@ class SettlementReport(BaseModel):
     outstanding: Money | None = None
     sessions_deducted: int = 0
     notify_client: bool = False
-    client_action: Literal["update_card", "authenticate", "add_card", "pay_at_next_visit"] | None = None
+    client_action: ClientAction | None = None
     retry_at: tuple[AwareDatetime, ...] = ()
     next_retry_at: AwareDatetime | None = None
     refunded: Money | None = None
@@ -542,10 +547,10 @@ class SettlementService:
                        currency)
         owed = _sum([o.amount for o in outcomes if o.source == "outstanding_balance"
                      or (o.source == "card_on_file" and o.status in _UNPAID)], currency)
-        action, retry_at = None, ()
+        action: ClientAction | None = None
+        retry_at: tuple[datetime, ...] = ()
         if card_entry is not None and card_entry.status in _UNPAID:
-            action = {EntryStatus.REQUIRES_ACTION: "authenticate", EntryStatus.DECLINED: "update_card"}.get(
-                card_entry.status, "add_card")
+            action = _ASKED_OF_THE_CLIENT.get(card_entry.status, "add_card")
             retry_at = tuple(engine.dunning_schedule(pack, first_failure_at or card_entry.updated_at))
         elif not owed.is_zero:
             action = "pay_at_next_visit"

@@ -16,7 +16,6 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
-from medspa.adapters.store.consent import ConsentBook
 from medspa.domain.consent import (
     InvalidUnsubscribeLink,
     mask_email,
@@ -24,6 +23,7 @@ from medspa.domain.consent import (
     token_reference,
     unsubscribe_token,
 )
+from medspa.ports.consent import ConsentBook
 
 NOT_ISSUED = "the link is not valid: this system did not issue it, or it has been altered"
 

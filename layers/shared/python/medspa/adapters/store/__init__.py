@@ -49,7 +49,8 @@ from .errors import (
     StoreError,
     StoreUnavailable,
 )
-from .consent import Consent, ConsentBook, ConsentRepository, InMemoryConsent
+from medspa.ports.consent import Consent, ConsentBook
+from .consent import ConsentRepository, InMemoryConsent
 from .ledger import LedgerRepository
 from .courses import CourseRepository, InMemoryCourses
 from .memberships import InMemoryMemberships, MembershipRepository

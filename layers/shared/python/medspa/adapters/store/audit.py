@@ -14,23 +14,22 @@ request records (11 CCR 7101); a year more covers an audit that starts late.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
 from pynamodb.attributes import JSONAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from medspa.domain.keys import spa_of
+from medspa.ports.privacy import PrivacyRequestRecord
 
 from .errors import transient_errors_named
 from .models import UtcTime, put_if, utc_iso
 
 KEPT_FOR = timedelta(days=3 * 365)
-Action = Literal["export", "correct", "erase"]
-Via = Literal["bus", "cli"]
+_EXISTS = "an audit record is never overwritten; this one exists already"
 
 
 class AuditByClient(GlobalSecondaryIndex):
@@ -60,20 +59,6 @@ class PrivacyAuditRecord(Model):
     by_client = AuditByClient()
 
 
-class PrivacyRequestRecord(BaseModel):
-    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
-
-    spa_id: str
-    client_id: str
-    action: Action
-    request_id: str
-    requested_by: str
-    via: Via
-    at: AwareDatetime
-    outcome: str
-    detail: dict[str, Any] = {}
-
-
 @cache
 def bind_audit(table_name: str, region: str, endpoint_url: str | None = None) -> type[PrivacyAuditRecord]:
     meta = {"table_name": table_name, "region": region, "host": endpoint_url}
@@ -81,25 +66,33 @@ def bind_audit(table_name: str, region: str, endpoint_url: str | None = None) ->
                 {"Meta": type("Meta", (), meta), "__module__": __name__})
 
 
-class PrivacyAudit:
+def _entry(record: PrivacyRequestRecord) -> str:
+    return f"{utc_iso(record.at)}#{record.action}#{record.request_id}"
+
+
+def _of_its_spa(record: PrivacyRequestRecord) -> None:
+    if spa_of(record.client_id) != record.spa_id:
+        raise ValueError("the client key must belong to the spa it is recorded under")
+
+
+class PrivacyAuditRepository:
     def __init__(self, model: type[PrivacyAuditRecord]) -> None:
         self._model = model
 
     @classmethod
-    def bound(cls, table_name: str, region: str, endpoint_url: str | None = None) -> PrivacyAudit:
+    def bound(cls, table_name: str, region: str, endpoint_url: str | None = None) -> PrivacyAuditRepository:
         return cls(bind_audit(table_name, region, endpoint_url))
 
     def record(self, entry: PrivacyRequestRecord) -> None:
-        if spa_of(entry.client_id) != entry.spa_id:
-            raise ValueError("the client key must belong to the spa it is recorded under")
+        _of_its_spa(entry)
         item = self._model(
-            entry.spa_id, f"{utc_iso(entry.at)}#{entry.action}#{entry.request_id}", at=entry.at,
+            entry.spa_id, _entry(entry), at=entry.at,
             action=entry.action, client_id=entry.client_id, request_id=entry.request_id,
             requested_by=entry.requested_by, via=entry.via, outcome=entry.outcome, detail=entry.detail,
             expires_at=entry.at + KEPT_FOR)
         with transient_errors_named():
             if not put_if(item, self._model.entry.does_not_exist()):
-                raise ValueError("an audit record is never overwritten; this one exists already")
+                raise ValueError(_EXISTS)
 
     def for_client(self, client_id: str) -> list[PrivacyRequestRecord]:
         with transient_errors_named():
@@ -115,3 +108,27 @@ class PrivacyAudit:
         return PrivacyRequestRecord.model_validate({
             "spa_id": r.spa_id, "client_id": r.client_id, "action": r.action, "request_id": r.request_id,
             "requested_by": r.requested_by, "via": r.via, "at": r.at, "outcome": r.outcome, "detail": r.detail or {}})
+
+
+@dataclass
+class InMemoryPrivacyAudit:
+    """A :class:`medspa.ports.privacy.PrivacyAudit` in a dict, for tests; the store's contract test runs it and the
+    table against the same cases. A record comes back as the table gives it: through JSON, its time in UTC."""
+
+    records: dict[tuple[str, str], PrivacyRequestRecord] = field(default_factory=dict)
+
+    def record(self, entry: PrivacyRequestRecord) -> None:
+        _of_its_spa(entry)
+        key = (entry.spa_id, _entry(entry))
+        if key in self.records:
+            raise ValueError(_EXISTS)
+        kept = PrivacyRequestRecord.model_validate_json(entry.model_dump_json())
+        self.records[key] = kept.model_copy(update={"at": kept.at.astimezone(UTC)})
+
+    def for_client(self, client_id: str) -> list[PrivacyRequestRecord]:
+        return [r for _, r in sorted(self.records.items(), key=lambda kv: (kv[1].at, kv[0]))
+                if r.client_id == client_id]
+
+    def for_spa(self, spa_id: str, since: datetime | None = None) -> list[PrivacyRequestRecord]:
+        start = utc_iso(since) if since else ""
+        return [r for (spa, entry), r in sorted(self.records.items()) if spa == spa_id and entry >= start]

@@ -23,56 +23,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
 from pynamodb.constants import ALL_NEW
 from pynamodb.exceptions import PutError, UpdateError
 
 from medspa.domain.consent import ConsentChannel, How, consent_scope, normalise
+from medspa.ports.consent import Consent
 
 from .errors import transient_errors_named
 from .models import ConsentItem, condition_failed
 
 REPLY_KEPT_FOR = timedelta(days=30)  # SNS/Lambda redeliver within hours; a month is ample
-
-
-class Consent(BaseModel):
-    """One address's consent for one channel and scope (no address in ``repr``: it is PII)."""
-
-    model_config = ConfigDict(defer_build=True, frozen=True)
-
-    channel: ConsentChannel
-    scope: str
-    opted_out: bool
-    changed_at: AwareDatetime
-    how: How
-    evidence: str | None = None
-
-    def __repr__(self) -> str:
-        return (f"Consent(channel={self.channel!r}, scope={self.scope!r}, opted_out={self.opted_out!r}, "
-                f"how={self.how!r})")
-
-
-class ConsentBook(Protocol):
-    """What senders, the inbound SMS service and the unsubscribe page need from the consent store."""
-
-    def get(self, channel: ConsentChannel, address: str, spa_id: str) -> Consent | None: ...
-
-    def opted_out(self, channel: ConsentChannel, address: str, spa_id: str) -> bool: ...
-
-    def record(self, channel: ConsentChannel, address: str, spa_id: str, *, opted_out: bool, how: How,
-               at: datetime, evidence: str | None = None) -> Consent: ...
-
-    def remember_link(self, reference: str, spa_id: str, email: str, now: datetime) -> None: ...
-
-    def link(self, reference: str) -> tuple[str, str] | None: ...
-
-    def claim_reply(self, inbound_message_id: str, intent: str, now: datetime) -> bool: ...
-
-    def reply_sent(self, inbound_message_id: str, message_id: str, now: datetime) -> None: ...
-
-    def release_reply(self, inbound_message_id: str) -> None: ...
 
 
 def _subject(channel: ConsentChannel, address: str) -> str:
@@ -185,7 +146,8 @@ class ConsentRepository:
 
 @dataclass
 class InMemoryConsent:
-    """A :class:`ConsentBook` in a dict, for unit tests; the contract test runs both against the same cases."""
+    """A :class:`medspa.ports.consent.ConsentBook` in a dict, for unit tests; the store's contract test runs it and
+    the table against the same cases."""
 
     records: dict[tuple[str, str], Consent] = field(default_factory=dict)
     links: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -224,3 +186,13 @@ class InMemoryConsent:
 
     def release_reply(self, inbound_message_id: str) -> None:
         self.replies.pop(inbound_message_id, None)
+
+    def forget(self, channel: ConsentChannel, address: str, spa_id: str) -> bool:
+        return self.records.pop((_subject(channel, address), consent_scope(channel, spa_id)), None) is not None
+
+    def forget_links(self, spa_id: str, email: str) -> int:
+        sent_to = (spa_id, normalise("email", email))
+        found = [reference for reference, pair in self.links.items() if pair == sent_to]
+        for reference in found:
+            del self.links[reference]
+        return len(found)
