@@ -129,6 +129,8 @@ class Assumptions(BaseModel):
     run_start_hours_before: float = Field(default=6.0, description=(
         "The packs' run_start: an appointment's execution starts 6 hours before its first step (the card check "
         "for a visit booked further ahead), from a one-time Scheduler schedule made at booking"))
+    run_start_window_minutes: float = Field(default=60.0, description=(
+        "The schedules' flexible window: the runs of one morning's card checks start spread over an hour"))
     stripe_requests_per_card_check: int = Field(default=2, description=(
         "A PaymentMethod retrieve (the expiry) and a SetupIntent create (the issuer's answer)"))
     stripe_requests_per_charge: int = Field(default=1, description=(
@@ -322,7 +324,10 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
     pending_days = mean_pending_days(inputs, a)
     schedules = inputs.appointments_per_month * pending_days / DAYS_PER_MONTH
 
-    starts = bookings_per_second * _mix(inputs, a, "executions")
+    checked = sum(lt.share for lt in inputs.lead_times if lt.days_ahead > a.card_check_days_before)
+    scheduled_starts = busiest_day * checked / (a.run_start_window_minutes * 60)
+    booked_starts = bookings_per_second * _mix(inputs, a, "executions")
+    starts = max(booked_starts, scheduled_starts)
     stops = bookings_per_second * _mix(inputs, a, "stopped")
 
     steady_transitions = bookings_per_second * _mix(inputs, a, "state_transitions")
@@ -344,7 +349,6 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
     drafts_per_second = min(drafts_on_the_1st / a.wake_spread_seconds, drafts_paced)
     fees_per_second = bookings_per_second * a.fee_share
     charges = (drafts_per_second + fees_per_second) * a.stripe_requests_per_charge
-    checked = sum(lt.share for lt in inputs.lead_times if lt.days_ahead > a.card_check_days_before)
     card_checks = busiest_day * checked / a.wake_spread_seconds
     stripe_endpoint = max(charges, card_checks)
     stripe_total = max(charges, card_checks * a.stripe_requests_per_card_check + fees_per_second)
@@ -355,7 +359,8 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
     peaks: Mapping[str, tuple[float, str]] = {
         "open_executions": (open_executions, f"every day: {open_days:.1f} days open on average"),
         "schedules": (schedules, f"every day: runs wait {pending_days:.1f} days to start on average"),
-        "start_execution": (starts, "the busiest booking hour"),
+        "start_execution": (starts, "the busiest booking hour" if booked_starts >= scheduled_starts
+                            else f"the scheduled starts before the card checks in {zone}"),
         "stop_execution": (stops, "the busiest booking hour"),
         "state_transitions": (transitions, f"the morning reminders in {zone}" if transitions > steady_transitions
                               else "the busiest booking hour"),

@@ -15,8 +15,9 @@ from datetime import timedelta
 import pytest
 
 from localcloud.clock import utc
-from localcloud.simulate import run_scenario
 from localcloud.report import parse_time
+from localcloud.simulate import run_scenario
+from tests.e2e.test_spa_api import ask
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +50,9 @@ def test_a_visit_booked_four_weeks_ahead_runs_from_6_hours_before_its_card_check
     assert site.executions("apt-1") == []
     assert run_starts(cloud) == ["medspa-dev-run-bijoux.apt-1-v1"]
     assert site.stored("apt-1").run.starts_at == CARD_CHECK - timedelta(hours=6)
+    status, timeline = ask(cloud, "GET", "/spas/bijoux/appointments/apt-1/timeline", spa_id="bijoux")
+    assert (status, timeline["execution_name"], timeline["execution_starts_at"]) == (
+        200, "bijoux.apt-1-v1", "2026-03-27T08:00:00Z")  # the admin sees the pending start
 
     cloud.run_until(CARD_CHECK - timedelta(hours=6, minutes=1))
     assert site.executions("apt-1") == []

@@ -34,6 +34,9 @@ START_EXECUTION = "arn:aws:scheduler:::aws-sdk:sfn:startExecution"  # the Schedu
 MAX_SCHEDULE_NAME = 64
 # Scheduler retries a failed start for up to a day (its maximum), well past any pack's run_start margin.
 START_RETRIES = {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
+# The runs of a morning's card checks would all start at one instant; spread over an hour (well inside every
+# pack's run_start margin), they ask Step Functions for a few starts a second, not the whole burst at once.
+START_WINDOW = {"Mode": "FLEXIBLE", "MaximumWindowInMinutes": 60}
 
 _TRANSIENT_CODES = {"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
                     "ServiceUnavailable", "InternalServerError", "InternalFailure", "ServiceException"}
@@ -98,7 +101,7 @@ class LifecycleExecutions:
                 self._scheduler.create_schedule(
                     Name=start_schedule_name(self._schedule_prefix, name), GroupName="default",
                     ScheduleExpression=f"at({starts_at.astimezone(UTC):%Y-%m-%dT%H:%M:%S})",
-                    ScheduleExpressionTimezone="UTC", FlexibleTimeWindow={"Mode": "OFF"},
+                    ScheduleExpressionTimezone="UTC", FlexibleTimeWindow=START_WINDOW,
                     ActionAfterCompletion="DELETE", Description=f"Starts the lifecycle run {name}",
                     Target={"Arn": START_EXECUTION, "RoleArn": self._start_role_arn, "Input": json.dumps(target),
                             "RetryPolicy": START_RETRIES})
