@@ -17,6 +17,7 @@ import pytest
 from localcloud.clock import utc
 from localcloud.report import parse_time
 from localcloud.simulate import run_scenario
+from tests.e2e.booking_site import run_starts
 from tests.e2e.test_spa_api import ask
 
 pytestmark = pytest.mark.e2e
@@ -36,19 +37,13 @@ def cloud(request):
         yield cloud
 
 
-def run_starts(cloud) -> list[str]:
-    """The schedules that will start lifecycle runs (the daily membership runs are the others)."""
-    listed = cloud.client("scheduler").list_schedules(NamePrefix="medspa-dev-run-")["Schedules"]
-    return sorted(s["Name"] for s in listed)
-
-
 def test_a_visit_booked_four_weeks_ahead_runs_from_6_hours_before_its_card_check_and_takes_every_step(cloud, site):
     site.client("bijoux", "c-ana")
     site.book("apt-1", "c-ana", "bijoux", VISIT, **INJECTION)
     cloud.run_for(timedelta(minutes=5))
 
     assert site.executions("apt-1") == []
-    assert run_starts(cloud) == ["medspa-dev-run-bijoux.apt-1-v1"]
+    assert run_starts(cloud) == ["bijoux.apt-1-v1"]
     assert site.stored("apt-1").run.starts_at == CARD_CHECK - timedelta(hours=6)
     status, timeline = ask(cloud, "GET", "/spas/bijoux/appointments/apt-1/timeline", spa_id="bijoux")
     assert (status, timeline["execution_name"], timeline["execution_starts_at"]) == (
@@ -76,7 +71,7 @@ def test_a_reschedule_before_the_run_starts_moves_its_schedule_and_an_on_time_ca
     site.send("AppointmentRescheduled", "apt-2", starts_at=(VISIT + timedelta(days=7)).isoformat())
     cloud.run_for(timedelta(minutes=5))
 
-    assert run_starts(cloud) == ["medspa-dev-run-bijoux.apt-2-v2"]
+    assert run_starts(cloud) == ["bijoux.apt-2-v2"]
     assert site.stored("apt-2").run.starts_at == CARD_CHECK + timedelta(days=7) - timedelta(hours=6)
 
     cloud.run_for(timedelta(days=2))
