@@ -1,9 +1,9 @@
 """A paper model of the AWS and Stripe quotas a chain of spas meets, for ``medspa capacity``.
 
 It models the design as it stands, not as it should become (DESIGN.md, "Scale: the quotas that shape the
-design"): one AppointmentLifecycle execution per appointment, started at booking and open until its last step
-(the visit and, for a declined fee, the whole dunning schedule); an event that does not move the next step no
-longer restarts it; a waiver runs in the short FeeWaiver machine; there is no outbox and no rate budget, so
+design"): one AppointmentLifecycle execution per appointment, started by a one-time Scheduler schedule shortly
+before its first step (the pack's run_start) and open until its last step (the visit and, for a declined fee,
+the whole dunning schedule); an event that does not move the next step no longer restarts it; a waiver runs in the short FeeWaiver machine; there is no outbox and no rate budget, so
 the steps due at one local time (the morning reminder, the card check) reach SMS and Stripe all at once,
 through the account's one dedicated number.
 
@@ -127,6 +127,11 @@ class Assumptions(BaseModel):
         "in a hundred miss; a guess"))
     card_check_days_before: float = Field(default=3.0, description=(
         "The packs check the card on file 3 days before the visit, at 10:00 local time"))
+    run_start_hours_before: float = Field(default=6.0, description=(
+        "The packs' run_start: an appointment's execution starts 6 hours before its first step (the card check "
+        "for a visit booked further ahead), from a one-time Scheduler schedule made at booking"))
+    run_start_window_minutes: float = Field(default=60.0, description=(
+        "The schedules' flexible window: the runs of one morning's card checks start spread over an hour"))
     stripe_requests_per_card_check: int = Field(default=2, description=(
         "A PaymentMethod retrieve (the expiry) and a SetupIntent create (the issuer's answer)"))
     stripe_requests_per_charge: int = Field(default=1, description=(
@@ -191,6 +196,9 @@ _DESIGN = "DESIGN.md, Scale: the quotas that shape the design"
 QUOTAS: tuple[Quota, ...] = (
     Quota(key="open_executions", doc="Step Functions quotas", name="Step Functions open executions", unit="executions", adjustable=True,
           source=f"{_SFN_QUOTAS[0]}: open executions (Standard); {_DESIGN}", url=_SFN_QUOTAS[1]),
+    Quota(key="schedules", doc="EventBridge Scheduler quotas", name="EventBridge Scheduler schedules", unit="schedules",
+          adjustable=True, source=f"Amazon EventBridge Scheduler User Guide, Quotas: schedules per Region; {_DESIGN}",
+          url="https://docs.aws.amazon.com/scheduler/latest/UserGuide/scheduler-quotas.html"),
     Quota(key="start_execution", doc="Step Functions quotas", name="Step Functions StartExecution", unit="calls/s", adjustable=True,
           source=f"{_SFN_QUOTAS[0]}: API action throttling, StartExecution refill rate; {_DESIGN}",
           url=_SFN_QUOTAS[1]),
@@ -231,6 +239,7 @@ def default_quota(key: str, inputs: CapacityInputs) -> float:
     big = inputs.region is RegionClass.BIG_THREE
     return {
         "open_executions": 1_000_000.0,
+        "schedules": 10_000_000.0,
         "start_execution": 300.0 if big else 150.0,
         "stop_execution": 200.0 if big else 25.0,
         "state_transitions": 5_000.0 if big else 800.0,
@@ -279,10 +288,18 @@ class CapacityReport(BaseModel):
 
 
 def mean_open_days(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -> float:
-    """Days an appointment's execution stays open: from booking to the visit, and through dunning for the
-    visits whose fee declines (twice on the worst path)."""
-    lead = sum(lt.share * lt.days_ahead for lt in inputs.lead_times)
+    """Days an appointment's execution stays open: from shortly before its first step (the card check, or the
+    booking when that is nearer) to the visit, and through dunning for the visits whose fee declines (twice on
+    the worst path)."""
+    opened = assumptions.card_check_days_before + assumptions.run_start_hours_before / 24
+    lead = sum(lt.share * min(lt.days_ahead, opened) for lt in inputs.lead_times)
     return lead + inputs.declined_share * assumptions.dunning_days * assumptions.worst_path_fee_cycles
+
+
+def mean_pending_days(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -> float:
+    """Days an appointment's run waits as a Scheduler schedule: from booking until it starts."""
+    opened = assumptions.card_check_days_before + assumptions.run_start_hours_before / 24
+    return sum(lt.share * max(lt.days_ahead - opened, 0.0) for lt in inputs.lead_times)
 
 
 def _mix(inputs: CapacityInputs, assumptions: Assumptions, field: str) -> float:
@@ -306,8 +323,13 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
 
     open_days = mean_open_days(inputs, a)
     open_executions = inputs.appointments_per_month * open_days / DAYS_PER_MONTH
+    pending_days = mean_pending_days(inputs, a)
+    schedules = inputs.appointments_per_month * pending_days / DAYS_PER_MONTH
 
-    starts = bookings_per_second * _mix(inputs, a, "executions")
+    checked = sum(lt.share for lt in inputs.lead_times if lt.days_ahead > a.card_check_days_before)
+    scheduled_starts = busiest_day * checked / (a.run_start_window_minutes * 60)
+    booked_starts = bookings_per_second * _mix(inputs, a, "executions")
+    starts = max(booked_starts, scheduled_starts)
     stops = bookings_per_second * _mix(inputs, a, "stopped")
 
     steady_transitions = bookings_per_second * _mix(inputs, a, "state_transitions")
@@ -329,7 +351,6 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
     drafts_per_second = min(drafts_on_the_1st / a.wake_spread_seconds, drafts_paced)
     fees_per_second = bookings_per_second * a.fee_share
     charges = (drafts_per_second + fees_per_second) * a.stripe_requests_per_charge
-    checked = sum(lt.share for lt in inputs.lead_times if lt.days_ahead > a.card_check_days_before)
     card_checks = busiest_day * checked / a.wake_spread_seconds
     stripe_endpoint = max(charges, card_checks)
     stripe_total = max(charges, card_checks * a.stripe_requests_per_card_check + fees_per_second)
@@ -339,7 +360,9 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
     zone = busiest.time_zone
     peaks: Mapping[str, tuple[float, str]] = {
         "open_executions": (open_executions, f"every day: {open_days:.1f} days open on average"),
-        "start_execution": (starts, "the busiest booking hour"),
+        "schedules": (schedules, f"every day: runs wait {pending_days:.1f} days to start on average"),
+        "start_execution": (starts, "the busiest booking hour" if booked_starts >= scheduled_starts
+                            else f"the scheduled starts before the card checks in {zone}"),
         "stop_execution": (stops, "the busiest booking hour"),
         "state_transitions": (transitions, f"the morning reminders in {zone}" if transitions > steady_transitions
                               else "the busiest booking hour"),

@@ -175,6 +175,13 @@ class BookingSite:
             assert self.cloud.client("events").put_events(Entries=entries)["FailedEntryCount"] == 0
 
 
+def run_starts(cloud: LocalCloud) -> list[str]:
+    """The lifecycle runs still waiting for their schedule (the pack's run_start before the first step), by
+    execution name."""
+    listed = cloud.client("scheduler").list_schedules(NamePrefix="medspa-dev-run-")["Schedules"]
+    return sorted(s["Name"].removeprefix("medspa-dev-run-") for s in listed)
+
+
 def quarantined(cloud: LocalCloud) -> list[tuple[dict[str, Any], str]]:
     """(event, rejection_reason) of everything in the intake DLQ, which it empties."""
     sqs, url = cloud.client("sqs"), cloud.deployment.outputs["IntakeDeadLetterQueueUrl"]

@@ -15,10 +15,12 @@ import pytest
 from localcloud.clock import utc
 from medspa.adapters.store import AppointmentStatus
 from medspa.events.examples import EXAMPLES
+from tests.e2e.booking_site import run_starts
 
 pytestmark = pytest.mark.e2e
 
 BOOKED = EXAMPLES["AppointmentBooked"]
+RUN_STARTS = utc(2026, 3, 11, 8)  # 04:00 EDT: 6 hours before the card check of a visit on 14 March
 
 
 def _event(detail_type: str, **detail) -> dict:
@@ -51,21 +53,27 @@ def _executions(cloud) -> dict[str, str]:
 
 
 def test_a_booking_starts_one_execution_named_after_the_appointment_version(cloud, store):
+    """Nine days ahead: the run waits as a schedule until 04:00 local on the day of the card check (10:00, three
+    days before), then runs under the same name."""
     _put(cloud, _booked())
     cloud.run_for(timedelta(minutes=1))
     stored = store.appointments.get("bijoux#apt-77")
     assert (stored.booking_version, stored.execution_name, stored.policy_version) == (1, "bijoux.apt-77-v1",
                                                                                        "bijoux-2024-04-01.1")
-    assert _executions(cloud) == {"bijoux.apt-77-v1": "RUNNING"}
+    assert (_executions(cloud), run_starts(cloud)) == ({}, ["bijoux.apt-77-v1"])
+    assert stored.run.starts_at == RUN_STARTS
     assert store.clients.get("bijoux#c-1234").stripe_customer_id == "cus_Q1w2E3r4T5y6U7"
+    cloud.run_until(RUN_STARTS + timedelta(minutes=1))
+    assert (_executions(cloud), run_starts(cloud)) == ({"bijoux.apt-77-v1": "RUNNING"}, [])
 
 
 def test_a_reschedule_stops_the_old_run_with_a_cause_and_starts_the_new_version(cloud, store):
     _put(cloud, _booked())
-    cloud.run_for(timedelta(hours=1))
+    cloud.run_until(RUN_STARTS + timedelta(hours=1))  # the run has started
     _put(cloud, _rescheduled(2, "2026-03-20T11:00:00-04:00"))
     cloud.run_for(timedelta(minutes=1))
-    assert _executions(cloud) == {"bijoux.apt-77-v1": "ABORTED", "bijoux.apt-77-v2": "RUNNING"}
+    assert _executions(cloud) == {"bijoux.apt-77-v1": "ABORTED"}
+    assert run_starts(cloud) == ["bijoux.apt-77-v2"]  # six days ahead again: a schedule until its card check
     sfn = cloud.client("stepfunctions")
     old = next(e for e in sfn.list_executions(
         stateMachineArn=cloud.state_machine_arn("AppointmentLifecycleStateMachine"))["executions"]
@@ -87,11 +95,11 @@ def test_duplicates_and_out_of_order_deliveries_converge_on_the_newest_version(c
 
     stored = store.appointments.get("bijoux#apt-77")
     assert (stored.booking_version, stored.starts_at) == (3, utc(2026, 3, 21, 14))
-    statuses = _executions(cloud)
     # v1 + v3 folded first (v3's run), then v2 arrived late: the same newest version, refolded as revision 3. The
-    # refold leaves v3's visit time, so the next step is as it was and v3's run goes on: no "-r3" run.
-    assert [name for name, status in statuses.items() if status == "RUNNING"] == ["bijoux.apt-77-v3"]
-    assert stored.revision == 3 and stored.run_identity == (3, 2) and "bijoux.apt-77-v3-r3" not in statuses
+    # refold leaves v3's visit time, so the next step is as it was and v3's run is kept: no "-r3" run. None has
+    # started yet (the visit is 16 days ahead), and none but v3's ever will.
+    assert run_starts(cloud) == ["bijoux.apt-77-v3"] and _executions(cloud) == {}
+    assert stored.revision == 3 and stored.run_identity == (3, 2)
     dlq = cloud.deployment.outputs["IntakeDeadLetterQueueUrl"]
     assert cloud.client("sqs").receive_message(QueueUrl=dlq).get("Messages", []) == []
 
@@ -103,8 +111,9 @@ def test_a_cancellation_stops_the_run_and_records_who_cancelled(cloud, store):
                        event_id="evt-cancel"))
     cloud.run_for(timedelta(minutes=1))
     assert store.appointments.get("bijoux#apt-77").status == AppointmentStatus.CANCELLED
-    # The cancelled revision gets its own run: it settles a late cancel if there is one, here nothing.
-    assert _executions(cloud) == {"bijoux.apt-77-v1": "ABORTED", "bijoux.apt-77-v2": "SUCCEEDED"}
+    # The cancelled revision gets its own run at once: it settles a late cancel if there is one, here nothing. The
+    # booking's run had not started: its schedule is deleted, and it never runs.
+    assert _executions(cloud) == {"bijoux.apt-77-v2": "SUCCEEDED"} and run_starts(cloud) == []
 
 
 def test_an_invalid_event_is_quarantined_with_the_field_named_and_nothing_else_is_lost(cloud, store):

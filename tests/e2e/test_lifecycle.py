@@ -114,7 +114,7 @@ def test_406_a_confirmed_visit_is_not_cancelled(cloud, site):
 def test_a_throttled_read_is_retried_by_the_state_machine(cloud, site, monkeypatch):
     site.client("bijoux", "c-ed")
     site.book("apt-5", "c-ed", "bijoux", VISIT, **INJECTION)
-    cloud.run_for(timedelta(hours=1))
+    cloud.run_until(utc(2026, 3, 7, 10))  # its schedule started the run at 04:00 EST, 6 hours before the card check
     appointments = sys.modules["lambda_LifecycleFunction"].service._store.appointments
     real_get, failures = appointments.get, iter([StoreUnavailable("DynamoDB ThrottlingException")])
 
@@ -273,28 +273,22 @@ def test_a_client_who_gave_no_sms_consent_gets_no_sms_and_the_log_says_why(cloud
     assert [(r.channel, r.status) for r in log.results] == [("sms", "skipped_opted_out"), ("email", "skipped_no_contact")]
 
 
-def test_a_visit_booked_more_than_a_year_ahead_continues_in_a_new_execution_and_still_gets_its_reminders(
-        cloud, site):
+def test_a_visit_booked_fourteen_months_ahead_waits_as_a_schedule_and_still_gets_its_reminders(cloud, site):
+    """No execution waits out the year: the run is a schedule until 6 hours before the card check (10:00 EDT
+    three days before), so Step Functions' one-year limit on an execution never comes near."""
     visit = utc(2027, 5, 4, 18)  # 14 months ahead
     site.client("bijoux", "c-max")
     site.book("apt-m", "c-max", "bijoux", visit, **INJECTION)
-    cloud.run_until(START + timedelta(days=351))
-    first, second = site.executions("apt-m")
-    assert (first["name"], first["status"], second["name"], second["status"]) == (
-        "bijoux.apt-m-v1", "SUCCEEDED", "bijoux.apt-m-v1-c1", "RUNNING")
-    assert site.states_entered(first["executionArn"])[-1] == (START + timedelta(days=350),
-                                                              "Continued in a new execution")
-    assert site.stored("apt-m").execution_name == "bijoux.apt-m-v1-c1"
-
-    site.send("AppointmentConfirmed", "apt-m", channel="web")  # Bijoux waits for no confirmation: the run reads it
     cloud.run_for(timedelta(minutes=5))
-    assert {e["name"]: e["status"] for e in site.executions("apt-m")} == {
-        "bijoux.apt-m-v1": "SUCCEEDED", "bijoux.apt-m-v1-c1": "RUNNING"}
+    assert site.executions("apt-m") == [] and site.stored("apt-m").run.starts_at == utc(2027, 5, 1, 8)
+
+    site.send("AppointmentConfirmed", "apt-m", channel="web")  # Bijoux waits for no confirmation: the schedule stands
+    cloud.run_for(timedelta(minutes=5))
+    assert site.stored("apt-m").execution_name == "bijoux.apt-m-v1" and site.executions("apt-m") == []
     moved = visit + timedelta(days=1)
-    site.send("AppointmentRescheduled", "apt-m", starts_at=moved.isoformat())  # a move stops the continuation
+    site.send("AppointmentRescheduled", "apt-m", starts_at=moved.isoformat())  # a move replaces the schedule
     cloud.run_until(moved - timedelta(hours=1))
-    runs = {e["name"]: e["status"] for e in site.executions("apt-m")}
-    assert runs == {"bijoux.apt-m-v1": "SUCCEEDED", "bijoux.apt-m-v1-c1": "ABORTED", "bijoux.apt-m-v3": "RUNNING"}
+    assert {e["name"]: e["status"] for e in site.executions("apt-m")} == {"bijoux.apt-m-v3": "RUNNING"}
     assert [m[:2] for m in site.messages("apt-m")] == [("reminder_48h", "sent"), ("reminder_morning_of", "sent")]
 
 

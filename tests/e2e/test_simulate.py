@@ -156,20 +156,20 @@ def test_the_report_has_the_documented_sections(report):
     assert report["real_seconds"] > 0
 
 
-def test_every_appointment_has_its_executions_and_a_reschedule_stops_the_old_one_with_a_cause(report):
+def test_every_appointment_has_its_executions_and_a_reschedule_before_the_run_starts_replaces_it(report):
+    """The booking's run was still a schedule when the reschedule came: only the new version's run ever starts,
+    6 hours before its card check (10:00 EDT, 3 days before the visit)."""
     (appointment,) = report["appointments"]  # the malformed booking never became an appointment
     assert appointment["appointment_id"] == "apt-s1"
     assert appointment["booking_version"] == 2
     assert appointment["starts_at"] == "2026-03-12T18:00:00Z"
     assert appointment["starts_at_local"] == "2026-03-12T14:00:00-04:00"
-    old, new = appointment["executions"]
-    assert (old["name"], new["name"]) == ("bijoux.apt-s1-v1", "bijoux.apt-s1-v2")
-    assert old["status"] == "ABORTED" and old["error"] and old["cause"]
-    assert old["stopped_at"] == "2026-03-06T15:00:00Z"
-    assert new["state_transitions"] == len(new["states"]) > 0
+    (run,) = appointment["executions"]
+    assert run["name"] == "bijoux.apt-s1-v2" and run["started_at"].startswith("2026-03-09T08:00")
+    assert run["state_transitions"] == len(run["states"]) > 0
     summary = report["summary"]
-    assert summary["appointments_simulated"] == 1 and summary["executions"] == 2
-    assert summary["state_transitions"] == old["state_transitions"] + new["state_transitions"]
+    assert summary["appointments_simulated"] == 1 and summary["executions"] == 1
+    assert summary["state_transitions"] == run["state_transitions"]
 
 
 def test_inputs_quarantine_and_clients_are_reported_without_contact_details(report):

@@ -47,7 +47,7 @@ class Runs:
     stopped: list[tuple[str, str, str]] = field(default_factory=list)
 
     def start(self, appointment_id: str, booking_version: int, revision: int = 0, name: str | None = None,
-              continuation: int = 0) -> StartedExecution:
+              continuation: int = 0, starts_at: datetime | None = None) -> StartedExecution:
         name = name or execution_name(appointment_id, booking_version)
         arn = f"arn:aws:states:us-east-1:123456789012:execution:lifecycle:{name}"
         self.running.add(arn)

@@ -20,6 +20,7 @@ from localcloud.capacity import (
     capacity,
     inputs_from_scenario,
     mean_open_days,
+    mean_pending_days,
 )
 from localcloud.cli import app
 from localcloud.scenario import SCENARIOS_DIR, load_scenario
@@ -39,12 +40,18 @@ def test_doubling_the_appointments_doubles_the_open_executions() -> None:
     assert _load(two, "start_execution").peak == pytest.approx(2 * _load(one, "start_execution").peak)
 
 
-def test_open_executions_are_bookings_times_days_open() -> None:
-    inputs = _chain(lead_times=(LeadTime(share=0.9, days_ahead=10), LeadTime(share=0.1, days_ahead=100)),
-                    declined_share=0.1)
-    days = 0.9 * 10 + 0.1 * 100 + 0.1 * Assumptions().dunning_days * Assumptions().worst_path_fee_cycles
+def test_open_executions_are_bookings_times_days_open_from_6_hours_before_the_card_check() -> None:
+    """A run opens 6 hours before its first step (the card check 3 days ahead), or at booking when that is
+    nearer; until then it is a schedule."""
+    inputs = _chain(lead_times=(LeadTime(share=0.5, days_ahead=2), LeadTime(share=0.4, days_ahead=10),
+                                LeadTime(share=0.1, days_ahead=100)), declined_share=0.1)
+    opened = 3 + 6 / 24
+    days = 0.5 * 2 + 0.5 * opened + 0.1 * Assumptions().dunning_days * Assumptions().worst_path_fee_cycles
     assert mean_open_days(inputs) == pytest.approx(days)
     assert _load(capacity(inputs), "open_executions").peak == pytest.approx(100_000 * days / 30)
+    pending = 0.4 * (10 - opened) + 0.1 * (100 - opened)
+    assert mean_pending_days(inputs) == pytest.approx(pending)
+    assert _load(capacity(inputs), "schedules").peak == pytest.approx(100_000 * pending / 30)
 
 
 def test_the_last_morning_text_leaves_messages_over_rate_late() -> None:
@@ -63,7 +70,8 @@ def test_more_identities_spread_the_morning() -> None:
 
 def test_the_first_limit_of_each_size() -> None:
     """Today's design sends every reminder through one 10DLC number at the reminder time: one spa fits
-    (about half a minute's queue), a chain does not; at a thousand spas open executions are over too."""
+    (about half a minute's queue), a chain does not. Runs started shortly before their first step keep open
+    executions under a fifth of the quota even at a thousand spas (issue 13)."""
     small, chain100, chain1000 = (capacity(PRESETS[size]) for size in ("small", "chain100", "chain1000"))
     assert small.first_limit.quota.key == "sms_per_identity"
     assert small.first_limit.headroom > 1
@@ -72,7 +80,8 @@ def test_the_first_limit_of_each_size() -> None:
     assert chain100.first_limit.headroom < 1
     assert _load(chain100, "open_executions").headroom > 1
     assert chain1000.first_limit.quota.key == "sms_per_identity"
-    assert _load(chain1000, "open_executions").headroom < 1
+    assert _load(chain1000, "open_executions").peak < 0.2 * _load(chain1000, "open_executions").limit
+    assert _load(chain1000, "schedules").headroom > 1
     assert _load(chain1000, "dynamodb_partition_writes").peak > 0
     assert sum(load.first_hit for load in chain1000.loads) == 1
 

@@ -1,6 +1,7 @@
 """``IngestService`` on the in-memory adapters: booking-site events in, one lifecycle run per appointment out.
 
-The intake's promises (``medspa.services.ingest``): a booking starts its run; a duplicate changes nothing; any
+The intake's promises (``medspa.services.ingest``): a booking starts its run (from a schedule 6 hours before its
+first step when that is later: ``SCHEDULED`` here until then); a duplicate changes nothing; any
 delivery order of the same events gives the same appointment; an event that arrives before its booking is held
 until the booking comes; a newer version stops the old run and starts its own; a version claimed twice, a source
 the spa did not authorise, or a location of another spa is refused and changes nothing. Bijoux's and 406's seed
@@ -24,6 +25,7 @@ from tests.support.packs import BIJOUX
 VISIT = datetime.combine(datetime(2026, 6, 9).date(), time(14), BIJOUX.zone)
 BOOKED_AT = VISIT - timedelta(days=10)
 KEY = appointment_key("bijoux", "apt-1")
+LIVE = ("RUNNING", "SCHEDULED")  # a run acting, or due to start from its schedule
 IDS = {"spa_id": "bijoux", "appointment_id": "apt-1"}
 
 
@@ -54,15 +56,19 @@ def spa() -> MemorySpa:
     return MemorySpa(BOOKED_AT)
 
 
-def test_a_booking_stores_the_visit_and_the_client_and_starts_its_run(spa: MemorySpa) -> None:
+def test_a_booking_stores_the_visit_and_the_client_and_schedules_its_run_6_hours_before_the_card_check(
+        spa: MemorySpa) -> None:
     outcome = spa.deliver(booked(spa))
 
-    assert (outcome.action, outcome.applied, outcome.execution_name) == ("started", True, "bijoux.apt-1-v1")
+    assert (outcome.action, outcome.applied, outcome.execution_name) == ("scheduled", True, "bijoux.apt-1-v1")
+    card_check = datetime.combine(VISIT.date() - timedelta(days=3), time(10), BIJOUX.zone)
+    assert spa.runs.scheduled == {"bijoux.apt-1-v1": card_check - timedelta(hours=6)}
+    assert spa.appointment(KEY).run.starts_at == card_check - timedelta(hours=6)
     stored = spa.appointment(KEY)
     assert (stored.status, stored.booking_version, stored.starts_at, stored.policy_version) == (
         AppointmentStatus.BOOKED, 1, VISIT, BIJOUX.policy_version)
     assert stored.execution_name == "bijoux.apt-1-v1" and stored.execution_arn == spa.runs.arn("bijoux.apt-1-v1")
-    assert {name: status for name, (_, status) in spa.runs.runs.items()} == {"bijoux.apt-1-v1": "RUNNING"}
+    assert {name: status for name, (_, status) in spa.runs.runs.items()} == {"bijoux.apt-1-v1": "SCHEDULED"}
     client = spa.store.clients.get(client_key("bijoux", "c-1"))
     assert client is not None and (client.phone, client.stripe_customer_id, client.default_payment_method_id) == (
         "+14075550123", "cus_c1", "pm_1")
@@ -93,21 +99,21 @@ def test_a_cancel_that_overtakes_its_booking_is_held_then_folded_to_the_same_vis
     folded = spa.deliver(booked(spa))
     repeat = spa.deliver(cancel)  # SQS delivers it again
 
-    assert folded.action == "started" and repeat.action == "unchanged"
+    assert folded.action == "started" and repeat.action == "unchanged"  # a late cancel: its fee is due now
     ours, theirs = spa.appointment(KEY), in_order.appointment(KEY)
     assert ours.status is AppointmentStatus.CANCELLED
     assert [v.reason for v in ours.facts.violations] == ["late_cancel"]
     volatile = {"record_version"}  # how many writes it took differs; what they wrote does not
     assert ours.model_dump(exclude=volatile) == theirs.model_dump(exclude=volatile)
-    assert [n for n, (_, s) in spa.runs.runs.items() if s == "RUNNING"] == [ours.execution_name]
-    assert [n for n, (_, s) in in_order.runs.runs.items() if s == "RUNNING"] == [theirs.execution_name]
+    assert [n for n, (_, s) in spa.runs.runs.items() if s in LIVE] == [ours.execution_name]
+    assert [n for n, (_, s) in in_order.runs.runs.items() if s in LIVE] == [theirs.execution_name]
 
 
 def test_a_newer_version_stops_the_old_run_and_a_late_older_event_refolds_it(spa: MemorySpa) -> None:
     spa.deliver(booked(spa))
     moved = spa.deliver(rescheduled(spa, 2, 7, at=BOOKED_AT + timedelta(days=1)))
-    assert (moved.action, moved.execution_name) == ("started", "bijoux.apt-1-v2")
-    assert spa.runs.runs["bijoux.apt-1-v1"][1] == "ABORTED"
+    assert (moved.action, moved.execution_name) == ("scheduled", "bijoux.apt-1-v2")
+    assert spa.runs.runs["bijoux.apt-1-v1"][1] == "UNSCHEDULED"  # it had not started: its schedule is deleted
     assert spa.appointment(KEY).starts_at == VISIT + timedelta(days=7)
 
     # v4 arrives before v3: the visit is cancelled (v4); then v3's move, older, is folded in under it.
@@ -119,7 +125,7 @@ def test_a_newer_version_stops_the_old_run_and_a_late_older_event_refolds_it(spa
     assert stored.starts_at == VISIT + timedelta(days=14), "the move v3 made stands under the cancel"
     # The refold leaves the next step as it was (none: the visit was cancelled in time), so v4's run stands.
     assert late.action == "unchanged" and late.execution_name == stored.execution_name == "bijoux.apt-1-v4"
-    assert [n for n, (_, s) in spa.runs.runs.items() if s == "RUNNING"] == [stored.execution_name]
+    assert [n for n, (_, s) in spa.runs.runs.items() if s in LIVE] == [stored.execution_name]
 
 
 def test_a_version_claimed_by_two_events_is_refused(spa: MemorySpa) -> None:
@@ -170,7 +176,7 @@ def test_an_event_that_leaves_the_next_step_as_it_was_is_read_by_the_run_already
     stored = spa.appointment(KEY)
     assert (confirmed.action, confirmed.execution_name) == ("unchanged", "bijoux.apt-1-v1")
     assert stored.booking_version == 2 and stored.run_identity == (1, 1) and stored.confirmed
-    assert {n: s for n, (_, s) in spa.runs.runs.items()} == {"bijoux.apt-1-v1": "RUNNING"}
+    assert {n: s for n, (_, s) in spa.runs.runs.items()} == {"bijoux.apt-1-v1": "SCHEDULED"}
     spa.run_until(KEY, VISIT - timedelta(hours=47))
     assert spa.appointment(KEY).message(f"reminder_48h@{VISIT.astimezone(UTC):%Y-%m-%dT%H:%MZ}") is not None
 
@@ -178,8 +184,9 @@ def test_an_event_that_leaves_the_next_step_as_it_was_is_read_by_the_run_already
 def test_an_event_that_moves_the_next_step_stops_the_run_and_starts_its_own(spa: MemorySpa) -> None:
     spa.deliver(booked(spa))
     moved = spa.deliver(rescheduled(spa, 2, 1, at=BOOKED_AT + timedelta(days=1)))
-    assert (moved.action, spa.appointment(KEY).run_identity) == ("started", (2, 2))
-    assert {n: s for n, (_, s) in spa.runs.runs.items()} == {"bijoux.apt-1-v1": "ABORTED", "bijoux.apt-1-v2": "RUNNING"}
+    assert (moved.action, spa.appointment(KEY).run_identity) == ("scheduled", (2, 2))
+    assert {n: s for n, (_, s) in spa.runs.runs.items()} == {"bijoux.apt-1-v1": "UNSCHEDULED",
+                                                            "bijoux.apt-1-v2": "SCHEDULED"}
 
 
 def test_a_redelivery_that_finds_the_event_folded_but_not_judged_starts_a_run_of_its_own(
@@ -198,6 +205,24 @@ def test_a_redelivery_that_finds_the_event_folded_but_not_judged_starts_a_run_of
         spa.deliver(event)
     monkeypatch.undo()
     again = spa.deliver(event)
-    assert (again.applied, again.action, again.execution_name) == (False, "started", "bijoux.apt-1-v2")
-    assert {n: s for n, (_, s) in spa.runs.runs.items()} == {"bijoux.apt-1-v1": "ABORTED", "bijoux.apt-1-v2": "RUNNING"}
+    assert (again.applied, again.action, again.execution_name) == (False, "scheduled", "bijoux.apt-1-v2")
+    assert {n: s for n, (_, s) in spa.runs.runs.items()} == {"bijoux.apt-1-v1": "UNSCHEDULED",
+                                                            "bijoux.apt-1-v2": "SCHEDULED"}
     assert spa.deliver(event).action == "unchanged"
+
+
+def test_a_run_whose_first_step_is_near_starts_at_once_and_one_started_from_its_schedule_is_stopped() -> None:
+    """Booked 50 hours ahead, the 48-hour reminder is due within the 6-hour margin: the run starts now. A
+    scheduled run the Scheduler has started is stopped like any other when a reschedule moves its next step."""
+    near = MemorySpa(VISIT - timedelta(hours=50))
+    assert near.deliver(booked(near)).action == "started"
+    assert near.runs.scheduled == {} and near.appointment(KEY).run.starts_at is None
+
+    far = MemorySpa(BOOKED_AT)
+    far.deliver(booked(far))
+    started = far.appointment(KEY).run.starts_at
+    assert far.runs.start_due(started) == ["bijoux.apt-1-v1"]
+    far.now = started + timedelta(hours=1)
+    far.deliver(rescheduled(far, 2, 1, at=far.now))
+    assert {n: s for n, (_, s) in far.runs.runs.items()} == {"bijoux.apt-1-v1": "ABORTED",
+                                                            "bijoux.apt-1-v2": "SCHEDULED"}

@@ -50,7 +50,7 @@ def book(spa: MemorySpa, *, client: str = "c-1", starts_at: datetime = VISIT, ca
                        location_id="bijoux", client={"id": client, "first_name": "Ada", "phone": "+14075550123",
                                                      "sms_opt_in": True},
                        service=BOTOX, starts_at=starts_at.isoformat(), payment=payment)
-    assert outcome.action == "started"
+    assert outcome.action in ("started", "scheduled")  # the test takes the steps itself, schedule or not
     return appointment_key("bijoux", appointment), client_key("bijoux", client)
 
 

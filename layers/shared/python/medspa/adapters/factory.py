@@ -97,9 +97,12 @@ class Adapters:
     def executions(self) -> LifecycleExecutions:
         from medspa.adapters.executions import LifecycleExecutions
 
+        role = getattr(self.settings, "lifecycle_start_role_arn", None)
         return LifecycleExecutions(self.client("stepfunctions"),
                                    getattr(self.settings, "lifecycle_state_machine_arn", None),
-                                   getattr(self.settings, "fee_waiver_state_machine_arn", None))
+                                   getattr(self.settings, "fee_waiver_state_machine_arn", None),
+                                   scheduler=self.client("scheduler") if role else None, start_role_arn=role,
+                                   schedule_prefix=getattr(self.settings, "lifecycle_start_schedule_prefix", ""))
 
     @cached_property
     def draft_runs(self) -> MembershipDraftRuns:

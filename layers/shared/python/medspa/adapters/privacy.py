@@ -134,7 +134,8 @@ class PrivacyAdapters(TypedDict):
 
 
 PRIVACY_ENV = ("PRIVACY_AUDIT_TABLE", "PRIVACY_EXPORTS_BUCKET", "PRIVACY_EXPORTS_KEPT_DAYS",
-               "STRIPE_API_KEY_PARAMETER", "BOOKING_EVENTS_BUS", "LIFECYCLE_STATE_MACHINE_ARN")
+               "STRIPE_API_KEY_PARAMETER", "BOOKING_EVENTS_BUS", "LIFECYCLE_STATE_MACHINE_ARN",
+               "LIFECYCLE_START_SCHEDULE_PREFIX")
 
 
 def privacy_adapters_from(environ: Mapping[str, str], client: Callable[[str], Any],
@@ -157,7 +158,9 @@ def privacy_adapters_from(environ: Mapping[str, str], client: Callable[[str], An
         audit=PrivacyAuditRepository.bound(environ["PRIVACY_AUDIT_TABLE"], region,
                                            environ.get("AWS_ENDPOINT_URL_DYNAMODB")),
         payments=StripeCustomers(stripe_key, environ.get("STRIPE_API_BASE") or None, budget_from_env(environ, client)),
-        executions=LifecycleExecutions(client("stepfunctions"), environ["LIFECYCLE_STATE_MACHINE_ARN"]),
+        executions=LifecycleExecutions(client("stepfunctions"), environ["LIFECYCLE_STATE_MACHINE_ARN"],
+                                       scheduler=client("scheduler"),
+                                       schedule_prefix=environ["LIFECYCLE_START_SCHEDULE_PREFIX"]),
         exports=S3Exports(client("s3"), environ["PRIVACY_EXPORTS_BUCKET"],
                           timedelta(days=int(environ["PRIVACY_EXPORTS_KEPT_DAYS"]))),
         booking_site=EventBridgeBookingSite(client("events"), environ["BOOKING_EVENTS_BUS"]),

@@ -93,6 +93,9 @@ class LifecycleSettings(MessagingSettings):
 
 class IngestSettings(BookingSiteSettings):
     lifecycle_state_machine_arn: str = Field(pattern=r"^arn:")
+    lifecycle_start_role_arn: str = Field(pattern=r"^arn:", description="The role the Scheduler starts runs as")
+    lifecycle_start_schedule_prefix: str = Field(pattern=r"^[0-9A-Za-z_.-]{1,24}$",
+                                                 description="Names the deployment's run-start schedules")
     fee_waiver_state_machine_arn: str = Field(pattern=r"^arn:")
     quarantine_queue_url: str = Field(pattern=r"^https?://")
     intake_max_receive_count: PositiveInt

@@ -130,6 +130,9 @@ class LifecycleRun(_Frozen):
     revision: int
     name: str = Field(description="The run's execution name; a hand-over continues it as ``<name>-c<n>``")
     chosen_at: str
+    starts_at: AwareDatetime | None = Field(
+        None, description="When a schedule starts the run (the pack's run_start before its first step); None: "
+                          "started when chosen")
 
     @staticmethod
     def fold_of(booking_version: int, revision: int) -> str:

@@ -480,6 +480,22 @@ DEFAULT_EXPIRY_NOTICE = ExpiryNotice(source=Source(
                "something expires\"); the seeds give no lead time."))
 
 
+class RunStart(Rule):
+    """When an appointment's lifecycle execution starts: ``hours_before`` its first step, not at booking.
+
+    A visit booked months ahead would otherwise hold an open execution all that time, and a chain's account
+    reaches Step Functions' quota of open executions long before its other limits (issue 13). The margin
+    covers the Scheduler's retries of a failed start; a first step nearer than that starts the run at once.
+    """
+
+    hours_before: Annotated[int, Field(ge=1, le=72)] = 6
+
+
+DEFAULT_RUN_START = RunStart(source=Source(
+    assumption="A pack that does not say: each visit's run starts 6 hours before its first step (a reminder, the "
+               "card check), at once if that is nearer; the system's decision, invisible to the client."))
+
+
 class MembershipFreeze(Rule):
     monthly_draft: MinorUnits
     form_within_hours: Hours
@@ -565,6 +581,7 @@ class PolicyPack(_Strict):
     prepaid: PrepaidExpiry | None = None
     membership: MembershipTerms | None = None
     expiry_notice: ExpiryNotice = DEFAULT_EXPIRY_NOTICE
+    run_start: RunStart = DEFAULT_RUN_START
 
     @model_validator(mode="after")
     def _unique_reminders(self) -> PolicyPack:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 
@@ -20,17 +21,24 @@ class ExecutionsUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class StartedExecution:
+    """``starts_at``: the run is a schedule until then (its ARN is the one it will have), None once it runs."""
+
     name: str
     arn: str
     already_running: bool
+    starts_at: datetime | None = None
 
 
 class Executions(Protocol):
     def start(self, appointment_id: str, booking_version: int, revision: int = 0, name: str | None = None,
-              continuation: int = 0) -> StartedExecution: ...
+              continuation: int = 0, starts_at: datetime | None = None) -> StartedExecution:
+        """At once, or from a one-time schedule at ``starts_at``; either way a repeat is a no-op."""
+        ...
 
     def start_waiver(self, appointment_id: str, purpose: str, admin_id: str) -> StartedExecution: ...
 
-    def stop(self, execution_arn: str, *, error: str, cause: str) -> bool: ...
+    def stop(self, execution_arn: str, *, error: str, cause: str) -> bool:
+        """Stop the run, or delete its schedule if it has not started yet."""
+        ...
 
     def stop_if_running(self, execution_arn: str, *, error: str, cause: str) -> bool: ...

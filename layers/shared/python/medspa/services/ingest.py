@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -117,7 +117,7 @@ class IngestOutcome(BaseModel):
     appointment_id: str | None = None
     booking_version: int | None = None
     applied: bool
-    action: Literal["started", "superseded", "unchanged", "held_until_booked", "card_updated", "waiver_started",
+    action: Literal["started", "scheduled", "superseded", "unchanged", "held_until_booked", "card_updated", "waiver_started",
                     "prepay_cleared", "exported", "contact_corrected", "erased", "balance_paid",
                     "membership_folded", "held_until_started", "course_recorded", "course_deferred"]
     execution_name: str | None = None
@@ -269,13 +269,16 @@ class IngestService:
             self._executions.stop(stored.execution_arn, error="Superseded", cause=cause)
         if current:
             return IngestOutcome(**outcome, action="unchanged", execution_name=stored.execution_name)
-        started = self._executions.start(stored.appointment_id, run.booking_version, run.revision, run.name)
+        starts_at = run.starts_at if run.starts_at is not None and run.starts_at > now else None
+        started = self._executions.start(stored.appointment_id, run.booking_version, run.revision, run.name,
+                                         starts_at=starts_at)
         try:
             self._store.appointments.set_execution(stored.appointment_id, stored.booking_version, started.name,
                                                    started.arn, now, revision=stored.revision)
         except StaleVersion:
             return IngestOutcome(**outcome, action="superseded")
-        return IngestOutcome(**outcome, action="started", execution_name=started.name)
+        return IngestOutcome(**outcome, action="scheduled" if started.starts_at else "started",
+                             execution_name=started.name)
 
     def _run_for(self, stored: Appointment, before: Appointment | None, now: datetime) -> LifecycleRun:
         """The run already acting keeps acting when the event left the next step as it was (same step, same
@@ -290,7 +293,16 @@ class IngestService:
             return before.run.model_copy(update={"chosen_at": chosen_at})
         return LifecycleRun(booking_version=stored.booking_version, revision=stored.revision, chosen_at=chosen_at,
                             name=run_name(stored.appointment_id, stored.booking_version, stored.revision,
-                                          stored.version_revision))
+                                          stored.version_revision), starts_at=self._start_of(stored, now))
+
+    def _start_of(self, stored: Appointment, now: datetime) -> datetime | None:
+        """When a new run should start: the pack's margin before its first step, so a visit booked months ahead
+        holds no open execution until then (None: at once)."""
+        first = self._planner.next_step(stored, now)
+        if first is None:
+            return None
+        at = first.at - timedelta(hours=self._packs.for_visit(stored).run_start.hours_before)
+        return at if at > now else None
 
     def _membership_event(self, event: MembershipEvent, now: datetime) -> IngestOutcome:
         """Keep the event and refold the membership; dues already due (a sign-up today, an unfreeze) are

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from medspa.domain.booking import OPEN_STATUSES, Appointment
 from medspa.domain.client import Client
@@ -104,6 +104,9 @@ class Timeline(_Answer):
     starts_at: AwareDatetime
     execution_name: str | None
     execution_console_url: str | None
+    execution_starts_at: AwareDatetime | None = Field(
+        None, description="When a schedule starts (or started) the run, shortly before its first step; the console "
+                          "lists it from then")
     entries: tuple[TimelineEntry, ...]
 
 
@@ -173,7 +176,7 @@ class SpaDesk:
         arn = stored.execution_arn
         return Timeline(appointment_id=appointment_id, status=stored.status.value, starts_at=stored.starts_at,
                         execution_name=stored.execution_name, execution_console_url=console_url(arn) if arn else None,
-                        entries=tuple(entries))
+                        execution_starts_at=stored.run.starts_at if stored.run else None, entries=tuple(entries))
 
     def waive_fee(self, spa_id: str, appointment_id: str, purpose: str, admin_id: str) -> StartedExecution:
         if purpose not in CARD_PURPOSES:
