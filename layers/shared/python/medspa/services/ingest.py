@@ -86,7 +86,7 @@ from medspa.ports import BookingSiteEvents, Executions
 from medspa.ports.memberships import ConflictingMembershipEvent, DraftRuns
 from medspa.services import balances
 from medspa.services.courses import CourseRefused, CourseService
-from medspa.services.lifecycle import LifecycleService
+from medspa.services.lifecycle import LifecycleService, NextAction
 from medspa.services.memberships import MembershipService
 
 
@@ -287,18 +287,18 @@ class IngestService:
         finds the event folded but not judged, or a fold another delivery left unjudged, starts a new run:
         always safe."""
         chosen_at = LifecycleRun.fold_of(stored.booking_version, stored.revision)
+        first = self._planner.next_step(stored, now)
         if (before is not None and before.run is not None and before.run_chosen
                 and runs_for(before.run.name, before.execution_name)
-                and self._planner.next_step(before, now) == self._planner.next_step(stored, now)):
+                and self._planner.next_step(before, now) == first):
             return before.run.model_copy(update={"chosen_at": chosen_at})
         return LifecycleRun(booking_version=stored.booking_version, revision=stored.revision, chosen_at=chosen_at,
                             name=run_name(stored.appointment_id, stored.booking_version, stored.revision,
-                                          stored.version_revision), starts_at=self._start_of(stored, now))
+                                          stored.version_revision), starts_at=self._start_of(stored, first, now))
 
-    def _start_of(self, stored: Appointment, now: datetime) -> datetime | None:
+    def _start_of(self, stored: Appointment, first: NextAction | None, now: datetime) -> datetime | None:
         """When a new run should start: the pack's margin before its first step, so a visit booked months ahead
         holds no open execution until then (None: at once)."""
-        first = self._planner.next_step(stored, now)
         if first is None:
             return None
         at = first.at - timedelta(hours=self._packs.for_visit(stored).run_start.hours_before)
