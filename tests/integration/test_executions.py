@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from localcloud.cloud import LocalCloud
 from localcloud.clock import utc
-from medspa.adapters.executions import MAX_NAME, LifecycleExecutions, execution_name
+from medspa.adapters.executions import MAX_NAME, MAX_SCHEDULE_NAME, LifecycleExecutions, execution_name, start_schedule_name
 from medspa.adapters.store import AppointmentBooking, Store, TableNames
 from medspa.domain.appointment import Service
 from medspa.money import Money
@@ -39,6 +39,18 @@ def test_names_are_short_legal_and_distinct_for_distinct_ids(spa_a, a, spa_b, b,
     assert name_a.endswith(f"-v{version}")
     if a != b:
         assert name_a != name_b
+
+
+@settings(derandomize=True, max_examples=300)
+@given(SPAS, st.text(min_size=1, max_size=300), SPAS, st.text(min_size=1, max_size=300), st.integers(1, 10**9))
+def test_run_start_schedules_are_named_for_their_run_within_64_characters_and_distinct(spa_a, a, spa_b, b, version):
+    """A schedule name is at most 64 characters of the same alphabet, so a long run name is cut and hashed."""
+    name_a = start_schedule_name("medspa-prod-run-", execution_name(f"{spa_a}#{a}", version))
+    name_b = start_schedule_name("medspa-prod-run-", execution_name(f"{spa_b}#{b}", version))
+    assert len(name_a) <= MAX_SCHEDULE_NAME and set(name_a) <= ALLOWED and name_a.startswith("medspa-prod-run-")
+    if execution_name(f"{spa_a}#{a}", version) != execution_name(f"{spa_b}#{b}", version):
+        assert name_a != name_b
+    assert start_schedule_name("medspa-dev-run-", "bijoux.apt-1-v1") == "medspa-dev-run-bijoux.apt-1-v1"
 
 
 @pytest.fixture

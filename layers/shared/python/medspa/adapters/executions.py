@@ -26,7 +26,7 @@ from botocore.exceptions import ConnectionError as EndpointUnreachable
 from medspa.domain.runs import MAX_NAME, continued, execution_name, run_name, runs_for
 from medspa.ports.executions import ExecutionNameTaken, ExecutionsUnavailable, StartedExecution
 
-__all__ = ["MAX_NAME", "ExecutionNameTaken", "ExecutionsUnavailable", "InMemoryExecutions", "LifecycleExecutions",
+__all__ = ["MAX_NAME", "MAX_SCHEDULE_NAME", "ExecutionNameTaken", "ExecutionsUnavailable", "InMemoryExecutions", "LifecycleExecutions",
            "MembershipDraftRuns", "StartedExecution", "continued", "execution_name", "run_name", "runs_for",
            "start_schedule_name"]
 
