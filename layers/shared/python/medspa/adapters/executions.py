@@ -26,9 +26,9 @@ from botocore.exceptions import ConnectionError as EndpointUnreachable
 from medspa.domain.runs import MAX_NAME, continued, execution_name, run_name, runs_for
 from medspa.ports.executions import ExecutionNameTaken, ExecutionsUnavailable, StartedExecution
 
-__all__ = ["MAX_NAME", "MAX_SCHEDULE_NAME", "ExecutionNameTaken", "ExecutionsUnavailable", "InMemoryExecutions", "LifecycleExecutions",
-           "MembershipDraftRuns", "StartedExecution", "continued", "execution_name", "run_name", "runs_for",
-           "start_schedule_name"]
+__all__ = ["MAX_NAME", "MAX_SCHEDULE_NAME", "ExecutionNameTaken", "ExecutionsUnavailable", "InMemoryExecutions",
+           "LifecycleExecutions", "MembershipDraftRuns", "StartedExecution", "continued", "execution_name", "run_name",
+           "runs_for", "start_schedule_name"]
 
 START_EXECUTION = "arn:aws:scheduler:::aws-sdk:sfn:startExecution"  # the Scheduler's universal target
 MAX_SCHEDULE_NAME = 64
