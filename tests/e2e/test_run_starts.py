@@ -28,15 +28,7 @@ CARD_CHECK = utc(2026, 3, 27, 14)  # Friday 27 March, 10:00 EDT, 3 days before
 INJECTION = dict(name="Botox forehead", category="injection_laser", minutes=30, price=45000)
 
 
-@pytest.fixture
-def cloud(request):
-    from localcloud.cloud import LocalCloud
-
-    with LocalCloud(getattr(request, "param", START)) as cloud:
-        cloud.deploy({"LogLevel": "WARNING"})
-        yield cloud
-
-
+@pytest.mark.parametrize("cloud", [START], indirect=True)
 def test_a_visit_booked_four_weeks_ahead_runs_from_6_hours_before_its_card_check_and_takes_every_step(cloud, site):
     site.client("bijoux", "c-ana")
     site.book("apt-1", "c-ana", "bijoux", VISIT, **INJECTION)
@@ -64,6 +56,7 @@ def test_a_visit_booked_four_weeks_ahead_runs_from_6_hours_before_its_card_check
     assert site.stored("apt-1").card_check.outcome == "usable"
 
 
+@pytest.mark.parametrize("cloud", [START], indirect=True)
 def test_a_reschedule_before_the_run_starts_moves_its_schedule_and_an_on_time_cancel_deletes_it(cloud, site):
     site.client("bijoux", "c-ben")
     site.book("apt-2", "c-ben", "bijoux", VISIT, **INJECTION)

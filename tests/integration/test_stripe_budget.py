@@ -15,16 +15,15 @@ import boto3
 import pytest
 import stripe
 from fakestripe.server import RATE_LIMITED_REASONS, FakeStripe, ManualClock
-from moto import mock_aws
 
 from medspa.adapters.payments import PaymentProviderThrottled, PaymentProviderUnavailable, StripePayments
 from medspa.adapters.stripe_budget import DynamoBudget, InMemoryBudget, StripeBudget
 from medspa.adapters.store import EntryStatus, Store
 from medspa.services.settlement import SettlementService
 from tests.integration.test_settlement import BOTOX, Spa
-from tests.support.fixtures import REGION
+from tests.support.fixtures import REGION, module_tables
 from tests.support.packs import PACKS
-from tests.support.tables import create_tables, table_names
+from tests.support.tables import table_names
 
 _visits = itertools.count(1)
 _hours = itertools.count(1)
@@ -38,16 +37,8 @@ def fresh_second(clock: ManualClock) -> None:
 @pytest.fixture(scope="module")
 def tables() -> Iterator[tuple[Store, str]]:
     """The template's tables, the budget's among them; the tests use their own ids and seconds."""
-    with pytest.MonkeyPatch.context() as env:
-        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
-            env.delenv(var, raising=False)
-        for var, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                           ("AWS_DEFAULT_REGION", REGION), ("AWS_REGION", REGION),
-                           ("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")):
-            env.setenv(var, value)
-        with mock_aws():
-            created = create_tables(boto3.client("dynamodb", region_name=REGION))
-            yield Store(table_names(created), REGION), created["StripeBudgetTable"]
+    with module_tables() as created:
+        yield Store(table_names(created), REGION), created["StripeBudgetTable"]
 
 
 def dynamo_budget(table: str, rate: int, share: float, clock: ManualClock) -> DynamoBudget:

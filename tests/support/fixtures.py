@@ -55,9 +55,9 @@ _ENDPOINT_VARS = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS
 
 
 @contextmanager
-def module_store() -> Iterator[Store]:
-    """One set of template tables for a whole module (moto takes ~0.3 s to create them), with the same
-    credentials hygiene as ``aws_credentials``; the module's tests must use their own ids."""
+def module_tables() -> Iterator[dict[str, str]]:
+    """One set of template tables for a whole module (moto takes ~0.3 s to create them), logical id -> table name,
+    with the same credentials hygiene as ``aws_credentials``; the module's tests must use their own ids."""
     with pytest.MonkeyPatch.context() as env:
         for var in _ENDPOINT_VARS:
             env.delenv(var, raising=False)
@@ -66,4 +66,11 @@ def module_store() -> Iterator[Store]:
                            ("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")):
             env.setenv(var, value)
         with mock_aws():
-            yield Store(table_names(create_tables(boto3.client("dynamodb", region_name=REGION))), REGION)
+            yield create_tables(boto3.client("dynamodb", region_name=REGION))
+
+
+@contextmanager
+def module_store() -> Iterator[Store]:
+    """A ``Store`` on :func:`module_tables`."""
+    with module_tables() as created:
+        yield Store(table_names(created), REGION)
