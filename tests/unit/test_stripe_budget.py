@@ -28,20 +28,6 @@ class Clock:
         return self.t
 
 
-def test_drafts_take_at_most_their_share_and_fees_the_rest_of_the_second() -> None:
-    clock = Clock()
-    budget = InMemoryBudget(10, 0.5, clock)
-    for _ in range(5):
-        budget.take("drafts", "drafting")
-    with pytest.raises(PaymentProviderThrottled) as refused:
-        budget.take("drafts", "drafting")
-    assert refused.value.reason == "drafts-share-spent"
-    for _ in range(5):
-        budget.take("fees", "charging a fee")  # the drafts' share spent, fees still have theirs
-    with pytest.raises(PaymentProviderThrottled, match="budget-spent"):
-        budget.take("fees", "charging a fee")
-
-
 def test_fees_may_use_the_whole_second_and_then_drafts_wait() -> None:
     budget = InMemoryBudget(4, 0.5, Clock())
     for _ in range(4):
