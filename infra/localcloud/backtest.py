@@ -44,7 +44,7 @@ from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
 from medspa.adapters.booking_site import InMemoryBookingSite
-from medspa.adapters.executions import InMemoryExecutions
+from medspa.adapters.executions import InMemoryExecutions, draft_run_name
 from medspa.adapters.memory_payments import CardBehaviour, InMemoryPayments
 from medspa.adapters.messaging import InMemoryMessenger
 from medspa.adapters.store.memory import InMemoryStore
@@ -100,7 +100,7 @@ class _DraftRunsNow:
         self.pending: list[str] = []
 
     def start_now(self, membership_id: str, due_on: date, attempt: int, why: str = "") -> None:
-        name = f"{membership_id}-{due_on.isoformat()}-a{attempt}" + (f"-{why}" if why else "")
+        name = draft_run_name(membership_id, due_on, attempt, why)
         if name not in self.started:
             self.started.add(name)
             self.pending.append(membership_id)

@@ -27,8 +27,8 @@ from medspa.domain.runs import MAX_NAME, continued, execution_name, run_name, ru
 from medspa.ports.executions import ExecutionNameTaken, ExecutionsUnavailable, StartedExecution
 
 __all__ = ["MAX_NAME", "MAX_SCHEDULE_NAME", "ExecutionNameTaken", "ExecutionsUnavailable", "InMemoryExecutions",
-           "LifecycleExecutions", "MembershipDraftRuns", "StartedExecution", "continued", "execution_name", "run_name",
-           "runs_for", "start_schedule_name"]
+           "LifecycleExecutions", "MembershipDraftRuns", "StartedExecution", "continued", "draft_run_name",
+           "execution_name", "run_name", "runs_for", "start_schedule_name"]
 
 START_EXECUTION = "arn:aws:scheduler:::aws-sdk:sfn:startExecution"  # the Scheduler's universal target
 MAX_SCHEDULE_NAME = 64
@@ -174,6 +174,11 @@ def _given(arn: str | None, machine: str) -> str:
     return arn
 
 
+def draft_run_name(membership_id: str, due_on: date, attempt: int, why: str = "") -> str:
+    """The MembershipDrafts run for one membership's month and attempt (``why``: what started it again)."""
+    return execution_name(membership_id, suffix=f"{due_on.isoformat()}-a{attempt}" + (f"-{why}" if why else ""))
+
+
 class MembershipDraftRuns:
     """``DraftRuns`` on the MembershipDrafts state machine, named ``<spa>.<membership>-<due date>-a<attempt>``, so
     a duplicate event starts nothing new and the console lists each immediate draft under its month."""
@@ -183,7 +188,7 @@ class MembershipDraftRuns:
         self._state_machine_arn = state_machine_arn
 
     def start_now(self, membership_id: str, due_on: date, attempt: int, why: str = "") -> None:
-        name = execution_name(membership_id, suffix=f"{due_on.isoformat()}-a{attempt}" + (f"-{why}" if why else ""))
+        name = draft_run_name(membership_id, due_on, attempt, why)
         with _transient_errors_named():
             try:
                 self._sfn.start_execution(stateMachineArn=self._state_machine_arn, name=name,
