@@ -25,7 +25,7 @@ service = LifecycleService(
     store,
     packs,
     NotificationService(
-        adapters.messenger,
+        None,
         load_templates(),
         packs,
         consent=store.consent,
@@ -33,6 +33,7 @@ service = LifecycleService(
                                      {p.spa.id: p.spa.name for p in packs.values()}),
         # The same signing key: the signed text names the link's purpose, so neither link passes for the other.
         confirm_links=EmailConfirmation(store, packs, adapters.signing_key, settings.confirm_url),
+        outbox=adapters.outbox,
     ),
     adapters.booking_site,
     adapters.executions,

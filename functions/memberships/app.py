@@ -31,12 +31,13 @@ adapters = adapters_for(settings)
 _service: MembershipService | None = None
 
 notifications = NotificationService(
-    adapters.messenger,
+    None,
     load_templates(),
     packs,
     consent=adapters.store.consent,
     unsubscribe=EmailUnsubscribe(adapters.store.consent, adapters.signing_key, settings.unsubscribe_url,
                                  {p.spa.id: p.spa.name for p in packs.values()}),
+    outbox=adapters.outbox,
 )
 courses = CourseService(adapters.store, PolicyPacks.of(packs), adapters.booking_site, notifications)
 

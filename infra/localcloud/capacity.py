@@ -384,7 +384,14 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
     loads[first] = loads[first].model_copy(update={"first_hit": True})
     return CapacityReport(inputs=inputs, assumptions=a, loads=tuple(loads), mean_open_days=open_days,
                           busiest_time_zone=zone, morning_texts_per_identity=texts_per_identity,
-                          last_text_late_seconds=texts_per_identity / sms_rate)
+                          last_text_late_seconds=last_message_late_seconds(texts_per_identity, sms_rate))
+
+
+def last_message_late_seconds(messages: float, per_second: float) -> float:
+    """How long after the moment they all fell due the last of ``messages`` leaves, the outbox sending one every
+    ``1 / per_second`` seconds from that moment (medspa/services/outbox.py). The outbox load test holds the local
+    cloud to this figure."""
+    return max(messages - 1, 0) / per_second
 
 
 # ====================================================================== the three sizes of issue 13

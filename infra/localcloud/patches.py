@@ -302,17 +302,19 @@ def detach_sqs_event_sources(region: str, queue_name: str) -> None:
 
 
 def next_visible_at(region: str, queue_name: str, now: Any) -> Any:
-    """When the earliest in-flight message of a queue becomes receivable again (UTC), or None."""
+    """When the earliest in-flight or delayed message of a queue becomes receivable (UTC), or None."""
     from datetime import UTC, datetime
 
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.sqs.models import sqs_backends
 
     queue = sqs_backends[DEFAULT_ACCOUNT_ID][region].queues[queue_name]
-    waiting = [m.visible_at for m in queue._messages if not m.visible and m.visible_at]
+    # moto shows a hidden message once its visibility time is past (strictly), a delayed one at its delay's end.
+    waiting = [max(m.visible_at + 1 if not m.visible else 0, m.delayed_until if m.delayed else 0)
+               for m in queue._messages if not m.visible or m.delayed]
     if not waiting:
         return None
-    return max(datetime.fromtimestamp(min(waiting) / 1000 + 0.001, UTC), now)
+    return max(datetime.fromtimestamp(min(waiting) / 1000, UTC), now)
 
 
 _parse_trees: OrderedDict[str, Any] = OrderedDict()

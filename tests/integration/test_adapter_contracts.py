@@ -1,14 +1,15 @@
 """The in-memory adapters keep the contract of the real ones, so tests and backtests on them cannot drift.
 
 Each test runs the same assertions against the in-memory adapter and the AWS one (moto): Step Functions'
-rule that a run's name is taken once, by one input; and what a booking site reads from the bus.
+rule that a run's name is taken once, by one input; what a booking site reads from the bus; and the outbox's
+pace per sending identity and its claims on each message.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -17,7 +18,8 @@ from moto import mock_aws
 
 from medspa.adapters.booking_site import EventBridgeBookingSite, InMemoryBookingSite
 from medspa.adapters.executions import InMemoryExecutions, LifecycleExecutions
-from medspa.ports import BookingSiteEvents, ExecutionNameTaken, Executions
+from medspa.adapters.outbox import DynamoPacer, DynamoSendClaims, InMemoryPacer, InMemorySendClaims
+from medspa.ports import BookingSiteEvents, ExecutionNameTaken, Executions, Pacer, SendClaims
 
 REGION = "us-east-1"
 SLEEPS_A_DAY = {"StartAt": "Sleep", "States": {"Sleep": {"Type": "Wait", "Seconds": 86400, "End": True}}}
@@ -99,3 +101,39 @@ def test_the_booking_site_reads_each_event_as_json_with_its_id(booking_site) -> 
     assert read() == [("FeeCharged", "bijoux#apt-1:no_show:FeeCharged:1", {
         "spa_id": "bijoux", "appointment_id": "apt-1", "fee": {"amount": 5000, "currency": "USD"},
         "charged_at": str(when), "ledger_entries": ["bijoux#apt-1#no_show_fee#1"]})]
+
+
+@pytest.fixture(params=["in_memory", "dynamodb"])
+def outbox_state(request) -> Iterator[tuple[Pacer, SendClaims]]:
+    """The outbox's pace (1 SMS a second, 4 emails) and claims, in a dict or in an OutboxTable like the template's."""
+    rates = {"sms": 1, "email": 4}
+    if request.param == "in_memory":
+        yield InMemoryPacer(rates), InMemorySendClaims()
+        return
+    with mock_aws():
+        db = boto3.client("dynamodb", region_name=REGION)
+        db.create_table(TableName="outbox", BillingMode="PAY_PER_REQUEST",
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+        yield DynamoPacer(db, "outbox", rates), DynamoSendClaims(db, "outbox")
+
+
+def test_an_identity_gives_each_moment_once_at_its_rate_and_an_idle_one_sends_at_once(outbox_state) -> None:
+    pacer, _ = outbox_state
+    eight = datetime(2026, 6, 9, 12, 0, tzinfo=UTC)
+    morning = [pacer.reserve("sms", eight) for _ in range(4)]
+    assert morning == [eight + timedelta(seconds=s) for s in range(4)]
+    assert pacer.reserve("email", eight + timedelta(seconds=1)) == eight + timedelta(seconds=1)
+    assert pacer.reserve("email", eight + timedelta(seconds=1)) == eight + timedelta(seconds=1.25)
+    assert pacer.reserve("sms", eight + timedelta(seconds=2)) == eight + timedelta(seconds=4)  # behind the backlog
+    assert pacer.reserve("sms", eight + timedelta(minutes=5)) == eight + timedelta(minutes=5)  # idle again
+
+
+def test_a_message_is_claimed_once_and_a_refused_one_may_be_claimed_again(outbox_state) -> None:
+    _, claims = outbox_state
+    now = datetime(2026, 6, 9, 12, 0, tzinfo=UTC)
+    assert claims.claim("bijoux", "bijoux#apt-1/reminder_48h@x/sms", now) is True
+    assert claims.claim("bijoux", "bijoux#apt-1/reminder_48h@x/sms", now) is False
+    assert claims.claim("glow", "bijoux#apt-1/reminder_48h@x/sms", now) is True  # another spa's key space
+    claims.release("bijoux", "bijoux#apt-1/reminder_48h@x/sms")
+    assert claims.claim("bijoux", "bijoux#apt-1/reminder_48h@x/sms", now) is True

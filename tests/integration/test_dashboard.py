@@ -39,4 +39,5 @@ def test_every_counted_metric_is_on_the_dashboard_with_the_dimensions_it_is_coun
         assert dimensions.get("service") == "medspa", row  # Powertools adds it to every metric
         assert ("channel" in dimensions) == row[1].startswith("Message"), row
     channels = {(row[1], dict(zip(row[2::2], row[3::2]))["channel"]) for row in rows if row[1].startswith("Message")}
-    assert channels == {(m, c) for m in ("MessageSent", "MessageSkipped", "MessageFailed") for c in ("sms", "email")}
+    assert channels == {(m, c) for m in ("MessageSent", "MessageSkipped", "MessageFailed", "MessageDropped")
+                        for c in ("sms", "email")}

@@ -32,6 +32,7 @@ from medspa.domain.booking import (
     LifecycleOutcome,
     LifecycleRun,
     MessageLog,
+    MessageResult,
     Violation,
 )
 from medspa.domain.client import Channel, ClientProfile
@@ -261,6 +262,28 @@ def test_a_clients_appointments_come_in_start_order(stores: Stores) -> None:
                                              starts_at=T0 + timedelta(hours=10)), T0)
     assert [a.appointment_id for a in appointments.for_client(CLIENT)] == ["bijoux#appt-3", "bijoux#appt-1"]
     assert [a.appointment_id for a in appointments.for_client("bijoux#c-2")] == ["bijoux#appt-2"]
+
+
+def test_the_outboxs_word_on_each_channel_settles_the_message_and_a_repeat_changes_nothing(stores: Stores) -> None:
+    appointments = stores.appointments
+    appointments.upsert_from_booking(booking(1), T0)
+    queued = MessageLog(key="fee", kind="no_show_fee_charged", due_at=T0, status="queued", results=(
+        MessageResult(channel="sms", status="queued"), MessageResult(channel="email", status="queued")))
+    appointments.record_message(APPT, queued, T0)
+    later = T0 + timedelta(seconds=40)
+    appointments.record_delivery(APPT, "fee", MessageResult(channel="email", status="dropped", error="quiet_hours"), T0)
+    half = appointments.get(APPT)
+    assert half is not None and half.message("fee") == queued.model_copy(update={"results": (
+        queued.results[0], MessageResult(channel="email", status="dropped", error="quiet_hours"))})
+    sent = MessageResult(channel="sms", status="sent", message_id="sns-1")
+    appointments.record_delivery(APPT, "fee", sent, later)
+    appointments.record_delivery(APPT, "fee", MessageResult(channel="sms", status="sent", message_id="sns-2"), later)
+    appointments.record_delivery(APPT, "missing", sent, later)
+    stored = appointments.get(APPT)
+    assert stored is not None and stored.message("fee") == queued.model_copy(update={
+        "status": "sent", "sent_at": later, "results": (sent, half.message("fee").results[1])})  # type: ignore[union-attr]
+    with pytest.raises(AppointmentNotFound):
+        appointments.record_delivery("bijoux#nope", "fee", sent, later)
 
 
 def test_erasure_scrubs_the_history_and_skips_what_is_due_once(stores: Stores) -> None:

@@ -51,7 +51,8 @@ def context(pack, starts_at: datetime, **extra) -> AppointmentContext:
               "cancel_by": starts_at - timedelta(hours=pack.cancellation.window_hours), "confirm_link": CONFIRM,
               "late_reschedule_fee": pack.money(123456), "minutes_late": 115, "hands_on_minutes": 115,
               "treatment_ends_at": starts_at + timedelta(minutes=235)} | extra
-    return AppointmentContext(appointment_id="a-1", location_id=pack.location_id, starts_at=starts_at, **values)
+    return AppointmentContext(**({"appointment_id": "a-1", "location_id": pack.location_id, "starts_at": starts_at}
+                                 | values))
 
 
 def client(pack, **overrides) -> Client:

@@ -12,7 +12,9 @@ TABLES = {"CLIENTS_TABLE": "medspa-clients", "APPOINTMENTS_TABLE": "medspa-appoi
           "CONSENT_TABLE": "medspa-consent",
           "MEMBERSHIPS_TABLE": "medspa-memberships", "COURSES_TABLE": "medspa-courses",
           "DUE_INDEX_SHARDS": "4", "AWS_REGION": "us-east-1"}
-LIFECYCLE = {**TABLES, "BOOKING_EVENTS_BUS": "medspa-booking-events", "EMAIL_FROM": "hello@example.com",
+LIFECYCLE = {**TABLES, "BOOKING_EVENTS_BUS": "medspa-booking-events",
+             "SMS_OUTBOX_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/medspa-outbox-sms",
+             "EMAIL_OUTBOX_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/medspa-outbox-email",
              "LIFECYCLE_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:lifecycle",
              "UNSUBSCRIBE_URL": "https://api.example.com/unsubscribe", "CONFIRM_URL": "https://api.example.com/confirm",
              "UNSUBSCRIBE_SIGNING_KEY_PARAMETER": "/medspa/unsubscribe-key"}
@@ -34,10 +36,12 @@ def environment(monkeypatch):
 def test_a_complete_environment_gives_the_function_its_settings(environment) -> None:
     environment(LIFECYCLE)
     settings = LifecycleSettings()
-    assert (settings.email_from, settings.tables().ledger) == ("hello@example.com", "medspa-ledger")
+    assert (settings.outbox_queues()["sms"], settings.tables().ledger) == (LIFECYCLE["SMS_OUTBOX_QUEUE_URL"],
+                                                                            "medspa-ledger")
 
 
-@pytest.mark.parametrize(("missing", "field"), [("EMAIL_FROM", "email_from"), ("LEDGER_TABLE", "ledger_table"),
+@pytest.mark.parametrize(("missing", "field"), [("SMS_OUTBOX_QUEUE_URL", "sms_outbox_queue_url"),
+                                                ("LEDGER_TABLE", "ledger_table"),
                                                 ("AWS_REGION", "AWS_REGION")])
 def test_a_missing_variable_fails_the_cold_start_with_its_name(environment, missing, field) -> None:
     environment({k: v for k, v in LIFECYCLE.items() if k != missing})
@@ -87,10 +91,10 @@ def test_adapters_are_made_once_per_function_and_only_when_first_used(environmen
 def test_a_refused_environment_is_quoted_only_by_the_variables_settings_read(environment, monkeypatch) -> None:
     """The error names the field and may show the settings' own values, never another variable's (Lambda's
     environment holds the session's credentials)."""
-    environment({k: v for k, v in LIFECYCLE.items() if k != "EMAIL_FROM"})
+    environment({k: v for k, v in LIFECYCLE.items() if k != "EMAIL_OUTBOX_QUEUE_URL"})
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-logs")
     with pytest.raises(ValidationError) as refused:
         LifecycleSettings()
-    assert "email_from" in str(refused.value)
+    assert "email_outbox_queue_url" in str(refused.value)
     read = refused.value.errors()[0]["input"]
     assert read["ledger_table"] == "medspa-ledger" and "not-for-logs" not in read.values()

@@ -68,7 +68,8 @@ def test_the_drafts_map_concurrency_is_derived_from_the_templates_default_budget
 
 SETTINGS = {"AWS_REGION": "us-east-1", "due_index_shards": "4", "booking_events_bus": "bus",
             "stripe_api_key_parameter": "/stripe", "stripe_budget_table": "medspa-stripe-budget",
-            "stripe_requests_per_second": "25", "stripe_drafts_share": "0.5", "email_from": "hello@example.com",
+            "stripe_requests_per_second": "25", "stripe_drafts_share": "0.5", "sms_outbox_queue_url": "https://sqs/sms",
+            "email_outbox_queue_url": "https://sqs/email",
             "unsubscribe_url": "https://api.example.com/u", "unsubscribe_signing_key_parameter": "/key",
             **{f"{name}_table": f"medspa-{name}" for name in
                ("clients", "appointments", "ledger", "consent", "memberships", "courses")}}

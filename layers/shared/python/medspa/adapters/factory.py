@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from medspa.adapters.executions import LifecycleExecutions, MembershipDraftRuns
     from medspa.adapters.messaging import AwsMessenger
     from medspa.adapters.metrics import CloudWatchMetrics
+    from medspa.adapters.outbox import DynamoPacer, DynamoSendClaims, SqsOutbox
     from medspa.adapters.payments import StripePayments
     from medspa.adapters.store import Store
 
@@ -116,6 +117,31 @@ class Adapters:
 
         return AwsMessenger(SnsSmsSender(self.client("sns")),
                             SesEmailSender(self.client("sesv2"), self._setting("email_from")))
+
+    @cached_property
+    def outbox(self) -> SqsOutbox:
+        from medspa.adapters.outbox import SqsOutbox
+        from medspa.adapters.settings import OutboxQueues
+
+        if not isinstance(self.settings, OutboxQueues):
+            raise TypeError(f"{type(self.settings).__name__} does not message clients")
+        return SqsOutbox(self.client("sqs"), self.settings.outbox_queues())
+
+    @cached_property
+    def pacer(self) -> DynamoPacer:
+        from medspa.adapters.outbox import DynamoPacer
+        from medspa.adapters.settings import OutboxSettings
+
+        s = self.settings
+        if not isinstance(s, OutboxSettings):
+            raise TypeError(f"{type(s).__name__} does not send the outbox")
+        return DynamoPacer(self.client("dynamodb"), s.outbox_table, s.per_second())
+
+    @cached_property
+    def send_claims(self) -> DynamoSendClaims:
+        from medspa.adapters.outbox import DynamoSendClaims
+
+        return DynamoSendClaims(self.client("dynamodb"), self._setting("outbox_table"))
 
     @cached_property
     def metrics(self) -> CloudWatchMetrics:

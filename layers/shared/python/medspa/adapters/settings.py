@@ -78,12 +78,34 @@ class BookingSiteSettings(FunctionSettings):
     booking_events_bus: str = _Name
 
 
-class MessagingSettings(BookingSiteSettings):
-    """A function that texts and emails clients: the sender, and the signed unsubscribe links."""
+class OutboxQueues(FunctionSettings):
+    """Each sending identity's outbox queue: this deployment has one SMS identity (a number or a pool) and one
+    email sender."""
 
-    email_from: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    sms_outbox_queue_url: str = Field(pattern=r"^https?://")
+    email_outbox_queue_url: str = Field(pattern=r"^https?://")
+
+    def outbox_queues(self) -> dict[str, str]:
+        return {"sms": self.sms_outbox_queue_url, "email": self.email_outbox_queue_url}
+
+
+class MessagingSettings(BookingSiteSettings, OutboxQueues):
+    """A function that texts and emails clients: it queues on the outbox, with signed unsubscribe links."""
+
     unsubscribe_url: str = Field(pattern=r"^https://")
     unsubscribe_signing_key_parameter: str = _Name
+
+
+class OutboxSettings(OutboxQueues):
+    """The outbox's sender: the email identity, and the rate each identity allows."""
+
+    email_from: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    outbox_table: str = Field(min_length=3)
+    sms_messages_per_second: float = Field(gt=0, le=1000, description="The SMS identity's MPS (10DLC: 1)")
+    email_messages_per_second: float = Field(gt=0, le=1000, description="SES's sending rate for the account")
+
+    def per_second(self) -> dict[str, float]:
+        return {"sms": self.sms_messages_per_second, "email": self.email_messages_per_second}
 
 
 class LifecycleSettings(MessagingSettings):

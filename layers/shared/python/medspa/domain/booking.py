@@ -85,16 +85,32 @@ class MessageResult(_Frozen):
 
 
 class MessageLog(_Frozen):
-    """One client notification the lifecycle owes or sent, keyed so a retry never sends it twice."""
+    """One client notification the lifecycle owes or sent, keyed so a retry never sends it twice.
+
+    ``queued``: handed to the outbox of each channel's sending identity, which sends it at that identity's rate and
+    reports back (:meth:`delivered`) as ``sent``, or ``dropped`` when it could no longer be sent usefully."""
 
     key: str
     kind: str
     due_at: AwareDatetime
-    status: Literal["due", "sending", "sent", "skipped", "failed"]
+    status: Literal["due", "sending", "queued", "sent", "skipped", "failed", "dropped"]
     sent_at: AwareDatetime | None = None
     fee: Money | None = None
     fee_breakdown: FeeBreakdown | None = Field(None, description="A fee notice's whole fee and where each part came from")
     results: tuple[MessageResult, ...] = ()
+
+    def delivered(self, result: MessageResult, now: datetime) -> MessageLog:
+        """The outbox's word on one channel, in place of that channel's ``queued`` result. The notification is sent
+        once any channel is; it is dropped only when nothing went and nothing is still queued. A word on a channel
+        that is not queued (a redelivered report) changes nothing."""
+        if not any(r.channel == result.channel and r.status == "queued" for r in self.results):
+            return self
+        results = tuple(result if r.channel == result.channel and r.status == "queued" else r for r in self.results)
+        statuses = {r.status for r in results}
+        status = ("sent" if "sent" in statuses else "queued" if "queued" in statuses
+                  else "dropped" if "dropped" in statuses else self.status)
+        first_sent = self.sent_at or (now if status == "sent" else None)
+        return self.model_copy(update={"results": results, "status": status, "sent_at": first_sent})
 
 
 class FeeState(_Frozen):

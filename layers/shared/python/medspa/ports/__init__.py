@@ -11,7 +11,16 @@ needs only one port does not load the store's types at cold start.
 
 from medspa.ports.booking_site import BookingSiteEvents, BookingSiteUnavailable
 from medspa.ports.executions import Executions, ExecutionNameTaken, ExecutionsUnavailable, StartedExecution
-from medspa.ports.messaging import EmailSender, InvalidRecipient, Messenger, SmsSender
+from medspa.ports.messaging import (
+    EmailSender,
+    InvalidRecipient,
+    Messenger,
+    Outbox,
+    OutgoingMessage,
+    Pacer,
+    SendClaims,
+    SmsSender,
+)
 from medspa.ports.metrics import Counted, Metrics
 from medspa.ports.payments import (
     CardCheckResult,
@@ -28,6 +37,6 @@ from medspa.ports.payments import (
 __all__ = [
     "BookingSiteEvents", "BookingSiteUnavailable", "CardCheckResult", "CardStatus", "ChargeResult", "ChargeStatus",
     "Counted", "DisputeResult", "EmailSender", "ExecutionNameTaken", "Executions", "ExecutionsUnavailable",
-    "InvalidRecipient", "Messenger", "Metrics",
+    "InvalidRecipient", "Messenger", "Metrics", "Outbox", "OutgoingMessage", "Pacer", "SendClaims",
     "PaymentProviderUnavailable", "Payments", "RefundResult", "RefundStatus", "SmsSender", "StartedExecution",
 ]

@@ -26,6 +26,7 @@ class Counted(StrEnum):
     MESSAGE_SENT = "MessageSent"
     MESSAGE_SKIPPED = "MessageSkipped"  # opted out, or no contact on the channel
     MESSAGE_FAILED = "MessageFailed"  # the provider refused it
+    MESSAGE_DROPPED = "MessageDropped"  # the outbox held it until it was no use: the visit began, or quiet hours
     EVENT_QUARANTINED = "EventQuarantined"  # a booking-site event that cannot be applied, with its reason
     DRAFT_COLLECTED = "DraftCollected"  # a membership's monthly draft
     DRAFT_DECLINED = "DraftDeclined"

@@ -24,6 +24,7 @@ from medspa.domain.booking import (
     LifecycleOutcome,
     LifecycleRun,
     MessageLog,
+    MessageResult,
 )
 from medspa.domain.client import Channel, Client, ClientProfile
 from medspa.domain.course import Course
@@ -134,6 +135,11 @@ class AppointmentStore(Protocol):
 
     def record_message(self, appointment_id: str, log: MessageLog, now: datetime) -> Appointment:
         """Set the message under ``log.key`` (replacing it)."""
+        ...
+
+    def record_delivery(self, appointment_id: str, key: str, result: MessageResult, now: datetime) -> Appointment:
+        """The outbox's outcome for one channel of the message under ``key`` (:meth:`MessageLog.delivered`),
+        written on top of what was read, so two channels settled at once both stay."""
         ...
 
     def record_fee(self, appointment_id: str, state: FeeState) -> Appointment:

@@ -14,7 +14,8 @@ Planning is a pure reading of the store plus the policy engine, so a Step Functi
 gets the same answer. Acting is idempotent per step:
 
 * a message is logged under a key (``reminder_48h@<visit start>``, ``no_show_fee_charged``...) as
-  *sending* before the provider is called and *sent* with its message ids after; a retry that finds
+  *sending* before the outbox is given it and *queued* after (the outbox's sender settles it as *sent*, with
+  the provider's message ids, or *dropped*; without an outbox, *sent* at once); a retry that finds
   *sending* does not send again (the provider has no idempotency key, so "maybe sent" is not resent);
 * fees go through the ledger (``SettlementService``), strikes are keyed by appointment and reason,
   the lifecycle's own outcome (auto-cancel, no-show) is written for the revision it was planned from.
@@ -427,15 +428,15 @@ class LifecycleService:
             results = []
         else:
             context = self._message_context(stored, fee, breakdown, first_name=client.first_name)
-            results = self._notifications.notify(client, kind, context, now)
+            results = self._notifications.notify(client, kind, context, now, key=key)
         deferred = [r.send_after for r in results if r.status == "deferred_quiet_hours" and r.send_after]
         if deferred:
             self._store.appointments.record_message(stored.appointment_id, sending.model_copy(update={
                 "status": "due", "due_at": min(deferred)}), now)
             return StepResult(done="deferred to the end of quiet hours", detail={"key": key,
                                                                                  "until": min(deferred).isoformat()})
-        status = "sent" if any(r.sent for r in results) else (
-            "failed" if any(r.status == "failed" for r in results) else "skipped")
+        statuses = {r.status for r in results}
+        status = next((s for s in ("sent", "queued", "failed") if s in statuses), "skipped")
         log = sending.model_copy(update={"status": status, "sent_at": now if status == "sent" else None,
                                          "results": tuple(MessageResult(channel=str(r.channel), status=r.status,
                                                                         message_id=r.message_id, error=r.error)

@@ -34,6 +34,15 @@ Decisions (written down because the seeds are silent):
   are rendered from an ``AccountContext`` (no visit, no treatment) and follow the location's current pack.
 * Sending is not idempotent here: a caller that retries after a partial send may send twice. The
   lifecycle step should record the returned message ids and not re-notify a kind already sent.
+* The outbox. Built with one (``outbox=``, as every deployed function is), the service renders and checks
+  everything as above and then queues each channel's message on its sending identity's outbox
+  (:class:`medspa.ports.OutgoingMessage`, status ``queued``) instead of calling the provider. The outbox's
+  sender (:mod:`medspa.services.outbox`) sends at the identity's rate and reports back to the message log, so
+  a morning's reminders never wait on throttling inside a lifecycle step. Without an outbox (the backtest, unit
+  tests) the provider is called at once. A queued message carries ``useful_until``: a reminder, a confirmation
+  request or its thank-you is useless once the visit starts, and the sender drops it then; notices about money
+  and the account are always worth sending. A queued SMS that the sender cannot deliver is retried by the
+  queue, not sent by email instead (the email fallback is for a channel that cannot even be queued).
 """
 
 from __future__ import annotations
@@ -51,13 +60,21 @@ from medspa.messages.render import AppointmentContext, MessageContext, render_em
 from medspa.messages.templates import TemplateLibrary, reminder_name, template_key
 from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
-from medspa.ports import Messenger
+from medspa.ports import Messenger, Outbox, OutgoingMessage
 from medspa.ports.consent import ConsentBook
 
 logger = logging.getLogger(__name__)
 
-Status = Literal["sent", "deferred_quiet_hours", "skipped_opted_out", "skipped_no_contact", "failed"]
+Status = Literal["sent", "queued", "deferred_quiet_hours", "skipped_opted_out", "skipped_no_contact", "failed"]
 ONE_CHANNEL_KINDS = frozenset({"confirmation_request", "confirmation_received"})  # plus every reminder_<name>
+
+
+def send_now(messenger: Messenger, message: OutgoingMessage) -> str:
+    """Hand ``message`` to its provider; the provider's message id."""
+    if message.channel == "sms":
+        return messenger.send_sms(message.to, message.body)
+    return messenger.send_email(message.to, message.subject or "", message.body,
+                                unsubscribe_url=message.unsubscribe_url or "")
 
 
 class SentMessage(BaseModel):
@@ -92,7 +109,7 @@ class ConfirmLinks(Protocol):
 class NotificationService:
     def __init__(
         self,
-        messenger: Messenger,
+        messenger: Messenger | None,
         templates: TemplateLibrary,
         packs: Mapping[str, PolicyPack],
         urgent_kinds: Iterable[str] = (),
@@ -100,8 +117,12 @@ class NotificationService:
         consent: ConsentBook,
         unsubscribe: UnsubscribeLinks,
         confirm_links: ConfirmLinks | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
+        if (messenger is None) == (outbox is None):
+            raise ValueError("a notifier sends now (messenger) or through the outbox, one of them")
         self._messenger = messenger
+        self._outbox = outbox
         self._templates = templates
         self._packs = PolicyPacks.of(packs)
         self._urgent = frozenset(urgent_kinds)
@@ -144,8 +165,10 @@ class NotificationService:
         return usable, skipped
 
     def notify(self, client: Client, kind: str, appointment_context: MessageContext,
-               now: datetime) -> list[SentMessage]:
-        """Message ``client`` about a visit (``AppointmentContext``) or their account (``AccountContext``)."""
+               now: datetime, key: str | None = None) -> list[SentMessage]:
+        """Message ``client`` about a visit (``AppointmentContext``) or their account (``AccountContext``).
+
+        ``key`` names the visit's message log entry, which a queued message's outcome settles."""
         ctx = appointment_context
         pack = self._pack(ctx.location_id, ctx.policy_version)
         if client.spa_id != pack.spa.id:
@@ -178,22 +201,36 @@ class NotificationService:
                             if Channel.EMAIL in usable else "")
         email = (render_email(templates, pack, kind, ctx, unsubscribe_link=unsubscribe_link)
                  if Channel.EMAIL in usable else None)
+        visit = ctx if isinstance(ctx, AppointmentContext) else None
         for channel in usable:
+            outgoing = OutgoingMessage(
+                id=f"{subject_of(ctx)}/{key or f'{kind}@{now:%Y%m%dT%H%M%SZ}'}/{channel.value}",
+                spa_id=client.spa_id, channel=channel.value, kind=kind,
+                to=(client.phone if channel is Channel.SMS else client.email) or "",
+                body=(sms or "") if channel is Channel.SMS else email.body if email else "",
+                subject=email.subject if channel is Channel.EMAIL and email else None,
+                unsubscribe_url=unsubscribe_link if channel is Channel.EMAIL else None,
+                appointment_id=visit.appointment_id if visit and key else None, key=key if visit else None,
+                queued_at=now, useful_until=visit.starts_at if visit and one_channel else None,
+                quiet_starts=quiet.starts, quiet_ends=quiet.ends, zone=pack.location.time_zone,
+                urgent=kind in self._urgent)
             try:
-                if channel is Channel.SMS:
-                    message_id = self._messenger.send_sms(client.phone or "", sms or "")
-                else:
-                    assert email is not None
-                    message_id = self._messenger.send_email(client.email or "", email.subject, email.body,
-                                                            unsubscribe_url=unsubscribe_link)
+                results.append(self._hand_over(outgoing))
             except Exception as err:  # noqa: BLE001 - reported per channel; the other may still go
                 results.append(SentMessage(kind=kind, channel=channel, status="failed", error=type(err).__name__))
                 continue
-            results.append(SentMessage(kind=kind, channel=channel, status="sent", message_id=message_id))
             if one_channel:
                 break
         self._log(results, ctx)
         return results
+
+    def _hand_over(self, message: OutgoingMessage) -> SentMessage:
+        channel = Channel(message.channel)
+        if self._outbox is not None:
+            self._outbox.put(message)
+            return SentMessage(kind=message.kind, channel=channel, status="queued")
+        assert self._messenger is not None
+        return SentMessage(kind=message.kind, channel=channel, status="sent", message_id=send_now(self._messenger, message))
 
     @staticmethod
     def _log(results: list[SentMessage], ctx: MessageContext) -> None:

@@ -218,6 +218,21 @@ class AppointmentRepository:
         record = update_if(m, appointment_id, actions, condition)
         return _to_appointment(record) if record is not None else self._require(appointment_id)
 
+    def record_delivery(self, appointment_id: str, key: str, result: MessageResult, now: datetime) -> Appointment:
+        m = self._model
+        for _ in range(8):
+            stored = self._require(appointment_id)
+            logged = stored.message(key)
+            settled = logged.delivered(result, now) if logged is not None else None
+            if settled is None or settled == logged:
+                return stored
+            record = update_if(m, appointment_id, [m.messages[key].set(settled.model_dump_json(exclude_defaults=True)),
+                                                   m.updated_at.set(now), m.record_version.set(m.record_version + 1)],
+                               m.record_version == stored.record_version)
+            if record is not None:
+                return _to_appointment(record)
+        raise ConcurrentUpdate(f"{appointment_id} kept changing")
+
     def record_fee(self, appointment_id: str, state: FeeState) -> Appointment:
         m = self._model
         return self._update(appointment_id, [m.fees[state.reason].set(state.model_dump_json(exclude_defaults=True)),

@@ -259,6 +259,13 @@ class InMemoryAppointments:
         messages = {**item["messages"], log.key: log.model_dump_json(exclude_defaults=True)}
         return self._written(item, messages=messages, updated_at=_utc(now))
 
+    def record_delivery(self, appointment_id: str, key: str, result: MessageResult, now: datetime) -> Appointment:
+        stored = self._require(appointment_id)
+        logged = stored.message(key)
+        if logged is None:
+            return stored
+        return self.record_message(appointment_id, logged.delivered(result, now), now)
+
     def record_fee(self, appointment_id: str, state: FeeState) -> Appointment:
         item = self._booked(appointment_id)
         if item is None:
