@@ -11,7 +11,9 @@ Decisions taken where the seeds are silent (each also stated in the packs):
   is at or after the start (or the reminder itself is), it moves back to the start of the previous
   quiet period, the last sendable moment the evening before. A reminder whose time has passed when
   the schedule is computed is skipped, never sent late; reminders that land on the same instant
-  are sent once, under the first name in pack order.
+  are sent once, under the first name in pack order. A reminder with a ``spread_minutes`` window goes
+  at the appointment's own minute of it (a hash of its id), then is placed like any other, so a window
+  that reaches into quiet hours sends those minutes at their end.
 * Confirmation: requested ``request_hours_before`` the start but no later than ``min_reply_hours``
   before the deadline (the close of the last business day before the appointment's local date).
   When booked too late for that, the request goes out at once (outside quiet hours) and the
@@ -33,6 +35,7 @@ Decisions taken where the seeds are silent (each also stated in the packs):
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from typing import Literal
@@ -79,6 +82,7 @@ __all__ = [
     "same_day_rebooking_deadline",
     "service_category",
     "settlement_plan",
+    "spread_offset",
     "strike_consequences",
     "strike_for",
 ]
@@ -187,12 +191,27 @@ def _sendable(candidate: datetime, pack: PolicyPack, start: datetime, now: datet
     return moment if moment >= now else None
 
 
-def _reminder_candidate(reminder: Reminder, start: datetime, pack: PolicyPack) -> datetime:
+def spread_offset(appointment_id: str, spread_minutes: int) -> timedelta:
+    """An appointment's whole-minute place in a reminder's spread window, ``[0, spread_minutes)``.
+
+    A stable digest, not ``hash()`` (salted per process): each wake-up plans the visit again in whatever
+    Lambda process runs it, and the in-process backtest plans it once more, so all of them must put the
+    visit at the same minute or a reminder would move between plans and the backtest would disagree.
+    """
+    if spread_minutes <= 0:
+        return timedelta()
+    digest = hashlib.blake2b(appointment_id.encode("utf-8"), digest_size=8).digest()
+    return timedelta(minutes=int.from_bytes(digest, "big") % spread_minutes)
+
+
+def _reminder_candidate(reminder: Reminder, start: datetime, pack: PolicyPack, appointment_id: str) -> datetime:
     if reminder.hours_before is not None:
         return start - timedelta(hours=reminder.hours_before)
     day = local_date(start, pack.zone) - timedelta(days=reminder.days_before)
     assert reminder.at_local_time is not None, "a reminder has hours_before or a local time (the schema checks)"
-    return at_wall_clock(day, reminder.at_local_time, pack.zone)
+    # Added on the wall clock, then resolved like any wall time: a minute in a DST gap moves as 02:30 does.
+    wall = datetime.combine(day, reminder.at_local_time) + spread_offset(appointment_id, reminder.spread_minutes)
+    return at_wall_clock(day, wall.time(), pack.zone)
 
 
 def reminder_times(pack: PolicyPack, appt: Appointment, now: datetime) -> list[ScheduledReminder]:
@@ -201,7 +220,7 @@ def reminder_times(pack: PolicyPack, appt: Appointment, now: datetime) -> list[S
     now, start = _utc(now), appt.starts_at
     chosen: dict[datetime, str] = {}
     for reminder in pack.reminders:
-        send_at = _sendable(_reminder_candidate(reminder, start, pack), pack, start, now)
+        send_at = _sendable(_reminder_candidate(reminder, start, pack, appt.id), pack, start, now)
         if send_at is not None:
             chosen.setdefault(send_at, reminder.name)
     return [ScheduledReminder(kind=kind, send_at=at) for at, kind in sorted(chosen.items())]

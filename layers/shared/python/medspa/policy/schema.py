@@ -11,7 +11,7 @@ Amounts are integers in the pack currency's minor unit (``amount = 5000`` is $50
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -38,6 +38,7 @@ SettlementSource = Literal[
 ]
 Consequence = Literal["prepay_required", "restrict_booking_times"]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_SPREAD_MINUTES = 240
 
 
 def _zone(key: str) -> str:
@@ -270,17 +271,41 @@ class Contact(Rule):
 
 class Reminder(Rule):
     """Either ``hours_before`` (real elapsed hours) or ``at_local_time`` on the appointment's local
-    date minus ``days_before`` (wall clock, e.g. "the morning of")."""
+    date minus ``days_before`` (wall clock, e.g. "the morning of").
+
+    ``spread_minutes`` exists because every "morning of" reminder of a location is otherwise due in the
+    same second: the runs all wake at once and the texts meet the sender identity's rate limit together
+    (``medspa capacity``), so it is the peak, not the day's total, that meets the quota first. Each appointment
+    keeps its own minute, from a hash of its id rather than a random draw or a booking-order count, so a
+    replan, a backtest and the live system agree on when its text goes.
+    """
 
     name: Slug
     hours_before: Annotated[int, Field(gt=0)] | None = None
     at_local_time: time | None = None
     days_before: Annotated[int, Field(ge=0)] = 0
+    spread_minutes: Annotated[int, Field(ge=0, le=MAX_SPREAD_MINUTES)] = Field(
+        0,
+        description=(
+            "With at_local_time only: the reminder goes at a whole minute in [at_local_time, at_local_time + "
+            "spread_minutes) on that local date, the same minute for a given appointment every time it is "
+            "planned (derived from a stable hash of its id), so a morning's texts leave over the window "
+            "instead of all at once. The moment is then placed like any reminder's: moved out of quiet hours, to "
+            "the evening before if at or after the start, dropped if past. 0 (the default): exactly at_local_time."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_anchor(self) -> Reminder:
         if (self.hours_before is None) == (self.at_local_time is None):
             raise ValueError("set exactly one of hours_before and at_local_time")
+        if self.spread_minutes and self.at_local_time is None:
+            raise ValueError("spread_minutes needs at_local_time: an hours_before reminder is not spread")
+        if self.at_local_time is not None and self.spread_minutes:
+            opens = datetime.combine(date.min, self.at_local_time)
+            if opens + timedelta(minutes=self.spread_minutes) > datetime.combine(date.min + timedelta(days=1), time()):
+                raise ValueError(f"at_local_time {self.at_local_time.isoformat()} plus spread_minutes "
+                                 f"{self.spread_minutes} runs past midnight; the window must end on its local date")
         return self
 
 
