@@ -42,6 +42,7 @@ bench: venv
 	$(PY) benchmarks/cold_import.py
 	$(PY) benchmarks/lifecycle_paths.py
 	$(PY) benchmarks/membership_drafts.py
+	$(PY) benchmarks/outbox_drain.py
 	$(PY) benchmarks/local_cloud.py
 	$(PY) benchmarks/backtest.py
 

@@ -62,19 +62,12 @@ from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
 from medspa.ports import Messenger, Outbox, OutgoingMessage
 from medspa.ports.consent import ConsentBook
+from medspa.services.outbox import send_now
 
 logger = logging.getLogger(__name__)
 
 Status = Literal["sent", "queued", "deferred_quiet_hours", "skipped_opted_out", "skipped_no_contact", "failed"]
 ONE_CHANNEL_KINDS = frozenset({"confirmation_request", "confirmation_received"})  # plus every reminder_<name>
-
-
-def send_now(messenger: Messenger, message: OutgoingMessage) -> str:
-    """Hand ``message`` to its provider; the provider's message id."""
-    if message.channel == "sms":
-        return messenger.send_sms(message.to, message.body)
-    return messenger.send_email(message.to, message.subject or "", message.body,
-                                unsubscribe_url=message.unsubscribe_url or "")
 
 
 class SentMessage(BaseModel):

@@ -33,7 +33,6 @@ from medspa.domain.wallclock import end_of_quiet_hours, in_quiet_hours
 from medspa.policy.schema import QuietHours, Source
 from medspa.ports import Counted, Messenger, Metrics, Outbox, OutgoingMessage, Pacer, SendClaims
 from medspa.ports.store import AppointmentNotFound, AppointmentStore
-from medspa.services.notifications import send_now
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +40,14 @@ MAX_DELAY = timedelta(seconds=900)  # SQS's longest DelaySeconds
 Handled = Literal["sent", "later", "dropped", "duplicate"]
 DropReason = Literal["visit_started", "quiet_hours"]
 _CARRIED = Source(assumption="The location's quiet hours when the message was queued, carried by the message")
+
+
+def send_now(messenger: Messenger, message: OutgoingMessage) -> str:
+    """Hand ``message`` to its provider; the provider's message id."""
+    if message.channel == "sms":
+        return messenger.send_sms(message.to, message.body)
+    return messenger.send_email(message.to, message.subject or "", message.body,
+                                unsubscribe_url=message.unsubscribe_url or "")
 
 
 class OutboxSender:
