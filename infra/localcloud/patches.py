@@ -38,7 +38,7 @@ changes it. Bumping moto or botocore means re-reading each target below and ``..
    Output a JSON string; Name, standing for the child execution's, is the item's position), and a failed
    iteration (moto yields null) to ``FAILED_0.json``, listed in the manifest, so what a run did can be read back from S3.
 
-Six shortcuts, for speed alone: each keeps what moto or botocore would build again, identical, for every run,
+Eight shortcuts, for speed alone: each keeps what moto or botocore would build again, identical, for every run,
 and changes no behaviour (the whole e2e suite runs on them; benchmarks/local_cloud.py measures them).
 
 13. ``json_path.parse``, ``result_path.parse``  one jsonpath-ng expression per path string: moto built a new
@@ -59,6 +59,15 @@ and changes no behaviour (the whole e2e suite runs on them; benchmarks/local_clo
    the logical id, not a random one, so every deploy of the template gets the same function ARNs, hence the
    same state machine definitions, and patch 14's cache serves them across the local clouds of a test
    session. CloudFormation's suffixes are opaque; nothing here reads them.
+19. ``SQSBackend.is_message_valid_based_on_retention_period``  reads the queue's retention period itself: moto
+   built the queue's whole attribute dict for each message it considered receiving, and three of those
+   attributes count the queue's messages, so a receive from a queue of N messages cost N x 3N checks (a
+   morning's outbox of 2,000 texts, which an outbox sender reads every virtual second, spent 84% of its time
+   there). Same value, same comparison.
+20. ``Queue.messages``, ``Queue.approximate_number_of_messages_delayed`` and ``..._not_visible``  read the
+   clock once per scan of the queue, not once per message: every SendMessage builds the queue's attributes
+   (for ``ContentBasedDeduplication``), and each count asked every message ``visible``/``delayed``, each a
+   read of the (time-machine) clock. Same comparisons against the same instant.
 
 DISTRIBUTED Maps run in moto 5.2.5 from ``ItemsPath`` as from an ItemReader, in-process: iterations are not
 child executions and their events go to a throw-away history (the parent shows only MapRunStarted/Succeeded).
@@ -69,7 +78,7 @@ the one-baton rule: Waits or Retry back-offs in more than one branch at once are
 
 Two reads of moto state, no code replaced: ``Queue.lambda_event_source_mappings`` is emptied so the local
 cloud's poller, not SendMessage, delivers SQS batches; ``Message.visible_at`` tells the poller when a
-failed message comes back.
+failed message comes back, and ``Message.delayed_until`` when a delayed one arrives.
 """
 
 from __future__ import annotations
@@ -91,6 +100,8 @@ from moto.awslambda.models import LambdaFunction
 from moto.cloudformation import parsing
 from moto.cloudformation.models import Stack
 from moto.core.models import botocore_stubber
+from moto.core.utils import unix_time, unix_time_millis
+from moto.sqs.models import Message, Queue, SQSBackend
 from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.responses import StepFunctionResponse
 from moto.stepfunctions.parser.asl.component.common.path import result_path
@@ -310,8 +321,9 @@ def next_visible_at(region: str, queue_name: str, now: Any) -> Any:
 
     queue = sqs_backends[DEFAULT_ACCOUNT_ID][region].queues[queue_name]
     # moto shows a hidden message once its visibility time is past (strictly), a delayed one at its delay's end.
-    waiting = [max(m.visible_at + 1 if not m.visible else 0, m.delayed_until if m.delayed else 0)
-               for m in queue._messages if not m.visible or m.delayed]
+    at = now.timestamp() * 1000
+    waiting = [max(m.visible_at + 1 if at <= m.visible_at else 0, m.delayed_until if at < m.delayed_until else 0)
+               for m in queue._messages if at <= m.visible_at or at < m.delayed_until]
     if not waiting:
         return None
     return max(datetime.fromtimestamp(min(waiting) / 1000, UTC), now)
@@ -369,6 +381,30 @@ def _stable_resource_name(resource_type: str, stack_name: str, logical_id: str) 
     return name[:-12] + (suffix.lower() if resource_type == "AWS::S3::Bucket" else suffix)
 
 
+def _within_retention(self: SQSBackend, queue_name: str, message: Message) -> bool:
+    retention = int(self.get_queue(queue_name).message_retention_period)
+    return retention + message.sent_timestamp / 1000 > unix_time()  # type: ignore[operator]
+
+
+def _visible_messages(self: Queue) -> list[Message]:
+    now = unix_time_millis()
+    return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+
+def _count_delayed(self: Queue) -> int:
+    now = unix_time_millis()
+    return sum(1 for m in self._messages if now < m.delayed_until)
+
+
+def _count_not_visible(self: Queue) -> int:
+    now = unix_time_millis()
+    return sum(1 for m in self._messages if not now > m.visible_at)
+
+
+_QUEUE_SCANS = {"messages": _visible_messages, "approximate_number_of_messages_delayed": _count_delayed,
+                "approximate_number_of_messages_not_visible": _count_not_visible}
+
+
 def install() -> None:
     with _lock:
         if _originals:
@@ -400,6 +436,8 @@ def install() -> None:
             load_file=JSONFileLoader.load_file,
             stack_template=Stack.parse_template,
             resource_name=parsing.generate_resource_name,
+            retention=SQSBackend.is_message_valid_based_on_retention_period,
+            queue_scans={name: Queue.__dict__[name] for name in _QUEUE_SCANS},
         )
         json_path.parse = cache(json_path.parse)
         result_path.parse = cache(result_path.parse)
@@ -408,6 +446,9 @@ def install() -> None:
         JSONFileLoader.load_file = _load_file
         Stack.parse_template = staticmethod(_parse_stack_template)  # type: ignore[method-assign]
         parsing.generate_resource_name = _stable_resource_name
+        SQSBackend.is_message_valid_based_on_retention_period = _within_retention  # type: ignore[method-assign]
+        for name, scan in _QUEUE_SCANS.items():
+            setattr(Queue, name, property(scan))
         ResourceEvalS3._handle_put_object = staticmethod(_result_writer_put_object)
         Environment.set_error = _set_error
         InlineIterationComponent._launch_worker = _launch_worker
@@ -447,4 +488,7 @@ def uninstall() -> None:
         JSONFileLoader.load_file = _originals["load_file"]
         Stack.parse_template = staticmethod(_originals["stack_template"])  # type: ignore[method-assign]
         parsing.generate_resource_name = _originals["resource_name"]
+        SQSBackend.is_message_valid_based_on_retention_period = _originals["retention"]  # type: ignore[method-assign]
+        for name, original in _originals["queue_scans"].items():
+            setattr(Queue, name, original)
         _originals.clear()

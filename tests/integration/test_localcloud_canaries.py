@@ -10,12 +10,15 @@ import inspect
 from importlib.metadata import version
 from pathlib import Path
 
+import boto3
 import pytest
 from botocore.loaders import JSONFileLoader
+from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 from moto.cloudformation import parsing
 from moto.cloudformation.models import Stack
-from moto.sqs.models import Message, Queue
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.sqs.models import Message, Queue, SQSBackend, sqs_backends
 from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.responses import StepFunctionResponse
 from moto.stepfunctions.parser.asl.component.common.path import result_path
@@ -213,7 +216,9 @@ def test_install_replaces_exactly_the_documented_targets_and_uninstall_restores_
                 InlineIterationComponent._launch_worker, JobPool.await_jobs, JobPool._notify_on_termination,
                 Environment.set_error, ResourceEvalS3.__dict__["_handle_put_object"], json_path.parse,
                 result_path.parse, AmazonStateLanguageParser.parse, lambda_eval_utils.boto_client_for,
-                JSONFileLoader.load_file, Stack.parse_template, parsing.generate_resource_name)
+                JSONFileLoader.load_file, Stack.parse_template, parsing.generate_resource_name,
+                SQSBackend.is_message_valid_based_on_retention_period,
+                *(Queue.__dict__[name] for name in patches._QUEUE_SCANS))
 
     originals = targets()
     patches.install()
@@ -238,6 +243,8 @@ def test_install_replaces_exactly_the_documented_targets_and_uninstall_restores_
         assert JSONFileLoader.load_file is patches._load_file
         assert Stack.parse_template is patches._parse_stack_template
         assert parsing.generate_resource_name is patches._stable_resource_name
+        assert SQSBackend.is_message_valid_based_on_retention_period is patches._within_retention
+        assert all(Queue.__dict__[name].fget is scan for name, scan in patches._QUEUE_SCANS.items())
     finally:
         patches.uninstall()
     assert targets() == originals
@@ -296,6 +303,32 @@ def test_generated_names_still_end_in_a_twelve_character_random_suffix_and_have_
                for line in source.splitlines() if "random_suffix()}" in line)
     assert "size = 12" in _source(random_suffix)
     assert _source(parsing).count("generate_resource_name(") == 2  # the definition and its one caller
+
+
+def test_sqs_still_builds_every_queue_attribute_to_read_the_retention_period_of_each_message_it_receives():
+    """Patch 19 reads the one attribute; the counts moto builds with it scan the queue."""
+    source = _source(SQSBackend.is_message_valid_based_on_retention_period)
+    assert 'self.get_queue_attributes(\n            queue_name, ["MessageRetentionPeriod"]' in source
+    assert "retain_until <= unix_time()" in source
+    assert "if not self.is_message_valid_based_on_retention_period(" in _source(SQSBackend.receive_message)
+    assert "for attribute in self.BASE_ATTRIBUTES" in _source(Queue.attributes.fget)  # type: ignore[union-attr]
+    assert "ApproximateNumberOfMessagesDelayed" in Queue.BASE_ATTRIBUTES
+    with mock_aws():
+        boto3.client("sqs", region_name="us-east-1").create_queue(
+            QueueName="canary", Attributes={"MessageRetentionPeriod": "120"})
+        queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].get_queue("canary")
+        assert int(queue.message_retention_period) == 120  # what the patch reads
+
+
+def test_sqs_still_asks_each_message_for_the_time_when_it_scans_a_queue():
+    """Patch 20 makes the same comparisons against one reading of the clock."""
+    assert "current_time > self.visible_at" in _source(Message.visible.fget)  # type: ignore[union-attr]
+    assert "current_time < self.delayed_until" in _source(Message.delayed.fget)  # type: ignore[union-attr]
+    assert "if message.visible and not message.delayed" in _source(Queue.messages.fget)  # type: ignore[union-attr]
+    assert "[m for m in self._messages if m.delayed]" in _source(
+        Queue.approximate_number_of_messages_delayed.fget)  # type: ignore[union-attr]
+    assert "[m for m in self._messages if not m.visible]" in _source(
+        Queue.approximate_number_of_messages_not_visible.fget)  # type: ignore[union-attr]
 
 
 def test_botocore_still_loads_each_model_file_through_load_file():

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,9 +87,6 @@ class InMemoryOutbox:
 
     def put(self, message: OutgoingMessage, *, delay_seconds: int = 0) -> None:
         self.queued.append((OutgoingMessage.model_validate_json(message.model_dump_json()), delay_seconds))
-
-    def bodies(self) -> list[dict[str, Any]]:
-        return [json.loads(m.model_dump_json()) for m, _ in self.queued]
 
 
 class InMemoryPacer:
