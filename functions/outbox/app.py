@@ -20,7 +20,7 @@ from medspa.services.outbox import OutboxSender
 logger = Logger()
 adapters = adapters_for(OutboxSettings())
 sender = OutboxSender(adapters.messenger, adapters.outbox, adapters.pacer, adapters.send_claims,
-                      adapters.store.appointments, adapters.metrics)
+                      adapters.store.appointments, adapters.store.consent, adapters.metrics)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 

@@ -115,6 +115,8 @@ def test_each_function_reaches_only_its_own_kind_of_consent_item():
         "LifecycleFunction": {"dynamodb:GetItem": {"sms#*", "email#*"}, "dynamodb:UpdateItem": {"link#*"}},
         # Members hear of declined drafts and expiries: consent read at send time, as the lifecycle's notices.
         "MembershipsFunction": {"dynamodb:GetItem": {"sms#*", "email#*"}, "dynamodb:UpdateItem": {"link#*"}},
+        # The outbox reads consent again when a queued message's moment comes: a STOP may have come since.
+        "OutboxFunction": {"dynamodb:GetItem": {"sms#*", "email#*"}},
         "InboundSmsFunction": {"dynamodb:GetItem": {"sms#*"}, "dynamodb:UpdateItem": {"sms#*", "reply#*"},
                                "dynamodb:PutItem": {"reply#*"}, "dynamodb:DeleteItem": {"reply#*"}},
         "HttpApiFunction": {"dynamodb:GetItem": {"link#*", "email#*"}, "dynamodb:UpdateItem": {"email#*"}},

@@ -50,9 +50,9 @@ class Counts:
 class Outbox:
     def __init__(self, sms_per_second: float = 1) -> None:
         self.messenger, self.queue, self.settled, self.metrics = InMemoryMessenger(), InMemoryOutbox(), Settled(), Counts()
-        self.claims = InMemorySendClaims()
+        self.claims, self.consent = InMemorySendClaims(), InMemoryConsent()
         self.sender = OutboxSender(self.messenger, self.queue, InMemoryPacer({"sms": sms_per_second, "email": 14}),
-                                   self.claims, self.settled, self.metrics)  # type: ignore[arg-type]
+                                   self.claims, self.settled, self.consent, self.metrics)  # type: ignore[arg-type]
         self.sent_at: list[tuple[datetime, str]] = []
 
     def drain(self, arrivals: list[tuple[datetime, OutgoingMessage]]) -> list[str]:
@@ -143,6 +143,17 @@ def test_nothing_goes_in_quiet_hours_a_notice_waits_for_the_morning_and_a_remind
     assert ("bijoux#apt-2", "reminder_morning_of@x",
             MessageResult(channel="sms", status="dropped", error="quiet_hours")) in outbox.settled.results
     assert len(times) == 21  # everything but the reminder of the 07:30 visit
+
+
+def test_a_number_that_replied_stop_while_its_reminder_waited_in_the_queue_is_not_texted() -> None:
+    outbox = Outbox(sms_per_second=1)
+    waiting = reminder(1).model_copy(update={"to": "+14075550199"})
+    assert [outbox.sender.handle(m, EIGHT) for m in (reminder(0), waiting)] == ["sent", "later"]
+    outbox.consent.record("sms", "+14075550199", "bijoux", opted_out=True, how="keyword",
+                          at=EIGHT + timedelta(milliseconds=500))
+    assert outbox.sender.handle(outbox.queue.queued[-1][0], EIGHT + timedelta(seconds=1)) == "dropped"
+    assert len(outbox.messenger.sms) == 1
+    assert outbox.settled.results[-1][2] == MessageResult(channel="sms", status="dropped", error="opted_out")
 
 
 def test_an_urgent_kind_goes_in_quiet_hours() -> None:

@@ -4,12 +4,14 @@ A US 10DLC number texts 1 message a second, a toll-free number 3; at 08:00 thous
 time zone. So the lifecycle queues messages (:class:`medspa.ports.OutgoingMessage`) and this sender, fed by the
 identity's queue with a small ``MaximumConcurrency``, paces them. It never waits inside a Lambda:
 
-1. A message without a slot (outside quiet hours, still useful: see 2) asks the identity's pacer for the next free moment (one atomic write; two senders
+1. On every delivery, a message the visit has overtaken (``useful_until``) is dropped. In quiet hours (the
+   location's, carried by the message) it is dropped if quiet hours outlast its use, and otherwise waits for
+   their end and takes a new slot there, behind the morning's queue. Nothing is ever sent in quiet hours.
+   At its slot, a message whose number or address has opted out since it was queued (a STOP during a long
+   morning queue) is dropped: consent is read at send time, as the notifier reads it at queue time.
+2. A message without a slot asks the identity's pacer for the next free moment (one atomic write; two senders
    never get the same moment). If that moment is later than now, the message goes back on the queue delayed
    until then (SQS delays at most 15 minutes, so a long backlog comes round a few times; its slot stands).
-2. On every delivery, a message the visit has overtaken (``useful_until``) is dropped. In quiet hours (the location's,
-   carried by the message) it is dropped if quiet hours outlast its use, and otherwise waits for their end and
-   takes a new slot there, behind the morning's queue. Nothing is ever sent in quiet hours.
 3. The right to send is claimed under the message's id before the provider is called, so a redelivered message
    is not sent twice; a claim whose send may have happened is never retried ("maybe sent" is not resent). The
    provider refusing the message releases the claim and the queue retries it, up to its dead-letter queue.
@@ -32,13 +34,14 @@ from medspa.domain.booking import MessageResult
 from medspa.domain.wallclock import end_of_quiet_hours, in_quiet_hours
 from medspa.policy.schema import QuietHours, Source
 from medspa.ports import Counted, Messenger, Metrics, Outbox, OutgoingMessage, Pacer, SendClaims
+from medspa.ports.consent import ConsentBook
 from medspa.ports.store import AppointmentNotFound, AppointmentStore
 
 logger = logging.getLogger(__name__)
 
 MAX_DELAY = timedelta(seconds=900)  # SQS's longest DelaySeconds
 Handled = Literal["sent", "later", "dropped", "duplicate"]
-DropReason = Literal["visit_started", "quiet_hours"]
+DropReason = Literal["visit_started", "quiet_hours", "opted_out"]
 _CARRIED = Source(assumption="The location's quiet hours when the message was queued, carried by the message")
 
 
@@ -52,8 +55,9 @@ def send_now(messenger: Messenger, message: OutgoingMessage) -> str:
 
 class OutboxSender:
     def __init__(self, messenger: Messenger, outbox: Outbox, pacer: Pacer, claims: SendClaims,
-                 appointments: AppointmentStore, metrics: Metrics) -> None:
+                 appointments: AppointmentStore, consent: ConsentBook, metrics: Metrics) -> None:
         self._messenger = messenger
+        self._consent = consent
         self._outbox = outbox
         self._pacer = pacer
         self._claims = claims
@@ -74,6 +78,8 @@ class OutboxSender:
         assert message.slot is not None
         if message.slot > now:
             return self._later(message, message.slot, now)
+        if self._consent.opted_out(message.channel, message.to, message.spa_id):
+            return self._drop(message, "opted_out", now)
         if not self._claims.claim(message.spa_id, message.id, now):
             logger.info("message not sent again", extra=_about(message))
             return "duplicate"
