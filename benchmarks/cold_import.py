@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -39,13 +40,21 @@ def function_environments() -> dict[Path, dict[str, str]]:
     shared = template["Globals"]["Function"]["Environment"]["Variables"]
     defaults = {name: p.get("Default", "") for name, p in template.get("Parameters", {}).items()}
 
+    pseudo = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::StackName": "bench",
+              "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+
     def value_of(name: str, value: object) -> str:
         if isinstance(value, str):
             return value
         if isinstance(value, dict) and value.get("Ref") in defaults:
             return str(defaults[value["Ref"]])
-        if name.endswith("_URL") or isinstance(value, dict) and str(value.get("Fn::Sub", "")).startswith("https://"):
+        if name.endswith("_URL"):
             return f"https://bench.example.com/{name.lower()}"  # a URL the handler checks at cold start
+        if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str):
+            # ${Parameter} and pseudo parameters resolve as deployed; ${Resource.Attr} becomes a placeholder
+            return re.sub(r"\$\{([^}]+)\}",
+                          lambda m: str(defaults.get(m[1], pseudo.get(m[1], m[1].split(".")[0].lower()))),
+                          value["Fn::Sub"])
         return f"arn:aws:bench:us-east-1:123456789012:{name.lower()}"
 
     environments = {}
