@@ -3,9 +3,13 @@
 It models the design as it stands, not as it should become (DESIGN.md, "Scale: the quotas that shape the
 design"): one AppointmentLifecycle execution per appointment, started by a one-time Scheduler schedule shortly
 before its first step (the pack's run_start) and open until its last step (the visit and, for a declined fee,
-the whole dunning schedule); an event that does not move the next step no longer restarts it; a waiver runs in the short FeeWaiver machine; there is no outbox and no rate budget, so
-the steps due at one local time (the morning reminder, the card check) reach SMS and Stripe all at once,
-through the account's one dedicated number.
+the whole dunning schedule); an event that does not move the next step does not restart it; a waiver runs in the
+short FeeWaiver machine. The steps due at one local time (the morning reminder, the card check) wake together,
+or over the pack's ``spread_minutes`` window. Texts and emails go through the outbox, which sends at each
+identity's rate, so a peak above it becomes a delay (:func:`last_message_late_seconds`). Every Stripe call takes a
+unit of the shared budget (``StripeRequestsPerSecond``), so Stripe never sees more than the budget: a burst above
+it waits, each call retried by the ``stripe_budget_spent`` policy until that policy's patience runs out
+(:func:`budget_patience_seconds`), and the drafts, paced by their Map, take as long as their share allows.
 
 Every figure is arithmetic on named assumptions (:class:`Assumptions`), each with the reason for its default,
 so a reader can disagree with one and rerun. Headroom is ``quota / peak``: 2.0 means twice the peak fits, below
@@ -14,17 +18,25 @@ so a reader can disagree with one and rerun. Headroom is ``quota / peak``: 2.0 m
 
 from __future__ import annotations
 
+import heapq
+import json
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from localcloud.backtest import card_behaviour
 from medspa.domain.keys import appointment_key, client_key, spa_key
-from medspa.policy.schema import TimeZoneName
+from medspa.policy.schema import MAX_SPREAD_MINUTES, TimeZoneName
 from medspa.adapters.stripe_budget import DRAFT_STEP_SECONDS, drafts_max_concurrency
+from medspa.adapters.stripe_budget import InMemoryBudget
+from medspa.adapters.stripe_budget import drafts_per_second as drafts_per_second_of
+from medspa.ports.payments import PaymentProviderThrottled
 from medspa.ports.memberships import DEFAULT_DUE_SHARDS
 
 DAYS_PER_MONTH = 30.0
@@ -105,9 +117,9 @@ class Assumptions(BaseModel):
     peak_hour_factor: float = Field(default=2.0, description=(
         "The busiest hour has twice the mean hour's bookings (lunch and after work); a guess, no data yet"))
     wake_spread_seconds: float = Field(default=60.0, description=(
-        "Steps due at one local time (the morning reminder, the card check) all wake at that second; Step "
-        "Functions fires the timers within seconds and Lambda adds 1,000 instances per 10 s, so taking the "
-        "burst as spread over a minute is generous: the real peak is higher"))
+        "Steps due at one local time (the morning reminder, the card check) all wake at that second, unless the "
+        "pack spreads them; Step Functions fires the timers within seconds and Lambda adds 1,000 instances per "
+        "10 s, so taking the burst as spread over a minute is generous: the real peak is higher"))
     transitions_per_wake: int = Field(default=3, description=(
         "A wake-up enters the task, the Choice after it and the next Wait (the ASL's loop)"))
     task_share_of_transitions: float = Field(default=1 / 3, description=(
@@ -136,9 +148,6 @@ class Assumptions(BaseModel):
         "A PaymentMethod retrieve (the expiry) and a SetupIntent create (the issuer's answer)"))
     stripe_requests_per_charge: int = Field(default=1, description=(
         "A PaymentIntent created and confirmed in one request (a fee, a retry, a draft)"))
-    draft_map_concurrency: int = Field(default=drafts_max_concurrency(25, 0.5), description=(
-        "MembershipDrafts' Distributed Map MaxConcurrency (statemachines/membership_drafts.asl.json), derived from "
-        "the Stripe budget's defaults (medspa.adapters.stripe_budget.drafts_max_concurrency)"))
     draft_step_seconds: float = Field(default=DRAFT_STEP_SECONDS, description=(
         "One draft step, as the MembershipDrafts Map comment measured it"))
     share_of_memberships_drafted_on_the_1st: float = Field(default=0.5, description=(
@@ -167,6 +176,14 @@ class CapacityInputs(BaseModel):
     declined_share: float = Field(default=0.02, ge=0, le=1, description=(
         "Visits whose fee declines and runs the dunning schedule (the worst path)"))
     region: RegionClass = RegionClass.BIG_THREE
+    reminder_spread_minutes: int = Field(default=0, ge=0, le=MAX_SPREAD_MINUTES, description=(
+        "The packs' morning-of reminder spread_minutes: the texts fall due over that window, not in one second"))
+    card_check_spread_minutes: int = Field(default=0, ge=0, le=MAX_SPREAD_MINUTES, description=(
+        "The packs' [card_check] spread_minutes: the checks reach the Stripe budget over that window"))
+    stripe_requests_per_second: int = Field(default=25, ge=1, description=(
+        "The shared Stripe budget (template StripeRequestsPerSecond), sized from the account's limit"))
+    stripe_drafts_share: float = Field(default=0.5, gt=0, le=1, description=(
+        "The drafts' share of each second of the budget (template StripeDraftsShare)"))
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> CapacityInputs:
@@ -223,6 +240,16 @@ QUOTAS: tuple[Quota, ...] = (
     Quota(key="stripe_total", doc="Stripe rate limits", name="Stripe operations (live mode)", unit="operations/s", adjustable=True,
           source=f"Stripe docs, Rate limits: 100 operations/s in live mode; {_DESIGN}",
           url="https://docs.stripe.com/rate-limits"),
+    Quota(key="stripe_budget_wait", doc="the budget's retry policy", name="Wait for the Stripe budget",
+          unit="seconds", adjustable=True,
+          source="statemachines/retry_policies.json, stripe_budget_spent: a call turned away by the budget is "
+                 "retried 20 times with full jitter; this design's own limit, the longest drain no call gives up on, "
+                 "played with the budget and that retrier (a card check then goes on unchecked, a fee's run fails "
+                 "and alarms)"),
+    Quota(key="drafts_day", doc="the daily drafts run", name="One day's dues drafts", unit="seconds",
+          adjustable=True,
+          source="template.yaml: MembershipDrafts runs once a day per time zone (09:00 local); its Map, paced by "
+                 "the drafts' share of the Stripe budget, must finish a day's drafts before the next run"),
     Quota(key="dynamodb_partition_writes", doc="DynamoDB partitions", name="DynamoDB writes per partition", unit="writes/s", adjustable=False,
           source=f"Amazon DynamoDB Developer Guide, partitions and hot keys: 1,000 write units/s per partition; "
                  f"{_DESIGN}"),
@@ -248,6 +275,8 @@ def default_quota(key: str, inputs: CapacityInputs) -> float:
         "ses_rate": SES_DEFAULT_RATE,
         "stripe_endpoint": 25.0,
         "stripe_total": 100.0,
+        "stripe_budget_wait": budget_patience_seconds(inputs.stripe_requests_per_second),
+        "drafts_day": 86_400.0,
         "dynamodb_partition_writes": 1_000.0,
     }[key]
 
@@ -273,6 +302,7 @@ class CapacityReport(BaseModel):
     busiest_time_zone: str
     morning_texts_per_identity: float
     last_text_late_seconds: float
+    drafts_seconds: float = Field(description="How long the busiest zone's drafts on the 1st take at their share")
 
     @property
     def first_limit(self) -> QuotaLoad:
@@ -333,7 +363,8 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
     stops = bookings_per_second * _mix(inputs, a, "stopped")
 
     steady_transitions = bookings_per_second * _mix(inputs, a, "state_transitions")
-    morning_wakes = busiest_day / a.wake_spread_seconds
+    reminder_window = max(a.wake_spread_seconds, inputs.reminder_spread_minutes * 60.0)
+    morning_wakes = busiest_day / reminder_window
     transitions = max(steady_transitions, morning_wakes * a.transitions_per_wake)
 
     steady_tasks = steady_transitions * a.task_share_of_transitions + \
@@ -343,17 +374,28 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
     morning_texts = busiest_day * a.sms_share_of_reminders
     texts_per_identity = morning_texts / inputs.sending_identities.count
     sms_rate = default_quota("sms_per_identity", inputs)
-    sms_peak = texts_per_identity / a.wake_spread_seconds
-    emails = busiest_day * a.email_share_of_reminders / a.wake_spread_seconds
+    sms_peak = texts_per_identity / reminder_window
+    emails = busiest_day * a.email_share_of_reminders / reminder_window
 
+    budget = float(inputs.stripe_requests_per_second)
     drafts_on_the_1st = inputs.memberships_per_month * a.share_of_memberships_drafted_on_the_1st * busiest.share
-    drafts_paced = a.draft_map_concurrency / a.draft_step_seconds
+    map_concurrency = drafts_max_concurrency(inputs.stripe_requests_per_second, inputs.stripe_drafts_share)
+    drafts_paced = min(map_concurrency / a.draft_step_seconds,
+                       drafts_per_second_of(inputs.stripe_requests_per_second, inputs.stripe_drafts_share)
+                       / a.stripe_requests_per_charge)
     drafts_per_second = min(drafts_on_the_1st / a.wake_spread_seconds, drafts_paced)
+    drafts_seconds = drafts_on_the_1st / drafts_paced
     fees_per_second = bookings_per_second * a.fee_share
     charges = (drafts_per_second + fees_per_second) * a.stripe_requests_per_charge
-    card_checks = busiest_day * checked / a.wake_spread_seconds
-    stripe_endpoint = max(charges, card_checks)
-    stripe_total = max(charges, card_checks * a.stripe_requests_per_card_check + fees_per_second)
+    card_checks_due = busiest_day * checked
+    card_check_window = max(a.wake_spread_seconds, inputs.card_check_spread_minutes * 60.0)
+    card_checks = card_checks_due / card_check_window
+    stripe_endpoint = min(max(charges, card_checks), budget)
+    stripe_total = min(max(charges, card_checks * a.stripe_requests_per_card_check + fees_per_second), budget)
+    # The card checks' requests, due together (or minute by minute over the pack's window), drain at what the
+    # budget leaves the fees; the last waits this long, which the retry policy must outlast.
+    budget_wait = last_message_late_seconds(card_checks_due * a.stripe_requests_per_card_check,
+                                            max(budget - fees_per_second, 1.0), inputs.card_check_spread_minutes)
 
     partition_writes = drafts_per_second * a.due_index_writes_per_draft / a.due_index_shards
 
@@ -371,9 +413,11 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
         "sms_per_identity": (sms_peak, f"the morning reminders in {zone}, one identity's share"),
         "ses_rate": (emails, f"the morning reminders in {zone}"),
         "stripe_endpoint": (stripe_endpoint, f"the 1st: dues drafts in {zone} and fees" if charges >= card_checks
-                            else f"the 10:00 card checks in {zone}"),
+                            else f"the 10:00 card checks in {zone}, held to the budget"),
         "stripe_total": (stripe_total, "the 1st: dues drafts and fees" if charges >= card_checks
-                         else f"the 10:00 card checks in {zone}"),
+                         else f"the 10:00 card checks in {zone}, held to the budget"),
+        "stripe_budget_wait": (budget_wait, f"the last of the 10:00 card checks in {zone}"),
+        "drafts_day": (drafts_seconds, f"the 1st: the dues drafts in {zone}, {drafts_paced:g} a second"),
         "dynamodb_partition_writes": (partition_writes, f"the 1st: one by_due_day shard of {zone}"),
     }
     loads = []
@@ -384,14 +428,78 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
     loads[first] = loads[first].model_copy(update={"first_hit": True})
     return CapacityReport(inputs=inputs, assumptions=a, loads=tuple(loads), mean_open_days=open_days,
                           busiest_time_zone=zone, morning_texts_per_identity=texts_per_identity,
-                          last_text_late_seconds=last_message_late_seconds(texts_per_identity, sms_rate))
+                          last_text_late_seconds=last_message_late_seconds(texts_per_identity, sms_rate,
+                                                                           inputs.reminder_spread_minutes),
+                          drafts_seconds=drafts_seconds)
 
 
-def last_message_late_seconds(messages: float, per_second: float) -> float:
-    """How long after the moment they all fell due the last of ``messages`` leaves, the outbox sending one every
-    ``1 / per_second`` seconds from that moment (medspa/services/outbox.py). The outbox load test holds the local
-    cloud to this figure."""
-    return max(messages - 1, 0) / per_second
+def last_message_late_seconds(messages: float, per_second: float, spread_minutes: int = 0) -> float:
+    """How long after its own due moment the last of ``messages`` leaves, one every ``1 / per_second`` seconds
+    (the outbox, medspa/services/outbox.py; the budget, for Stripe calls). Unspread, all fall due at one moment
+    and the last leaves ``(n - 1) / rate`` after it; the outbox load test holds the local cloud to this. Spread,
+    an equal batch falls due at each whole minute of the window: the last leaves when the backlog has drained,
+    counted from the last minute, or after its own minute's batch, whichever is later."""
+    if messages <= 0:
+        return 0.0
+    minutes = max(spread_minutes, 1)
+    backlog = (messages - 1) / per_second - (minutes - 1) * 60
+    return max(backlog, (messages / minutes - 1) / per_second, 0.0)
+
+
+@cache
+def budget_retrier() -> dict[str, Any]:
+    """The state machines' ``stripe_budget_spent`` retrier, as statemachines/retry_policies.json names it."""
+    policies = json.loads((Path(__file__).resolve().parents[2] / "statemachines" / "retry_policies.json")
+                          .read_text(encoding="utf-8"))
+    return dict(policies["retriers"]["stripe_budget_spent"])
+
+
+def budget_burst(calls: int, per_second: int, seed: int = 13) -> tuple[int, float]:
+    """``calls`` Stripe calls falling due within one second, each taking a unit of the real budget class
+    (``InMemoryBudget``) on a virtual clock and, when turned away, retried as the ``stripe_budget_spent`` retrier
+    retries it: a uniform draw up to each capped interval. Returns how many gave up after the last try, and when
+    the last call got through. Seeded, so the same inputs give the same figures."""
+    retry = budget_retrier()
+    now = 0.0
+    budget = InMemoryBudget(per_second, 1.0, clock=lambda: now)
+    draw = random.Random(seed)
+    due = [(draw.random(), n, 0) for n in range(calls)]
+    heapq.heapify(due)
+    gave_up, last = 0, 0.0
+    while due:
+        now, n, tries = heapq.heappop(due)
+        try:
+            budget.take("fees", "capacity model")
+            last = now
+        except PaymentProviderThrottled:
+            if tries == retry["MaxAttempts"]:
+                gave_up += 1
+                continue
+            ceiling = min(retry["IntervalSeconds"] * retry["BackoffRate"] ** tries, retry["MaxDelaySeconds"])
+            heapq.heappush(due, (now + draw.uniform(0, ceiling), n, tries + 1))
+    return gave_up, last
+
+
+@cache
+def budget_patience_seconds(per_second: int = 25) -> float:
+    """The longest a burst may take to drain at the budget's rate before a call gives up: the drain time
+    (``(n - 1) / rate``) of the largest burst that :func:`budget_burst` gets through whole.
+
+    Not the retrier's own horizon (about 6 minutes expected): late in a burst the callers left retry up to a minute
+    apart, so seconds of the budget go unused and the burst drains slower than the rate; the simulation counts
+    that, a formula would not."""
+    assert budget_retrier().get("JitterStrategy") == "FULL", "budget_burst draws full jitter"
+    whole, lost = 1, per_second * int(sum(_capped_intervals())) + 1  # the retrier's longest horizon: some give up
+    while lost - whole > max(1, whole // 100):
+        middle = (whole + lost) // 2
+        whole, lost = (middle, lost) if budget_burst(middle, per_second)[0] == 0 else (whole, middle)
+    return (whole - 1) / per_second
+
+
+def _capped_intervals() -> list[float]:
+    retry = budget_retrier()
+    return [min(retry["IntervalSeconds"] * retry["BackoffRate"] ** n, retry.get("MaxDelaySeconds", 1e9))
+            for n in range(retry["MaxAttempts"])]
 
 
 # ====================================================================== the three sizes of issue 13

@@ -136,6 +136,14 @@ def capacity(
                                                               "dunning")] = None,
     region: Annotated[str | None, typer.Option(help="big_three (us-east-1, us-west-2, eu-west-1) or "
                                                     "elsewhere")] = None,
+    reminder_spread_minutes: Annotated[int | None, typer.Option(help="The packs' morning-of reminder "
+                                                                     "spread_minutes")] = None,
+    card_check_spread_minutes: Annotated[int | None, typer.Option(help="The packs' [card_check] "
+                                                                       "spread_minutes")] = None,
+    stripe_requests_per_second: Annotated[int | None, typer.Option(help="The Stripe budget (template "
+                                                                        "StripeRequestsPerSecond)")] = None,
+    stripe_drafts_share: Annotated[float | None, typer.Option(help="The drafts' share of it (template "
+                                                                   "StripeDraftsShare)")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON to this file")] = None,
 ) -> None:
     """A paper model of the AWS and Stripe quotas: each one's peak load against its default, the headroom
@@ -148,7 +156,10 @@ def capacity(
         base = _capacity_base(size, scenario)
         given: dict[str, Any] = {"spas": spas, "appointments_per_month": appointments,
                                  "memberships_per_month": memberships, "declined_share": declined_share,
-                                 "region": region}
+                                 "region": region, "reminder_spread_minutes": reminder_spread_minutes,
+                                 "card_check_spread_minutes": card_check_spread_minutes,
+                                 "stripe_requests_per_second": stripe_requests_per_second,
+                                 "stripe_drafts_share": stripe_drafts_share}
         if lead_time:
             given["lead_times"] = [_pair("--lead-time", text, ("share", "days_ahead")) for text in lead_time]
         if time_zone:
@@ -224,7 +235,11 @@ def _print_capacity(report: Any) -> None:
         url = next(q.quota.url for q in report.loads if q.quota.source == source)
         console.print(escape(f"  [{n}] {source}" + (f" ({url})" if url else "")), style="dim", highlight=False)
     console.print(f"the morning reminders: {report.morning_texts_per_identity:,.0f} texts per identity; the last "
-                  f"leaves {report.last_text_late_seconds / 60:,.1f} min after the reminder time")
+                  f"leaves {report.last_text_late_seconds / 60:,.1f} min after its reminder time")
+    wait = next(load for load in report.loads if load.quota.key == "stripe_budget_wait")
+    console.print(f"the card checks: the last waits {wait.peak / 60:,.1f} min for the Stripe budget "
+                  f"({inputs.stripe_requests_per_second} requests/s), against {wait.limit / 60:,.1f} min of retries; "
+                  f"the drafts on the 1st take {report.drafts_seconds / 60:,.1f} min")
     first = report.first_limit
     verdict = "first limit hit" if first.headroom < 1 else "no limit hit; the nearest"
     console.print(f"[bold]{verdict}: {first.quota.name}[/] (peak {_figure(first.peak)} {first.quota.unit} "

@@ -17,6 +17,9 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sns.models import sns_backends
 
 from localcloud.clock import utc
+from medspa.domain.engine import spread_offset
+from medspa.policy import loader
+from tests.support.pack_versions import copy_of_the_shipped_packs, publish_bijoux
 
 pytestmark = pytest.mark.e2e
 
@@ -159,3 +162,31 @@ def test_a_check_stripe_cannot_answer_for_hours_is_given_up_and_the_visit_goes_o
     assert [m[:2] for m in site.messages("apt-kai")][:2] == [("reminder_48h", "sent"), ("reminder_morning_of", "sent")]
     assert site.ledger("apt-kai") == [("no_show_fee", "charge", 5000, "succeeded")]
     assert [e["status"] for e in site.executions("apt-kai")] == ["SUCCEEDED"]
+
+
+def test_a_pack_that_spreads_its_card_checks_checks_each_visit_at_its_own_minute_of_the_hour(
+        cloud, site, tmp_path, monkeypatch):
+    """Bijoux publishes ``[card_check] spread_minutes = 60``: six visits of one day are checked from 10:00 to
+    11:00 at the minutes the engine gives them, so a chain's checks reach the Stripe budget a few a second."""
+    packs_dir = copy_of_the_shipped_packs(tmp_path)
+    monkeypatch.setattr(loader, "PACKS_DIR", packs_dir)
+    publish_bijoux(packs_dir, "bijoux-2026-03-05.spread-checks",
+                   ("days_before = 3\nat_local_time = 10:00:00\n", "days_before = 3\nat_local_time = 10:00:00\n"
+                                                                  "spread_minutes = 60\n"))
+    cloud.redeploy_code()
+    visits = [f"apt-s{n}" for n in range(1, 7)]
+    for n, appointment_id in enumerate(visits, start=1):
+        site.client("bijoux", f"c-s{n}", phone=f"+1407555016{n}")
+        site.book(appointment_id, f"c-s{n}", "bijoux", VISIT, **INJECTION)
+    cloud.run_until(CHECK + timedelta(hours=1))
+
+    checked = {}
+    for appointment_id in visits:
+        stored = site.stored(appointment_id)
+        assert stored.policy_version == "bijoux-2026-03-05.spread-checks"
+        assert stored.card_check.outcome == "usable"
+        assert stored.card_check.checked_at == CHECK + spread_offset(stored.appointment_id, 60)
+        checked[appointment_id] = stored.card_check.checked_at
+    assert len(cloud.stripe.setup_intents) == len(visits)
+    minutes = sorted((at - CHECK) // timedelta(minutes=1) for at in checked.values())
+    assert len(set(minutes)) > 1 and 0 <= minutes[0] and minutes[-1] < 60

@@ -17,8 +17,8 @@ from moto.sns.models import sns_backends
 from localcloud.clock import utc
 from medspa.domain.engine import spread_offset
 from medspa.domain.wallclock import at_wall_clock, in_quiet_hours
-from medspa.policy import loader, versions
-from tests.support.pack_versions import copy_of_the_shipped_packs
+from medspa.policy import loader
+from tests.support.pack_versions import copy_of_the_shipped_packs, publish_bijoux
 
 pytestmark = pytest.mark.e2e
 
@@ -28,21 +28,6 @@ VISITS = {f"apt-m{n}": (f"c-m{n}", f"+1407555017{n}") for n in range(1, 7)}
 INJECTION = dict(name="Botox forehead", category="injection_laser", minutes=30, price=45000)
 
 
-def publish_spread_morning_reminder(packs_dir) -> None:
-    """The documented way: the current file kept in history, the edit under a new version, the version locked."""
-    versions.archive("bijoux", packs_dir)
-    path = packs_dir / "bijoux.toml"
-    text = path.read_text(encoding="utf-8")
-    current = loader.load_pack(path).policy_version
-    for old, new in ((f'policy_version = "{current}"', f'policy_version = "{SPREAD_VERSION}"'),
-                     ('name = "morning_of"\nat_local_time = 08:00:00\n',
-                      'name = "morning_of"\nat_local_time = 08:00:00\nspread_minutes = 60\n')):
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    path.write_text(text, encoding="utf-8")
-    assert versions.lock(packs_dir) == [f"bijoux@{SPREAD_VERSION}"]
-
-
 def texts_to(phone: str) -> list[str]:
     return [text for to, text, *_ in sns_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sms_messages.values() if to == phone]
 
@@ -50,7 +35,8 @@ def texts_to(phone: str) -> list[str]:
 def test_morning_of_reminders_leave_at_each_visits_own_minute_of_the_spread_window(cloud, site, tmp_path, monkeypatch):
     packs_dir = copy_of_the_shipped_packs(tmp_path)
     monkeypatch.setattr(loader, "PACKS_DIR", packs_dir)
-    publish_spread_morning_reminder(packs_dir)
+    publish_bijoux(packs_dir, SPREAD_VERSION, ('name = "morning_of"\nat_local_time = 08:00:00\n',
+                                               'name = "morning_of"\nat_local_time = 08:00:00\nspread_minutes = 60\n'))
     cloud.redeploy_code()  # the functions cold-start on the spread version
     pack = loader.load_packs(packs_dir)["bijoux"]
     for appointment_id, (client_id, phone) in VISITS.items():

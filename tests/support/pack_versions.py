@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from medspa.policy import versions
-from medspa.policy.loader import PACKS_DIR, load_packs
+from medspa.policy.loader import PACKS_DIR, load_pack, load_packs
 
 BIJOUX_V1 = load_packs()["bijoux"].policy_version
 BIJOUX_V2 = "bijoux-2026-03-09.1"
@@ -14,7 +14,6 @@ BIJOUX_V2 = "bijoux-2026-03-09.1"
 # Hypothetical, not the spa's: Bijoux relaxes its window to 24 hours, reminds 24 hours ahead instead of 48, and
 # raises the short-injection fee to $80.
 _BIJOUX_V2_EDITS = (
-    (f'policy_version = "{BIJOUX_V1}"', f'policy_version = "{BIJOUX_V2}"'),
     ('name = "48h"\nhours_before = 48', 'name = "24h"\nhours_before = 24'),
     ("window_hours = 48\ncovers", "window_hours = 24\ncovers"),
     ("max_minutes = 30\namount = 5000", "max_minutes = 30\namount = 8000"),
@@ -30,12 +29,19 @@ def copy_of_the_shipped_packs(into: Path) -> Path:
     return packs_dir
 
 
-def publish_bijoux_v2(packs_dir: Path) -> None:
+def publish_bijoux(packs_dir: Path, version: str, *edits: tuple[str, str]) -> None:
+    """Bijoux's pack edited (each ``(old, new)`` found exactly once) and published as ``version``: the current
+    file kept in history, the edit under the new version, the version locked."""
     versions.archive("bijoux", packs_dir)
     path = packs_dir / "bijoux.toml"
     text = path.read_text(encoding="utf-8")
-    for old, new in _BIJOUX_V2_EDITS:
+    current = f'policy_version = "{load_pack(path).policy_version}"'
+    for old, new in ((current, f'policy_version = "{version}"'), *edits):
         assert text.count(old) == 1, old
         text = text.replace(old, new)
     path.write_text(text, encoding="utf-8")
-    assert versions.lock(packs_dir) == [f"bijoux@{BIJOUX_V2}"]
+    assert versions.lock(packs_dir) == [f"bijoux@{version}"]
+
+
+def publish_bijoux_v2(packs_dir: Path) -> None:
+    publish_bijoux(packs_dir, BIJOUX_V2, *_BIJOUX_V2_EDITS)

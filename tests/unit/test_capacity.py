@@ -17,8 +17,12 @@ from localcloud.capacity import (
     RegionClass,
     SendingIdentities,
     TimeZoneShare,
+    budget_burst,
+    budget_patience_seconds,
+    budget_retrier,
     capacity,
     inputs_from_scenario,
+    last_message_late_seconds,
     mean_open_days,
     mean_pending_days,
 )
@@ -60,6 +64,68 @@ def test_the_last_morning_text_leaves_messages_over_rate_late() -> None:
         texts = 100_000 / 30 * Assumptions().sms_share_of_reminders / 2
         assert report.morning_texts_per_identity == pytest.approx(texts)
         assert report.last_text_late_seconds == pytest.approx((texts - 1) / rate)
+
+
+def test_a_spread_window_sends_each_minutes_batch_and_the_backlog_from_the_last_minute() -> None:
+    assert last_message_late_seconds(300, 1) == 299  # unspread: the outbox load test's figure
+    assert last_message_late_seconds(600, 1, spread_minutes=60) == 9  # 10 a minute: each minute's batch clears
+    assert last_message_late_seconds(6000, 1, spread_minutes=60) == 5999 - 59 * 60  # the backlog never clears
+    assert last_message_late_seconds(0, 1, spread_minutes=60) == 0
+
+
+def test_spreading_the_morning_reminder_lowers_the_peak_and_the_delay() -> None:
+    spread = capacity(_chain(reminder_spread_minutes=60))
+    unspread = capacity(_chain())
+    assert _load(spread, "sms_per_identity").peak == pytest.approx(_load(unspread, "sms_per_identity").peak / 60)
+    texts = spread.morning_texts_per_identity
+    assert spread.last_text_late_seconds == pytest.approx(last_message_late_seconds(texts, 1, 60))
+    assert spread.last_text_late_seconds == pytest.approx(texts / 60 - 1)  # each minute's 50 clear in 49 s
+    assert spread.last_text_late_seconds < unspread.last_text_late_seconds / 50
+
+
+def test_the_budgets_patience_is_the_longest_burst_its_retrier_gets_through_whole() -> None:
+    """Played with the real budget and the real ``stripe_budget_spent`` retrier: the largest burst nobody gives up
+    on drains in about 4 minutes at 25 a second, less than the retrier's own expected horizon (half its capped
+    intervals, 6 minutes), because the last callers retry up to a minute apart and leave seconds unused."""
+    patience = budget_patience_seconds(25)
+    largest = round(patience * 25) + 1
+    assert budget_burst(largest, 25)[0] == 0
+    assert budget_burst(round(largest * 1.1), 25)[0] > 0
+    retrier = budget_retrier()
+    horizon = sum(min(1.5 ** n, retrier["MaxDelaySeconds"]) for n in range(retrier["MaxAttempts"])) / 2
+    assert 200 < patience < horizon == pytest.approx(355.5, abs=0.1)
+
+
+def test_a_burst_drains_no_faster_than_the_budget_and_gives_up_calls_past_the_patience() -> None:
+    gave_up, last = budget_burst(2_000, 25)
+    assert gave_up == 0 and last >= last_message_late_seconds(2_000, 25)
+    gave_up, last = budget_burst(20_000, 25)
+    assert gave_up > 0 and last_message_late_seconds(20_000, 25) > budget_patience_seconds(25)
+
+
+def test_stripe_sees_no_more_than_the_budget_and_the_card_checks_wait_their_turn() -> None:
+    """A chain's 10:00 card checks (two requests each) queue for the budget; at 1,000 spas the last would wait
+    longer than its retries last, so some go unchecked; spread over an hour, each minute's clears."""
+    report = capacity(PRESETS["chain1000"])
+    for key in ("stripe_endpoint", "stripe_total"):
+        assert _load(report, key).peak <= 25
+    wait = _load(report, "stripe_budget_wait")
+    checks = 1_000_000 / 30 * 0.47  # every visit of the busiest zone's day is booked more than 3 days ahead
+    assert wait.peak == pytest.approx((2 * checks - 1) / 25, rel=0.01)
+    assert wait.limit == budget_patience_seconds(25) and wait.headroom < 1
+    spread = capacity(PRESETS["chain1000"].model_copy(update={"card_check_spread_minutes": 60}))
+    assert _load(spread, "stripe_budget_wait").peak < 60 < _load(spread, "stripe_budget_wait").limit
+    doubled = capacity(PRESETS["chain1000"].model_copy(update={"stripe_requests_per_second": 50}))
+    assert _load(doubled, "stripe_budget_wait").peak == pytest.approx(wait.peak / 2, rel=0.01)
+
+
+def test_the_drafts_of_the_1st_take_as_long_as_their_share_of_the_budget_allows() -> None:
+    report = capacity(PRESETS["chain1000"])
+    drafts = 200_000 * 0.5 * 0.47
+    assert report.drafts_seconds == pytest.approx(drafts / 12)  # floor(25 x 0.5) a second
+    assert _load(report, "drafts_day").headroom > 1
+    assert capacity(PRESETS["chain1000"].model_copy(update={"stripe_drafts_share": 0.25})).drafts_seconds == \
+        pytest.approx(drafts / 6)
 
 
 def test_more_identities_spread_the_morning() -> None:
@@ -125,7 +191,8 @@ def test_the_command_prints_a_preset_and_writes_json(tmp_path) -> None:  # type:
     assert data["first_limit"] == "sms_per_identity"
     assert data["last_text_late_seconds"] == pytest.approx(capacity(PRESETS["chain100"]).last_text_late_seconds)
     assert {load["quota"]["key"] for load in data["loads"]} >= {"open_executions", "stripe_endpoint",
-                                                                "dynamodb_partition_writes"}
+                                                                "stripe_budget_wait", "dynamodb_partition_writes"}
+    assert "the card checks: the last waits 4.4 min for the Stripe budget" in result.output
 
 
 def test_options_override_the_preset(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -136,6 +203,13 @@ def test_options_override_the_preset(tmp_path) -> None:  # type: ignore[no-untyp
     data = json.loads(out.read_text())
     assert data["inputs"]["sending_identities"] == {"kind": "short_code", "count": 4}
     assert data["first_limit"] != "sms_per_identity"
+    result = runner.invoke(app, ["capacity", "--size", "chain1000", "--reminder-spread-minutes", "60",
+                                 "--card-check-spread-minutes", "60", "--stripe-requests-per-second", "50",
+                                 "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    inputs = json.loads(out.read_text())["inputs"]
+    assert (inputs["reminder_spread_minutes"], inputs["card_check_spread_minutes"],
+            inputs["stripe_requests_per_second"]) == (60, 60, 50)
 
 
 def test_the_command_reads_a_bundled_scenario(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from medspa.domain.engine import card_at_stake, card_check_time
+from medspa.domain.engine import card_at_stake, card_check_time, spread_offset
 from medspa.money import Money
 from medspa.policy.schema import CardCheck, Source
 from tests.support.packs import AUSTIN, BIJOUX, GLOW, PACKS, SCOTTSDALE, SPA406, visit
@@ -118,3 +118,45 @@ def test_the_defaults_are_three_days_and_ten_in_the_morning():
     assert (rule.days_before, rule.at_local_time) == (3, time(10))
     with pytest.raises(ValueError):
         CardCheck(days_before=0, source=Source(assumption="test"))
+
+
+def _spread_card_check(pack, at: time, minutes: int):
+    rule = CardCheck.model_validate({**pack.card_check.model_dump(), "at_local_time": at, "spread_minutes": minutes})
+    return pack.model_copy(update={"card_check": rule})
+
+
+def test_a_spread_check_goes_at_each_visits_own_minute_of_the_window_the_same_at_every_plan():
+    """A chain's 10:00 checks would all ask Stripe in one second (``medspa capacity``); spread over an hour each
+    visit keeps its own minute, the one its morning-of reminder would take in the same window."""
+    pack = _spread_card_check(BIJOUX, time(10), 60)
+    opens = datetime(2026, 3, 14, 14, tzinfo=UTC)  # Saturday 10:00 EDT
+    minutes = set()
+    for n in range(60):
+        appt = visit(pack, TUE_17, **INJECTION, card_on_file=True).model_copy(update={"id": f"bijoux#apt-{n:04d}"})
+        check_at = card_check_time(pack, appt, BOOKED)
+        assert check_at == opens + spread_offset(appt.id, 60)
+        assert card_check_time(pack, appt, check_at) == check_at  # replanned at its moment: unmoved
+        minutes.add((check_at - opens) // timedelta(minutes=1))
+    assert minutes <= set(range(60)) and len(minutes) > 30
+
+
+def test_a_spread_check_is_moved_out_of_quiet_hours():
+    """Bijoux's quiet hours end at 08:00: a window opening at 07:30 checks nobody before 08:00."""
+    pack = _spread_card_check(BIJOUX, time(7, 30), 60)
+    opens = datetime(2026, 3, 14, 11, 30, tzinfo=UTC)  # 07:30 EDT
+    for n in range(60):
+        appt = visit(pack, TUE_17, **INJECTION, card_on_file=True).model_copy(update={"id": f"bijoux#apt-{n:04d}"})
+        planned = opens + spread_offset(appt.id, 60)
+        assert card_check_time(pack, appt, BOOKED) == max(planned, datetime(2026, 3, 14, 12, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(("spread", "accepted"), [(0, True), (120, True), (240, True), (241, False), (-1, False)])
+def test_a_card_check_window_must_close_on_its_date(spread, accepted):
+    late = {"days_before": 3, "at_local_time": time(20), "spread_minutes": spread, "source": Source(assumption="t")}
+    if accepted:
+        assert CardCheck.model_validate(late).spread_minutes == spread
+    else:
+        with pytest.raises(ValueError, match="spread_minutes"):
+            CardCheck.model_validate(late)
+    with pytest.raises(ValueError, match="runs past midnight"):
+        CardCheck.model_validate({**late, "at_local_time": time(23, 30), "spread_minutes": 45})

@@ -36,9 +36,10 @@ Decisions taken where the seeds are silent (each also stated in the packs):
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
 
@@ -192,7 +193,7 @@ def _sendable(candidate: datetime, pack: PolicyPack, start: datetime, now: datet
 
 
 def spread_offset(appointment_id: str, spread_minutes: int) -> timedelta:
-    """An appointment's whole-minute place in a reminder's spread window, ``[0, spread_minutes)``.
+    """An appointment's whole-minute place in a spread window (a reminder's, the card check's), ``[0, spread_minutes)``.
 
     A stable digest, not ``hash()`` (salted per process): each wake-up plans the visit again in whatever
     Lambda process runs it, and the in-process backtest plans it once more, so all of them must put the
@@ -209,9 +210,14 @@ def _reminder_candidate(reminder: Reminder, start: datetime, pack: PolicyPack, a
         return start - timedelta(hours=reminder.hours_before)
     day = local_date(start, pack.zone) - timedelta(days=reminder.days_before)
     assert reminder.at_local_time is not None, "a reminder has hours_before or a local time (the schema checks)"
-    # Added on the wall clock, then resolved like any wall time: a minute in a DST gap moves as 02:30 does.
-    wall = datetime.combine(day, reminder.at_local_time) + spread_offset(appointment_id, reminder.spread_minutes)
-    return at_wall_clock(day, wall.time(), pack.zone)
+    return _own_minute(day, reminder.at_local_time, reminder.spread_minutes, appointment_id, pack.zone)
+
+
+def _own_minute(day: date, opens_at: time, spread_minutes: int, appointment_id: str, zone: ZoneInfo) -> datetime:
+    """The appointment's minute of a window opening at ``opens_at`` on the local ``day``. Added on the wall clock,
+    then resolved like any wall time: a minute in a DST gap moves as 02:30 does."""
+    wall = datetime.combine(day, opens_at) + spread_offset(appointment_id, spread_minutes)
+    return at_wall_clock(day, wall.time(), zone)
 
 
 def reminder_times(pack: PolicyPack, appt: Appointment, now: datetime) -> list[ScheduledReminder]:
@@ -395,7 +401,7 @@ def card_check_time(pack: PolicyPack, appt: Appointment, now: datetime) -> datet
     """When to make sure the card on file will take this visit's fee, or ``None`` for no check.
 
     ``days_before`` the visit's local date at the pack's local time (a wall time, so DST does not move
-    it), moved to the end of quiet hours if it falls inside them. No check when the pack asks for none,
+    it) plus the visit's own minute of ``spread_minutes``, moved to the end of quiet hours if it falls inside them. No check when the pack asks for none,
     when no fee of this visit would reach the card (:func:`card_at_stake`), or when the visit is booked
     (or moved) after that moment: the booking site had the client and their card in front of it then,
     so a check moments later would only repeat its own.
@@ -406,7 +412,7 @@ def card_check_time(pack: PolicyPack, appt: Appointment, now: datetime) -> datet
         return None
     quiet, zone = pack.messaging.quiet_hours, pack.zone
     day = local_date(appt.starts_at, zone) - timedelta(days=rule.days_before)
-    check_at = at_wall_clock(day, rule.at_local_time, zone)
+    check_at = _own_minute(day, rule.at_local_time, rule.spread_minutes, appt.id, zone)
     if in_quiet_hours(check_at, quiet, zone):
         check_at = end_of_quiet_hours(check_at, quiet, zone)
     if check_at >= appt.starts_at or check_at < _utc(now):

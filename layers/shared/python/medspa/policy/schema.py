@@ -39,6 +39,15 @@ SettlementSource = Literal[
 Consequence = Literal["prepay_required", "restrict_booking_times"]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_SPREAD_MINUTES = 240
+SpreadMinutes = Annotated[int, Field(ge=0, le=MAX_SPREAD_MINUTES)]
+
+
+def _window_ends_on_its_date(opens_at: time, spread_minutes: int) -> None:
+    """A spread window must close on the local date it opens: the day is what the rule names."""
+    opens = datetime.combine(date.min, opens_at)
+    if opens + timedelta(minutes=spread_minutes) > datetime.combine(date.min + timedelta(days=1), time()):
+        raise ValueError(f"at_local_time {opens_at.isoformat()} plus spread_minutes {spread_minutes} runs past "
+                         "midnight; the window must end on its local date")
 
 
 def _zone(key: str) -> str:
@@ -284,16 +293,12 @@ class Reminder(Rule):
     hours_before: Annotated[int, Field(gt=0)] | None = None
     at_local_time: time | None = None
     days_before: Annotated[int, Field(ge=0)] = 0
-    spread_minutes: Annotated[int, Field(ge=0, le=MAX_SPREAD_MINUTES)] = Field(
-        0,
-        description=(
-            "With at_local_time only: the reminder goes at a whole minute in [at_local_time, at_local_time + "
-            "spread_minutes) on that local date, the same minute for a given appointment every time it is "
-            "planned (derived from a stable hash of its id), so a morning's texts leave over the window "
-            "instead of all at once. The moment is then placed like any reminder's: moved out of quiet hours, to "
-            "the evening before if at or after the start, dropped if past. 0 (the default): exactly at_local_time."
-        ),
-    )
+    spread_minutes: SpreadMinutes = Field(0, description=(
+        "With at_local_time only: the reminder goes at a whole minute in [at_local_time, at_local_time + "
+        "spread_minutes) on that local date, the same minute for a given appointment every time it is "
+        "planned (derived from a stable hash of its id), so a morning's texts leave over the window "
+        "instead of all at once. The moment is then placed like any reminder's: moved out of quiet hours, to "
+        "the evening before if at or after the start, dropped if past. 0 (the default): exactly at_local_time."))
 
     @model_validator(mode="after")
     def _one_anchor(self) -> Reminder:
@@ -301,11 +306,8 @@ class Reminder(Rule):
             raise ValueError("set exactly one of hours_before and at_local_time")
         if self.spread_minutes and self.at_local_time is None:
             raise ValueError("spread_minutes needs at_local_time: an hours_before reminder is not spread")
-        if self.at_local_time is not None and self.spread_minutes:
-            opens = datetime.combine(date.min, self.at_local_time)
-            if opens + timedelta(minutes=self.spread_minutes) > datetime.combine(date.min + timedelta(days=1), time()):
-                raise ValueError(f"at_local_time {self.at_local_time.isoformat()} plus spread_minutes "
-                                 f"{self.spread_minutes} runs past midnight; the window must end on its local date")
+        if self.at_local_time is not None:
+            _window_ends_on_its_date(self.at_local_time, self.spread_minutes)
         return self
 
 
@@ -479,6 +481,16 @@ class CardCheck(Rule):
 
     days_before: Annotated[int, Field(ge=1, le=30)] = 3
     at_local_time: time = time(10, 0)
+    spread_minutes: SpreadMinutes = Field(0, description=(
+        "The check is made at a whole minute in [at_local_time, at_local_time + spread_minutes), the visit's own "
+        "minute (a stable hash of its id, as a spread reminder's), then moved out of quiet hours. Every check of a "
+        "chain's morning is otherwise due in one second and queues for the shared Stripe budget (medspa "
+        "capacity). 0 (the default): exactly at_local_time."))
+
+    @model_validator(mode="after")
+    def _window_on_its_date(self) -> CardCheck:
+        _window_ends_on_its_date(self.at_local_time, self.spread_minutes)
+        return self
 
 
 class PrepaidExpiry(Rule):
