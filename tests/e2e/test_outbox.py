@@ -9,6 +9,7 @@ and prints the figures).
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -49,3 +50,29 @@ def test_the_morning_reminders_of_one_days_visits_leave_one_a_second_and_their_l
                   if kind == "reminder_morning_of" and status == "sent" and at is not None)
     assert sent == [EIGHT + timedelta(seconds=s) for s in range(6)]
     assert {status for appointment in visits for _, status, _ in site.messages(appointment)} == {"sent"}
+
+
+@pytest.mark.parametrize("cloud", [utc(2026, 3, 2, 15)], indirect=True)
+def test_a_client_who_replies_stop_while_the_morning_queue_drains_is_not_texted_and_the_log_says_why(cloud) -> None:
+    """Six morning reminders queue at 08:00 and leave one a second. Half a second in, all six clients reply STOP
+    (through the deployed inbound path): the first text has gone, the five still waiting for their moment are
+    dropped as opted_out when it comes, since the sender reads the number's consent again then."""
+    site = BookingSite(cloud)
+    visits = {f"apt-{n}": f"+140755502{n:02d}" for n in range(6)}
+    for n, (appointment, phone) in enumerate(visits.items()):
+        site.client("bijoux", f"c-{n}", phone=phone)
+        site.book(appointment, f"c-{n}", "bijoux", utc(2026, 3, 10, 14 + n), name="Facial", category="facial",
+                  minutes=60, price=15000)
+    cloud.run_until(EIGHT + timedelta(milliseconds=500))
+    for n, phone in enumerate(visits.values()):
+        cloud.client("sns").publish(TopicArn=cloud.deployment.outputs["InboundSmsTopicArn"], Message=json.dumps({
+            "originationNumber": phone, "destinationNumber": "+18005550100", "messageKeyword": "KEYWORD",
+            "inboundMessageId": f"in-stop-{n}", "previousPublishedMessageId": "out-1", "messageBody": "STOP"}))
+    cloud.run_until(utc(2026, 3, 10, 13))
+
+    morning = [next(m for m in site.stored(appointment).messages if m.kind == "reminder_morning_of")
+               for appointment in visits]
+    assert sorted((m.status, m.sent_at) for m in morning) == [("dropped", None)] * 5 + [("sent", EIGHT)]
+    assert {(r.status, r.error) for m in morning if m.status == "dropped" for r in m.results if r.channel == "sms"} == {
+        ("dropped", "opted_out")}
+    assert cloud.metric_sum("MessageDropped", channel="sms") == 5
