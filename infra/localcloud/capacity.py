@@ -7,8 +7,8 @@ the whole dunning schedule); an event that does not move the next step does not 
 short FeeWaiver machine. The steps due at one local time (the morning reminder, the card check) wake together,
 or over the pack's ``spread_minutes`` window. Texts and emails go through the outbox, which sends at each
 identity's rate, so a peak above it becomes a delay (:func:`last_message_late_seconds`). Every Stripe call takes a
-unit of the shared budget (``StripeRequestsPerSecond``), so Stripe never sees more than the budget: a burst above
-it waits, each call retried by the ``stripe_budget_spent`` policy until that policy's patience runs out
+unit of the shared budget (``StripeRequestsPerSecond``), so Stripe never sees more than the budget; the card checks
+share the drafts' capped part of it. A burst above it waits, each call retried by the ``stripe_budget_spent`` policy until that policy's patience runs out
 (:func:`budget_patience_seconds`), and the drafts, paced by their Map, take as long as their share allows.
 
 Every figure is arithmetic on named assumptions (:class:`Assumptions`), each with the reason for its default,
@@ -275,7 +275,8 @@ def default_quota(key: str, inputs: CapacityInputs) -> float:
         "ses_rate": SES_DEFAULT_RATE,
         "stripe_endpoint": 25.0,
         "stripe_total": 100.0,
-        "stripe_budget_wait": budget_patience_seconds(inputs.stripe_requests_per_second),
+        "stripe_budget_wait": budget_patience_seconds(drafts_per_second_of(inputs.stripe_requests_per_second,
+                                                                           inputs.stripe_drafts_share)),
         "drafts_day": 86_400.0,
         "dynamodb_partition_writes": 1_000.0,
     }[key]
@@ -303,6 +304,7 @@ class CapacityReport(BaseModel):
     morning_texts_per_identity: float
     last_text_late_seconds: float
     drafts_seconds: float = Field(description="How long the busiest zone's drafts on the 1st take at their share")
+    capped_requests_per_second: int = Field(description="The budget's capped share, the drafts' and card checks'")
 
     @property
     def first_limit(self) -> QuotaLoad:
@@ -390,12 +392,15 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
     card_checks_due = busiest_day * checked
     card_check_window = max(a.wake_spread_seconds, inputs.card_check_spread_minutes * 60.0)
     card_checks = card_checks_due / card_check_window
-    stripe_endpoint = min(max(charges, card_checks), budget)
-    stripe_total = min(max(charges, card_checks * a.stripe_requests_per_card_check + fees_per_second), budget)
-    # The card checks' requests, due together (or minute by minute over the pack's window), drain at what the
-    # budget leaves the fees; the last waits this long, which the retry policy must outlast.
-    budget_wait = last_message_late_seconds(card_checks_due * a.stripe_requests_per_card_check,
-                                            max(budget - fees_per_second, 1.0), inputs.card_check_spread_minutes)
+    # The card checks' requests, due together (or minute by minute over the pack's window), drain at the capped
+    # share they have with the drafts (one request a check at each of two endpoints); the last waits this long,
+    # which the retry policy must outlast.
+    capped = drafts_per_second_of(inputs.stripe_requests_per_second, inputs.stripe_drafts_share)
+    card_check_requests = min(card_checks * a.stripe_requests_per_card_check, capped)
+    stripe_endpoint = min(max(charges, card_check_requests / a.stripe_requests_per_card_check), budget)
+    stripe_total = min(max(charges, card_check_requests + fees_per_second), budget)
+    budget_wait = last_message_late_seconds(card_checks_due * a.stripe_requests_per_card_check, capped,
+                                            inputs.card_check_spread_minutes)
 
     partition_writes = drafts_per_second * a.due_index_writes_per_draft / a.due_index_shards
 
@@ -413,10 +418,11 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
         "sms_per_identity": (sms_peak, f"the morning reminders in {zone}, one identity's share"),
         "ses_rate": (emails, f"the morning reminders in {zone}"),
         "stripe_endpoint": (stripe_endpoint, f"the 1st: dues drafts in {zone} and fees" if charges >= card_checks
-                            else f"the 10:00 card checks in {zone}, held to the budget"),
+                            else f"the 10:00 card checks in {zone}, held to their share"),
         "stripe_total": (stripe_total, "the 1st: dues drafts and fees" if charges >= card_checks
-                         else f"the 10:00 card checks in {zone}, held to the budget"),
-        "stripe_budget_wait": (budget_wait, f"the last of the 10:00 card checks in {zone}"),
+                         else f"the 10:00 card checks in {zone}, held to their share"),
+        "stripe_budget_wait": (budget_wait, f"the last of the 10:00 card checks in {zone}, {capped} requests a "
+                                            "second"),
         "drafts_day": (drafts_seconds, f"the 1st: the dues drafts in {zone}, {drafts_paced:g} a second"),
         "dynamodb_partition_writes": (partition_writes, f"the 1st: one by_due_day shard of {zone}"),
     }
@@ -430,7 +436,7 @@ def capacity(inputs: CapacityInputs, assumptions: Assumptions = Assumptions()) -
                           busiest_time_zone=zone, morning_texts_per_identity=texts_per_identity,
                           last_text_late_seconds=last_message_late_seconds(texts_per_identity, sms_rate,
                                                                            inputs.reminder_spread_minutes),
-                          drafts_seconds=drafts_seconds)
+                          drafts_seconds=drafts_seconds, capped_requests_per_second=capped)
 
 
 def last_message_late_seconds(messages: float, per_second: float, spread_minutes: int = 0) -> float:

@@ -237,9 +237,10 @@ def _print_capacity(report: Any) -> None:
     console.print(f"the morning reminders: {report.morning_texts_per_identity:,.0f} texts per identity; the last "
                   f"leaves {report.last_text_late_seconds / 60:,.1f} min after its reminder time")
     wait = next(load for load in report.loads if load.quota.key == "stripe_budget_wait")
-    console.print(f"the card checks: the last waits {wait.peak / 60:,.1f} min for the Stripe budget "
-                  f"({inputs.stripe_requests_per_second} requests/s), against {wait.limit / 60:,.1f} min of retries; "
-                  f"the drafts on the 1st take {report.drafts_seconds / 60:,.1f} min")
+    console.print(f"the card checks: the last waits {wait.peak / 60:,.1f} min for its share of the Stripe budget "
+                  f"({report.capped_requests_per_second} of {inputs.stripe_requests_per_second} requests/s), against "
+                  f"{wait.limit / 60:,.1f} min of retries; the drafts on the 1st take {report.drafts_seconds / 60:,.1f} "
+                  "min")
     first = report.first_limit
     verdict = "first limit hit" if first.headroom < 1 else "no limit hit; the nearest"
     console.print(f"[bold]{verdict}: {first.quota.name}[/] (peak {_figure(first.peak)} {first.quota.unit} "

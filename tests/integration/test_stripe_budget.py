@@ -8,6 +8,7 @@ is charged exactly once. The budget's second comes from the same ``ManualClock``
 from __future__ import annotations
 
 import itertools
+from datetime import date
 import logging
 from collections.abc import Iterator
 
@@ -62,7 +63,7 @@ def test_drafts_get_their_share_fees_the_rest_and_the_next_second_refills(budget
         budget.take("drafts", "drafting")
     with pytest.raises(PaymentProviderThrottled) as refused:
         budget.take("drafts", "drafting")
-    assert refused.value.reason == "drafts-share-spent"
+    assert refused.value.reason == "share-spent"
     for _ in range(5):
         budget.take("fees", "charging a fee")
     with pytest.raises(PaymentProviderThrottled, match="budget-spent"):
@@ -153,3 +154,24 @@ def test_a_lock_timeout_is_an_outage_not_a_rate_limit(spa: BudgetedSpa, visit: s
     with pytest.raises(PaymentProviderUnavailable) as caught:
         spa.service.settle_fee(visit, "no_show", spa.now)
     assert not isinstance(caught.value, PaymentProviderThrottled)
+
+
+def test_a_morning_of_card_checks_waits_behind_its_share_and_never_starves_a_fee(
+        spa: BudgetedSpa, visit: str, tables: tuple[Store, str]) -> None:
+    """Card checks share the drafts' cap: once this second's capped half is spent, a check is turned away before
+    Stripe is called (and retried by the state machine), while a fee in the same second is charged."""
+    spender = dynamo_budget(tables[1], 25, 0.5, spa.clock)
+    for _ in range(12):
+        spender.take("drafts", "the 1st's drafts")
+    client = spa.store.clients.get(spa.store.appointments.get(visit).client_id)
+    payments = StripePayments(spa.stripe, dynamo_budget(tables[1], 25, 0.5, spa.clock), lane="fees")
+    requests_before = len(spa.fake.requests)
+    with pytest.raises(PaymentProviderThrottled) as held:
+        payments.check_card(client.stripe_customer_id, client.default_payment_method_id, date(2026, 12, 31),
+                            idempotency_key="medspa-card-check-budget-test")
+    assert held.value.reason == "share-spent" and len(spa.fake.requests) == requests_before
+    assert spa.service.settle_fee(visit, "no_show", spa.now).outcome == "settled"
+
+    spa.later(1)
+    assert payments.check_card(client.stripe_customer_id, client.default_payment_method_id, date(2026, 12, 31),
+                               idempotency_key="medspa-card-check-budget-test").usable

@@ -137,7 +137,8 @@ class StripePayments:
     """Stripe through an explicit ``StripeClient`` (tests aim it at the fake; Lambdas at api.stripe.com)."""
 
     def __init__(self, client: stripe.StripeClient, budget: StripeBudget | None = None, lane: Lane = "fees") -> None:
-        """``lane``: ``drafts`` for the membership drafts (held to their share of the budget), ``fees`` for all else."""
+        """``lane``: ``drafts`` for the membership drafts (held to their share of the budget), ``fees`` for all else;
+        a card check always takes the ``card_checks`` lane, which shares the drafts' cap."""
         self._stripe = client
         self._budget: StripeBudget = budget if budget is not None else Unmetered()
         self._lane: Lane = lane
@@ -151,15 +152,18 @@ class StripePayments:
         return cls(stripe.StripeClient(api_key, **options), budget, lane)
 
     def _call(self, doing: str, request: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """One request to Stripe: a unit of the budget first, and a rate-limit 429 raised as throttled."""
-        self._budget.take(self._lane, doing)
+        return self._call_in(self._lane, doing, request, *args, **kwargs)
+
+    def _call_in(self, lane: Lane, doing: str, request: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One request to Stripe: a unit of the budget's ``lane`` first, and a rate-limit 429 raised as throttled."""
+        self._budget.take(lane, doing)
         try:
             return request(*args, **kwargs)
         except stripe.RateLimitError as error:
             reason = rate_limited_reason(error)
             if reason is None:
                 raise
-            logger.warning("stripe rate limited", extra={"reason": reason, "doing": doing, "lane": self._lane,
+            logger.warning("stripe rate limited", extra={"reason": reason, "doing": doing, "lane": lane,
                                                          "stripe_request_id": error.request_id})
             raise PaymentProviderThrottled(doing, reason) from error
 
@@ -308,7 +312,8 @@ class StripePayments:
         if not customer_id or not payment_method_id:
             return CardCheckResult(status=CardStatus.MISSING)
         try:
-            method = self._call("reading a payment method", self._stripe.v1.payment_methods.retrieve, payment_method_id)
+            method = self._call_in("card_checks", "reading a payment method", self._stripe.v1.payment_methods.retrieve,
+                                   payment_method_id)
         except stripe.StripeError as error:
             return self._card_lookup_failed(error)
         if _field(method, "customer") != customer_id:
@@ -322,8 +327,8 @@ class StripePayments:
             "usage": "off_session", "confirm": True, "metadata": opaque_metadata(metadata),
         }
         try:
-            intent = self._call("confirming a setup intent", self._stripe.v1.setup_intents.create, params=params,
-                                options={"idempotency_key": idempotency_key})
+            intent = self._call_in("card_checks", "confirming a setup intent", self._stripe.v1.setup_intents.create,
+                                   params=params, options={"idempotency_key": idempotency_key})
         except stripe.CardError as error:
             detail = error.error
             intent_id = _field(_field(detail, "setup_intent"), "id")

@@ -1,4 +1,5 @@
-"""One Stripe rate budget for every Lambda that calls Stripe: a count per second in DynamoDB, drafts capped at a share.
+"""One Stripe rate budget for every Lambda that calls Stripe: a count per second in DynamoDB, the work that can wait
+(drafts, card checks) capped at a share.
 
 Why a shared budget: Stripe limits the *account* (live: 100 operations a second, 25 requests a second per endpoint;
 test mode 25 a second), and every function and every concurrent Lambda spends from the same allowance. The
@@ -8,12 +9,13 @@ first-of-the-month drafts alone could use all of it and leave a no-show fee, cha
 * **The size** is a setting, ``STRIPE_REQUESTS_PER_SECOND`` (template ``StripeRequestsPerSecond``, default 25):
   fees and drafts both create PaymentIntents, one endpoint, so the per-endpoint 25 a second binds before the
   account's 100. Raise it only after Stripe has raised the account's limits.
-* **Drafts get at most a share** (``STRIPE_DRAFTS_SHARE``, default 0.5) of each second, rounded down (never less
-  than one); fees, refunds, card checks, reconciliation and erasure (the *fees* lane) may use the whole second,
-  what drafts left included. So at least ``(1 - share)`` of every second is always there for fees: a draft day
-  slows down, a fee is never starved.
-* **A second is a fixed window**: the item ``stripe#<epoch second>`` counts the units taken (``used``) and the
-  drafts' (``drafts``) with one conditional ``UpdateItem``; a refused condition means the second is spent. A
+* **Work that can wait gets at most a share** (``STRIPE_DRAFTS_SHARE``, default 0.5) of each second, rounded down
+  (never less than one): the dues drafts, and the card checks (advice days ahead of a visit, due in one burst at a
+  chain's 10:00). Fees, refunds, reconciliation and erasure (the *fees* lane) may use the whole second, what the
+  others left included. So at least ``(1 - share)`` of every second is always there for fees: a draft day or a
+  morning of card checks slows down, a fee is never starved.
+* **A second is a fixed window**: the item ``stripe#<epoch second>`` counts the units taken (``used``) and those of
+  the capped lanes (``drafts``, the drafts' and the card checks' together) with one conditional ``UpdateItem``; a refused condition means the second is spent. A
   fixed window can let up to twice the rate through around a second's edge; Stripe's limiter allows short bursts,
   and a real 429 is handled like a spent budget (``PaymentProviderThrottled``), so the window is kept simple. At
   25 to 100 updates a second, one item is far below a partition's 1,000 writes a second. Items expire (TTL) a
@@ -40,7 +42,9 @@ from medspa.ports.payments import PaymentProviderThrottled
 
 logger = logging.getLogger(__name__)
 
-Lane = Literal["fees", "drafts"]
+Lane = Literal["fees", "drafts", "card_checks"]
+CAPPED: frozenset[Lane] = frozenset({"drafts", "card_checks"})
+"""The lanes that share the capped part of each second."""
 KEPT_SECONDS = 300  # a second's item outlives it by a few minutes (TTL), long enough to read in an incident
 
 # The drafts' Distributed Map MaxConcurrency (statemachines/membership_drafts.asl.json) is derived from the
@@ -88,9 +92,9 @@ class InMemoryBudget:
         used, drafts = self.used.get(second, (0, 0))
         if used >= self.limit:
             raise PaymentProviderThrottled(doing, "budget-spent")
-        if lane == "drafts" and drafts >= self.drafts_limit:
-            raise PaymentProviderThrottled(doing, "drafts-share-spent")
-        self.used[second] = (used + 1, drafts + (lane == "drafts"))
+        if lane in CAPPED and drafts >= self.drafts_limit:
+            raise PaymentProviderThrottled(doing, "share-spent")
+        self.used[second] = (used + 1, drafts + (lane in CAPPED))
 
 
 class DynamoBudget:
@@ -107,7 +111,7 @@ class DynamoBudget:
         values: dict[str, Any] = {":one": {"N": "1"}, ":limit": {"N": str(self.limit)},
                                   ":expires": {"N": str(second + KEPT_SECONDS)}}
         add = "used :one"
-        if lane == "drafts":
+        if lane in CAPPED:
             within += " AND (attribute_not_exists(drafts) OR drafts < :drafts_limit)"
             values[":drafts_limit"] = {"N": str(self.drafts_limit)}
             add += ", drafts :one"
@@ -125,8 +129,8 @@ class DynamoBudget:
                 return
             held = error.response.get("Item", {})  # type: ignore[attr-defined]
             spent = int(held.get("used", {}).get("N", 0)) >= self.limit
-            raise PaymentProviderThrottled(doing, "budget-spent" if spent or lane == "fees"
-                                           else "drafts-share-spent") from None
+            raise PaymentProviderThrottled(doing, "budget-spent" if spent or lane not in CAPPED
+                                           else "share-spent") from None
 
 
 def budget_from_env(environ: Mapping[str, str], client: Callable[[str], Any]) -> StripeBudget:
