@@ -15,10 +15,13 @@ changes it. Bumping moto or botocore means re-reading each target below and ``..
    executing backend with ``DefinitionSubstitutions`` applied (moto ignores them).
 6. ``StepFunctionResponse.stop_execution``  keep StopExecution's ``error`` and ``cause`` (moto drops them),
    so a superseded run says in the console why it was stopped.
-7. ``Timestamp._get_wait_seconds``     round a Timestamp wait up, not down: moto truncates to whole seconds,
-   so from a fractional now (a retry's FULL jitter) a Wait ended up to a second *before* its timestamp, and
-   a message deferred to the end of quiet hours was retried, deferred again, forever at one instant. On
-   AWS a Timestamp wait never ends early.
+7. ``Timestamp._get_wait_seconds``     a Timestamp wait ends at its timestamp, to the microsecond of the
+   virtual clock: moto truncates the stamp and the wait to whole seconds. Truncated, a Wait entered at a
+   fractional now (a retry's FULL jitter) ended up to a second *before* its timestamp, and a message
+   deferred to the end of quiet hours was retried, deferred again, forever at one instant; rounded up, a
+   Wait entered after a task that took 0.7 s ended 0.7 s *after* it, so a visit rescheduled at the very
+   second its reminder fell due lost that reminder to the reschedule. On AWS a Timestamp wait ends at
+   its timestamp.
 8. ``InlineIterationComponent._launch_worker``  each Map worker thread (INLINE and DISTRIBUTED: the distributed
    component inherits it) is an actor, child of the Map's actor, registered in launch order, so iterations
    that sleep in a Wait or a Retry back-off let the others run and every run interleaves them the same way.
@@ -85,11 +88,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import pickle
 import threading
 from collections import OrderedDict
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from importlib.metadata import version
 from types import SimpleNamespace
@@ -157,18 +159,19 @@ def _clock() -> "VirtualClock":
     return clock
 
 
-def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
+def _wait_interval(self: WaitFunction, env: Any, wait_seconds: float) -> None:
     if wait_seconds > 0 and env.is_running():
         _clock().sleep(wait_seconds)
 
 
-def _timestamp_wait_seconds(self: Timestamp, env: Any) -> int:
+def _timestamp_wait_seconds(self: Timestamp, env: Any) -> float:
     self.string.eval(env=env)
     text = env.stack.pop()
-    stamp = self._from_timestamp_string(timestamp=text)
-    if stamp is None:
+    if self._from_timestamp_string(timestamp=text) is None:
         raise FailureEventException(self._create_failure_event(env, text))
-    return math.ceil((stamp - datetime.now()).total_seconds())
+    stamp = datetime.fromisoformat(text)
+    stamp = stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+    return (stamp - _clock().now()).total_seconds()
 
 
 def _start(self: ExecutionWorker) -> None:
@@ -314,7 +317,6 @@ def detach_sqs_event_sources(region: str, queue_name: str) -> None:
 
 def next_visible_at(region: str, queue_name: str, now: Any) -> Any:
     """When the earliest in-flight or delayed message of a queue becomes receivable (UTC), or None."""
-    from datetime import UTC, datetime
 
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.sqs.models import sqs_backends

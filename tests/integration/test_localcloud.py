@@ -92,6 +92,27 @@ def test_stop_execution_during_a_wait_aborts_at_once_at_the_virtual_time(cloud):
     assert cloud.clock.sleeping == 0
 
 
+@pytest.mark.parametrize(("entered", "due"), [
+    (timedelta(milliseconds=700), timedelta(hours=1)),  # after a task that took 0.7 s: never late
+    (timedelta(0), timedelta(hours=1, milliseconds=250)),  # a jittered stamp: never early
+], ids=["entered-at-a-fraction", "stamp-with-a-fraction"])
+def test_a_timestamp_wait_ends_at_its_timestamp_to_the_millisecond(cloud, entered, due):
+    """A reminder due at the very second the visit is rescheduled is sent before the reschedule in both
+    engines only if the lifecycle's Wait ends at its timestamp, whatever the instant it was entered."""
+    sfn = cloud.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name="stamp", roleArn="arn:aws:iam::123456789012:role/stamp",
+        definition=json.dumps({"StartAt": "Wait until due",
+                               "States": {"Wait until due": {"Type": "Wait", "TimestampPath": "$.at", "End": True}}}),
+    )["stateMachineArn"]
+    cloud.run_for(entered)
+    arn = sfn.start_execution(stateMachineArn=machine, input=json.dumps(
+        {"at": (START + due).isoformat(timespec="milliseconds").replace("+00:00", "Z")}))["executionArn"]
+    cloud.run_until_idle()
+    assert sfn.describe_execution(executionArn=arn)["stopDate"] == START + due
+    assert cloud.now() == START + due
+
+
 def _trace(seed_names: list[str]) -> list[list[tuple[str, str]]]:
     with LocalCloud(START, template=TINY) as cloud:
         cloud.deploy()
