@@ -1,8 +1,10 @@
 """Applies the Stripe events the webhook endpoint queued (FIFO, grouped by PaymentIntent) to the ledger:
 ``medspa.services.reconciliation`` says how, and why each event is only a pointer to what Stripe holds.
 
-A record that cannot be applied yet (Stripe unreachable or rate-limiting) fails alone and
-comes back after the visibility timeout; after five receives it goes to the dead-letter queue, which alarms.
+A record that cannot be applied yet fails alone and comes back: after the visibility timeout when Stripe is
+unreachable, after a jittered while (``medspa.adapters.redelivery``) when the Stripe budget turned it away, so a
+burst of webhooks spreads out instead of coming back together; after five receives it goes to the dead-letter
+queue, which alarms.
 After a failure the rest of that payment's group in the batch is skipped too, so its later events wait for it;
 other payments' events go on.
 """
@@ -18,6 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from medspa.adapters.factory import adapters_for
 from medspa.adapters.settings import StripeEventsSettings
 from medspa.policy.loader import load_packs
+from medspa.ports.payments import PaymentProviderThrottled
 from medspa.services.reconciliation import StripeNotice, StripeReconciliation
 from medspa.services.settlement import SettlementService
 
@@ -36,7 +39,11 @@ def reconciliation() -> StripeReconciliation:
 
 def apply(record: SQSRecord) -> None:
     notice = StripeNotice.model_validate_json(record.body)
-    result = reconciliation().apply(notice, datetime.now(UTC))
+    try:
+        result = reconciliation().apply(notice, datetime.now(UTC))
+    except PaymentProviderThrottled:
+        adapters.stripe_events_redelivery.later(record)
+        raise
     logger.info("stripe event applied", extra={"event_type": notice.type, **result.model_dump(exclude_none=True)})
 
 

@@ -91,9 +91,9 @@ class PathCost(BaseModel):
     stopped: int = Field(description="Executions stopped by an event that moved the next step")
 
 
-HAPPY_PATH = PathCost(state_transitions=15, executions=2, stopped=1)
-"""Booked, reminded, confirmed, checked in, completed: the check-in moves the next step, so one stop and a
-second run (measured after the one-run-per-appointment change)."""
+HAPPY_PATH = PathCost(state_transitions=12, executions=1, stopped=1)
+"""Booked, reminded, confirmed, checked in, completed: the check-in leaves nothing to do, so it stops the one
+run and starts none (measured after idle runs; 15 over 2 before)."""
 
 WORST_PATH = PathCost(state_transitions=56, executions=4, stopped=1)
 """A late reschedule whose fee declines through dunning, then a no-show fee declined too, both waived: the

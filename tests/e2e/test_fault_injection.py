@@ -53,7 +53,8 @@ owed; a declining card paid nothing and owes exactly the fee; a client who authe
 once, one card entry ``succeeded`` with that PaymentIntent and nothing owed, and one who never did paid nothing
 and owes the fee; no ledger entry ``pending``; exactly one
 fee recorded for the visit, for the right reason; one strike where the policy counts one; every
-execution ended (none ``FAILED``; ``ABORTED`` only when superseded by a newer revision); nothing in the
+execution ended (none ``FAILED``; ``ABORTED`` only when superseded by a newer revision, or stopped by a
+revision that left nothing to do, the appointment then idle); nothing in the
 intake DLQ.
 
 A late cancel that reaches the system only after it decided the no-show (once charged twice) is pinned by
@@ -66,6 +67,7 @@ issue's 1,000. A failure names each trial's number, and its plan is a function o
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing
@@ -365,6 +367,13 @@ class Injector:
                 with fake._lock:
                     fake._drop_next_charge = False
                 live.stripe_queue.insert(0, "drop")
+            elif not sent:
+                # The Stripe budget turned the call away before it reached Stripe: disarm, so no other request
+                # takes the fault, and keep it for the trial's next call.
+                with fake._lock:
+                    fake._faults.pop()
+                if armed != "outage_500":
+                    live.stripe_queue.insert(0, armed)
             else:
                 self.misfires += 1
         if request == "charge" and live.first_charge_at is None:
@@ -607,7 +616,8 @@ def _observe(cloud: LocalCloud, site: Any, lives: list[Live], counts: Counter, e
         if client.strike_count != wanted:
             problems.append(f"{client.strike_count} strikes, expected {wanted}")
         runs = {e["name"]: e["status"] for e in executions.get(f"{plan.spa}.{aid}", [])}
-        if runs.get(stored.execution_name) != "SUCCEEDED" or any(
+        own_ends = ("SUCCEEDED", "ABORTED") if stored.run is not None and stored.run.idle else ("SUCCEEDED",)
+        if runs.get(stored.execution_name) not in own_ends or any(
                 status not in ("SUCCEEDED", "ABORTED") for status in runs.values()):
             problems.append(f"executions {runs}, the appointment's own: {stored.execution_name}")
         first_ref = stripe_idempotency_key(ledger_entry_id(plan.key, f"{plan.violation}_fee", 1)).rsplit("-")[-1]
@@ -642,7 +652,9 @@ def _observe(cloud: LocalCloud, site: Any, lives: list[Live], counts: Counter, e
     if orphans:
         failures.append(f"charges to customers no trial owns: {orphans}")
     if dlq:
-        failures.append(f"{len(dlq)} events in the intake or Stripe events DLQ")
+        kinds = Counter(str(json.loads(m["Body"]).get("detail-type") or json.loads(m["Body"]).get("type"))
+                        for m in dlq)
+        failures.append(f"{len(dlq)} events in the intake or Stripe events DLQ: {dict(kinds)}")
     errors = Counter(i.error_type for i in cloud.runtime.invocations if i.errored)
     return {"tally": tally + counts, "failures": failures, "errors": errors,
             "virtual_days": (end - START) / DAY, "invocations": len(cloud.runtime.invocations)}

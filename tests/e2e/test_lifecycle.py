@@ -53,9 +53,13 @@ def test_reminders_go_at_48h_and_at_0800_local_across_the_dst_change_and_a_check
     texts = sms_texts()
     assert len(texts) == 2 and all(t.endswith("Reply STOP to opt out.") for t in texts)
     assert all("Botox" not in t for t in texts), "no treatment names in SMS"
-    first, second = site.executions("apt-1")
-    assert (first["status"], second["status"]) == ("ABORTED", "SUCCEEDED")
-    assert site.states_entered(second["executionArn"])[-1][1] == "Done: nothing left to do"
+    # The check-in leaves nothing to do: the one run is stopped, with the reason an admin reads, and none follows.
+    (run,) = site.executions("apt-1")
+    assert (run["status"], run["stopDate"]) == ("ABORTED", VISIT - timedelta(minutes=5))
+    stopped = next(e for e in cloud.client("stepfunctions").get_execution_history(executionArn=run["executionArn"])[
+        "events"] if e["type"] == "ExecutionAborted")["executionAbortedEventDetails"]
+    assert stopped["error"] == "NothingLeftToDo"
+    assert stopped["cause"].startswith("Nothing left to do after booking version 2: client checked in")
     assert site.ledger("apt-1") == []
 
 

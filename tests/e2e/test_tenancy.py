@@ -131,7 +131,7 @@ def test_two_spas_may_use_the_same_booking_site_ids(cloud, site):
         AppointmentStatus.CANCELLED, "glow#c-1", "glow-hk")
     listed = cloud.client("stepfunctions").list_executions(
         stateMachineArn=cloud.state_machine_arn("AppointmentLifecycleStateMachine"))["executions"]
-    assert {e["name"]: e["status"] for e in listed} == {"glow.apt-1-v2": "SUCCEEDED"}
+    assert listed == [] and glow_visit.run is not None and glow_visit.run.idle  # cancelled in time: nothing to run
     assert run_starts(cloud) == ["bijoux.apt-1-v1"]  # Glow's cancellation deleted Glow's start, not Bijoux's
     assert quarantined(cloud) == []
 

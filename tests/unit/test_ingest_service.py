@@ -117,15 +117,19 @@ def test_a_newer_version_stops_the_old_run_and_a_late_older_event_refolds_it(spa
     assert spa.appointment(KEY).starts_at == VISIT + timedelta(days=7)
 
     # v4 arrives before v3: the visit is cancelled (v4); then v3's move, older, is folded in under it.
-    spa.deliver(spa.event("AppointmentCancelled", BOOKED_AT + timedelta(days=3), **IDS, booking_version=4,
-                          by="client"))
+    cancel = spa.deliver(spa.event("AppointmentCancelled", BOOKED_AT + timedelta(days=3), **IDS, booking_version=4,
+                                   by="client"))
+    # Cancelled in time, nothing is left to do: v2's run is stopped and no run replaces it.
+    assert (cancel.action, cancel.execution_name) == ("stopped_nothing_left", None)
+    assert spa.runs.runs["bijoux.apt-1-v2"][1] == "UNSCHEDULED"
     late = spa.deliver(rescheduled(spa, 3, 14, at=BOOKED_AT + timedelta(days=2)))
     stored = spa.appointment(KEY)
     assert (stored.booking_version, stored.revision, stored.status) == (4, 4, AppointmentStatus.CANCELLED)
     assert stored.starts_at == VISIT + timedelta(days=14), "the move v3 made stands under the cancel"
-    # The refold leaves the next step as it was (none: the visit was cancelled in time), so v4's run stands.
-    assert late.action == "unchanged" and late.execution_name == stored.execution_name == "bijoux.apt-1-v4"
-    assert [n for n, (_, s) in spa.runs.runs.items() if s in LIVE] == [stored.execution_name]
+    # The refold leaves the next step as it was (none), so the appointment stays idle: nothing runs for it.
+    assert stored.run is not None and stored.run.idle
+    assert (late.action, late.execution_name) == ("unchanged", None)
+    assert [n for n, (_, s) in spa.runs.runs.items() if s in LIVE] == []
 
 
 def test_a_version_claimed_by_two_events_is_refused(spa: MemorySpa) -> None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from medspa.adapters.messaging import AwsMessenger
     from medspa.adapters.metrics import CloudWatchMetrics
     from medspa.adapters.outbox import DynamoPacer, DynamoSendClaims, SqsOutbox
+    from medspa.adapters.redelivery import Redelivery
     from medspa.adapters.payments import StripePayments
     from medspa.adapters.store import Store
 
@@ -174,6 +175,17 @@ class Adapters:
                               s.stripe_drafts_share)
         return StripePayments.from_settings(self._secret("stripe_api_key_parameter"), s.stripe_api_base,
                                             budget=budget, lane=s.STRIPE_LANE)
+
+    @cached_property
+    def stripe_events_redelivery(self) -> Redelivery:
+        """Puts a Stripe event the budget turned away back on its queue after a jittered while."""
+        from medspa.adapters.redelivery import Redelivery
+        from medspa.adapters.settings import StripeEventsSettings
+
+        s = self.settings
+        if not isinstance(s, StripeEventsSettings):
+            raise TypeError(f"{type(s).__name__} does not reconcile Stripe events")
+        return Redelivery(self.client("sqs"), s.stripe_events_queue_url)
 
     def stripe_webhook_secret(self) -> str:
         """The webhook endpoint's signing secret (``whsec_...``)."""

@@ -147,6 +147,7 @@ class StripeEventsSettings(StripeSettings):
     """Reconciling Stripe's events: a membership draft paid late starts that membership's drafts run."""
 
     membership_drafts_state_machine_arn: str = Field(pattern=r"^arn:")
+    stripe_events_queue_url: str = Field(pattern=r"^https?://")
 
 
 class StripeWebhookSettings(FunctionSettings):

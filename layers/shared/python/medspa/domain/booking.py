@@ -139,7 +139,8 @@ class LifecycleRun(_Frozen):
     A run is started for one booking version and revision and keeps acting while later events leave the
     appointment's next step as it was (a confirmation, a check-in that changes nothing due): it reads them
     when it wakes. ``chosen_at`` names the fold (``<booking_version>.<revision>``) whose event was judged,
-    so a redelivery after a crash can tell a judged event from one that still needs judging.
+    so a redelivery after a crash can tell a judged event from one that still needs judging. An idle run
+    starts no execution at all: a run started only to find nothing due would cost three state transitions.
     """
 
     booking_version: int
@@ -149,6 +150,8 @@ class LifecycleRun(_Frozen):
     starts_at: AwareDatetime | None = Field(
         None, description="When a schedule starts the run (the pack's run_start before its first step); None: "
                           "started when chosen")
+    idle: bool = Field(False, description="Nothing is left to do for this fold (a visit checked in or "
+                                          "completed): no execution runs for it, the previous one is stopped")
 
     @staticmethod
     def fold_of(booking_version: int, revision: int) -> str:

@@ -117,7 +117,7 @@ class IngestOutcome(BaseModel):
     appointment_id: str | None = None
     booking_version: int | None = None
     applied: bool
-    action: Literal["started", "scheduled", "superseded", "unchanged", "held_until_booked", "card_updated", "waiver_started",
+    action: Literal["started", "scheduled", "superseded", "unchanged", "stopped_nothing_left", "held_until_booked", "card_updated", "waiver_started",
                     "prepay_cleared", "exported", "contact_corrected", "erased", "balance_paid",
                     "membership_folded", "held_until_started", "course_recorded", "course_deferred"]
     execution_name: str | None = None
@@ -245,16 +245,17 @@ class IngestService:
         course_id = folded.booking.payment.course_id
         if self._courses is not None and course_id and folded.booking.status is AppointmentStatus.COMPLETED:
             self._courses.record_use(spa_key(event.spa_id, course_id), key, "completed", folded.occurred_at, now)
-        cause = (f"Superseded by booking version {folded.booking.booking_version}: {folded.changed_by} at the booking "
-                 f"site {folded.occurred_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC (visit "
-                 f"{folded.booking.starts_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC)")
+        why = (f"booking version {folded.booking.booking_version}: {folded.changed_by} at the booking site "
+               f"{folded.occurred_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC (visit "
+               f"{folded.booking.starts_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC)")
         return self._converge(result.appointment, stored if result.applied else None, event.booking_version,
-                              result.applied, now, cause)
+                              result.applied, now, why)
 
     def _converge(self, stored: Appointment, before: Appointment | None, version: int, applied: bool, now: datetime,
-                  cause: str) -> IngestOutcome:
-        """The chosen run running, every other one stopped. ``before`` is the appointment as this delivery found
-        it, when this delivery folded the event: the only one that can judge whether the event moved the next step."""
+                  why: str) -> IngestOutcome:
+        """The chosen run running, every other one stopped; an idle run stops the previous one and starts none.
+        ``before`` is the appointment as this delivery found it, when this delivery folded the event: the only one
+        that can judge whether the event moved the next step."""
         outcome = dict(appointment_id=stored.appointment_id, booking_version=version, applied=applied)
         if not stored.run_chosen:
             try:
@@ -264,9 +265,15 @@ class IngestService:
                 return IngestOutcome(**outcome, action="superseded")
         assert stored.run is not None
         run = stored.run
+        if run.idle:
+            if before is not None and before.run is not None and before.run.idle:
+                return IngestOutcome(**outcome, action="unchanged")
+            if stored.execution_arn:
+                self._executions.stop(stored.execution_arn, error="NothingLeftToDo", cause=f"Nothing left to do after {why}")
+            return IngestOutcome(**outcome, action="stopped_nothing_left")
         current = runs_for(run.name, stored.execution_name)
         if stored.execution_arn and not current:
-            self._executions.stop(stored.execution_arn, error="Superseded", cause=cause)
+            self._executions.stop(stored.execution_arn, error="Superseded", cause=f"Superseded by {why}")
         if current:
             return IngestOutcome(**outcome, action="unchanged", execution_name=stored.execution_name)
         starts_at = run.starts_at if run.starts_at is not None and run.starts_at > now else None
@@ -282,19 +289,21 @@ class IngestService:
 
     def _run_for(self, stored: Appointment, before: Appointment | None, now: datetime) -> LifecycleRun:
         """The run already acting keeps acting when the event left the next step as it was (same step, same
-        time): it reads the event when it wakes. Otherwise the new fold gets a run of its own. Only a run chosen
+        time): it reads the event when it wakes. Otherwise the new fold gets a run of its own, or, when nothing is
+        left to do (checked in, completed, cancelled in time), an idle run that starts no execution. Only a run chosen
         for the fold this delivery found can be judged so (its wait is that fold's next step); a redelivery that
         finds the event folded but not judged, or a fold another delivery left unjudged, starts a new run:
         always safe."""
         chosen_at = LifecycleRun.fold_of(stored.booking_version, stored.revision)
         first = self._planner.next_step(stored, now)
         if (before is not None and before.run is not None and before.run_chosen
-                and runs_for(before.run.name, before.execution_name)
+                and (before.run.idle or runs_for(before.run.name, before.execution_name))
                 and self._planner.next_step(before, now) == first):
             return before.run.model_copy(update={"chosen_at": chosen_at})
         return LifecycleRun(booking_version=stored.booking_version, revision=stored.revision, chosen_at=chosen_at,
                             name=run_name(stored.appointment_id, stored.booking_version, stored.revision,
-                                          stored.version_revision), starts_at=self._start_of(stored, first, now))
+                                          stored.version_revision), starts_at=self._start_of(stored, first, now),
+                            idle=first is None)
 
     def _start_of(self, stored: Appointment, first: NextAction | None, now: datetime) -> datetime | None:
         """When a new run should start: the pack's margin before its first step, so a visit booked months ahead
