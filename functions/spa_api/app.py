@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from medspa.adapters.factory import adapters_for
 from medspa.adapters.settings import SpaApiSettings
 from medspa.domain.api_token import InvalidApiToken, spa_of_token
-from medspa.ports.executions import ExecutionNameTaken
 from medspa.services.spa_desk_errors import NotFound, NotOpen, NotWaivable
 
 if TYPE_CHECKING:
@@ -104,6 +103,8 @@ def timeline(spa_id: str, appointment_id: str) -> Response:
 
 @app.post("/spas/<spa_id>/appointments/<appointment_id>/fees/<purpose>/waive")
 def waive_fee(spa_id: str, appointment_id: str, purpose: str) -> Response:
+    from medspa.ports.executions import ExecutionNameTaken
+
     action = _admin_action()
     try:
         started = desk().waive_fee(spa_id, appointment_id, purpose, action.admin_id)
