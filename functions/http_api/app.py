@@ -12,6 +12,8 @@ client's confirmation and tells the booking site (medspa.services.confirm_link s
 """
 
 from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -22,17 +24,14 @@ from medspa.adapters.factory import adapters_for
 from medspa.adapters.settings import HttpApiSettings
 from medspa.domain.confirm_link import InvalidConfirmLink
 from medspa.domain.consent import InvalidUnsubscribeLink
-from medspa.messages.confirm_page import confirm_refused_page, confirm_visit_page, visit_closed_page, visit_confirmed_page
-from medspa.messages.unsubscribe_page import confirm_page, done_page, refused_page
-from medspa.policy.loader import load_packs
-from medspa.services.confirm_link import EmailConfirmation
-from medspa.services.unsubscribe import EmailUnsubscribe
+
+if TYPE_CHECKING:
+    from medspa.services.confirm_link import EmailConfirmation
+    from medspa.services.unsubscribe import EmailUnsubscribe
 
 logger = Logger()
 app = APIGatewayHttpResolver()
 settings = HttpApiSettings()
-adapters = adapters_for(settings)
-store = adapters.store
 # Links come back with the token the page may not repeat anywhere else: no caching, no referrer, no framing.
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -43,10 +42,17 @@ PAGE_HEADERS = {
 }
 
 
-packs = load_packs()
-unsubscribe = EmailUnsubscribe(store.consent, adapters.signing_key, None, {p.spa.id: p.spa.name for p in packs.values()})
-confirmation = EmailConfirmation(store, packs, adapters.signing_key, None,
-                                 adapters.booking_site)
+@cache
+def links() -> "tuple[EmailUnsubscribe, EmailConfirmation]":
+    """Wired on the first request, not at cold start: the store, the packs and the pages load then."""
+    from medspa.policy.loader import load_packs
+    from medspa.services.confirm_link import EmailConfirmation
+    from medspa.services.unsubscribe import EmailUnsubscribe
+
+    adapters = adapters_for(settings)
+    store, packs = adapters.store, load_packs()
+    return (EmailUnsubscribe(store.consent, adapters.signing_key, None, {p.spa.id: p.spa.name for p in packs.values()}),
+            EmailConfirmation(store, packs, adapters.signing_key, None, adapters.booking_site))
 
 
 def _html(status: int, body: str) -> Response:
@@ -54,15 +60,19 @@ def _html(status: int, body: str) -> Response:
 
 
 def _refused(error: InvalidUnsubscribeLink) -> Response:
+    from medspa.messages.unsubscribe_page import refused_page
+
     logger.info("unsubscribe link refused", extra={"reason": str(error)})
     return _html(400, refused_page(str(error)))
 
 
 @app.get("/unsubscribe")
 def unsubscribe_page() -> Response:
+    from medspa.messages.unsubscribe_page import confirm_page
+
     token = app.current_event.get_query_string_value("token")
     try:
-        target = unsubscribe.read(token)
+        target = links()[0].read(token)
     except InvalidUnsubscribeLink as error:
         return _refused(error)
     logger.info("unsubscribe page shown", extra={"spa_id": target.spa_id})
@@ -71,8 +81,10 @@ def unsubscribe_page() -> Response:
 
 @app.post("/unsubscribe")
 def unsubscribe_now() -> Response:
+    from medspa.messages.unsubscribe_page import done_page
+
     try:
-        target = unsubscribe.unsubscribe(app.current_event.get_query_string_value("token"), datetime.now(UTC))
+        target = links()[0].unsubscribe(app.current_event.get_query_string_value("token"), datetime.now(UTC))
     except InvalidUnsubscribeLink as error:
         return _refused(error)
     logger.info("unsubscribed by link", extra={"spa_id": target.spa_id})
@@ -80,15 +92,19 @@ def unsubscribe_now() -> Response:
 
 
 def _confirm_refused(error: InvalidConfirmLink) -> Response:
+    from medspa.messages.confirm_page import confirm_refused_page
+
     logger.info("confirm link refused", extra={"reason": str(error)})
     return _html(400, confirm_refused_page(str(error)))
 
 
 @app.get("/confirm")
 def confirm_visit_form() -> Response:
+    from medspa.messages.confirm_page import confirm_visit_page, visit_closed_page, visit_confirmed_page
+
     token = app.current_event.get_query_string_value("token")
     try:
-        target = confirmation.read(token, datetime.now(UTC))
+        target = links()[1].read(token, datetime.now(UTC))
     except InvalidConfirmLink as error:
         return _confirm_refused(error)
     logger.info("confirm page shown", extra={"spa_id": target.spa_id, "state": target.state})
@@ -101,8 +117,10 @@ def confirm_visit_form() -> Response:
 
 @app.post("/confirm")
 def confirm_visit() -> Response:
+    from medspa.messages.confirm_page import visit_closed_page, visit_confirmed_page
+
     try:
-        target = confirmation.confirm(app.current_event.get_query_string_value("token"), datetime.now(UTC))
+        target = links()[1].confirm(app.current_event.get_query_string_value("token"), datetime.now(UTC))
     except InvalidConfirmLink as error:
         return _confirm_refused(error)
     logger.info("visit confirmed by link", extra={"spa_id": target.spa_id, "state": target.state})

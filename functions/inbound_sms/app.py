@@ -8,21 +8,33 @@ message changes nothing and texts nothing twice (see medspa.services.inbound_sms
 """
 
 from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medspa.adapters.factory import adapters_for
-from medspa.adapters.messaging import SnsSmsSender
 from medspa.adapters.settings import InboundSmsSettings
-from medspa.policy.loader import load_packs
-from medspa.services.inbound_sms import InboundSmsService, InvalidInboundSms, parse_inbound_message
+
+if TYPE_CHECKING:
+    from medspa.services.inbound_sms import InboundSmsService
 
 logger = Logger()
-adapters = adapters_for(InboundSmsSettings())
-service = InboundSmsService(adapters.store, load_packs(), replies=SnsSmsSender(adapters.client("sns")),
-                            booking_site=adapters.booking_site)
+settings = InboundSmsSettings()
+
+
+@cache
+def service() -> "InboundSmsService":
+    """Wired on the first message, not at cold start."""
+    from medspa.adapters.messaging import SnsSmsSender
+    from medspa.policy.loader import load_packs
+    from medspa.services.inbound_sms import InboundSmsService
+
+    adapters = adapters_for(settings)
+    return InboundSmsService(adapters.store, load_packs(), replies=SnsSmsSender(adapters.client("sns")),
+                             booking_site=adapters.booking_site)
 
 
 def _received_at(timestamp: str | None) -> datetime | None:
@@ -35,6 +47,8 @@ def _received_at(timestamp: str | None) -> datetime | None:
 @logger.inject_lambda_context(clear_state=True)
 @event_source(data_class=SNSEvent)
 def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict:
+    from medspa.services.inbound_sms import InvalidInboundSms, parse_inbound_message
+
     handled = skipped = 0
     for record in event.records:
         try:
@@ -43,7 +57,7 @@ def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict:
             logger.warning("inbound sms skipped", extra={"reason": str(error), "sns_message_id": record.sns.message_id})
             skipped += 1
             continue
-        service.handle(message, now=datetime.now(UTC), delivery_id=record.sns.message_id,
+        service().handle(message, now=datetime.now(UTC), delivery_id=record.sns.message_id,
                        received_at=_received_at(record.sns.timestamp))
         handled += 1
     return {"handled": handled, "skipped": skipped}

@@ -13,64 +13,92 @@ dropped, and nothing reaches the DLQ without a reason.
 import json
 import traceback
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from medspa.adapters.booking_site import BookingSiteUnavailable
-from medspa.adapters.executions import ExecutionsUnavailable
 from medspa.adapters.factory import adapters_for
-from medspa.adapters.privacy import InvokedPrivacyDesk, PrivacyDeskUnavailable
 from medspa.adapters.settings import IngestSettings
-from medspa.adapters.store import ConflictingEvent, StoreUnavailable
-from medspa.events import InvalidBookingEvent, parse_booking_envelope
-from medspa.events.personal import as_erased
-from medspa.policy.loader import PolicyPacks, load_packs
-from medspa.policy.tenants import load_tenants
-from medspa.ports import Counted
-from medspa.services.ingest import ErasedClientRefused, EventRefused, IngestService, NotKnownHere
-from medspa.services.courses import CourseService
-from medspa.services.memberships import MembershipService
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from medspa.services.ingest import IngestService
 
 logger = Logger()
-processor = BatchProcessor(event_type=EventType.SQS)
 settings = IngestSettings()
 adapters = adapters_for(settings)
-sqs = adapters.client("sqs")
-packs = load_packs()
-service = IngestService(
-    adapters.store,
-    adapters.executions,
-    packs,
-    load_tenants(packs),
-    privacy=InvokedPrivacyDesk(adapters.client("lambda"), settings.privacy_function_name),
-    booking_site=adapters.booking_site,
-    memberships=MembershipService(adapters.store, adapters.store.memberships, PolicyPacks.of(packs),
-                                  booking_site=adapters.booking_site),
-    draft_runs=adapters.draft_runs,
-    courses=CourseService(adapters.store, PolicyPacks.of(packs), adapters.booking_site),
-)
 QUARANTINE_URL = settings.quarantine_queue_url
 MAX_RECEIVES = settings.intake_max_receive_count
-RETRIED = (StoreUnavailable, ExecutionsUnavailable, PrivacyDeskUnavailable, BookingSiteUnavailable, NotKnownHere)
 
 
-def record_handler(record: SQSRecord) -> None:
+@cache
+def processor() -> "BatchProcessor":
+    """The batch utility, imported by the first batch, not at cold start."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    return BatchProcessor(event_type=EventType.SQS)
+
+
+@cache
+def service() -> "IngestService":
+    """Wired on the first event, not at cold start: the store, the packs, the tenants and the services load then."""
+    from medspa.adapters.privacy import InvokedPrivacyDesk
+    from medspa.policy.loader import PolicyPacks, load_packs
+    from medspa.policy.tenants import load_tenants
+    from medspa.services.courses import CourseService
+    from medspa.services.ingest import IngestService
+    from medspa.services.memberships import MembershipService
+
+    packs = load_packs()
+    return IngestService(
+        adapters.store,
+        adapters.executions,
+        packs,
+        load_tenants(packs),
+        privacy=InvokedPrivacyDesk(adapters.client("lambda"), settings.privacy_function_name),
+        booking_site=adapters.booking_site,
+        memberships=MembershipService(adapters.store, adapters.store.memberships, PolicyPacks.of(packs),
+                                      booking_site=adapters.booking_site),
+        draft_runs=adapters.draft_runs,
+        courses=CourseService(adapters.store, PolicyPacks.of(packs), adapters.booking_site),
+    )
+
+
+@cache
+def retried() -> tuple[type[Exception], ...]:
+    """What may pass: the record goes back to the queue until its last receive."""
+    from medspa.adapters.booking_site import BookingSiteUnavailable
+    from medspa.adapters.executions import ExecutionsUnavailable
+    from medspa.adapters.privacy import PrivacyDeskUnavailable
+    from medspa.adapters.store import StoreUnavailable
+    from medspa.services.ingest import NotKnownHere
+
+    return StoreUnavailable, ExecutionsUnavailable, PrivacyDeskUnavailable, BookingSiteUnavailable, NotKnownHere
+
+
+def record_handler(record: "SQSRecord") -> None:
+    from medspa.adapters.store import ConflictingEvent
+    from medspa.events import InvalidBookingEvent, parse_booking_envelope
+    from medspa.services.ingest import ErasedClientRefused, EventRefused, NotKnownHere
+
+    ingest = service()  # wiring that fails fails the invocation, never quarantines the event
     detail_type = "an unparsed event"
     try:
         envelope = parse_booking_envelope(record.body)
         detail_type = envelope.detail.detail_type
-        outcome = service.ingest(envelope.detail, source=envelope.source, now=datetime.now(UTC))
+        outcome = ingest.ingest(envelope.detail, source=envelope.source, now=datetime.now(UTC))
     except ErasedClientRefused as error:
         quarantine(record, str(error), body=erased_body(record.body))
     except (InvalidBookingEvent, EventRefused) as error:
         quarantine(record, str(error))
     except ConflictingEvent:
         quarantine(record, f"{detail_type}: detail.booking_version: already held by another event of this appointment")
-    except RETRIED as error:
+    except retried() as error:
         reason = (error.reason if isinstance(error, NotKnownHere)
                   else f"{type(error).__name__} while ingesting {detail_type}")
         receives = int(record.attributes.approximate_receive_count)
@@ -89,13 +117,17 @@ def record_handler(record: SQSRecord) -> None:
 
 def erased_body(body: str) -> str:
     """The quarantined copy of an event about an erased client keeps its ids, not what it says about them."""
+    from medspa.events.personal import as_erased
+
     event = json.loads(body)
     return json.dumps({**event, "detail": as_erased(event.get("detail") or {})})
 
 
-def quarantine(record: SQSRecord, reason: str, body: str | None = None) -> None:
+def quarantine(record: "SQSRecord", reason: str, body: str | None = None) -> None:
+    from medspa.ports import Counted
+
     reason = reason[:1024]
-    sqs.send_message(QueueUrl=QUARANTINE_URL, MessageBody=body or record.body, MessageAttributes={
+    adapters.client("sqs").send_message(QueueUrl=QUARANTINE_URL, MessageBody=body or record.body, MessageAttributes={
         "rejection_reason": {"DataType": "String", "StringValue": reason},
         "source_message_id": {"DataType": "String", "StringValue": record.message_id},
     })
@@ -105,4 +137,7 @@ def quarantine(record: SQSRecord, reason: str, body: str | None = None) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    from aws_lambda_powertools.utilities.batch import process_partial_response
+
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor(),
+                                    context=context)

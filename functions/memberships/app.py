@@ -8,7 +8,8 @@ calendar end what has lapsed; it is safe to repeat, so the Map may retry or be r
 """
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -16,30 +17,44 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from medspa.adapters.factory import adapters_for
 from medspa.adapters.settings import MembershipsSettings
-from medspa.messages.templates import load_templates
-from medspa.policy.loader import PolicyPacks, load_packs
-from medspa.services.courses import CourseService
-from medspa.services.memberships import MembershipService
-from medspa.services.notifications import NotificationService
-from medspa.services.settlement import SettlementService
-from medspa.services.unsubscribe import EmailUnsubscribe
+
+if TYPE_CHECKING:
+    from medspa.services.courses import CourseService
+    from medspa.services.memberships import MembershipService
+    from medspa.services.notifications import NotificationService
 
 logger = Logger()
-packs = load_packs()
 settings = MembershipsSettings()
-adapters = adapters_for(settings)
-_service: MembershipService | None = None
 
-notifications = NotificationService(
-    None,
-    load_templates(),
-    packs,
-    consent=adapters.store.consent,
-    unsubscribe=EmailUnsubscribe(adapters.store.consent, adapters.signing_key, settings.unsubscribe_url,
-                                 {p.spa.id: p.spa.name for p in packs.values()}),
-    outbox=adapters.outbox,
-)
-courses = CourseService(adapters.store, PolicyPacks.of(packs), adapters.booking_site, notifications)
+
+@cache
+def notifications() -> "NotificationService":
+    """Wired on first use, not at cold start: the templates, the packs and the store load then."""
+    from medspa.messages.templates import load_templates
+    from medspa.policy.loader import load_packs
+    from medspa.services.notifications import NotificationService
+    from medspa.services.unsubscribe import EmailUnsubscribe
+
+    adapters = adapters_for(settings)
+    packs = load_packs()
+    return NotificationService(
+        None,
+        load_templates(),
+        packs,
+        consent=adapters.store.consent,
+        unsubscribe=EmailUnsubscribe(adapters.store.consent, adapters.signing_key, settings.unsubscribe_url,
+                                     {p.spa.id: p.spa.name for p in packs.values()}),
+        outbox=adapters.outbox,
+    )
+
+
+@cache
+def courses() -> "CourseService":
+    from medspa.policy.loader import PolicyPacks, load_packs
+    from medspa.services.courses import CourseService
+
+    adapters = adapters_for(settings)
+    return CourseService(adapters.store, PolicyPacks.of(load_packs()), adapters.booking_site, notifications())
 
 
 class _Request(BaseModel):
@@ -67,16 +82,19 @@ Request: TypeAdapter[FindDue | TakeDueStep | TakeCourseSteps] = TypeAdapter(
     config=ConfigDict(defer_build=True))  # built by the first task, not at cold start
 
 
-def service() -> MembershipService:
+@cache
+def service() -> "MembershipService":
     """Built on first use, so the Stripe key is fetched inside an invocation (and its retry), not at import."""
-    global _service
-    if _service is None:
-        payments = adapters_for(settings).payments
-        store = adapters.store
-        _service = MembershipService(store, store.memberships, PolicyPacks.of(packs),
-                                     SettlementService(store, payments, packs, adapters.metrics),
-                                     adapters.booking_site, notifications, adapters.metrics)
-    return _service
+    from medspa.policy.loader import PolicyPacks, load_packs
+    from medspa.services.memberships import MembershipService
+    from medspa.services.settlement import SettlementService
+
+    adapters = adapters_for(settings)
+    packs = load_packs()
+    store = adapters.store
+    return MembershipService(store, store.memberships, PolicyPacks.of(packs),
+                             SettlementService(store, adapters.payments, packs, adapters.metrics),
+                             adapters.booking_site, notifications(), adapters.metrics)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -88,11 +106,11 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
             return {"membership_ids": [request.membership_id], "course_ids": [], "anything_due": True}
         if request.time_zone is None:
             raise ValueError("find_due needs time_zone or membership_id")
-        due, courses_due = service().due(request.time_zone, now), courses.due(request.time_zone, now)
+        due, courses_due = service().due(request.time_zone, now), courses().due(request.time_zone, now)
         logger.info("due today", extra={"time_zone": request.time_zone, "memberships": len(due),
                                         "courses": len(courses_due)})
         return {"membership_ids": due, "course_ids": courses_due, "anything_due": bool(due or courses_due)}
     if isinstance(request, TakeCourseSteps):
-        return {"outcomes": {course_id: courses.take_due_step(course_id, now) for course_id in request.course_ids}}
+        return {"outcomes": {course_id: courses().take_due_step(course_id, now) for course_id in request.course_ids}}
     logger.append_keys(membership_id=request.membership_id)
     return service().take_due_step(request.membership_id, now).model_dump(mode="json")

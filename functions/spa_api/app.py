@@ -12,7 +12,8 @@ POST /spas/{spa_id}/clients/{client_id}/prepay-requirement/clear         {"admin
 """
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -25,15 +26,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from medspa.adapters.factory import adapters_for
 from medspa.adapters.settings import SpaApiSettings
 from medspa.domain.api_token import InvalidApiToken, spa_of_token
-from medspa.policy.loader import load_packs
-from medspa.ports import ExecutionNameTaken
-from medspa.services.spa_desk import NotFound, NotOpen, NotWaivable, SpaDesk
+from medspa.services.spa_desk_errors import NotFound, NotOpen, NotWaivable
+
+if TYPE_CHECKING:
+    from medspa.services.spa_desk import SpaDesk
 
 logger = Logger()
 app = APIGatewayHttpResolver()
 settings = SpaApiSettings()
 adapters = adapters_for(settings)
-desk = SpaDesk(adapters.store, load_packs(), adapters.executions)
+
+
+@cache
+def desk() -> "SpaDesk":
+    """Wired on the first request, not at cold start: the store, the packs and the desk's models load then."""
+    from medspa.policy.loader import load_packs
+    from medspa.services.spa_desk import SpaDesk
+
+    return SpaDesk(adapters.store, load_packs(), adapters.executions)
 
 
 class AdminAction(BaseModel):
@@ -61,7 +71,7 @@ def _admin_action() -> AdminAction:
 
 @app.get("/spas/<spa_id>/clients/<client_id>")
 def client_standing(spa_id: str, client_id: str) -> Response:
-    return _answer(desk.standing(spa_id, client_id))
+    return _answer(desk().standing(spa_id, client_id))
 
 
 @app.get("/spas/<spa_id>/booking-requirements")
@@ -73,7 +83,7 @@ def booking_requirements(spa_id: str) -> Response:
         raise BadRequestError("location_id is required")
     if not party.isdigit() or not 1 <= int(party) <= 50:
         raise BadRequestError("party_size must be a whole number from 1 to 50")
-    return _answer(desk.booking_requirements(spa_id, query.get_query_string_value("client_id"), location,
+    return _answer(desk().booking_requirements(spa_id, query.get_query_string_value("client_id"), location,
                                              int(party)))
 
 
@@ -83,19 +93,21 @@ def cancellation_quote(spa_id: str, appointment_id: str) -> Response:
     if kind not in ("cancel", "reschedule"):
         raise BadRequestError("kind must be cancel or reschedule")
     chosen: Literal["cancel", "reschedule"] = "cancel" if kind == "cancel" else "reschedule"
-    return _answer(desk.cancellation_quote(spa_id, appointment_id, chosen, datetime.now(UTC)))
+    return _answer(desk().cancellation_quote(spa_id, appointment_id, chosen, datetime.now(UTC)))
 
 
 @app.get("/spas/<spa_id>/appointments/<appointment_id>/timeline")
 def timeline(spa_id: str, appointment_id: str) -> Response:
-    return _answer(desk.timeline(spa_id, appointment_id))
+    return _answer(desk().timeline(spa_id, appointment_id))
 
 
 @app.post("/spas/<spa_id>/appointments/<appointment_id>/fees/<purpose>/waive")
 def waive_fee(spa_id: str, appointment_id: str, purpose: str) -> Response:
+    from medspa.ports.executions import ExecutionNameTaken
+
     action = _admin_action()
     try:
-        started = desk.waive_fee(spa_id, appointment_id, purpose, action.admin_id)
+        started = desk().waive_fee(spa_id, appointment_id, purpose, action.admin_id)
     except NotWaivable as error:
         raise BadRequestError(str(error)) from None
     except ExecutionNameTaken:
@@ -107,7 +119,7 @@ def waive_fee(spa_id: str, appointment_id: str, purpose: str) -> Response:
 @app.post("/spas/<spa_id>/clients/<client_id>/prepay-requirement/clear")
 def clear_prepay(spa_id: str, client_id: str) -> Response:
     action = _admin_action()
-    standing = desk.clear_prepay(spa_id, client_id, action.admin_id, datetime.now(UTC))
+    standing = desk().clear_prepay(spa_id, client_id, action.admin_id, datetime.now(UTC))
     logger.info("prepay requirement cleared", extra={"spa_id": spa_id})
     return _answer(standing)
 

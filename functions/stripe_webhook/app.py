@@ -23,10 +23,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medspa.adapters.factory import adapters_for
 from medspa.adapters.settings import StripeWebhookSettings
-from medspa.ports.payments import StripeNotice
 
 if TYPE_CHECKING:
     import stripe
+
+    from medspa.ports.payments import StripeNotice
 
 logger = Logger()
 app = APIGatewayHttpResolver()
@@ -41,7 +42,7 @@ def _answer(status: int, **body: Any) -> Response:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-def notice_of(event: "stripe.Event") -> StripeNotice | None:
+def notice_of(event: "stripe.Event") -> "StripeNotice | None":
     """The pointer the ledger needs, or ``None`` for an event it does not."""
     obj = event["data"]["object"]
     if event.type in _PAYMENT_EVENTS:
@@ -54,6 +55,8 @@ def notice_of(event: "stripe.Event") -> StripeNotice | None:
         return None
     if not intent:  # a charge made without a PaymentIntent is none of this system's
         return None
+    from medspa.ports.payments import StripeNotice
+
     return StripeNotice(event_id=event.id, type=event.type, payment_intent_id=intent, dispute_id=dispute)
 
 

@@ -4,8 +4,9 @@ A Lambda container serves many invocations, so an AWS client or a bound table is
 use, a function pays at cold start only for the adapters it touches. ``adapters_for`` is cached on the
 (frozen) settings, so every module of a function shares one set.
 
-What a cold start pays for (``benchmarks/cold_import.py``): the handler module wires its services at import, so
-everything here is deferred to the first call that needs it. A client is botocore's (boto3 adds only weight for
+What a cold start pays for (``benchmarks/cold_import.py``): each handler wires its services on its first
+invocation (a cached factory in the handler module), and everything here is deferred to the first call that
+needs it too. A client is botocore's (boto3 adds only weight for
 clients: its resource layer and s3transfer), and is made on its first API call, not when a service is wired
 with it (:class:`ClientOnFirstUse`). Each adapter's module is imported by the property that builds it: the
 store (pynamodb and the domain models) with the store, ``stripe`` with the payments adapter, the Powertools
@@ -50,7 +51,7 @@ def aws_client(service: str) -> Any:
 class ClientOnFirstUse:
     """A client made by ``make(service)`` on its first attribute access (its first API call), then kept.
 
-    Services are wired with their clients when a handler module is imported, and making a client (loading its
+    Services are wired with their clients on a handler's first invocation, and making a client (loading its
     service model, resolving its endpoint) costs a few tens of milliseconds each; most invocations use one or
     two of them. botocore has no lazy client, so this small proxy stands in for one."""
 

@@ -15,7 +15,9 @@ card's share: a $75 fee paid $50 from the deposit is a $75 fee, not a $25 one.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import get_args
+from typing import Annotated, Literal, get_args
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from medspa.domain.booking import Appointment, FeeState
 from medspa.domain.ledger import EntryStatus, ledger_entry_id
@@ -24,7 +26,7 @@ from medspa.domain.fee_breakdown import PAID_FROM_SOURCES, FeeBreakdown, PaidFro
 from medspa.money import Money
 from medspa.policy.schema import FeeReason
 from medspa.ports import Counted
-from medspa.services.lifecycle import LifecycleService, StepResult, message_key
+from medspa.services.lifecycle import LifecycleService, StepRequest, StepResult, message_key
 from medspa.services.settlement import SettlementReport, SettlementService, card_purpose
 
 RELEASED_BY = "policy:client-was-there"
@@ -193,3 +195,59 @@ def _summary(report: SettlementReport) -> str:
 
 def _detail(report: SettlementReport) -> dict[str, object]:
     return {"outcome": report.outcome, "ledger_entries": [f"{s.entry_id}:{s.status}" for s in report.steps]}
+
+
+# The settlement function's task payloads (functions/settlement): here, beside the steps they ask for, so the
+# handler imports them with the service on its first task, not at cold start.
+class _Request(BaseModel):
+    """A state-machine payload; a missing or malformed field fails the task with a ``ValidationError`` the
+    execution shows, never a default that would charge the wrong fee or attempt."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+    appointment_id: str = Field(min_length=1)
+
+
+class _LoopStep(_Request):
+    """A step of the lifecycle's loop: it names the run, so the plan that follows is that run's."""
+
+    booking_version: int = Field(ge=0)
+    revision: int = Field(0, ge=0)
+    continuation: int = Field(0, ge=0)
+    execution_started_at: AwareDatetime | None = None
+
+    def run(self) -> StepRequest:
+        return StepRequest(appointment_id=self.appointment_id, booking_version=self.booking_version,
+                           revision=self.revision, continuation=self.continuation,
+                           execution_started_at=self.execution_started_at)
+
+
+class SettleFee(_LoopStep):
+    action: Literal["settle_fee"]
+    reason: FeeReason
+
+
+class ReleaseFee(_LoopStep):
+    action: Literal["release_fee"]
+    reason: FeeReason
+
+
+class RetryFee(_LoopStep):
+    action: Literal["retry_fee"]
+    reason: FeeReason
+    attempt: int = Field(ge=2, description="Attempt 1 is the settlement itself")
+
+
+class WaiveFee(_Request):
+    action: Literal["waive_fee"]
+    purpose: str = Field(min_length=1)
+    admin_id: str = Field(min_length=1)
+
+
+class CheckCard(_LoopStep):
+    action: Literal["check_card"]
+
+
+FeeRequest: TypeAdapter[SettleFee | ReleaseFee | RetryFee | WaiveFee | CheckCard] = TypeAdapter(
+    Annotated[SettleFee | ReleaseFee | RetryFee | WaiveFee | CheckCard, Field(discriminator="action")],
+    config=ConfigDict(defer_build=True))  # built by the first task, not at cold start

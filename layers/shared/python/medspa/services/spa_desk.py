@@ -33,18 +33,7 @@ from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
 from medspa.ports import Executions, StartedExecution
 from medspa.services.settlement import CARD_PURPOSES
-
-
-class NotFound(LookupError):
-    """No such record at this spa (the message names what, never another spa's data)."""
-
-
-class NotOpen(ValueError):
-    """The visit is cancelled, completed or missed: there is nothing left to cancel."""
-
-
-class NotWaivable(ValueError):
-    """Only a violation's fee is waived (a card fee's purpose): the message names the ones there are."""
+from medspa.services.spa_desk_errors import NotFound, NotOpen, NotWaivable  # noqa: F401  (raised here; named here too)
 
 
 class _Answer(BaseModel):
