@@ -119,7 +119,7 @@ def test_a_throttled_read_is_retried_by_the_state_machine(cloud, site, monkeypat
     site.client("bijoux", "c-ed")
     site.book("apt-5", "c-ed", "bijoux", VISIT, **INJECTION)
     cloud.run_until(utc(2026, 3, 7, 10))  # its schedule started the run at 04:00 EST, 6 hours before the card check
-    appointments = sys.modules["lambda_LifecycleFunction"].service._store.appointments
+    appointments = sys.modules["lambda_LifecycleFunction"].service()._store.appointments
     real_get, failures = appointments.get, iter([StoreUnavailable("DynamoDB ThrottlingException")])
 
     def flaky_get(appointment_id):
