@@ -652,8 +652,8 @@ def _observe(cloud: LocalCloud, site: Any, lives: list[Live], counts: Counter, e
     if orphans:
         failures.append(f"charges to customers no trial owns: {orphans}")
     if dlq:
-        kinds = Counter(str(json.loads(m["Body"]).get("detail-type") or json.loads(m["Body"]).get("type"))
-                        for m in dlq)
+        bodies = [json.loads(m["Body"]) for m in dlq]
+        kinds = Counter(str(body.get("detail-type") or body.get("type")) for body in bodies)
         failures.append(f"{len(dlq)} events in the intake or Stripe events DLQ: {dict(kinds)}")
     errors = Counter(i.error_type for i in cloud.runtime.invocations if i.errored)
     return {"tally": tally + counts, "failures": failures, "errors": errors,

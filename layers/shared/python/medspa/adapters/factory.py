@@ -6,11 +6,11 @@ use, a function pays at cold start only for the adapters it touches. ``adapters_
 
 What a cold start pays for (``benchmarks/cold_import.py``): each handler wires its services on its first
 invocation (a cached factory in the handler module), and everything here is deferred to the first call that
-needs it too. A client is botocore's (boto3 adds only weight for
-clients: its resource layer and s3transfer), and is made on its first API call, not when a service is wired
-with it (:class:`ClientOnFirstUse`). Each adapter's module is imported by the property that builds it: the
-store (pynamodb and the domain models) with the store, ``stripe`` with the payments adapter, the Powertools
-parameters utility (which imports boto3) with the first secret.
+needs it too. A client is botocore's (boto3 adds only weight for clients: its resource layer and s3transfer), and
+is made on its first API call, not when a service is wired with it (:class:`ClientOnFirstUse`). Each adapter's
+module is imported by the property that builds it: the store (pynamodb and the domain models) with the store,
+``stripe`` with the payments adapter, the Powertools parameters utility (which imports boto3) with the first
+secret.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from medspa.adapters.messaging import AwsMessenger
     from medspa.adapters.metrics import CloudWatchMetrics
     from medspa.adapters.outbox import DynamoPacer, DynamoSendClaims, SqsOutbox
-    from medspa.adapters.redelivery import Redelivery
     from medspa.adapters.payments import StripePayments
+    from medspa.adapters.redelivery import Redelivery
     from medspa.adapters.store import Store
 
 

@@ -11,9 +11,10 @@ the same in every run.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 FIRST_WINDOW_SECONDS = 30
 LAST_WINDOW_SECONDS = 900

@@ -150,8 +150,8 @@ class LifecycleRun(_Frozen):
     starts_at: AwareDatetime | None = Field(
         None, description="When a schedule starts the run (the pack's run_start before its first step); None: "
                           "started when chosen")
-    idle: bool = Field(False, description="Nothing is left to do for this fold (a visit checked in or "
-                                          "completed): no execution runs for it, the previous one is stopped")
+    idle: bool = Field(False, description="Nothing is left to do for this fold (a visit checked in, completed or "
+                                          "cancelled in time): no execution runs for it, the previous one is stopped")
 
     @staticmethod
     def fold_of(booking_version: int, revision: int) -> str:

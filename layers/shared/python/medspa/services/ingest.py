@@ -117,7 +117,8 @@ class IngestOutcome(BaseModel):
     appointment_id: str | None = None
     booking_version: int | None = None
     applied: bool
-    action: Literal["started", "scheduled", "superseded", "unchanged", "stopped_nothing_left", "held_until_booked", "card_updated", "waiver_started",
+    action: Literal["started", "scheduled", "superseded", "unchanged", "stopped_nothing_left", "held_until_booked",
+                    "card_updated", "waiver_started",
                     "prepay_cleared", "exported", "contact_corrected", "erased", "balance_paid",
                     "membership_folded", "held_until_started", "course_recorded", "course_deferred"]
     execution_name: str | None = None
@@ -269,7 +270,8 @@ class IngestService:
             if before is not None and before.run is not None and before.run.idle:
                 return IngestOutcome(**outcome, action="unchanged")
             if stored.execution_arn:
-                self._executions.stop(stored.execution_arn, error="NothingLeftToDo", cause=f"Nothing left to do after {why}")
+                self._executions.stop(stored.execution_arn, error="NothingLeftToDo",
+                                      cause=f"Nothing left to do after {why}")
             return IngestOutcome(**outcome, action="stopped_nothing_left")
         current = runs_for(run.name, stored.execution_name)
         if stored.execution_arn and not current:

@@ -33,7 +33,7 @@ from medspa.policy.loader import PolicyPacks
 from medspa.policy.schema import PolicyPack
 from medspa.ports import Executions, StartedExecution
 from medspa.services.settlement import CARD_PURPOSES
-from medspa.services.spa_desk_errors import NotFound, NotOpen, NotWaivable  # noqa: F401  (raised here; named here too)
+from medspa.services.spa_desk_errors import NotFound, NotOpen, NotWaivable
 
 
 class _Answer(BaseModel):
