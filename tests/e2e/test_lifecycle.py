@@ -234,6 +234,25 @@ def test_an_admins_waiver_refunds_a_charged_fee(cloud, site):
     assert [e["name"] for e in site.executions("apt-h")][-1] == "bijoux.apt-h-waive-no_show_fee"
 
 
+def test_a_waiver_that_finds_no_fee_says_so_and_its_run_succeeds_without_a_notice(cloud, site):
+    """A waiver acts on what was charged or is owed when it arrives (the catalogue: an action on a ledger
+    entry). One sent before any fee changes nothing, and its run must say that, not fail for want of a notice."""
+    site.client("bijoux", "c-hal")
+    site.book("apt-h", "c-hal", "bijoux", VISIT, **INJECTION)
+    cloud.run_until(VISIT - timedelta(days=3))
+    site.send("FeeWaived", "apt-h", purpose="no_show_fee", admin_id="admin-maria", reason="Asked in advance")
+    cloud.run_until(VISIT - timedelta(days=2, hours=12))
+
+    waiver = next(e for e in site.executions("apt-h") if e["name"] == "bijoux.apt-h-waive-no_show_fee")
+    assert waiver["status"] == "SUCCEEDED"
+    history = cloud.client("stepfunctions").get_execution_history(executionArn=waiver["executionArn"])["events"]
+    said = [json.loads(e["stateExitedEventDetails"]["output"])["last"]["done"] for e in history
+            if e["type"] == "TaskStateExited"]
+    assert said == ["no_show: nothing to waive, no fee was charged or is owed", "nothing to tell the client"]
+    assert site.ledger("apt-h") == []
+    assert "fee_waived" not in [m[0] for m in site.messages("apt-h")]
+
+
 @pytest.mark.parametrize("cloud", [utc(2026, 3, 2, 2)], indirect=True)
 def test_glow_charges_hk500_for_a_late_reschedule_and_takes_a_course_session_for_a_no_show(cloud, site):
     visit = utc(2026, 3, 10, 6)  # 14:00 HKT

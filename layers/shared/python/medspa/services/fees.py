@@ -90,7 +90,9 @@ class FeeSteps:
         self._lifecycle.publish("FeeWaived", f"{appointment_id}:{reason}:waived", {
             **stored.booking_site_ids, "reason": reason, "admin_id": admin_id,
             "refunded": _money(report.refunded), "outstanding_waived": _money(report.outstanding_waived)})
-        return StepResult(done=f"{reason} fee waived by {admin_id}", detail={
+        done = f"{reason} fee waived by {admin_id}" if state is not None or notice else \
+            f"{reason}: nothing to waive, no fee was charged or is owed"
+        return StepResult(done=done, detail={
             **_detail(report), "notice": notice, "booking_version": stored.run_identity[0],
             "revision": stored.run_identity[1]})
 

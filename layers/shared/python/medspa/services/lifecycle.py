@@ -101,11 +101,13 @@ class StepRequest(BaseModel):
 
     @model_validator(mode="after")
     def _names_what_the_step_needs(self) -> StepRequest:
-        """A step without the key or reason it acts on fails where the execution shows it, rather than
-        acting on an empty default."""
+        """A step of the loop without the key or reason it acts on fails where the execution shows it, rather
+        than acting on an empty default. Outside the loop, a message without a key is the step before saying
+        there is nothing to tell (a waiver that found nothing charged or owed)."""
         needed = {"send_message": "key", "tell_balance_due": "key", "tell_requirements_unmet": "key",
                   "count_strike": "reason"}.get(self.action)
-        if needed is not None and not getattr(self, needed):
+        nothing_to_tell = self.action == "send_message" and not self.in_loop
+        if needed is not None and not getattr(self, needed) and not nothing_to_tell:
             raise ValueError(f"{needed}: required for {self.action}")
         return self
 
@@ -370,7 +372,9 @@ class LifecycleService:
         if stored is None:
             return StepResult(done="superseded: a newer booking revision has its own execution")
         if request.action == "send_message":
-            return self._send_message(stored, str(request.key), now)
+            if request.key is None:
+                return StepResult(done="nothing to tell the client")
+            return self._send_message(stored, request.key, now)
         if request.action == "auto_cancel":
             return self._auto_cancel(stored, now)
         if request.action == "decide_attendance":
