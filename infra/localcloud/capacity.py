@@ -95,9 +95,9 @@ HAPPY_PATH = PathCost(state_transitions=12, executions=1, stopped=1)
 """Booked, reminded, confirmed, checked in, completed: the check-in leaves nothing to do, so it stops the one
 run and starts none (measured after idle runs; 15 over 2 before)."""
 
-WORST_PATH = PathCost(state_transitions=56, executions=4, stopped=1)
+WORST_PATH = PathCost(state_transitions=54, executions=4, stopped=1)
 """A late reschedule whose fee declines through dunning, then a no-show fee declined too, both waived: the
-reschedule stops the first run; the two waivers are FeeWaiver executions of their own."""
+reschedule stops the first run; the two waivers are FeeWaiver executions of their own, two transitions each."""
 
 
 class Assumptions(BaseModel):
