@@ -1,8 +1,8 @@
-"""Write each Task state's ``Retry`` of the AppointmentLifecycle, the FeeWaiver and MembershipDrafts from the named
-policies.
+"""Write each Task state's ``Retry`` of the AppointmentLifecycle, the FeeWaiver, FeePaidLater and MembershipDrafts from the
+named policies.
 
 ASL cannot refer to a shared retrier, so the policies live in ``statemachines/retry_policies.json`` and this
-writes them out into ``statemachines/appointment_lifecycle.asl.json``, ``fee_waiver.asl.json`` and
+writes them out into ``statemachines/appointment_lifecycle.asl.json``, ``fee_waiver.asl.json``, ``fee_paid_later.asl.json`` and
 ``membership_drafts.asl.json`` (the Tasks inside a Map's ItemProcessor or a Parallel's branches too). A state
 keeps the policy it has (found by
 the errors its retriers name); ``--set "State name=policy"`` gives a new state one. Usage::
@@ -21,6 +21,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 ASLS = (ROOT / "statemachines" / "appointment_lifecycle.asl.json", ROOT / "statemachines" / "fee_waiver.asl.json",
+        ROOT / "statemachines" / "fee_paid_later.asl.json",
         ROOT / "statemachines" / "membership_drafts.asl.json")
 POLICIES = ROOT / "statemachines" / "retry_policies.json"
 

@@ -1,7 +1,7 @@
-"""Step Functions task of the AppointmentLifecycle for money: settle, retry, release or waive a fee, and check
-the card on file before a visit. A step of the lifecycle's loop answers with the plan that follows it
-(``LifecycleService.plan``), so the execution goes straight to its next wait; the waiver's run, outside the
-loop, gets the step's result.
+"""Step Functions task of the AppointmentLifecycle for money: settle, retry, release or waive a fee, record one
+paid later, and check the card on file before a visit. A step of the lifecycle's loop answers with the plan that
+follows it (``LifecycleService.plan``), so the execution goes straight to its next wait; the waiver's and the
+paid-later runs, outside the loop, get the step's result.
 
 The only function that moves money through Stripe; it reads the key from SSM Parameter Store (cached five
 minutes). The privacy function reads it too, only to delete an erased client's Stripe customer. The card
@@ -48,7 +48,7 @@ def services() -> "tuple[FeeSteps, CardChecks, LifecycleService]":
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    from medspa.services.fees import FeeRequest, ReleaseFee, RetryFee, SettleFee, WaiveFee
+    from medspa.services.fees import FeeRequest, RecordPaidFee, ReleaseFee, RetryFee, SettleFee, WaiveFee
 
     request = FeeRequest.validate_python(event)
     logger.append_keys(appointment_id=request.appointment_id, action=request.action,
@@ -57,6 +57,9 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     steps, cards, lifecycle = services()
     if isinstance(request, WaiveFee):
         return steps.waive(request.appointment_id, request.purpose, request.admin_id, now).model_dump(mode="json")
+    if isinstance(request, RecordPaidFee):
+        return steps.record_paid_later(request.appointment_id, request.purpose, request.attempt,
+                                       now).model_dump(mode="json")
     if isinstance(request, SettleFee):
         result = steps.settle(request.appointment_id, request.reason, now)
     elif isinstance(request, ReleaseFee):

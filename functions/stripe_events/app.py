@@ -47,7 +47,8 @@ def reconciliation() -> "StripeReconciliation":
     adapters = adapters_for(settings)
     store, payments = adapters.store, adapters.payments
     settlement = SettlementService(store, payments, load_packs(), adapters.metrics)
-    return StripeReconciliation(store, payments, settlement, adapters.metrics, adapters.draft_runs)
+    return StripeReconciliation(store, payments, settlement, adapters.metrics, adapters.draft_runs,
+                                adapters.paid_fee_runs)
 
 
 def apply(record: "SQSRecord") -> None:

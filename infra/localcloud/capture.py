@@ -62,7 +62,8 @@ from medspa.policy.loader import load_packs
 
 LIFECYCLE = "AppointmentLifecycleStateMachine"
 FEE_WAIVER = "FeeWaiverStateMachine"
-OF_AN_APPOINTMENT = (LIFECYCLE, FEE_WAIVER)  # their input names the appointment; its report lists them together
+FEE_PAID_LATER = "FeePaidLaterStateMachine"
+OF_AN_APPOINTMENT = (LIFECYCLE, FEE_WAIVER, FEE_PAID_LATER)  # their input names the appointment; listed together
 MEMBERSHIP_DRAFTS = "MembershipDraftsStateMachine"
 DEFAULT_SMS_DESTINATION = "+10000000000"
 OUTBOX_RULE = "medspa-simulate-to-booking-site"
@@ -529,7 +530,7 @@ _APPOINTMENT_EXECUTION = ("name", "booking_version", "status", "started_at", "st
 
 
 def _by_appointment(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """The lifecycle's and the waivers' executions by the appointment their input names (an input without one:
+    """The lifecycle's, the waivers' and the paid-later executions by the appointment their input names (an input without one:
     by name), in start order."""
     by_appointment: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for line in lines:

@@ -111,9 +111,10 @@ class BookingSite:
 
     # ------------------------------------------------------------------ what happened
     def executions(self, appointment_id: str) -> list[dict[str, Any]]:
-        """The appointment's lifecycle runs and its waivers' runs, by start."""
+        """The appointment's lifecycle runs, its waivers' and its fees' paid later, by start."""
         sfn = self.cloud.client("stepfunctions")
-        listed = [e for machine in ("AppointmentLifecycleStateMachine", "FeeWaiverStateMachine")
+        listed = [e for machine in ("AppointmentLifecycleStateMachine", "FeeWaiverStateMachine",
+                                    "FeePaidLaterStateMachine")
                   for e in sfn.list_executions(stateMachineArn=self.cloud.state_machine_arn(machine))["executions"]]
         prefix = f"{self._spa_of(appointment_id)}.{appointment_id}-"
         return sorted((e for e in listed if e["name"].startswith(prefix)), key=lambda e: e["startDate"])

@@ -76,6 +76,38 @@ def test_a_fee_the_client_authenticates_later_is_paid_by_webhook_and_dunning_cha
 
 
 @pytest.mark.parametrize("cloud", [utc(2026, 3, 2, 2)], indirect=True)
+def test_a_fee_paid_after_the_last_dunning_attempt_is_settled_on_the_visit_and_everyone_is_told(cloud, site):
+    """No run of the visit is left once dunning ends; the client who authenticates her last attempt then is
+    still thanked, and the booking site, told the fee was outstanding, hears it was charged (its desk would
+    otherwise collect it again)."""
+    miss_a_visit(cloud, site, "authenticationRequired")
+    heard = []
+    for day in range(0, 31, 3):  # every dunning attempt asks for 3-D Secure and is left open
+        cloud.run_until(MISSED + timedelta(days=day))
+        heard += [kind for kind, _ in site.inbox()]  # as a booking site reads its queue: SQS keeps a message 4 days
+    assert "FeeOutstanding" in heard and "FeeCharged" not in heard
+    assert [e["status"] for e in site.executions("apt-g1")] == ["SUCCEEDED"]
+    entries = sorted(site.store.ledger.for_appointment("glow#apt-g1"), key=lambda e: e.attempt)
+    last = entries[-1]
+    assert len(entries) > 2 and last.status is EntryStatus.REQUIRES_ACTION
+
+    authenticate(cloud, site, last.stripe_payment_intent_id)
+    settle_webhooks(cloud)
+    settle_webhooks(cloud, deliveries=list(cloud.stripe.webhook_events))  # Stripe delivers them all again
+
+    assert site.store.ledger.get(last.entry_id).status is EntryStatus.SUCCEEDED
+    assert site.store.clients.get("glow#c-mei").outstanding in ({}, {"HKD": 0})
+    assert site.stored("apt-g1").fees["no_show"].outcome == "settled"
+    runs = site.executions("apt-g1")
+    assert [(r["name"], r["status"]) for r in runs[1:]] == [
+        (f"glow.apt-g1-paid-no_show_fee-a{last.attempt}", "SUCCEEDED")]
+    assert ("no_show_fee_charged", "sent") in [m[:2] for m in site.messages("apt-g1")]
+    [(kind, told)] = [(k, d) for k, d in site.inbox() if d.get("appointment_id") == "apt-g1"]
+    assert (kind, told["reason"], told["charged"]) == ("FeeCharged", "no_show", {"amount": 50000, "currency": "HKD"})
+    assert charged(cloud, site) == 50000
+
+
+@pytest.mark.parametrize("cloud", [utc(2026, 3, 2, 2)], indirect=True)
 def test_dunning_reads_stripe_when_the_webhook_has_not_come_and_charges_nothing(cloud, site):
     intent = miss_a_visit(cloud, site, "authenticationRequired")
     authenticate(cloud, site, intent)  # paid at Stripe; the webhook is lost (never delivered here)

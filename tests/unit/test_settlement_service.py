@@ -13,9 +13,10 @@ from datetime import datetime, time, timedelta
 import pytest
 
 from medspa.domain.keys import appointment_key, client_key
-from medspa.domain.ledger import EntryKind, EntryStatus, ledger_entry_id
+from medspa.domain.ledger import EntryKind, EntryStatus, LedgerEntry, ledger_entry_id
 from medspa.money import Money
-from medspa.ports.payments import PaymentProviderUnavailable
+from medspa.ports.payments import PaymentProviderUnavailable, StripeNotice
+from medspa.services.reconciliation import StripeReconciliation
 from tests.support.memory_spa import MemorySpa
 from tests.support.packs import BIJOUX, GLOW, SPA406
 
@@ -139,3 +140,62 @@ def test_a_card_that_asks_the_client_to_authenticate_is_not_final() -> None:
     assert entry.stripe_payment_intent_id is not None
     assert spa.appointment(key).fees["no_show"].outcome == "outstanding"
     assert spa.payments.charged == []
+
+
+class _StartedRuns:
+    """``PaidFeeRuns`` that remembers what it was asked to start."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str, int]] = []
+
+    def start_paid_later(self, appointment_id: str, purpose: str, attempt: int) -> None:
+        self.started.append((appointment_id, purpose, attempt))
+
+
+def _dunned_to_the_end(spa: MemorySpa) -> tuple[str, LedgerEntry]:
+    """Bijoux's no-show fee on a card that always asks for 3-D Secure, left open through every dunning attempt."""
+    key = bijoux_no_show(spa, "needs_authentication")
+    spa.run_until(key, visit(BIJOUX) + timedelta(days=30))
+    last = max(spa.store.ledger.for_appointment(key), key=lambda e: e.attempt)
+    assert last.attempt > 1 and last.status is EntryStatus.REQUIRES_ACTION
+    assert spa.appointment(key).fees["no_show"].next_retry_at is None  # no step of the visit is left
+    return key, last
+
+
+def test_a_fee_paid_after_the_last_dunning_attempt_starts_a_run_that_settles_and_tells_it_once() -> None:
+    spa = MemorySpa(visit(BIJOUX) - timedelta(days=10))
+    key, last = _dunned_to_the_end(spa)
+    assert last.stripe_payment_intent_id is not None
+    spa.payments.authenticate(last.stripe_payment_intent_id)
+    runs = _StartedRuns()
+    reconciliation = StripeReconciliation(spa.store, spa.payments, spa.settlement, paid_fee_runs=runs)
+    notice = StripeNotice(event_id="evt_1", type="payment_intent.succeeded",
+                          payment_intent_id=last.stripe_payment_intent_id)
+
+    assert reconciliation.apply(notice, spa.now).outcome == "paid"
+    assert reconciliation.apply(notice, spa.now).outcome == "unchanged"  # a redelivery starts nothing more
+    assert runs.started == [(key, "no_show_fee", last.attempt)]
+    assert spa.appointment(key).fees["no_show"].outcome == "outstanding"  # until the run records it
+
+    first = spa.fees.record_paid_later(key, "no_show_fee", last.attempt, spa.now)
+    again = spa.fees.record_paid_later(key, "no_show_fee", last.attempt, spa.now)
+    assert spa.appointment(key).fees["no_show"].outcome == "settled"
+    assert first.detail["notice"] == again.detail["notice"] == "no_show_fee_charged#no_show"
+    assert again.done.startswith("no_show: nothing to record")
+    assert [(d["charged"], d["outstanding"]) for d in spa.published("FeeCharged")] == [
+        ({"amount": 5_000, "currency": "USD"}, None)]
+    assert spa.store.clients.get(client_key("bijoux", "c1")).outstanding == {"USD": 0}  # type: ignore[union-attr]
+
+
+def test_a_paid_later_run_that_comes_before_its_webhook_reads_stripe_itself() -> None:
+    spa = MemorySpa(visit(BIJOUX) - timedelta(days=10))
+    key, last = _dunned_to_the_end(spa)
+    assert last.stripe_payment_intent_id is not None
+    spa.payments.authenticate(last.stripe_payment_intent_id)
+
+    spa.fees.record_paid_later(key, "no_show_fee", last.attempt, spa.now)
+
+    assert spa.store.ledger.get(last.entry_id).status is EntryStatus.SUCCEEDED  # type: ignore[union-attr]
+    assert spa.appointment(key).fees["no_show"].outcome == "settled"
+    assert spa.store.clients.get(client_key("bijoux", "c1")).outstanding == {"USD": 0}  # type: ignore[union-attr]
+    assert len(spa.published("FeeCharged")) == 1

@@ -1,5 +1,5 @@
-"""The AppointmentLifecycle's and the FeeWaiver's executions, started by name (``medspa.domain.runs``) so a
-repeat is a no-op.
+"""The AppointmentLifecycle's, the FeeWaiver's and the FeePaidLater's executions, started by name
+(``medspa.domain.runs``) so a repeat is a no-op.
 
 Starting a run whose name is taken by the same input returns it; by other input, refuses. Throttling, 5xx and
 unreachable endpoints become ``ExecutionsUnavailable``, the one class a caller retries.
@@ -26,9 +26,9 @@ from botocore.exceptions import ConnectionError as EndpointUnreachable
 from medspa.domain.runs import MAX_NAME, continued, execution_name, run_name, runs_for
 from medspa.ports.executions import ExecutionNameTaken, ExecutionsUnavailable, StartedExecution
 
-__all__ = ["MAX_NAME", "MAX_SCHEDULE_NAME", "ExecutionNameTaken", "ExecutionsUnavailable", "InMemoryExecutions",
-           "LifecycleExecutions", "MembershipDraftRuns", "StartedExecution", "continued", "draft_run_name",
-           "execution_name", "run_name", "runs_for", "start_schedule_name"]
+__all__ = ["MAX_NAME", "MAX_SCHEDULE_NAME", "ExecutionNameTaken", "ExecutionsUnavailable", "FeePaidLaterRuns",
+           "InMemoryExecutions", "LifecycleExecutions", "MembershipDraftRuns", "StartedExecution", "continued",
+           "draft_run_name", "execution_name", "paid_later_run_name", "run_name", "runs_for", "start_schedule_name"]
 
 START_EXECUTION = "arn:aws:scheduler:::aws-sdk:sfn:startExecution"  # the Scheduler's universal target
 MAX_SCHEDULE_NAME = 64
@@ -193,6 +193,28 @@ class MembershipDraftRuns:
             try:
                 self._sfn.start_execution(stateMachineArn=self._state_machine_arn, name=name,
                                           input=json.dumps({"time_zone": None, "membership_id": membership_id}))
+            except self._sfn.exceptions.ExecutionAlreadyExists:
+                return
+
+
+def paid_later_run_name(appointment_id: str, purpose: str, attempt: int) -> str:
+    """The FeePaidLater run for one ledger entry: ``<spa>.<appointment>-paid-<purpose>-a<attempt>``."""
+    return execution_name(appointment_id, suffix=f"paid-{purpose}-a{attempt}")
+
+
+class FeePaidLaterRuns:
+    """``PaidFeeRuns`` on the FeePaidLater state machine; a start repeated (the same webhook again) is a no-op."""
+
+    def __init__(self, sfn: Any, state_machine_arn: str) -> None:
+        self._sfn = sfn
+        self._state_machine_arn = state_machine_arn
+
+    def start_paid_later(self, appointment_id: str, purpose: str, attempt: int) -> None:
+        payload = {"appointment_id": appointment_id, "paid": {"purpose": purpose, "attempt": attempt}}
+        with _transient_errors_named():
+            try:
+                self._sfn.start_execution(stateMachineArn=self._state_machine_arn, input=json.dumps(payload),
+                                          name=paid_later_run_name(appointment_id, purpose, attempt))
             except self._sfn.exceptions.ExecutionAlreadyExists:
                 return
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from botocore.session import Session
 
     from medspa.adapters.booking_site import EventBridgeBookingSite
-    from medspa.adapters.executions import LifecycleExecutions, MembershipDraftRuns
+    from medspa.adapters.executions import FeePaidLaterRuns, LifecycleExecutions, MembershipDraftRuns
     from medspa.adapters.messaging import AwsMessenger
     from medspa.adapters.metrics import CloudWatchMetrics
     from medspa.adapters.outbox import DynamoPacer, DynamoSendClaims, SqsOutbox
@@ -112,6 +112,12 @@ class Adapters:
         from medspa.adapters.executions import MembershipDraftRuns
 
         return MembershipDraftRuns(self.client("stepfunctions"), self._setting("membership_drafts_state_machine_arn"))
+
+    @cached_property
+    def paid_fee_runs(self) -> FeePaidLaterRuns:
+        from medspa.adapters.executions import FeePaidLaterRuns
+
+        return FeePaidLaterRuns(self.client("stepfunctions"), self._setting("fee_paid_later_state_machine_arn"))
 
     @cached_property
     def messenger(self) -> AwsMessenger:

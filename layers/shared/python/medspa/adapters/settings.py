@@ -144,9 +144,11 @@ class SettlementSettings(StripeSettings, BookingSiteSettings):
 
 
 class StripeEventsSettings(StripeSettings):
-    """Reconciling Stripe's events: a membership draft paid late starts that membership's drafts run."""
+    """Reconciling Stripe's events: a membership draft paid late starts that membership's drafts run, a visit's
+    fee paid late a FeePaidLater run."""
 
     membership_drafts_state_machine_arn: str = Field(pattern=r"^arn:")
+    fee_paid_later_state_machine_arn: str = Field(pattern=r"^arn:")
     stripe_events_queue_url: str = Field(pattern=r"^https?://")
 
 

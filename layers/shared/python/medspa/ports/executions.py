@@ -42,3 +42,10 @@ class Executions(Protocol):
         ...
 
     def stop_if_running(self, execution_arn: str, *, error: str, cause: str) -> bool: ...
+
+
+class PaidFeeRuns(Protocol):
+    """Starts a FeePaidLater run for one fee's card charge that Stripe says was paid after its step recorded it
+    owed (3-D Secure completed from the client's link); named for the ledger entry, so a repeat is a no-op."""
+
+    def start_paid_later(self, appointment_id: str, purpose: str, attempt: int) -> None: ...

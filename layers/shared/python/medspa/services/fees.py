@@ -1,4 +1,5 @@
-"""The lifecycle's money steps: settle a violation's fee, retry a declined one, apply an admin's waiver.
+"""The lifecycle's money steps: settle a violation's fee, retry a declined one, apply an admin's waiver, record
+one Stripe says was paid later.
 
 ``SettlementService`` moves the money exactly once; this records where the fee stands on the
 appointment (so the plan knows what is left and when to retry), queues the notice the client is owed
@@ -71,10 +72,7 @@ class FeeSteps:
         return StepResult(done=f"retry {attempt}: {_summary(report)}", detail=_detail(report))
 
     def waive(self, appointment_id: str, purpose: str, admin_id: str, now: datetime) -> StepResult:
-        reason = _FEE_REASONS.get(purpose.removesuffix("_fee"))
-        if reason is None:
-            raise ValueError(f"{purpose} is not a fee this system charges (no_show_fee, late_cancel_fee, "
-                             f"late_reschedule_fee)")
+        reason = _reason_of(purpose)
         stored = self._require(appointment_id)
         report = self._settlement.waive_fee(appointment_id, reason, admin_id, now)
         state = stored.fees.get(reason)
@@ -95,6 +93,34 @@ class FeeSteps:
         return StepResult(done=done, detail={
             **_detail(report), "notice": notice, "booking_version": stored.run_identity[0],
             "revision": stored.run_identity[1]})
+
+    def record_paid_later(self, appointment_id: str, purpose: str, attempt: int, now: datetime) -> StepResult:
+        """Stripe took a fee's card charge after its step recorded the fee owed (the client completed 3-D Secure
+        from her link, perhaps after the last dunning attempt). The reconciliation settled the ledger and the
+        balance; here the visit records the fee settled, so no retry charges it, and the client gets the
+        charged notice and the booking site ``FeeCharged``, as a dunning retry that found it paid would do. Safe
+        to repeat: a fee no longer outstanding is left as it is, and its notice is handed on if it was queued."""
+        reason = _reason_of(purpose)
+        stored = self._require(appointment_id)
+        state = stored.fees.get(reason)
+        entry = self._store.ledger.get(ledger_entry_id(appointment_id, card_purpose(reason), attempt))
+        if entry is not None and state is not None and state.outcome == "outstanding":
+            entry = self._settlement.learn_later_outcome(entry, now)
+        if entry is None or entry.status is not EntryStatus.SUCCEEDED or state is None \
+                or state.outcome != "outstanding":
+            done = f"{reason}: nothing to record, the fee is not outstanding or the charge is not paid"
+        else:
+            stored = self._record(stored, state.model_copy(update={"outcome": "settled", "next_retry_at": None,
+                                                                   "updated_at": now}))
+            self._tell(stored, SettlementReport(appointment_id=appointment_id, reason=reason, attempt=attempt,
+                                                outcome="settled", fee=state.fee or entry.amount,
+                                                charged=entry.amount), now, first_attempt=False)
+            done = f"{reason} fee paid at Stripe after its step: {entry.amount} charged (attempt {attempt})"
+        notice = message_key(f"{_CHARGED[reason]}#{reason}")
+        queued = self._require(appointment_id).message(notice) is not None
+        return StepResult(done=done, detail={"notice": notice if queued else None,
+                                             "booking_version": stored.run_identity[0],
+                                             "revision": stored.run_identity[1]})
 
     def release(self, appointment_id: str, reason: FeeReason, now: datetime) -> StepResult:
         """Give back a fee the visit no longer owes (the lifecycle's ``_fees_released``): the client was there
@@ -178,6 +204,14 @@ class FeeSteps:
         return stored
 
 
+def _reason_of(purpose: str) -> FeeReason:
+    reason = _FEE_REASONS.get(purpose.removesuffix("_fee"))
+    if reason is None:
+        raise ValueError(f"{purpose} is not a fee this system charges (no_show_fee, late_cancel_fee, "
+                         f"late_reschedule_fee)")
+    return reason
+
+
 def _money(value: Money | None) -> dict[str, object] | None:
     return value.model_dump() if value is not None else None
 
@@ -246,10 +280,16 @@ class WaiveFee(_Request):
     admin_id: str = Field(min_length=1)
 
 
+class RecordPaidFee(_Request):
+    action: Literal["record_paid_fee"]
+    purpose: str = Field(min_length=1)
+    attempt: int = Field(ge=1)
+
+
 class CheckCard(_LoopStep):
     action: Literal["check_card"]
 
 
-FeeRequest: TypeAdapter[SettleFee | ReleaseFee | RetryFee | WaiveFee | CheckCard] = TypeAdapter(
-    Annotated[SettleFee | ReleaseFee | RetryFee | WaiveFee | CheckCard, Field(discriminator="action")],
+FeeRequest: TypeAdapter[SettleFee | ReleaseFee | RetryFee | WaiveFee | RecordPaidFee | CheckCard] = TypeAdapter(
+    Annotated[SettleFee | ReleaseFee | RetryFee | WaiveFee | RecordPaidFee | CheckCard, Field(discriminator="action")],
     config=ConfigDict(defer_build=True))  # built by the first task, not at cold start

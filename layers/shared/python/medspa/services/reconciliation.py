@@ -3,7 +3,10 @@
 A fee's charge can change after the settlement step is over: a client asked to authenticate (3-D Secure) does so
 and the charge succeeds, or fails; staff refund a charge in the Stripe dashboard; the client's bank opens a
 dispute. Stripe tells the system by webhook (``functions/stripe_webhook``), and this service applies each one.
-A membership draft paid late is the ledger's here; the membership hears it from a drafts run this starts.
+A membership draft paid late is the ledger's here; the membership hears it from a drafts run this starts. A visit's
+fee paid late is the ledger's and the balance's here too; the appointment, the booking site (told the fee was
+outstanding, its desk would collect it again) and the client hear it from a FeePaidLater run this starts, even
+after the last dunning attempt, when no run of the visit is left to tell them.
 
 Why the webhook's body is only a pointer: Stripe delivers events late, more than once and in any order, so the
 event names the PaymentIntent (or dispute) and the service reads it afresh from Stripe. Whatever order the events
@@ -27,10 +30,11 @@ from medspa.domain.keys import spa_of
 from medspa.domain.membership import DraftKind
 from medspa.money import Money
 from medspa.ports import ChargeResult, ChargeStatus, Counted, Metrics, Payments, RefundStatus
+from medspa.ports.executions import PaidFeeRuns
 from medspa.ports.memberships import DraftRuns
 from medspa.ports.metrics import NOT_COUNTED
 from medspa.ports.payments import StripeNotice
-from medspa.services.settlement import SettlementService
+from medspa.services.settlement import CARD_PURPOSES, SettlementService
 
 REFUNDED_IN_STRIPE = "refunded_in_stripe"
 DISPUTED = "disputed"
@@ -52,9 +56,11 @@ class Reconciled(BaseModel):
 
 class StripeReconciliation:
     def __init__(self, store: Stores, payments: Payments, settlement: SettlementService,
-                 metrics: Metrics = NOT_COUNTED, draft_runs: DraftRuns | None = None) -> None:
+                 metrics: Metrics = NOT_COUNTED, draft_runs: DraftRuns | None = None,
+                 paid_fee_runs: PaidFeeRuns | None = None) -> None:
         self._store = store
         self._draft_runs = draft_runs
+        self._paid_fee_runs = paid_fee_runs
         self._metrics = metrics
         self._payments = payments
         self._settlement = settlement
@@ -81,6 +87,11 @@ class StripeReconciliation:
             # Its step has not heard Stripe's answer yet (it crashed, or Stripe is down for it). That step reads the
             # intent before it records anything, so it will record what Stripe holds then; nothing is left to do here.
             return "left_to_its_step"
+        if (charge.status is ChargeStatus.SUCCEEDED and entry.status is not EntryStatus.SUCCEEDED
+                and entry.kind is EntryKind.CHARGE and entry.purpose in CARD_PURPOSES and self._paid_fee_runs):
+            # Started before the ledger moves: a start that fails fails the event, whose redelivery starts it again
+            # (one that found the entry paid would not). The run reads Stripe itself if it gets there first.
+            self._paid_fee_runs.start_paid_later(entry.appointment_id, entry.purpose, entry.attempt)
         after = self._settlement.record_later_outcome(entry, charge, now)
         if after.status is entry.status:
             return "unchanged"

@@ -384,6 +384,14 @@ class SettlementService:
             result = result.model_copy(update={"code": CANCELLED})
         return self.record_later_outcome(entry, result, now)
 
+    def learn_later_outcome(self, entry: LedgerEntry, now: datetime) -> LedgerEntry:
+        """What Stripe decided since ``entry``'s step, read afresh and recorded as its webhook would record it: for a
+        step that may run before the webhook that prompted it has been applied."""
+        if entry.status is EntryStatus.SUCCEEDED or not entry.stripe_payment_intent_id:
+            return entry
+        charge = self._payments.payment(entry.stripe_payment_intent_id)
+        return self.record_later_outcome(entry, charge, now) if charge is not None else entry
+
     def record_later_outcome(self, entry: LedgerEntry, result: ChargeResult, now: datetime) -> LedgerEntry:
         """Stripe decided a fee's card charge after the step that made it: the client authenticated and paid,
         paid with another card, or the charge was cancelled. Safe to repeat (a webhook delivered twice, the
