@@ -16,21 +16,23 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medspa.adapters.factory import adapters_for
+from medspa.adapters.http_routes import DeferredHttpResolver
 from medspa.adapters.settings import HttpApiSettings
 from medspa.domain.confirm_link import InvalidConfirmLink
 from medspa.domain.consent import InvalidUnsubscribeLink
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import Response
+
     from medspa.services.confirm_link import EmailConfirmation
     from medspa.services.unsubscribe import EmailUnsubscribe
 
 logger = Logger()
-app = APIGatewayHttpResolver()
+app = DeferredHttpResolver()
 settings = HttpApiSettings()
 # Links come back with the token the page may not repeat anywhere else: no caching, no referrer, no framing.
 PAGE_HEADERS = {
@@ -55,11 +57,13 @@ def links() -> "tuple[EmailUnsubscribe, EmailConfirmation]":
             EmailConfirmation(store, packs, adapters.signing_key, None, adapters.booking_site))
 
 
-def _html(status: int, body: str) -> Response:
+def _html(status: int, body: str) -> "Response":
+    from aws_lambda_powertools.event_handler import Response
+
     return Response(status_code=status, content_type="text/html; charset=utf-8", body=body, headers=PAGE_HEADERS)
 
 
-def _refused(error: InvalidUnsubscribeLink) -> Response:
+def _refused(error: InvalidUnsubscribeLink) -> "Response":
     from medspa.messages.unsubscribe_page import refused_page
 
     logger.info("unsubscribe link refused", extra={"reason": str(error)})
@@ -67,7 +71,7 @@ def _refused(error: InvalidUnsubscribeLink) -> Response:
 
 
 @app.get("/unsubscribe")
-def unsubscribe_page() -> Response:
+def unsubscribe_page() -> "Response":
     from medspa.messages.unsubscribe_page import confirm_page
 
     token = app.current_event.get_query_string_value("token")
@@ -80,7 +84,7 @@ def unsubscribe_page() -> Response:
 
 
 @app.post("/unsubscribe")
-def unsubscribe_now() -> Response:
+def unsubscribe_now() -> "Response":
     from medspa.messages.unsubscribe_page import done_page
 
     try:
@@ -91,7 +95,7 @@ def unsubscribe_now() -> Response:
     return _html(200, done_page(target.spa_name, target.masked_email))
 
 
-def _confirm_refused(error: InvalidConfirmLink) -> Response:
+def _confirm_refused(error: InvalidConfirmLink) -> "Response":
     from medspa.messages.confirm_page import confirm_refused_page
 
     logger.info("confirm link refused", extra={"reason": str(error)})
@@ -99,7 +103,7 @@ def _confirm_refused(error: InvalidConfirmLink) -> Response:
 
 
 @app.get("/confirm")
-def confirm_visit_form() -> Response:
+def confirm_visit_form() -> "Response":
     from medspa.messages.confirm_page import confirm_visit_page, visit_closed_page, visit_confirmed_page
 
     token = app.current_event.get_query_string_value("token")
@@ -116,7 +120,7 @@ def confirm_visit_form() -> Response:
 
 
 @app.post("/confirm")
-def confirm_visit() -> Response:
+def confirm_visit() -> "Response":
     from medspa.messages.confirm_page import visit_closed_page, visit_confirmed_page
 
     try:

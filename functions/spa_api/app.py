@@ -16,23 +16,24 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.exceptions import BadRequestError
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from medspa.adapters.factory import adapters_for
+from medspa.adapters.http_routes import DeferredHttpResolver
 from medspa.adapters.settings import SpaApiSettings
 from medspa.domain.api_token import InvalidApiToken, spa_of_token
 from medspa.services.spa_desk_errors import NotFound, NotOpen, NotWaivable
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+    from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+
     from medspa.services.spa_desk import SpaDesk
 
 logger = Logger()
-app = APIGatewayHttpResolver()
+app = DeferredHttpResolver()
 settings = SpaApiSettings()
 adapters = adapters_for(settings)
 
@@ -52,16 +53,20 @@ class AdminAction(BaseModel):
     admin_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-def _json(status: int, body: Any) -> Response:
+def _json(status: int, body: Any) -> "Response":
+    from aws_lambda_powertools.event_handler import Response, content_types
+
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body,
                     headers={"Cache-Control": "no-store"})
 
 
-def _answer(model: BaseModel) -> Response:
+def _answer(model: BaseModel) -> "Response":
     return _json(200, model.model_dump(mode="json"))
 
 
 def _admin_action() -> AdminAction:
+    from aws_lambda_powertools.event_handler.exceptions import BadRequestError
+
     try:
         return AdminAction.model_validate_json(app.current_event.decoded_body or "{}")
     except ValidationError as error:
@@ -70,12 +75,14 @@ def _admin_action() -> AdminAction:
 
 
 @app.get("/spas/<spa_id>/clients/<client_id>")
-def client_standing(spa_id: str, client_id: str) -> Response:
+def client_standing(spa_id: str, client_id: str) -> "Response":
     return _answer(desk().standing(spa_id, client_id))
 
 
 @app.get("/spas/<spa_id>/booking-requirements")
-def booking_requirements(spa_id: str) -> Response:
+def booking_requirements(spa_id: str) -> "Response":
+    from aws_lambda_powertools.event_handler.exceptions import BadRequestError
+
     query = app.current_event
     location = query.get_query_string_value("location_id")
     party = query.get_query_string_value("party_size", "1") or "1"
@@ -88,7 +95,9 @@ def booking_requirements(spa_id: str) -> Response:
 
 
 @app.get("/spas/<spa_id>/appointments/<appointment_id>/cancellation-quote")
-def cancellation_quote(spa_id: str, appointment_id: str) -> Response:
+def cancellation_quote(spa_id: str, appointment_id: str) -> "Response":
+    from aws_lambda_powertools.event_handler.exceptions import BadRequestError
+
     kind = app.current_event.get_query_string_value("kind", "cancel")
     if kind not in ("cancel", "reschedule"):
         raise BadRequestError("kind must be cancel or reschedule")
@@ -97,12 +106,14 @@ def cancellation_quote(spa_id: str, appointment_id: str) -> Response:
 
 
 @app.get("/spas/<spa_id>/appointments/<appointment_id>/timeline")
-def timeline(spa_id: str, appointment_id: str) -> Response:
+def timeline(spa_id: str, appointment_id: str) -> "Response":
     return _answer(desk().timeline(spa_id, appointment_id))
 
 
 @app.post("/spas/<spa_id>/appointments/<appointment_id>/fees/<purpose>/waive")
-def waive_fee(spa_id: str, appointment_id: str, purpose: str) -> Response:
+def waive_fee(spa_id: str, appointment_id: str, purpose: str) -> "Response":
+    from aws_lambda_powertools.event_handler.exceptions import BadRequestError
+
     from medspa.ports.executions import ExecutionNameTaken
 
     action = _admin_action()
@@ -117,7 +128,7 @@ def waive_fee(spa_id: str, appointment_id: str, purpose: str) -> Response:
 
 
 @app.post("/spas/<spa_id>/clients/<client_id>/prepay-requirement/clear")
-def clear_prepay(spa_id: str, client_id: str) -> Response:
+def clear_prepay(spa_id: str, client_id: str) -> "Response":
     action = _admin_action()
     standing = desk().clear_prepay(spa_id, client_id, action.admin_id, datetime.now(UTC))
     logger.info("prepay requirement cleared", extra={"spa_id": spa_id})
@@ -125,16 +136,16 @@ def clear_prepay(spa_id: str, client_id: str) -> Response:
 
 
 @app.exception_handler(NotFound)
-def not_found(error: NotFound) -> Response:
+def not_found(error: NotFound) -> "Response":
     return _json(404, {"message": str(error)})
 
 
 @app.exception_handler(NotOpen)
-def not_open(error: NotOpen) -> Response:
+def not_open(error: NotOpen) -> "Response":
     return _json(409, {"message": str(error)})
 
 
-def authorised(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+def authorised(app: "APIGatewayHttpResolver", next_middleware: "NextMiddleware") -> "Response":
     """The token's spa must be the path's, before any route runs."""
     event = app.current_event
     try:

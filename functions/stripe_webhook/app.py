@@ -17,20 +17,21 @@ touches the ledger: the event is checked and a pointer to it queued for ``functi
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medspa.adapters.factory import adapters_for
+from medspa.adapters.http_routes import DeferredHttpResolver
 from medspa.adapters.settings import StripeWebhookSettings
 
 if TYPE_CHECKING:
     import stripe
+    from aws_lambda_powertools.event_handler import Response
 
     from medspa.ports.payments import StripeNotice
 
 logger = Logger()
-app = APIGatewayHttpResolver()
+app = DeferredHttpResolver()
 settings = StripeWebhookSettings()
 adapters = adapters_for(settings)
 
@@ -38,7 +39,9 @@ TOLERANCE_SECONDS = 300
 _PAYMENT_EVENTS = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled"})
 
 
-def _answer(status: int, **body: Any) -> Response:
+def _answer(status: int, **body: Any) -> "Response":
+    from aws_lambda_powertools.event_handler import Response, content_types
+
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
@@ -61,7 +64,7 @@ def notice_of(event: "stripe.Event") -> "StripeNotice | None":
 
 
 @app.post("/stripe/webhooks")
-def stripe_webhook() -> Response:
+def stripe_webhook() -> "Response":
     import stripe  # here, not at import: only a request pays for it (medspa.adapters.factory)
 
     request = app.current_event

@@ -1,5 +1,7 @@
 """Each handler module is "decorators plus one call": importing it (a Lambda cold start) wires nothing, makes no
-AWS client and imports neither ``stripe`` nor boto3 nor the services; its first invocation wires them, once.
+AWS client and imports neither ``stripe`` nor boto3 nor the services, nor Powertools' event handler (an HTTP
+handler's resolver is built by its first request: ``medspa.adapters.http_routes``); its first invocation wires
+them, once.
 
 Every handler is imported in a fresh interpreter with the environment template.yaml gives it (as
 ``benchmarks/cold_import.py`` measures it), so nothing another test imported hides what the handler imports.
@@ -47,6 +49,7 @@ spec = importlib.util.spec_from_file_location("handler", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 at_import = {"stripe": "stripe" in sys.modules, "boto3": "boto3" in sys.modules, "clients": list(made),
+             "event_handler": "aws_lambda_powertools.event_handler" in sys.modules,
              "services": sorted(m for m in sys.modules if m.startswith("medspa.services.")
                                 and not m.endswith("_errors"))}  # an error module is what a handler catches
 
@@ -84,6 +87,7 @@ def test_a_cold_start_wires_nothing_and_the_first_invocation_wires_the_services_
     assert at_import["clients"] == [], f"{handler} makes an AWS client at import"
     assert not at_import["stripe"], f"{handler} imports stripe at import"
     assert not at_import["boto3"], f"{handler} imports boto3 at import"
+    assert not at_import["event_handler"], f"{handler} imports Powertools' event handler at import"
     assert at_import["services"] == [], f"{handler} imports services at import: {at_import['services']}"
     factory, service_type = WIRING[handler]
     if factory is None:

@@ -5,8 +5,8 @@ use, a function pays at cold start only for the adapters it touches. ``adapters_
 (frozen) settings, so every module of a function shares one set.
 
 What a cold start pays for (``benchmarks/cold_import.py``): each handler wires its services on its first
-invocation (a cached factory in the handler module), and everything here is deferred to the first call that
-needs it too. A client is botocore's (boto3 adds only weight for clients: its resource layer and s3transfer), and
+invocation (a cached factory in the handler module; an HTTP handler's Powertools resolver too:
+``medspa.adapters.http_routes``), and everything here is deferred to the first call that needs it too. A client is botocore's (boto3 adds only weight for clients: its resource layer and s3transfer), and
 is made on its first API call, not when a service is wired with it (:class:`ClientOnFirstUse`). Each adapter's
 module is imported by the property that builds it: the store (pynamodb and the domain models) with the store,
 ``stripe`` with the payments adapter, the Powertools parameters utility (which imports boto3) with the first
