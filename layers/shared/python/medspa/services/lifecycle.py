@@ -35,7 +35,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Literal, get_args
+from functools import lru_cache
+from typing import Literal, NamedTuple, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -52,6 +53,7 @@ from medspa.domain.client import Client
 from medspa.domain.ledger import EntryKind, EntryStatus
 from medspa.ports.store import AppointmentNotFound, Stores
 from medspa.domain import engine
+from medspa.domain.appointment import Appointment as PolicyAppointment
 from medspa.domain.fee_breakdown import FeeBreakdown
 from medspa.domain.keys import spa_of
 from medspa.domain.runs import run_name
@@ -150,7 +152,23 @@ def requirements_key(stored: Appointment) -> str:
 
 def message_key(kind: str, starts_at: datetime | None = None) -> str:
     """Reminders and requests are per visit time (a reschedule earns new ones); notices are per appointment."""
-    return f"{kind}@{starts_at:%Y-%m-%dT%H:%MZ}" if starts_at is not None else kind
+    return f"{kind}@{_minute(starts_at, starts_at.utcoffset())}" if starts_at is not None else kind
+
+
+@lru_cache(maxsize=4096)
+def _minute(starts_at: datetime, offset: timedelta | None) -> str:
+    """A visit time as its keys name it. Every plan names each of its visit's steps again; the offset is part
+    of the key because equal instants in two zones are equal datetimes but name different wall minutes."""
+    return f"{starts_at:%Y-%m-%dT%H:%MZ}"
+
+
+class _VisitTimes(NamedTuple):
+    """Where the engine puts a visit's timed steps, given the booking version as stored: the same for every
+    plan of that version, which asks for them at every wake-up."""
+
+    reminders: tuple[engine.ScheduledReminder, ...]
+    confirmation: engine.ConfirmationSchedule
+    no_show_at: datetime
 
 
 _MESSAGE_COUNTED = {"sent": Counted.MESSAGE_SENT, "failed": Counted.MESSAGE_FAILED,
@@ -171,6 +189,8 @@ class LifecycleService:
         self._packs = PolicyPacks.of(packs)
         self._notifications = notifications
         self._booking_site = booking_site
+        self._times = lru_cache(maxsize=4096)(self._times_of)
+        self._card_check_at = lru_cache(maxsize=4096)(self._card_check_of)
 
     # ------------------------------------------------------------------------------ plan
 
@@ -322,15 +342,14 @@ class LifecycleService:
         Times come from the engine as of when this booking version was stored, so a step retried or
         woken a little late is still taken, never silently dropped.
         """
-        pack, appointment = self._packs.for_visit(stored), stored.to_domain()
-        planned_from = stored.version_stored_at or stored.updated_at
+        times = self._times(stored.to_domain(), stored.version_stored_at or stored.updated_at)
         steps: list[NextAction] = []
-        for reminder in engine.reminder_times(pack, appointment, planned_from):
+        for reminder in times.reminders:
             kind = f"reminder_{reminder.kind}"
             key = message_key(kind, stored.starts_at)
             if stored.message(key) is None:
                 steps.append(NextAction(action="send_message", at=reminder.send_at, key=key, kind=kind))
-        confirmation = engine.confirmation_schedule(pack, appointment, planned_from)
+        confirmation = times.confirmation
         if not stored.confirmed:
             key = message_key("confirmation_request", stored.starts_at)
             if confirmation.request_at is not None and stored.message(key) is None:
@@ -341,16 +360,24 @@ class LifecycleService:
         check_at = self.card_check_due(stored)
         if check_at is not None:
             steps.append(NextAction(action="check_card", at=check_at, key=message_key(CARD_CHECK, stored.starts_at)))
-        steps.append(NextAction(action="decide_attendance", at=engine.no_show_decision_time(pack, appointment)))
+        steps.append(NextAction(action="decide_attendance", at=times.no_show_at))
         return steps
+
+    def _times_of(self, visit: PolicyAppointment, planned_from: datetime) -> _VisitTimes:
+        pack = self._packs.for_visit(visit)
+        return _VisitTimes(reminders=tuple(engine.reminder_times(pack, visit, planned_from)),
+                           confirmation=engine.confirmation_schedule(pack, visit, planned_from),
+                           no_show_at=engine.no_show_decision_time(pack, visit))
+
+    def _card_check_of(self, visit: PolicyAppointment, planned_from: datetime) -> datetime | None:
+        return engine.card_check_time(self._packs.for_visit(visit), visit, planned_from)
 
     def card_check_due(self, stored: Appointment) -> datetime | None:
         """When the card on file is to be checked for the visit's current time; ``None`` once it was (or
         was given up on), or when the engine wants no check (no fee would reach the card, booked too late)."""
         if stored.card_checked or stored.status not in OPEN_STATUSES:
             return None
-        planned_from = stored.version_stored_at or stored.updated_at
-        return engine.card_check_time(self._packs.for_visit(stored), stored.to_domain(), planned_from)
+        return self._card_check_at(stored.to_domain(), stored.version_stored_at or stored.updated_at)
 
     @staticmethod
     def _why_done(stored: Appointment) -> str:
