@@ -225,7 +225,9 @@ class LifecycleService:
         """The appointment's one next step as of ``now``. The intake compares it before and after an event: a
         run waiting for the same step keeps waiting, and reads what changed when it wakes."""
         upcoming = self._money_due(stored, now) or self._next_timed(stored)
-        return upcoming.model_copy(update={"at": _z(upcoming.at)}) if upcoming is not None else None
+        if upcoming is None or not upcoming.at.microsecond:
+            return upcoming  # each candidate is built afresh for this call: nobody else holds it
+        return upcoming.model_copy(update={"at": _z(upcoming.at)})
 
     def _current(self, request: StepRequest) -> Appointment | None:
         stored = self._store.appointments.get(request.appointment_id)
@@ -342,7 +344,8 @@ class LifecycleService:
         Times come from the engine as of when this booking version was stored, so a step retried or
         woken a little late is still taken, never silently dropped.
         """
-        times = self._times(stored.to_domain(), stored.version_stored_at or stored.updated_at)
+        visit, planned_from = stored.to_domain(), stored.version_stored_at or stored.updated_at
+        times = self._times(visit, planned_from)
         steps: list[NextAction] = []
         for reminder in times.reminders:
             kind = f"reminder_{reminder.kind}"
@@ -357,7 +360,7 @@ class LifecycleService:
                                         kind="confirmation_request"))
             if confirmation.auto_cancel and confirmation.deadline is not None:
                 steps.append(NextAction(action="auto_cancel", at=confirmation.deadline))
-        check_at = self.card_check_due(stored)
+        check_at = None if stored.card_checked else self._card_check_at(visit, planned_from)
         if check_at is not None:
             steps.append(NextAction(action="check_card", at=check_at, key=message_key(CARD_CHECK, stored.starts_at)))
         steps.append(NextAction(action="decide_attendance", at=times.no_show_at))
