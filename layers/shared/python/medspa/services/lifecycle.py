@@ -270,10 +270,11 @@ class LifecycleService:
         site's to apply; they are told, never judged here."""
         if stored.status not in OPEN_STATUSES or client is None:
             return []
-        pack = self._packs.for_visit(stored)
-        needed = engine.booking_requirements(pack, stored.party_size, client.strike_count)
         payment, unmet = stored.payment, []
         has_card = payment.card_on_file or bool(client.stripe_customer_id and client.default_payment_method_id)
+        if has_card and not client.prepay_required:  # nothing the pack could ask is missing; asked at every plan
+            return []
+        needed = engine.booking_requirements(self._packs.for_visit(stored), stored.party_size, client.strike_count)
         if needed.card_on_file and not has_card and not (needed.gift_certificate_accepted and payment.gift_certificate):
             unmet.append("card_on_file")
         prepaid = payment.prepaid.amount if payment.prepaid is not None else 0
@@ -310,6 +311,8 @@ class LifecycleService:
         """Fees already taken that the visit no longer owes: the no-show of a client who was there after all,
         and anything but a violation still standing once the spa says it served the visit (an arrival too
         late for the visit is forgiven by serving it). Released once: the fee's state becomes waived."""
+        if not stored.fees:
+            return []
         owed = set(self._fee_reasons(stored))
         return [reason for reason, fee in stored.fees.items()
                 if fee.outcome in ("settled", "outstanding") and reason not in owed
