@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -226,8 +227,7 @@ class IngestService:
         key = appointment_key(event.spa_id, event.appointment_id)
         appointments.record_event(key, event.booking_version, event.detail_type, event.event_id,
                                   json.dumps(as_kept(event.model_dump(mode="json"))), now)
-        history = [APPOINTMENT_DETAIL_MODELS[kind].model_validate_json(detail)
-                   for kind, detail in appointments.history(key)]
+        history = [_kept_event(kind, detail) for kind, detail in appointments.history(key)]
         stored = appointments.get(key)  # a booking folded before keeps the version its client accepted then
         try:
             folded = fold(history, self._packs, accepted_version=stored.policy_version if stored else None)
@@ -385,6 +385,13 @@ class IngestService:
             self._booking_site.publish("OutstandingBalanceSettled", f"{client_id}:paid-at-desk:{event.payment_reference}",
                                        _settled_detail(event, paid))
         return IngestOutcome(applied=True, action="balance_paid")
+
+
+@lru_cache(maxsize=4096)
+def _kept_event(detail_type: str, detail: str) -> AppointmentEvent:
+    """A kept event read back. The whole history is folded again at each event of the visit, so every event
+    would be parsed again at every later one; the details are frozen, so one reading serves them all."""
+    return APPOINTMENT_DETAIL_MODELS[detail_type].model_validate_json(detail)
 
 
 def _settled_detail(event: OutstandingBalancePaid, paid: balances.DeskPayment) -> dict[str, object]:

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Literal, get_args
+from functools import lru_cache
+from typing import Literal, NamedTuple, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -52,6 +53,7 @@ from medspa.domain.client import Client
 from medspa.domain.ledger import EntryKind, EntryStatus
 from medspa.ports.store import AppointmentNotFound, Stores
 from medspa.domain import engine
+from medspa.domain.appointment import Appointment as PolicyAppointment
 from medspa.domain.fee_breakdown import FeeBreakdown
 from medspa.domain.keys import spa_of
 from medspa.domain.runs import run_name
@@ -152,7 +154,23 @@ def requirements_key(stored: Appointment) -> str:
 
 def message_key(kind: str, starts_at: datetime | None = None) -> str:
     """Reminders and requests are per visit time (a reschedule earns new ones); notices are per appointment."""
-    return f"{kind}@{starts_at:%Y-%m-%dT%H:%MZ}" if starts_at is not None else kind
+    return f"{kind}@{_minute(starts_at, starts_at.utcoffset())}" if starts_at is not None else kind
+
+
+@lru_cache(maxsize=4096)
+def _minute(starts_at: datetime, offset: timedelta | None) -> str:
+    """A visit time as its keys name it. Every plan names each of its visit's steps again; the offset is part
+    of the key because equal instants in two zones are equal datetimes but name different wall minutes."""
+    return f"{starts_at:%Y-%m-%dT%H:%MZ}"
+
+
+class _VisitTimes(NamedTuple):
+    """Where the engine puts a visit's timed steps, given the booking version as stored: the same for every
+    plan of that version, which asks for them at every wake-up."""
+
+    reminders: tuple[engine.ScheduledReminder, ...]
+    confirmation: engine.ConfirmationSchedule
+    no_show_at: datetime
 
 
 _MESSAGE_COUNTED = {"sent": Counted.MESSAGE_SENT, "failed": Counted.MESSAGE_FAILED,
@@ -173,6 +191,8 @@ class LifecycleService:
         self._packs = PolicyPacks.of(packs)
         self._notifications = notifications
         self._booking_site = booking_site
+        self._times = lru_cache(maxsize=4096)(self._times_of)
+        self._card_check_at = lru_cache(maxsize=4096)(self._card_check_of)
 
     # ------------------------------------------------------------------------------ plan
 
@@ -207,7 +227,9 @@ class LifecycleService:
         """The appointment's one next step as of ``now``. The intake compares it before and after an event: a
         run waiting for the same step keeps waiting, and reads what changed when it wakes."""
         upcoming = self._money_due(stored, now) or self._next_timed(stored)
-        return upcoming.model_copy(update={"at": _z(upcoming.at)}) if upcoming is not None else None
+        if upcoming is None or not upcoming.at.microsecond:
+            return upcoming  # each candidate is built afresh for this call: nobody else holds it
+        return upcoming.model_copy(update={"at": _z(upcoming.at)})
 
     def _current(self, request: StepRequest) -> Appointment | None:
         stored = self._store.appointments.get(request.appointment_id)
@@ -250,10 +272,11 @@ class LifecycleService:
         site's to apply; they are told, never judged here."""
         if stored.status not in OPEN_STATUSES or client is None:
             return []
-        pack = self._packs.for_visit(stored)
-        needed = engine.booking_requirements(pack, stored.party_size, client.strike_count)
         payment, unmet = stored.payment, []
         has_card = payment.card_on_file or bool(client.stripe_customer_id and client.default_payment_method_id)
+        if has_card and not client.prepay_required:  # nothing the pack could ask is missing; asked at every plan
+            return []
+        needed = engine.booking_requirements(self._packs.for_visit(stored), stored.party_size, client.strike_count)
         if needed.card_on_file and not has_card and not (needed.gift_certificate_accepted and payment.gift_certificate):
             unmet.append("card_on_file")
         prepaid = payment.prepaid.amount if payment.prepaid is not None else 0
@@ -290,6 +313,8 @@ class LifecycleService:
         """Fees already taken that the visit no longer owes: the no-show of a client who was there after all,
         and anything but a violation still standing once the spa says it served the visit (an arrival too
         late for the visit is forgiven by serving it). Released once: the fee's state becomes waived."""
+        if not stored.fees:
+            return []
         owed = set(self._fee_reasons(stored))
         return [reason for reason, fee in stored.fees.items()
                 if fee.outcome in ("settled", "outstanding") and reason not in owed
@@ -324,15 +349,15 @@ class LifecycleService:
         Times come from the engine as of when this booking version was stored, so a step retried or
         woken a little late is still taken, never silently dropped.
         """
-        pack, appointment = self._packs.for_visit(stored), stored.to_domain()
-        planned_from = stored.version_stored_at or stored.updated_at
+        visit, planned_from = stored.to_domain(), stored.version_stored_at or stored.updated_at
+        times = self._times(visit, planned_from)
         steps: list[NextAction] = []
-        for reminder in engine.reminder_times(pack, appointment, planned_from):
+        for reminder in times.reminders:
             kind = f"reminder_{reminder.kind}"
             key = message_key(kind, stored.starts_at)
             if stored.message(key) is None:
                 steps.append(NextAction(action="send_message", at=reminder.send_at, key=key, kind=kind))
-        confirmation = engine.confirmation_schedule(pack, appointment, planned_from)
+        confirmation = times.confirmation
         if not stored.confirmed:
             key = message_key("confirmation_request", stored.starts_at)
             if confirmation.request_at is not None and stored.message(key) is None:
@@ -340,19 +365,27 @@ class LifecycleService:
                                         kind="confirmation_request"))
             if confirmation.auto_cancel and confirmation.deadline is not None:
                 steps.append(NextAction(action="auto_cancel", at=confirmation.deadline))
-        check_at = self.card_check_due(stored)
+        check_at = None if stored.card_checked else self._card_check_at(visit, planned_from)
         if check_at is not None:
             steps.append(NextAction(action="check_card", at=check_at, key=message_key(CARD_CHECK, stored.starts_at)))
-        steps.append(NextAction(action="decide_attendance", at=engine.no_show_decision_time(pack, appointment)))
+        steps.append(NextAction(action="decide_attendance", at=times.no_show_at))
         return steps
+
+    def _times_of(self, visit: PolicyAppointment, planned_from: datetime) -> _VisitTimes:
+        pack = self._packs.for_visit(visit)
+        return _VisitTimes(reminders=tuple(engine.reminder_times(pack, visit, planned_from)),
+                           confirmation=engine.confirmation_schedule(pack, visit, planned_from),
+                           no_show_at=engine.no_show_decision_time(pack, visit))
+
+    def _card_check_of(self, visit: PolicyAppointment, planned_from: datetime) -> datetime | None:
+        return engine.card_check_time(self._packs.for_visit(visit), visit, planned_from)
 
     def card_check_due(self, stored: Appointment) -> datetime | None:
         """When the card on file is to be checked for the visit's current time; ``None`` once it was (or
         was given up on), or when the engine wants no check (no fee would reach the card, booked too late)."""
         if stored.card_checked or stored.status not in OPEN_STATUSES:
             return None
-        planned_from = stored.version_stored_at or stored.updated_at
-        return engine.card_check_time(self._packs.for_visit(stored), stored.to_domain(), planned_from)
+        return self._card_check_at(stored.to_domain(), stored.version_stored_at or stored.updated_at)
 
     @staticmethod
     def _why_done(stored: Appointment) -> str:
